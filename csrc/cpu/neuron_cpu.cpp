@@ -1,0 +1,244 @@
+// CPU kernels: blocks of neurons in parallel (at::parallel_for), time outer
+// and contiguous neurons inner so the per-step row loop vectorises. The row
+// loops are compiled for several x86 ISAs and picked at load time (GCC
+// target_clones), so one portable build runs AVX-512 where it exists.
+#include <torch/library.h>
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#include "../host.h"
+#include "../kernels/neuron.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(SNN_NO_CLONES)
+#define SNN_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define SNN_CPU_ISA_CLONES 1
+#else
+#define SNN_CPU_CLONES
+#define SNN_CPU_ISA_CLONES 0
+#endif
+
+namespace {
+
+using namespace snn;
+
+// Neurons per block: rows of a block stay in L1 across the time loop.
+constexpr i64 kBlock = 512;
+
+template <int MODEL, int RESET, typename S>
+SNN_CPU_CLONES void fwd_row(const Coeffs<S> c, i64 len, S* __restrict v, const S* __restrict x,
+                            S* __restrict saved, S* __restrict s) {
+#pragma omp simd
+  for (i64 j = 0; j < len; ++j) {
+    S vj = v[j];
+    S sv;
+    s[j] = forward_step<MODEL, RESET, S>(c, vj, x[j], sv);
+    v[j] = vj;
+    saved[j] = sv;
+  }
+}
+
+template <int MODEL, int RESET, int SG, typename S>
+SNN_CPU_CLONES void bwd_row(const Coeffs<S> c, i64 len, const S* __restrict saved, const S* __restrict prev,
+                            const S* __restrict gs, const S* __restrict gv, S* __restrict carry,
+                            S* __restrict gx) {
+#pragma omp simd
+  for (i64 j = 0; j < len; ++j) {
+    S cj = carry[j];
+    gx[j] = backward_step<MODEL, RESET, SG, S>(c, saved[j], prev[j], gs[j], gv[j], cj);
+    carry[j] = cj;
+  }
+}
+
+template <typename T, typename S>
+inline void load_row(const T* __restrict src, i64 len, S* __restrict dst) {
+  for (i64 j = 0; j < len; ++j) dst[j] = to_state(src[j]);
+}
+template <typename T, typename S>
+inline void store_row(const S* __restrict src, i64 len, T* __restrict dst) {
+  for (i64 j = 0; j < len; ++j) dst[j] = store_as<T>(src[j]);
+}
+
+template <typename S>
+using FwdRow = void (*)(const Coeffs<S>, i64, S*, const S*, S*, S*);
+template <typename S>
+using BwdRow = void (*)(const Coeffs<S>, i64, const S*, const S*, const S*, const S*, S*, S*);
+
+template <typename T>
+void fwd_driver(const FwdParams& p, FwdRow<typename StateOf<T>::type> row) {
+  typedef typename StateOf<T>::type S;
+  constexpr bool direct = std::is_same<T, S>::value;
+  const Coeffs<S> c = make_coeffs<S>(p, 0.0);
+  const i64 N = p.N, nblk = (N + kBlock - 1) / kBlock;
+  const T* x = (const T*)p.x;
+  const S* v0 = (const S*)p.v0;
+  T* spikes = (T*)p.spikes;
+  S* saved = (S*)p.saved;
+  S* v_seq = (S*)p.v_seq;
+  S* v_last = (S*)p.v_last;
+  at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
+    alignas(64) S v[kBlock], xb[kBlock], sb[kBlock], hb[kBlock];
+    for (i64 b = b0; b < b1; ++b) {
+      const i64 n0 = b * kBlock, len = std::min(kBlock, N - n0);
+      for (i64 j = 0; j < len; ++j) v[j] = v0 ? v0[n0 + j] : (S)p.v_init;
+      for (i64 t = 0; t < p.T; ++t) {
+        const i64 o = t * N + n0;
+        const T* xr = x + t * p.x_tstride + n0;
+        const S* xs;
+        S* sr;
+        if constexpr (direct) {
+          xs = xr;
+          sr = spikes + o;
+        } else {
+          load_row(xr, len, xb);
+          xs = xb;
+          sr = sb;
+        }
+        row(c, len, v, xs, saved ? saved + o : hb, sr);
+        if constexpr (!direct) store_row(sb, len, spikes + o);
+        if (v_seq) std::memcpy(v_seq + o, v, len * sizeof(S));
+      }
+      std::memcpy(v_last + n0, v, len * sizeof(S));
+    }
+  });
+}
+
+template <typename T>
+void bwd_driver(const BwdParams& p, bool leaky, BwdRow<typename StateOf<T>::type> row) {
+  typedef typename StateOf<T>::type S;
+  constexpr bool direct = std::is_same<T, S>::value;
+  Coeffs<S> c = make_coeffs<S>(p, p.sg_param);
+  c.detach_reset = p.detach_reset != 0;
+  const i64 N = p.N, nblk = (N + kBlock - 1) / kBlock;
+  const T* gs = (const T*)p.grad_spikes;
+  const S* gv = (const S*)p.grad_v_seq;
+  const S* gvl = (const S*)p.grad_v_last;
+  const S* saved = (const S*)p.saved;
+  const S* v0 = (const S*)p.v0;
+  T* gx = (T*)p.grad_x;
+  S* gv0 = (S*)p.grad_v0;
+  const bool const_input = p.const_input != 0;
+  at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
+    alignas(64) S carry[kBlock], zero[kBlock], u0[kBlock], gsb[kBlock], gxb[kBlock], acc[kBlock];
+    std::fill(zero, zero + kBlock, S(0));
+    for (i64 b = b0; b < b1; ++b) {
+      const i64 n0 = b * kBlock, len = std::min(kBlock, N - n0);
+      for (i64 j = 0; j < len; ++j) {
+        carry[j] = gvl ? gvl[n0 + j] : S(0);
+        acc[j] = S(0);
+        u0[j] = v0 ? v0[n0 + j] : (S)p.v_init;
+      }
+      for (i64 t = p.T - 1; t >= 0; --t) {
+        const i64 o = t * N + n0;
+        const S* sv = saved + o;
+        const S* prev = leaky ? (t > 0 ? saved + o - N : u0) : sv;
+        const S* gsr;
+        if (!gs) {
+          gsr = zero;
+        } else if constexpr (direct) {
+          gsr = gs + o;
+        } else {
+          load_row(gs + o, len, gsb);
+          gsr = gsb;
+        }
+        S* gxr;
+        if constexpr (direct) {
+          gxr = const_input ? gxb : gx + o;
+        } else {
+          gxr = gxb;
+        }
+        row(c, len, sv, prev, gsr, gv ? gv + o : zero, carry, gxr);
+        if (const_input) {
+          for (i64 j = 0; j < len; ++j) acc[j] += gxb[j];
+        } else if constexpr (!direct) {
+          store_row(gxb, len, gx + o);
+        }
+      }
+      std::memcpy(gv0 + n0, carry, len * sizeof(S));
+      if (const_input) store_row(acc, len, gx + n0);
+    }
+  });
+}
+
+// Tables of compiled row kernels, indexed by snn_host::combo_index.
+template <typename S>
+FwdRow<S> fwd_row_for(int combo) {
+  static const FwdRow<S> table[7] = {
+      fwd_row<MODEL_LIF, RESET_HARD, S>,   fwd_row<MODEL_LIF, RESET_SOFT, S>,
+      fwd_row<MODEL_IF, RESET_HARD, S>,    fwd_row<MODEL_IF, RESET_SOFT, S>,
+      fwd_row<MODEL_LEAKY, RESET_HARD, S>, fwd_row<MODEL_LEAKY, RESET_SOFT, S>,
+      fwd_row<MODEL_LEAKY, RESET_NONE, S>,
+  };
+  return table[combo];
+}
+
+template <int SG, typename S>
+BwdRow<S> bwd_row_sg(int combo) {
+  static const BwdRow<S> table[7] = {
+      bwd_row<MODEL_LIF, RESET_HARD, SG, S>,   bwd_row<MODEL_LIF, RESET_SOFT, SG, S>,
+      bwd_row<MODEL_IF, RESET_HARD, SG, S>,    bwd_row<MODEL_IF, RESET_SOFT, SG, S>,
+      bwd_row<MODEL_LEAKY, RESET_HARD, SG, S>, bwd_row<MODEL_LEAKY, RESET_SOFT, SG, S>,
+      bwd_row<MODEL_LEAKY, RESET_NONE, SG, S>,
+  };
+  return table[combo];
+}
+
+template <typename S>
+BwdRow<S> bwd_row_for(int combo, int sg) {
+  switch (sg) {
+    case SG_SIGMOID: return bwd_row_sg<SG_SIGMOID, S>(combo);
+    case SG_ATAN: return bwd_row_sg<SG_ATAN, S>(combo);
+    case SG_FAST_SIGMOID: return bwd_row_sg<SG_FAST_SIGMOID, S>(combo);
+    case SG_PIECEWISE_QUADRATIC: return bwd_row_sg<SG_PIECEWISE_QUADRATIC, S>(combo);
+    case SG_PIECEWISE_EXP: return bwd_row_sg<SG_PIECEWISE_EXP, S>(combo);
+    case SG_SOFT_SIGN: return bwd_row_sg<SG_SOFT_SIGN, S>(combo);
+    case SG_ERF: return bwd_row_sg<SG_ERF, S>(combo);
+    case SG_RECT: return bwd_row_sg<SG_RECT, S>(combo);
+    default: return bwd_row_sg<SG_STRAIGHT_THROUGH, S>(combo);
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cpu(
+    const at::Tensor& x, const c10::optional<at::Tensor>& v0, int64_t T, int64_t model, int64_t reset,
+    int64_t surrogate, double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta,
+    double v_init, bool decay_input, bool has_floor, bool detach_reset, bool save, bool store_v_seq) {
+  auto f = snn_host::prepare_forward(x, v0, T, model, reset, surrogate, sg_param, tau, v_th, v_reset, v_floor, beta, v_init,
+                                     decay_input, has_floor, save, store_v_seq);
+  switch (f.dt) {
+    case snn_host::DT_F32: fwd_driver<float>(f.p, fwd_row_for<float>(f.combo)); break;
+    case snn_host::DT_F64: fwd_driver<double>(f.p, fwd_row_for<double>(f.combo)); break;
+    case snn_host::DT_F16: fwd_driver<half_t>(f.p, fwd_row_for<float>(f.combo)); break;
+    case snn_host::DT_BF16: fwd_driver<bf16_t>(f.p, fwd_row_for<float>(f.combo)); break;
+  }
+  return snn_host::outputs(f);
+}
+
+std::tuple<at::Tensor, at::Tensor> neuron_backward_cpu(
+    const c10::optional<at::Tensor>& grad_spikes, const c10::optional<at::Tensor>& grad_v_seq,
+    const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved, const c10::optional<at::Tensor>& v0,
+    int64_t T, int64_t model, int64_t reset, int64_t surrogate, double sg_param, double tau, double v_th,
+    double v_reset, double v_floor, double beta, double v_init, bool decay_input, bool has_floor,
+    bool detach_reset, at::ScalarType x_dtype) {
+  auto b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, v0, T, model, reset, surrogate,
+                                      sg_param, tau, v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor,
+                                      detach_reset, x_dtype);
+  const bool leaky = model == MODEL_LEAKY;
+  switch (b.dt) {
+    case snn_host::DT_F32: bwd_driver<float>(b.p, leaky, bwd_row_for<float>(b.combo, b.sg)); break;
+    case snn_host::DT_F64: bwd_driver<double>(b.p, leaky, bwd_row_for<double>(b.combo, b.sg)); break;
+    case snn_host::DT_F16: bwd_driver<half_t>(b.p, leaky, bwd_row_for<float>(b.combo, b.sg)); break;
+    case snn_host::DT_BF16: bwd_driver<bf16_t>(b.p, leaky, bwd_row_for<float>(b.combo, b.sg)); break;
+  }
+  return {b.gx, b.gv0};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(snn_cuda, CPU, m) {
+  m.impl("neuron_forward", &neuron_forward_cpu);
+  m.impl("neuron_backward", &neuron_backward_cpu);
+}

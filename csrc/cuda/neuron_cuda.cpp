@@ -1,0 +1,62 @@
+// CUDA registration: device guard, current stream, SM count, launch checks.
+// Only this file sees torch; the kernels are launched through launch.h.
+#include <torch/library.h>
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+
+#include "../host.h"
+#include "launch.h"
+
+namespace {
+
+int sm_count(int device) {
+  static int cached[64] = {0};
+  if (device >= 0 && device < 64 && cached[device]) return cached[device];
+  int n = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
+  if (device >= 0 && device < 64) cached[device] = n;
+  return n;
+}
+
+void check_launch(int err, const char* what) {
+  TORCH_CHECK(err == 0, "snn_cuda: launching the ", what, " kernel failed: ", snn_launch::error_string(err));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cuda(
+    const at::Tensor& x, const c10::optional<at::Tensor>& v0, int64_t T, int64_t model, int64_t reset,
+    int64_t surrogate, double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta,
+    double v_init, bool decay_input, bool has_floor, bool detach_reset, bool save, bool store_v_seq) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  auto f = snn_host::prepare_forward(x, v0, T, model, reset, surrogate, sg_param, tau, v_th, v_reset, v_floor, beta, v_init,
+                                     decay_input, has_floor, save, store_v_seq);
+  const int dev = x.get_device();
+  check_launch(snn_launch::forward(f.p, f.dt, f.combo, sm_count(dev), c10::cuda::getCurrentCUDAStream(dev).stream()),
+               "neuron forward");
+  return snn_host::outputs(f);
+}
+
+std::tuple<at::Tensor, at::Tensor> neuron_backward_cuda(
+    const c10::optional<at::Tensor>& grad_spikes, const c10::optional<at::Tensor>& grad_v_seq,
+    const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved, const c10::optional<at::Tensor>& v0,
+    int64_t T, int64_t model, int64_t reset, int64_t surrogate, double sg_param, double tau, double v_th,
+    double v_reset, double v_floor, double beta, double v_init, bool decay_input, bool has_floor,
+    bool detach_reset, at::ScalarType x_dtype) {
+  const c10::cuda::CUDAGuard guard(saved.device());
+  auto b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, v0, T, model, reset, surrogate,
+                                      sg_param, tau, v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor,
+                                      detach_reset, x_dtype);
+  const int dev = saved.get_device();
+  check_launch(snn_launch::backward(b.p, b.dt, b.combo, b.sg, sm_count(dev),
+                                    c10::cuda::getCurrentCUDAStream(dev).stream()),
+               "neuron backward");
+  return {b.gx, b.gv0};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(snn_cuda, CUDA, m) {
+  m.impl("neuron_forward", &neuron_forward_cuda);
+  m.impl("neuron_backward", &neuron_backward_cuda);
+}

@@ -1,0 +1,251 @@
+// Host-side preparation shared by the CPU and CUDA op implementations:
+// argument checks (errors name the parameter), flattening to [T, N], output
+// allocation and the launch parameter structs. Device-specific code only
+// launches the kernels.
+#pragma once
+#include <torch/library.h>
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <vector>
+
+#include "kernels/common.h"
+#include "kernels/params.h"
+
+namespace snn_host {
+
+using snn::i64;
+
+enum DType : int { DT_F32 = 0, DT_F64 = 1, DT_F16 = 2, DT_BF16 = 3 };
+
+inline DType dtype_code(at::ScalarType t, const char* name) {
+  switch (t) {
+    case at::kFloat: return DT_F32;
+    case at::kDouble: return DT_F64;
+    case at::kHalf: return DT_F16;
+    case at::kBFloat16: return DT_BF16;
+    default:
+      TORCH_CHECK_TYPE(false, "snn_cuda: ", name, " must be float32, float64, float16 or bfloat16, got ", t);
+  }
+}
+
+inline at::ScalarType state_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
+// Index of a valid (model, reset) pair in the 7 compiled combinations.
+inline int combo_index(i64 model, i64 reset) {
+  if (model == snn::MODEL_LIF && (reset == snn::RESET_HARD || reset == snn::RESET_SOFT)) return (int)reset;
+  if (model == snn::MODEL_IF && (reset == snn::RESET_HARD || reset == snn::RESET_SOFT)) return 2 + (int)reset;
+  if (model == snn::MODEL_LEAKY && reset >= 0 && reset <= 2) return 4 + (int)reset;
+  TORCH_CHECK_VALUE(false, "snn_cuda: (model, reset) = (", model, ", ", reset,
+                    ") is not a compiled neuron: model 0=LIF/1=IF take reset 0=hard/1=soft; model 2=Leaky takes "
+                    "0=zero/1=subtract/2=none");
+}
+
+inline void check_finite(double v, const char* name) {
+  TORCH_CHECK_VALUE(std::isfinite(v), "snn_cuda: ", name, " must be finite, got ", v);
+}
+
+inline void check_scalars(i64 model, double tau, double v_th, double v_reset, double v_floor, double beta,
+                          double v_init, bool has_floor) {
+  check_finite(v_th, "v_threshold");
+  check_finite(v_reset, "v_reset");
+  check_finite(v_init, "v_init");
+  if (model == snn::MODEL_LIF) {
+    TORCH_CHECK_VALUE(std::isfinite(tau) && tau > 1.0, "snn_cuda: tau must be a finite number > 1, got ", tau);
+  }
+  if (model == snn::MODEL_LEAKY) {
+    TORCH_CHECK_VALUE(std::isfinite(beta) && beta >= 0.0 && beta <= 1.0,
+                      "snn_cuda: beta must be in [0, 1], got ", beta);
+  }
+  if (has_floor) {
+    TORCH_CHECK_VALUE(model == snn::MODEL_IF, "snn_cuda: v_floor is only supported by the IF neuron");
+    check_finite(v_floor, "v_floor");
+  }
+}
+
+inline std::vector<int64_t> rest_sizes(const at::Tensor& t, int64_t skip) {
+  auto s = t.sizes().vec();
+  s.erase(s.begin(), s.begin() + skip);
+  return s;
+}
+
+inline std::vector<int64_t> with_time(int64_t T, const std::vector<int64_t>& rest) {
+  std::vector<int64_t> s;
+  s.reserve(rest.size() + 1);
+  s.push_back(T);
+  s.insert(s.end(), rest.begin(), rest.end());
+  return s;
+}
+
+// A [T, ...] tensor the kernels can read as x[t * tstride + n]: the per-step
+// slices must be contiguous; the time stride may be anything (0 included, an
+// expanded constant input). Otherwise a contiguous copy is made.
+inline at::Tensor as_time_major(const at::Tensor& x) {
+  if (x.dim() >= 1 && x.size(0) > 0 && x.select(0, 0).is_contiguous()) return x;
+  return x.contiguous();
+}
+
+inline at::Tensor checked_state(const c10::optional<at::Tensor>& t, const char* name, const at::Tensor& like,
+                                at::ScalarType sdt, const std::vector<int64_t>& shape) {
+  if (!t.has_value() || !t->defined()) return at::Tensor();
+  const at::Tensor& v = *t;
+  TORCH_CHECK_VALUE(v.device() == like.device(), "snn_cuda: ", name, " is on ", v.device(),
+                    " but the input is on ", like.device());
+  TORCH_CHECK_TYPE(v.scalar_type() == sdt, "snn_cuda: ", name, " must have the state dtype ", sdt, ", got ",
+                   v.scalar_type());
+  TORCH_CHECK_VALUE(v.sizes().vec() == shape, "snn_cuda: ", name, " must have shape ", at::IntArrayRef(shape),
+                    ", got ", v.sizes());
+  return v.contiguous();
+}
+
+struct Forward {
+  at::Tensor x, v0, spikes, saved, v_seq, v_last;
+  snn::FwdParams p;
+  DType dt;
+  int combo;
+};
+
+inline void check_surrogate(int64_t surrogate, double sg_param) {
+  TORCH_CHECK_VALUE(surrogate >= 0 && surrogate < snn::SG_COUNT, "snn_cuda: surrogate id must be in [0, ",
+                    (int)snn::SG_COUNT, "), got ", surrogate);
+  check_finite(sg_param, "surrogate parameter");
+}
+
+inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::Tensor>& v0, int64_t T_const,
+                               int64_t model, int64_t reset, int64_t surrogate, double sg_param, double tau, double v_th, double v_reset,
+                               double v_floor, double beta, double v_init, bool decay_input, bool has_floor,
+                               bool save, bool store_v_seq) {
+  Forward f;
+  f.dt = dtype_code(x_in.scalar_type(), "x");
+  f.combo = combo_index(model, reset);
+  check_surrogate(surrogate, sg_param);
+  check_scalars(model, tau, v_th, v_reset, v_floor, beta, v_init, has_floor);
+  const bool const_input = T_const >= 0;
+  int64_t T;
+  std::vector<int64_t> rest;
+  if (const_input) {
+    TORCH_CHECK_VALUE(T_const >= 1, "snn_cuda: T must be >= 1 for a constant input, got ", T_const);
+    T = T_const;
+    f.x = x_in.contiguous();
+    rest = x_in.sizes().vec();
+  } else {
+    TORCH_CHECK_VALUE(x_in.dim() >= 1, "snn_cuda: x must have a leading time dimension [T, ...], got a 0-d tensor");
+    TORCH_CHECK_VALUE(T_const == -1, "snn_cuda: T must be -1 (taken from x) for a sequence input, got ", T_const);
+    T = x_in.size(0);
+    TORCH_CHECK_VALUE(T >= 1, "snn_cuda: x must have at least one time step, got shape ", x_in.sizes());
+    f.x = as_time_major(x_in);
+    rest = rest_sizes(x_in, 1);
+  }
+  const at::ScalarType sdt = state_dtype(x_in.scalar_type());
+  f.v0 = checked_state(v0, "v0", x_in, sdt, rest);
+  const auto sopt = x_in.options().dtype(sdt);
+  const auto seq = with_time(T, rest);
+  const bool leaky = model == snn::MODEL_LEAKY;
+  f.spikes = at::empty(seq, x_in.options());
+  // Leaky's saved values are its membrane sequence, which the layer returns.
+  f.saved = (save || leaky) ? at::empty(seq, sopt) : at::empty({0}, sopt);
+  f.v_seq = (store_v_seq && !leaky) ? at::empty(seq, sopt) : at::empty({0}, sopt);
+  f.v_last = at::empty(rest, sopt);
+
+  snn::FwdParams& p = f.p;
+  p.T = T;
+  p.N = f.v_last.numel();
+  p.x_tstride = const_input ? 0 : (p.N == 0 ? 0 : f.x.stride(0));
+  p.x = f.x.data_ptr();
+  p.v0 = f.v0.defined() ? f.v0.data_ptr() : nullptr;
+  p.spikes = f.spikes.data_ptr();
+  p.saved = f.saved.numel() ? f.saved.data_ptr() : nullptr;
+  p.v_seq = f.v_seq.numel() ? f.v_seq.data_ptr() : nullptr;
+  p.v_last = f.v_last.data_ptr();
+  p.tau = tau;
+  p.v_th = v_th;
+  p.v_reset = v_reset;
+  p.v_floor = v_floor;
+  p.beta = beta;
+  p.v_init = v_init;
+  p.decay_input = decay_input ? 1 : 0;
+  p.has_floor = has_floor ? 1 : 0;
+  return f;
+}
+
+inline at::Tensor checked_grad(const c10::optional<at::Tensor>& g, const char* name, const at::Tensor& like,
+                               at::ScalarType dt, const std::vector<int64_t>& shape) {
+  if (!g.has_value() || !g->defined()) return at::Tensor();
+  const at::Tensor& t = *g;
+  TORCH_CHECK_VALUE(t.device() == like.device(), "snn_cuda: ", name, " is on ", t.device(), " but saved is on ",
+                    like.device());
+  TORCH_CHECK_TYPE(t.scalar_type() == dt, "snn_cuda: ", name, " must be ", dt, ", got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.sizes().vec() == shape, "snn_cuda: ", name, " must have shape ", at::IntArrayRef(shape),
+                    ", got ", t.sizes());
+  return t.contiguous();
+}
+
+struct Backward {
+  at::Tensor gs, gv, gvl, saved, v0, gx, gv0;
+  snn::BwdParams p;
+  DType dt;
+  int combo;
+  int sg;
+};
+
+inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
+                                 const c10::optional<at::Tensor>& grad_v_seq,
+                                 const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved,
+                                 const c10::optional<at::Tensor>& v0, int64_t T_const, int64_t model, int64_t reset,
+                                 int64_t surrogate, double sg_param, double tau, double v_th, double v_reset,
+                                 double v_floor, double beta, double v_init, bool decay_input, bool has_floor,
+                                 bool detach_reset, at::ScalarType x_dtype) {
+  Backward b;
+  b.dt = dtype_code(x_dtype, "x_dtype");
+  b.combo = combo_index(model, reset);
+  check_surrogate(surrogate, sg_param);
+  check_scalars(model, tau, v_th, v_reset, v_floor, beta, v_init, has_floor);
+  const at::ScalarType sdt = state_dtype(x_dtype);
+  TORCH_CHECK_TYPE(saved.scalar_type() == sdt, "snn_cuda: saved must be ", sdt, ", got ", saved.scalar_type());
+  TORCH_CHECK_VALUE(saved.dim() >= 1 && saved.size(0) >= 1,
+                    "snn_cuda: saved must be the [T, ...] tensor the forward saved (was the forward run with "
+                    "save_for_backward=False?), got shape ", saved.sizes());
+  b.saved = saved.contiguous();
+  const int64_t T = saved.size(0);
+  const auto rest = rest_sizes(saved, 1);
+  const auto seq = saved.sizes().vec();
+  b.gs = checked_grad(grad_spikes, "grad_spikes", saved, x_dtype, seq);
+  b.gv = checked_grad(grad_v_seq, "grad_v_seq", saved, sdt, seq);
+  b.gvl = checked_grad(grad_v_last, "grad_v_last", saved, sdt, rest);
+  b.v0 = checked_state(v0, "v0", saved, sdt, rest);
+  const bool const_input = T_const >= 0;
+  TORCH_CHECK_VALUE(!const_input || T_const == T, "snn_cuda: T (", T_const, ") must match saved.size(0) (", T,
+                    ") for a constant input");
+  b.gx = at::empty(const_input ? rest : seq, saved.options().dtype(x_dtype));
+  b.gv0 = at::empty(rest, saved.options());
+  b.sg = (int)surrogate;
+
+  snn::BwdParams& p = b.p;
+  p.T = T;
+  p.N = b.gv0.numel();
+  p.grad_spikes = b.gs.defined() ? b.gs.data_ptr() : nullptr;
+  p.grad_v_seq = b.gv.defined() ? b.gv.data_ptr() : nullptr;
+  p.grad_v_last = b.gvl.defined() ? b.gvl.data_ptr() : nullptr;
+  p.saved = b.saved.data_ptr();
+  p.v0 = b.v0.defined() ? b.v0.data_ptr() : nullptr;
+  p.grad_x = b.gx.data_ptr();
+  p.grad_v0 = b.gv0.data_ptr();
+  p.tau = tau;
+  p.v_th = v_th;
+  p.v_reset = v_reset;
+  p.v_floor = v_floor;
+  p.beta = beta;
+  p.v_init = v_init;
+  p.sg_param = sg_param;
+  p.decay_input = decay_input ? 1 : 0;
+  p.has_floor = has_floor ? 1 : 0;
+  p.detach_reset = detach_reset ? 1 : 0;
+  p.const_input = const_input ? 1 : 0;
+  return b;
+}
+
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> outputs(Forward& f) {
+  return {f.spikes, f.saved, f.v_seq, f.v_last};
+}
+
+}  // namespace snn_host

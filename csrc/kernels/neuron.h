@@ -1,0 +1,122 @@
+// The neuron math, written once for the CPU kernels, the CUDA kernels, the
+// NVRTC (CuPy) path and the host emulation. DESIGN.md section 1 is the
+// contract; every expression below is evaluated in the order the contract
+// writes it, in the state type, so the fused spikes equal the reference's bit
+// for bit (builds use -ffp-contract=off / --fmad=false: no FMA contraction).
+#pragma once
+#include "common.h"
+#include "surrogate.h"
+
+namespace snn {
+
+// Scalars, already rounded to the state type S by the launcher.
+template <typename S>
+struct Coeffs {
+  S tau;          // LIF time constant
+  S v_th;         // v_threshold (LIF/IF) or threshold (Leaky)
+  S v_reset;      // LIF/IF hard reset value (0 under soft reset)
+  S v_floor;      // IF floor (when has_floor)
+  S beta;         // Leaky decay
+  S sg;           // surrogate parameter
+  bool decay_input;
+  bool has_floor;
+  bool detach_reset;
+};
+
+// Heaviside as SpikingJelly (fires at 0) and as snnTorch (strict).
+template <typename S> SNN_HD SNN_INLINE S heaviside(S z) { return z >= S(0) ? S(1) : S(0); }
+template <typename S> SNN_HD SNN_INLINE S heaviside_strict(S z) { return z > S(0) ? S(1) : S(0); }
+
+// ---------------------------------------------------------------------------
+// Forward. One step of one neuron: v (in/out) is the state V_{t-1} -> V_t
+// (U for Leaky); returns the spike. `saved` receives what backward needs:
+//   LIF/IF:  H_t, except with an IF floor the pre-floor potential V_{t-1}+X_t,
+//            from which backward recovers both H_t and the floor's 0/1
+//            gradient (H alone cannot tell V+X == floor from V+X < floor).
+//   Leaky:   U_t (the membrane the layer returns anyway).
+// ---------------------------------------------------------------------------
+template <int MODEL, int RESET, typename S>
+SNN_HD SNN_INLINE S forward_step(const Coeffs<S>& c, S& v, S x, S& saved) {
+  if (MODEL == MODEL_LEAKY) {
+    const S r = heaviside_strict(v - c.v_th);  // reset from the previous step
+    S u;
+    if (RESET == RESET_SOFT) {
+      u = c.beta * v + x - r * c.v_th;
+    } else if (RESET == RESET_HARD) {
+      u = c.beta * ((S(1) - r) * v) + x;
+    } else {
+      u = c.beta * v + x;
+    }
+    saved = u;
+    v = u;
+    return heaviside_strict(u - c.v_th);
+  } else {
+    const S vr = RESET == RESET_HARD ? c.v_reset : S(0);
+    S h;
+    if (MODEL == MODEL_LIF) {
+      h = c.decay_input ? v + (x - (v - vr)) / c.tau : v - (v - vr) / c.tau + x;
+      saved = h;
+    } else {
+      const S p = v + x;
+      saved = p;
+      h = (c.has_floor && p < c.v_floor) ? c.v_floor : p;  // NaN passes, as in the reference
+    }
+    const S s = heaviside(h - c.v_th);
+    if (RESET == RESET_HARD) {
+      v = h * (S(1) - s) + c.v_reset * s;
+    } else {
+      v = h - c.v_th * s;
+    }
+    return s;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Backward. One step in reverse time for one neuron.
+//   saved:   what forward_step stored at step t
+//   prev:    Leaky only: U_{t-1} (U_0 = initial membrane at t = 0)
+//   gs:      gradient on S_t
+//   gv:      gradient on the membrane output at t (V_t / U_t), 0 if none
+//   carry:   in: gradient reaching V_t from step t+1 (gH_{t+1} dH/dV);
+//            out: gradient reaching V_{t-1} (at t = 0 this is grad of v0)
+// Returns gX_t.
+// ---------------------------------------------------------------------------
+template <int MODEL, int RESET, int SG, typename S>
+SNN_HD SNN_INLINE S backward_step(const Coeffs<S>& c, S saved, S prev, S gs, S gv, S& carry) {
+  if (MODEL == MODEL_LEAKY) {
+    const S u = saved;
+    const S gu = gv + gs * surrogate_grad<SG, S>(u - c.v_th, c.sg) + carry;
+    S a = c.beta;
+    if (RESET == RESET_HARD) a = c.beta * (S(1) - heaviside_strict(prev - c.v_th));
+    carry = gu * a;
+    return gu;
+  } else {
+    S h = saved;
+    S pass = S(1);  // IF floor's 0/1 gradient
+    if (MODEL == MODEL_IF && c.has_floor) {
+      const bool above = !(saved < c.v_floor);
+      h = above ? saved : c.v_floor;
+      pass = above ? S(1) : S(0);
+    }
+    const S z = h - c.v_th;
+    const S sg = surrogate_grad<SG, S>(z, c.sg);
+    const S s = heaviside(z);
+    S dv_dh;
+    if (RESET == RESET_HARD) {
+      dv_dh = c.detach_reset ? S(1) - s : (S(1) - s) + (c.v_reset - h) * sg;
+    } else {
+      dv_dh = c.detach_reset ? S(1) : S(1) - c.v_th * sg;
+    }
+    const S gh = (gs * sg + (gv + carry) * dv_dh) * pass;
+    if (MODEL == MODEL_LIF) {
+      // dH/dV = 1 - 1/tau, accumulated the way autograd does for the charge.
+      carry = gh - gh / c.tau;
+      return c.decay_input ? gh / c.tau : gh;
+    } else {
+      carry = gh;
+      return gh;
+    }
+  }
+}
+
+}  // namespace snn

@@ -1,0 +1,70 @@
+// Plain launch parameters shared by every backend: the CPU kernels, the CUDA
+// launchers, the CuPy path (which packs the same layout from Python) and the
+// host emulation. Pointers are untyped; the kernels cast them to the storage
+// type T (x, spikes, grad_x, grad_spikes) or the state type S (everything
+// else: saved values, membranes, initial state, membrane gradients).
+#pragma once
+#include "common.h"
+#include "neuron.h"
+
+namespace snn {
+
+struct FwdParams {
+  i64 T;             // time steps
+  i64 N;             // neurons (product of the non-time dims)
+  i64 x_tstride;     // elements between x[t] and x[t+1]; 0 = same input at every step
+  const void* x;     // T: element (t, n) at x[t * x_tstride + n]
+  const void* v0;    // S [N], or null: every neuron starts at v_init
+  void* spikes;      // T [T, N]
+  void* saved;       // S [T, N], or null (no backward will run)
+  void* v_seq;       // S [T, N], or null (membrane sequence not requested)
+  void* v_last;      // S [N]
+  double tau, v_th, v_reset, v_floor, beta, v_init;
+  int decay_input, has_floor;
+};
+
+struct BwdParams {
+  i64 T;
+  i64 N;
+  const void* grad_spikes;  // T [T, N], or null (zero)
+  const void* grad_v_seq;   // S [T, N], or null (zero)
+  const void* grad_v_last;  // S [N], or null (zero)
+  const void* saved;        // S [T, N], from FwdParams::saved
+  const void* v0;           // S [N], or null (v_init). Leaky only.
+  void* grad_x;             // T [T, N], or [N] summed over time when const_input
+  void* grad_v0;            // S [N]
+  double tau, v_th, v_reset, v_floor, beta, v_init, sg_param;
+  int decay_input, has_floor, detach_reset, const_input;
+};
+
+// Scalars rounded to the state type once, as the contract requires.
+template <typename S, typename P>
+SNN_HD SNN_INLINE Coeffs<S> make_coeffs(const P& p, double sg_param) {
+  Coeffs<S> c;
+  c.tau = (S)p.tau;
+  c.v_th = (S)p.v_th;
+  c.v_reset = (S)p.v_reset;
+  c.v_floor = (S)p.v_floor;
+  c.beta = (S)p.beta;
+  c.sg = (S)sg_param;
+  c.decay_input = p.decay_input != 0;
+  c.has_floor = p.has_floor != 0;
+  c.detach_reset = false;
+  return c;
+}
+
+// Threads per block of every neuron kernel.
+static const int kBlockThreads = 256;
+
+// Blocks for N neurons: one thread per neuron, capped at a full-occupancy
+// wave (2048 resident threads per SM); past the cap the kernels grid-stride.
+// A pure function of its arguments so the CUDA launcher, the CuPy path and
+// the emulation (which passes tiny SM counts to force wrap-around) agree.
+SNN_HD SNN_INLINE i64 grid_blocks(i64 n, int block, int sm_count) {
+  const i64 need = (n + block - 1) / block;
+  const i64 cap = (i64)(sm_count > 0 ? sm_count : 1) * (2048 / block > 0 ? 2048 / block : 1);
+  const i64 g = need < cap ? need : cap;
+  return g > 0 ? g : 1;
+}
+
+}  // namespace snn

@@ -1,0 +1,36 @@
+// Op schemas (one forward and one backward op shared by the three neuron
+// families, switched by `model`/`reset`) and the Python module stub. Each
+// backend registers its kernels in its own file (cpu/, cuda/).
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// Importing snn_cuda._C only needs to load this shared object so that the
+// TORCH_LIBRARY registrations below run; the ops are reached as
+// torch.ops.snn_cuda.*.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(snn_cuda, m) {
+  // T = -1: x is [T, ...]; T >= 1: x is [...], the same input at every step.
+  // surrogate/surrogate_param/detach_reset only matter to the backward; the
+  // forward takes them so that autograd can hand them on.
+  // Returns (spikes [T, ...] in x's dtype, saved [T, ...] (empty unless
+  // save_for_backward, always the membrane sequence for Leaky), v_seq (empty
+  // unless store_v_seq), v_last), the last three in the state dtype.
+  m.def(
+      "neuron_forward(Tensor x, Tensor? v0, int T, int model, int reset, int surrogate, float surrogate_param, "
+      "float tau, float v_threshold, float v_reset, float v_floor, float beta, float v_init, bool decay_input, "
+      "bool has_floor, bool detach_reset, bool save_for_backward, bool store_v_seq) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
+  // Returns (grad_x in x_dtype: [T, ...], or [...] summed over T when T >= 0;
+  // grad_v0 in the state dtype).
+  m.def(
+      "neuron_backward(Tensor? grad_spikes, Tensor? grad_v_seq, Tensor? grad_v_last, Tensor saved, Tensor? v0, "
+      "int T, int model, int reset, int surrogate, float surrogate_param, float tau, float v_threshold, "
+      "float v_reset, float v_floor, float beta, float v_init, bool decay_input, bool has_floor, "
+      "bool detach_reset, ScalarType x_dtype) -> (Tensor, Tensor)");
+}

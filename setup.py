@@ -1,0 +1,135 @@
+"""Build snn_cuda's compiled kernels.
+
+A CUDAExtension when torch is a CUDA build and nvcc is found (CUDA_HOME, else
+/usr/local/cuda), no GPU needed; otherwise a CPU-only CppExtension.
+Environment switches:
+  SNN_CUDA_FORCE_CPU=1    build the CPU kernels only
+  SNN_CUDA_FORCE_CUDA=1   fail unless the CUDA kernels can be built
+  TORCH_CUDA_ARCH_LIST    target GPUs (default without a visible GPU:
+                          7.5;8.0;8.6;8.9;9.0+PTX)
+  MAX_JOBS                parallel compile jobs (ninja)
+Install: pip install --no-build-isolation .
+"""
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent.resolve()
+DEFAULT_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _find_cuda_home():
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if not home and Path("/usr/local/cuda/bin/nvcc").exists():
+        home = "/usr/local/cuda"
+    if not home:
+        nvcc = shutil.which("nvcc")
+        if nvcc:
+            home = str(Path(nvcc).resolve().parent.parent)
+    if home and (Path(home) / "bin" / "nvcc").exists():
+        return home
+    return None
+
+
+def _ext_modules():
+    import torch
+    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
+
+    cuda_home = _find_cuda_home()
+    want_cuda = not _flag("SNN_CUDA_FORCE_CPU") and torch.version.cuda is not None and cuda_home is not None
+    if _flag("SNN_CUDA_FORCE_CUDA") and not want_cuda:
+        sys.exit(
+            "SNN_CUDA_FORCE_CUDA=1 but the CUDA kernels cannot be built: "
+            f"torch.version.cuda={torch.version.cuda!r}, nvcc found under {cuda_home!r}. "
+            "Install a CUDA build of torch and a CUDA toolkit, and set CUDA_HOME."
+        )
+    if want_cuda:
+        # torch reads CUDA_HOME when cpp_extension is imported; an nvcc wrapper on
+        # PATH can make it guess the wrong root, so pin it before building.
+        os.environ["CUDA_HOME"] = cuda_home
+        import torch.utils.cpp_extension as ce
+
+        ce.CUDA_HOME = cuda_home
+        if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+            os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS
+
+    cxx = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-fopenmp-simd"]
+    if platform.system() == "Windows":
+        cxx = ["/O2", "/fp:precise"]
+    sources = ["csrc/ops.cpp", "csrc/cpu/neuron_cpu.cpp"]
+    define_macros = []
+    if want_cuda:
+        sources += [
+            "csrc/cuda/neuron_cuda.cpp",
+            "csrc/cuda/launch.cu",
+            "csrc/cuda/neuron_f32.cu",
+            "csrc/cuda/neuron_f64.cu",
+            "csrc/cuda/neuron_f16.cu",
+            "csrc/cuda/neuron_bf16.cu",
+        ]
+        nvcc = ["-O3", "--fmad=false", "-lineinfo", "--expt-relaxed-constexpr"]
+        ext = CUDAExtension(
+            "snn_cuda._C",
+            sources,
+            extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+            define_macros=define_macros + [("SNN_WITH_CUDA", "1")],
+        )
+    else:
+        ext = CppExtension("snn_cuda._C", sources, extra_compile_args={"cxx": cxx}, define_macros=define_macros)
+    _write_build_info(torch, want_cuda, cuda_home)
+    return [ext], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}
+
+
+def _write_build_info(torch, with_cuda, cuda_home):
+    """Record what was built against, so that import can tell a stale build
+    (another torch) from a broken one before loading the shared object."""
+    info = {
+        "torch_version": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "with_cuda": bool(with_cuda),
+        "cuda_home": cuda_home if with_cuda else None,
+        "cuda_arch_list": os.environ.get("TORCH_CUDA_ARCH_LIST") if with_cuda else None,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+    (ROOT / "snn_cuda" / "_build_info.py").write_text(
+        "# Written by setup.py at build time; do not edit.\nBUILD_INFO = " + repr(info) + "\n"
+    )
+
+
+def main():
+    ext_modules, cmdclass = [], {}
+    if not _flag("SNN_CUDA_NO_EXTENSION"):
+        ext_modules, cmdclass = _ext_modules()
+    setup(
+        name="snn_cuda",
+        version="0.1.0",
+        description="Fused multi-step spiking neuron kernels (LIF, IF, Leaky) for PyTorch, CPU and CUDA",
+        long_description=(ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else "",
+        long_description_content_type="text/markdown",
+        packages=find_packages(include=["snn_cuda", "snn_cuda.*"]),
+        package_data={"snn_cuda": ["csrc/**/*", "csrc/*"]},
+        python_requires=">=3.9",
+        install_requires=["torch>=2.6", "numpy"],
+        extras_require={
+            "bench": ["torchvision", "tqdm", "matplotlib"],
+            "test": ["pytest", "hypothesis", "expecttest"],
+            "cupy12": ["cupy-cuda12x"],
+            "cupy13": ["cupy-cuda13x"],
+        },
+        ext_modules=ext_modules,
+        cmdclass=cmdclass,
+        zip_safe=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""snn_cuda: fused multi-step spiking neurons (LIF, IF, Leaky) for PyTorch.
+
+    import snn_cuda
+    lif = snn_cuda.LIF(tau=2.0)            # [T, B, ...] -> spikes [T, B, ...]
+    snn_cuda.build_info()                   # which kernels were compiled
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _ext, functional, ops, reference, surrogate
+from .layers import PoissonEncoder, SeqToANN
+from .neuron import IF, LIF, Leaky, MemoryModule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LIF", "IF", "Leaky", "MemoryModule", "SeqToANN", "PoissonEncoder",
+    "surrogate", "functional", "reference", "ops", "build_info",
+]
+
+
+def build_info() -> dict:
+    """What was compiled and why a backend may be missing."""
+    return {
+        "version": __version__,
+        "torch": torch.__version__,
+        "extension_loaded": _ext.loaded,
+        "cpu": _ext.cpu_available(),
+        "cuda": _ext.cuda_available(),
+        "cuda_device_visible": torch.cuda.is_available(),
+        "load_error": _ext.load_error,
+        "cpu_reason": _ext.unavailable_reason("cpu"),
+        "cuda_reason": _ext.unavailable_reason("cuda"),
+        "built_with": dict(_ext.build),
+    }

@@ -1,0 +1,316 @@
+"""Spiking neuron layers: LIF and IF (SpikingJelly semantics), Leaky
+(snnTorch semantics), each multi-step (`[T, B, ...]`) or single-step.
+
+The membrane state lives in plain attributes (`.v`, `.mem`), never in
+parameters or buffers: it is not in `state_dict`, DDP never broadcasts it,
+and `functional.reset_net` clears it between batches.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from . import _ext, ops, reference
+from . import surrogate as sg
+
+BACKENDS = ("auto", "fused", "torch")
+STEP_MODES = ("s", "m")
+
+_warned: set = set()
+
+
+def _warn_once(msg: str) -> None:
+    if msg not in _warned:
+        _warned.add(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
+def _check_choice(name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def _finite(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+class MemoryModule(nn.Module):
+    """Base of the stateful layers: step mode, backend choice, state reset."""
+
+    def __init__(self, step_mode: str = "m", backend: str = "auto"):
+        super().__init__()
+        self.step_mode = _check_choice("step_mode", step_mode, STEP_MODES)
+        self.backend = _check_choice("backend", backend, BACKENDS)
+
+    # -- state ---------------------------------------------------------------
+    def reset(self) -> None:  # overridden
+        raise NotImplementedError
+
+    def detach(self) -> None:  # overridden: cut the graph for truncated BPTT
+        raise NotImplementedError
+
+    # -- backend selection ---------------------------------------------------
+    def _use_fused(self, x: Tensor, surrogate: sg.SurrogateFunction) -> bool:
+        """True to run the fused op; False for the reference loop. 'auto' warns
+        once per reason when it falls back; 'fused' raises instead."""
+        backend = self.backend
+        if backend == "torch":
+            return False
+        reason = ""
+        if x.dtype not in ops.FUSED_DTYPES:
+            reason = f"dtype {x.dtype} has no fused kernel (float32/float64/float16/bfloat16 do)"
+        elif surrogate.kind_id is None:
+            reason = f"the Python-defined surrogate {type(surrogate).__name__} runs on the reference backend only"
+        else:
+            reason = _ext.unavailable_reason(x.device.type)
+        if not reason:
+            return True
+        if backend == "fused":
+            raise RuntimeError(f"snn_cuda: backend='fused' cannot run here: {reason}")
+        _warn_once(f"snn_cuda: falling back to the reference backend (slow): {reason}")
+        return False
+
+    def extra_repr(self) -> str:
+        return f"step_mode={self.step_mode!r}, backend={self.backend!r}"
+
+
+def _as_state(v, x: Tensor, rest, name: str) -> Optional[Tensor]:
+    """The stored state as a tensor for the op (None when it is still the
+    scalar initial value)."""
+    if v is None or not isinstance(v, Tensor):
+        return None
+    if tuple(v.shape) != tuple(rest):
+        if v.dim() == 0 or v.numel() == 1:
+            v = v.reshape(()).expand(rest)
+        else:
+            raise ValueError(
+                f"{name} has shape {tuple(v.shape)} but the input needs {tuple(rest)}: "
+                "call snn_cuda.functional.reset_net(model) between batches of different shapes")
+    if v.device != x.device:
+        raise ValueError(f"{name} is on {v.device} but the input is on {x.device}")
+    return v.to(ops.state_dtype(x.dtype))
+
+
+def _check_input(x, step_mode: str, T: Optional[int]) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
+    if T is not None:
+        if step_mode != "m":
+            raise ValueError("T (constant input over T steps) is only accepted in step_mode='m'")
+        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+            raise ValueError(f"T must be a positive int, got {T!r}")
+    elif step_mode == "m" and x.dim() < 1:
+        raise ValueError("x must have a leading time dimension [T, ...] in step_mode='m', got a 0-d tensor")
+    elif step_mode == "m" and x.shape[0] < 1:
+        raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
+
+
+class _LIFBase(MemoryModule):
+    _model = ops.MODEL_LIF
+
+    def __init__(self, *, tau, decay_input, v_threshold, v_reset, surrogate, detach_reset, step_mode, backend,
+                 store_v_seq, v_floor):
+        super().__init__(step_mode, backend)
+        self.tau = tau
+        self.decay_input = bool(decay_input)
+        self.v_threshold = _finite("v_threshold", v_threshold)
+        self.v_reset = None if v_reset is None else _finite("v_reset", v_reset)
+        self.surrogate_function = sg.get(surrogate if surrogate is not None else sg.Sigmoid())
+        self.detach_reset = bool(detach_reset)
+        self.store_v_seq = bool(store_v_seq)
+        self.v_floor = None if v_floor is None else _finite("v_floor", v_floor)
+        self.reset()
+
+    # SpikingJelly calls it surrogate_function; `surrogate` reads better.
+    @property
+    def surrogate(self) -> sg.SurrogateFunction:
+        return self.surrogate_function
+
+    @property
+    def v_init(self) -> float:
+        return 0.0 if self.v_reset is None else self.v_reset
+
+    def reset(self) -> None:
+        self.v: Union[float, Tensor] = self.v_init
+        self.v_seq: Optional[Tensor] = None
+
+    def detach(self) -> None:
+        if isinstance(self.v, Tensor):
+            self.v = self.v.detach()
+
+    def forward(self, x: Tensor, T: Optional[int] = None) -> Tensor:
+        _check_input(x, self.step_mode, T)
+        single = self.step_mode == "s"
+        rest = tuple(x.shape) if (single or T is not None) else tuple(x.shape[1:])
+        v0 = _as_state(self.v, x, rest, "the membrane state v")
+        v_init = self.v if not isinstance(self.v, Tensor) else self.v_init
+        if self._use_fused(x, self.surrogate_function):
+            spikes, _, v_seq, v_last = ops.neuron_multistep(
+                x.unsqueeze(0) if single else x, v0,
+                T=-1 if T is None else T,
+                model=self._model,
+                reset=ops.RESET_SOFT if self.v_reset is None else ops.RESET_HARD,
+                surrogate_id=self.surrogate_function.kind_id,
+                surrogate_param=self.surrogate_function.param,
+                tau=self.tau if self._model == ops.MODEL_LIF else 2.0,
+                v_threshold=self.v_threshold,
+                v_reset=0.0 if self.v_reset is None else self.v_reset,
+                v_floor=self.v_floor,
+                v_init=v_init,
+                decay_input=self.decay_input,
+                detach_reset=self.detach_reset,
+                store_v_seq=self.store_v_seq and not single,
+            )
+        else:
+            xs = x.unsqueeze(0) if single else (x.unsqueeze(0).expand(T, *x.shape) if T is not None else x)
+            spikes, v_seq, v_last = reference.lif_reference(
+                xs, v0 if v0 is not None else v_init,
+                model="lif" if self._model == ops.MODEL_LIF else "if",
+                tau=self.tau if self._model == ops.MODEL_LIF else 2.0,
+                decay_input=self.decay_input,
+                v_threshold=self.v_threshold,
+                v_reset=self.v_reset,
+                surrogate=self.surrogate_function,
+                detach_reset=self.detach_reset,
+                v_floor=self.v_floor,
+            )
+        self.v = v_last
+        if single:
+            return spikes[0]
+        if self.store_v_seq:
+            self.v_seq = v_seq
+        return spikes
+
+    def extra_repr(self) -> str:
+        parts = []
+        if self._model == ops.MODEL_LIF:
+            parts += [f"tau={self.tau}", f"decay_input={self.decay_input}"]
+        parts += [f"v_threshold={self.v_threshold}", f"v_reset={self.v_reset}"]
+        if self.v_floor is not None:
+            parts.append(f"v_floor={self.v_floor}")
+        parts += [f"detach_reset={self.detach_reset}", f"surrogate={self.surrogate_function!r}"]
+        if self.store_v_seq:
+            parts.append("store_v_seq=True")
+        return ", ".join(parts) + ", " + super().extra_repr()
+
+
+class LIF(_LIFBase):
+    """Leaky integrate-and-fire neuron, SpikingJelly `LIFNode` semantics.
+
+    Multi-step (`step_mode="m"`): `[T, B, ...]` -> spikes `[T, B, ...]`, or
+    `layer(x, T=n)` for the same `[B, ...]` input at every step. The final
+    membrane is kept in `.v` (state dtype: fp32 for 16-bit inputs), the
+    sequence in `.v_seq` when `store_v_seq`. Single-step (`step_mode="s"`):
+    one `[B, ...]` step per call, state carried between calls.
+    """
+
+    _model = ops.MODEL_LIF
+
+    def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
+                 v_reset: Optional[float] = 0.0, surrogate: sg.SurrogateFunction = None,
+                 detach_reset: bool = False, step_mode: str = "m", backend: str = "auto",
+                 store_v_seq: bool = False):
+        tau = _finite("tau", tau)
+        if not tau > 1.0:
+            raise ValueError(f"tau must be > 1, got {tau}")
+        super().__init__(tau=tau, decay_input=decay_input, v_threshold=v_threshold, v_reset=v_reset,
+                         surrogate=surrogate, detach_reset=detach_reset, step_mode=step_mode, backend=backend,
+                         store_v_seq=store_v_seq, v_floor=None)
+
+
+class IF(_LIFBase):
+    """Integrate-and-fire neuron, SpikingJelly `IFNode` semantics, plus an
+    optional floor on the charged potential (`v_floor`, the rectified IF of
+    the from-scratch surrogate-gradient tutorial). See `LIF` for the call forms."""
+
+    _model = ops.MODEL_IF
+
+    def __init__(self, v_threshold: float = 1.0, v_reset: Optional[float] = 0.0,
+                 surrogate: sg.SurrogateFunction = None, detach_reset: bool = False, step_mode: str = "m",
+                 backend: str = "auto", store_v_seq: bool = False, v_floor: Optional[float] = None):
+        super().__init__(tau=2.0, decay_input=True, v_threshold=v_threshold, v_reset=v_reset,
+                         surrogate=surrogate, detach_reset=detach_reset, step_mode=step_mode, backend=backend,
+                         store_v_seq=store_v_seq, v_floor=v_floor)
+
+
+class Leaky(MemoryModule):
+    """snnTorch `Leaky` (reset_delay=True): U_t = beta U_{t-1} + X_t - R_t threshold.
+
+    Multi-step: `spk_seq, mem_seq = layer(x_seq)` (or `layer(x, T=n)`);
+    the final membrane is kept in `.mem`. Single-step: `spk, mem = layer(x)`
+    or, as in snnTorch loops, `spk, mem = layer(x, mem)` with the membrane
+    passed explicitly (`mem = layer.init_leaky()` starts it at zero).
+    """
+
+    def __init__(self, beta: float, threshold: float = 1.0, reset_mechanism: str = "subtract",
+                 surrogate: sg.SurrogateFunction = None, step_mode: str = "m", backend: str = "auto"):
+        super().__init__(step_mode, backend)
+        beta = _finite("beta", beta)
+        if not 0.0 <= beta <= 1.0:
+            raise ValueError(f"beta must be in [0, 1], got {beta}")
+        self.beta = beta
+        self.threshold = _finite("threshold", threshold)
+        self.reset_mechanism = _check_choice("reset_mechanism", reset_mechanism, tuple(ops.LEAKY_RESETS))
+        self.surrogate_function = sg.get(surrogate if surrogate is not None else sg.ATan())
+        self.reset()
+
+    @property
+    def surrogate(self) -> sg.SurrogateFunction:
+        return self.surrogate_function
+
+    def reset(self) -> None:
+        self.mem: Union[float, Tensor] = 0.0
+
+    def init_leaky(self) -> float:
+        """snnTorch-style: the initial membrane to pass as `mem` (zero)."""
+        self.reset()
+        return 0.0
+
+    def detach(self) -> None:
+        if isinstance(self.mem, Tensor):
+            self.mem = self.mem.detach()
+
+    def forward(self, x: Tensor, mem: Union[None, float, Tensor] = None, T: Optional[int] = None):
+        _check_input(x, self.step_mode, T)
+        single = self.step_mode == "s"
+        rest = tuple(x.shape) if (single or T is not None) else tuple(x.shape[1:])
+        state = self.mem if mem is None else mem
+        u0 = _as_state(state, x, rest, "the membrane mem")
+        u_init = 0.0 if isinstance(state, Tensor) else _finite("mem", state)
+        if self._use_fused(x, self.surrogate_function):
+            spikes, mem_seq, _, mem_last = ops.neuron_multistep(
+                x.unsqueeze(0) if single else x, u0,
+                T=-1 if T is None else T,
+                model=ops.MODEL_LEAKY,
+                reset=ops.LEAKY_RESETS[self.reset_mechanism],
+                surrogate_id=self.surrogate_function.kind_id,
+                surrogate_param=self.surrogate_function.param,
+                v_threshold=self.threshold,
+                beta=self.beta,
+                v_init=u_init,
+            )
+        else:
+            xs = x.unsqueeze(0) if single else (x.unsqueeze(0).expand(T, *x.shape) if T is not None else x)
+            spikes, mem_seq, mem_last = reference.leaky_reference(
+                xs, u0 if u0 is not None else u_init, beta=self.beta, threshold=self.threshold,
+                reset_mechanism=self.reset_mechanism, surrogate=self.surrogate_function)
+        self.mem = mem_last
+        if single:
+            return spikes[0], mem_seq[0]
+        return spikes, mem_seq
+
+    def extra_repr(self) -> str:
+        return (f"beta={self.beta}, threshold={self.threshold}, reset_mechanism={self.reset_mechanism!r}, "
+                f"surrogate={self.surrogate_function!r}, " + super().extra_repr())

@@ -1,0 +1,112 @@
+"""The fused ops (torch.ops.snn_cuda.*) with their fake (meta) kernels and
+autograd, plus the functional entry points the layers call.
+
+One forward and one backward op serve LIF, IF and Leaky (switched by
+`model`/`reset`); see csrc/ops.cpp for the schemas.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from . import _ext
+
+MODEL_LIF, MODEL_IF, MODEL_LEAKY = 0, 1, 2
+# LIF/IF: hard / soft.  Leaky: zero / subtract / none.
+RESET_HARD, RESET_SOFT, RESET_NONE = 0, 1, 2
+LEAKY_RESETS = {"zero": RESET_HARD, "subtract": RESET_SOFT, "none": RESET_NONE}
+
+FUSED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _seq_shapes(x: Tensor, T: int):
+    seq = (T, *x.shape) if T >= 0 else tuple(x.shape)
+    return seq, seq[1:]
+
+
+if _ext.loaded:
+
+    @torch.library.register_fake("snn_cuda::neuron_forward")
+    def _forward_fake(x, v0, T, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor,
+                      beta, v_init, decay_input, has_floor, detach_reset, save_for_backward, store_v_seq):
+        seq, rest = _seq_shapes(x, T)
+        sdt = state_dtype(x.dtype)
+        leaky = model == MODEL_LEAKY
+        spikes = x.new_empty(seq)
+        saved = x.new_empty(seq if (save_for_backward or leaky) else (0,), dtype=sdt)
+        v_seq = x.new_empty(seq if (store_v_seq and not leaky) else (0,), dtype=sdt)
+        v_last = x.new_empty(rest, dtype=sdt)
+        return spikes, saved, v_seq, v_last
+
+    @torch.library.register_fake("snn_cuda::neuron_backward")
+    def _backward_fake(grad_spikes, grad_v_seq, grad_v_last, saved, v0, T, model, reset, surrogate,
+                       surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init, decay_input, has_floor,
+                       detach_reset, x_dtype):
+        rest = tuple(saved.shape[1:])
+        gx = saved.new_empty(rest if T >= 0 else tuple(saved.shape), dtype=x_dtype)
+        return gx, saved.new_empty(rest)
+
+    def _forward_setup_context(ctx, inputs, output):
+        (x, v0, T, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
+         decay_input, has_floor, detach_reset, save_for_backward, store_v_seq) = inputs
+        _, saved, _, _ = output
+        ctx.save_for_backward(saved, v0 if model == MODEL_LEAKY else None)
+        ctx.args = (T, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
+                    decay_input, has_floor, detach_reset)
+        ctx.x_dtype = x.dtype
+
+    def _forward_backward(ctx, g_spikes, g_saved, g_v_seq, g_v_last):
+        saved, v0 = ctx.saved_tensors
+        (T, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
+         decay_input, has_floor, detach_reset) = ctx.args
+        if model == MODEL_LEAKY:
+            g_v_seq = g_saved  # Leaky's saved tensor is the membrane sequence it returns
+        gx, gv0 = torch.ops.snn_cuda.neuron_backward(
+            g_spikes, g_v_seq, g_v_last, saved, v0, T, model, reset, surrogate, surrogate_param, tau,
+            v_threshold, v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset, ctx.x_dtype)
+        return (gx, gv0 if ctx.needs_input_grad[1] else None) + (None,) * 16
+
+    torch.library.register_autograd(
+        "snn_cuda::neuron_forward", _forward_backward, setup_context=_forward_setup_context)
+
+    def _no_double_backward(ctx, *grads):
+        raise RuntimeError(
+            "snn_cuda: double backward (create_graph=True through a fused neuron) is not supported; "
+            "use backend='torch' for higher-order gradients")
+
+    torch.library.register_autograd("snn_cuda::neuron_backward", _no_double_backward)
+
+
+def neuron_multistep(
+    x: Tensor,
+    v0: Optional[Tensor],
+    *,
+    T: int = -1,
+    model: int,
+    reset: int,
+    surrogate_id: int,
+    surrogate_param: float,
+    tau: float = 2.0,
+    v_threshold: float = 1.0,
+    v_reset: float = 0.0,
+    v_floor: Optional[float] = None,
+    beta: float = 1.0,
+    v_init: float = 0.0,
+    decay_input: bool = True,
+    detach_reset: bool = False,
+    store_v_seq: bool = False,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Runs the fused op. Returns (spikes, saved, v_seq, v_last); for Leaky
+    `saved` is the membrane sequence. Nothing is saved for backward unless
+    autograd will need it."""
+    need_grad = torch.is_grad_enabled() and (x.requires_grad or (v0 is not None and v0.requires_grad))
+    return torch.ops.snn_cuda.neuron_forward(
+        x, v0, T, model, reset, surrogate_id, float(surrogate_param), float(tau), float(v_threshold),
+        float(v_reset), 0.0 if v_floor is None else float(v_floor), float(beta), float(v_init),
+        bool(decay_input), v_floor is not None, bool(detach_reset), need_grad, bool(store_v_seq))
