@@ -1,0 +1,630 @@
+#!/usr/bin/env python
+"""Op-level benchmark of one spiking layer, forward + backward, all rows measured in ONE run.
+
+Rows (whichever are installed; a missing one is skipped with a message, never a crash):
+
+  fused        snn_cuda.LIF / IF / Leaky with backend="fused" (the compiled kernels)
+  reference    snn_cuda's pure-PyTorch reference (backend="torch", or snn_cuda.reference.*)
+  unbind loop  the best plain-torch per-step loop kept in this file (x.unbind(0) + an ATan
+               surrogate autograd.Function); the baseline exists even without snn_cuda
+  seed loop    the same loop indexing x[t] (what the seed code did: x[t]'s backward fills a
+               full-size zero tensor every step, so it is ~20x slower)
+  SpikingJelly spikingjelly.activation_based.neuron.LIFNode / IFNode, step_mode="m"
+  snnTorch     snntorch.Leaky(beta=0.5, spike_grad=atan()) stepped in a Python loop over
+               x.unbind(0) (fastest) and over x[t] (tutorial style). snnTorch has no LIF with
+               tau, so for --neurons lif it is a Leaky: other dynamics, other firing rate.
+
+Each timed iteration: reset the layer state, x.grad = None, spikes = layer(x),
+spikes.backward(g) with a fixed random g (a spikes.sum()-style loss with random weights).
+Times are medians over reps taken in interleaved rounds (row A, row B, ..., repeat), so slow
+drift of the machine hits every row alike. Ratios are only meaningful within one run.
+
+Effective GB/s uses the minimal traffic of a fused save-h pass: forward reads x, writes s and
+h; backward reads gs and h, writes gx: 4 storage elements + 2 state elements per neuron-step
+(24 B for fp32, 16 B for fp16/bf16 with an fp32 state, 48 B for fp64).
+
+Examples:
+  python benchmarks/neuron_op.py                          # fp32 LIF [64, 64, 4096] on CPU
+  python benchmarks/neuron_op.py --neurons leaky --json out.json
+  python benchmarks/neuron_op.py --device cuda --sweep    # + small and SpikingJelly shapes
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+import warnings
+
+import torch
+
+# Run from a source checkout (`python setup.py build_ext --inplace`) without installing: use the
+# tree's snn_cuda when no installed one is importable.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if importlib.util.find_spec("snn_cuda") is None and os.path.isdir(os.path.join(_ROOT, "snn_cuda")):
+    sys.path.insert(0, _ROOT)
+
+# ------------------------------------------------------------------------------------------
+# Plain-torch loops (kept here so the baseline exists even without snn_cuda)
+# ------------------------------------------------------------------------------------------
+_STATE = {torch.float16: torch.float32, torch.bfloat16: torch.float32,
+          torch.float32: torch.float32, torch.float64: torch.float64}
+
+
+class ATanSpike(torch.autograd.Function):
+    """Heaviside forward (z >= 0, SpikingJelly; or z > 0 with strict=True, snnTorch),
+    ATan surrogate backward: (alpha/2) / (1 + (pi/2 alpha z)^2)."""
+
+    @staticmethod
+    def forward(ctx, z, alpha, strict):
+        ctx.save_for_backward(z)
+        ctx.alpha = alpha
+        return (z > 0).to(z.dtype) if strict else (z >= 0).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        a = ctx.alpha
+        d = (z * (math.pi / 2 * a)).square_().add_(1.0)
+        return g * (a / 2) / d, None, None
+
+
+def _lif_step(xt, v, model, tau, vth, vr, alpha):
+    if model == "lif":
+        h = v + (xt - (v - vr)) / tau if vr != 0.0 else v + (xt - v) / tau
+    else:  # if
+        h = v + xt
+    s = ATanSpike.apply(h - vth, alpha, False)
+    v = h * (1.0 - s) + vr * s if vr != 0.0 else h * (1.0 - s)  # hard reset, not detached
+    return s, v
+
+
+def _leaky_step(xt, u, beta, thr, alpha):
+    r = (u.detach() > thr).to(u.dtype)          # snnTorch reset_delay=True, detached
+    u = beta * u + xt - r * thr                  # reset by subtraction
+    s = ATanSpike.apply(u - thr, alpha, True)
+    return s, u
+
+
+def make_loop(model, dtype, *, indexing, tau=2.0, vth=1.0, vr=0.0, alpha=2.0, beta=0.5):
+    """Per-step loop; indexing="unbind" (best) or "index" (x[t], the seed's style)."""
+    sd = _STATE[dtype]
+
+    def run(x):
+        xs = x.to(sd)
+        steps = xs.unbind(0) if indexing == "unbind" else (xs[t] for t in range(xs.shape[0]))
+        out = []
+        if model == "leaky":
+            u = torch.zeros(x.shape[1:], dtype=sd, device=x.device)
+            for xt in steps:
+                s, u = _leaky_step(xt, u, beta, vth, alpha)
+                out.append(s)
+        else:
+            v = torch.full(x.shape[1:], vr, dtype=sd, device=x.device)
+            for xt in steps:
+                s, v = _lif_step(xt, v, model, tau, vth, vr, alpha)
+                out.append(s)
+        return torch.stack(out).to(x.dtype)
+
+    return run
+
+
+# ------------------------------------------------------------------------------------------
+# Rows: each is (name, note, factory) where factory(dtype, device) -> callable(x) -> spikes,
+# raising _Skip("why") when the implementation is unavailable.
+# ------------------------------------------------------------------------------------------
+class _Skip(Exception):
+    pass
+
+
+def _reset_module(m, functional_mod=None):
+    if hasattr(m, "reset"):
+        m.reset()
+    elif functional_mod is not None:
+        functional_mod.reset_net(m)
+
+
+def _import_snn_cuda():
+    try:
+        import snn_cuda  # noqa: F401
+    except Exception as e:  # pragma: no cover
+        raise _Skip(f"import snn_cuda failed: {type(e).__name__}: {e}")
+    return snn_cuda
+
+
+def snn_cuda_build_info():
+    try:
+        import snn_cuda
+        return dict(snn_cuda.build_info())
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def _snn_layer(model, backend):
+    snn_cuda = _import_snn_cuda()
+    sur = snn_cuda.surrogate.ATan()
+    if model == "lif":
+        cls, kw = getattr(snn_cuda, "LIF", None), dict(tau=2.0)
+    elif model == "if":
+        cls, kw = getattr(snn_cuda, "IF", None), {}
+    else:
+        cls, kw = getattr(snn_cuda, "Leaky", None), dict(beta=0.5)
+    if cls is None:
+        raise _Skip(f"snn_cuda has no {'LIF' if model == 'lif' else model.upper() if model == 'if' else 'Leaky'} "
+                    "module yet")
+    layer = cls(surrogate=sur, backend=backend, **kw)
+    if hasattr(layer, "step_mode"):
+        try:
+            layer.step_mode = "m"
+        except Exception:
+            pass
+    return snn_cuda, layer
+
+
+def fused_factory(model, dtype, device):
+    snn_cuda = _import_snn_cuda()
+    if not hasattr(snn_cuda, "build_info"):
+        raise _Skip("snn_cuda.build_info() does not exist yet (package incomplete)")
+    info = snn_cuda.build_info()
+    built = info.get(device)
+    if built is False or built is None and device == "cpu":
+        why = info.get(f"{device}_reason") or info.get("load_error") or info.get("error") or ""
+        raise _Skip(f"snn_cuda.build_info()[{device!r}] is {built!r}" + (f": {why}" if why else ""))
+    snn_cuda, layer = _snn_layer(model, "fused")
+    layer = layer.to(device)
+    fn = getattr(getattr(snn_cuda, "functional", None), "reset_net", None)
+
+    def run(x):
+        if fn is not None:
+            fn(layer)
+        else:
+            _reset_module(layer)
+        out = layer(x)
+        return out[0] if isinstance(out, tuple) else out
+
+    return run
+
+
+def reference_factory(model, dtype, device):
+    snn_cuda = _import_snn_cuda()
+    if hasattr(snn_cuda, {"lif": "LIF", "if": "IF", "leaky": "Leaky"}[model]):
+        snn_cuda, layer = _snn_layer(model, "torch")
+        layer = layer.to(device)
+        fn = getattr(getattr(snn_cuda, "functional", None), "reset_net", None)
+
+        def run(x):
+            if fn is not None:
+                fn(layer)
+            else:
+                _reset_module(layer)
+            out = layer(x)
+            return out[0] if isinstance(out, tuple) else out
+
+        run.note = "backend=\"torch\""
+        return run
+    try:
+        from snn_cuda import reference, surrogate
+    except Exception as e:
+        raise _Skip(f"snn_cuda.reference not importable: {type(e).__name__}: {e}")
+    sur = surrogate.ATan()
+    if model == "leaky":
+        return lambda x: reference.leaky_reference(x, beta=0.5, surrogate=sur)[0]
+    return lambda x: reference.lif_reference(x, model=model, tau=2.0, surrogate=sur)[0]
+
+
+def sj_factory(model, dtype, device):
+    if model == "leaky":
+        raise _Skip("SpikingJelly has no snnTorch-style Leaky")
+    try:
+        from spikingjelly.activation_based import functional, neuron, surrogate
+    except Exception as e:
+        raise _Skip(f"spikingjelly not importable: {type(e).__name__}: {e}")
+    if model == "lif":
+        layer = neuron.LIFNode(tau=2.0, surrogate_function=surrogate.ATan(), step_mode="m")
+    else:
+        layer = neuron.IFNode(surrogate_function=surrogate.ATan(), step_mode="m")
+    layer = layer.to(device)
+
+    def run(x):
+        functional.reset_net(layer)
+        return layer(x)
+
+    return run
+
+
+def snntorch_factory(indexing):
+    def factory(model, dtype, device):
+        if model == "if":
+            raise _Skip("snnTorch has no IF neuron")
+        try:
+            import snntorch
+            from snntorch import surrogate
+        except Exception as e:
+            raise _Skip(f"snntorch not importable: {type(e).__name__}: {e}")
+        lif = snntorch.Leaky(beta=0.5, spike_grad=surrogate.atan()).to(device)
+
+        def run(x):
+            mem = lif.init_leaky()
+            steps = x.unbind(0) if indexing == "unbind" else (x[t] for t in range(x.shape[0]))
+            out = []
+            for xt in steps:
+                spk, mem = lif(xt, mem)
+                out.append(spk)
+            return torch.stack(out)
+
+        return run
+
+    return factory
+
+
+def loop_factory(indexing):
+    def factory(model, dtype, device):
+        return make_loop(model, dtype, indexing=indexing)
+    return factory
+
+
+# key, label, factory, slow (fewer reps; left out of sweeps unless --sweep-all)
+ROWS = [
+    ("fused", "snn_cuda fused", fused_factory, False),
+    ("reference", "snn_cuda reference (unbind loop)", reference_factory, False),
+    ("unbind", "unbind loop (this script)", loop_factory("unbind"), False),
+    ("seed", "seed loop (x[t])", loop_factory("index"), True),
+    ("sj", "SpikingJelly", sj_factory, False),
+    ("snntorch", "snnTorch Leaky, unbind loop", snntorch_factory("unbind"), False),
+    ("snntorch_idx", "snnTorch Leaky, x[t] loop (tutorial)", snntorch_factory("index"), True),
+]
+
+
+def _peer_versions():
+    out = {}
+    for mod in ("spikingjelly", "snntorch"):
+        try:
+            from importlib.metadata import version
+            out[mod] = version(mod)
+        except Exception:
+            out[mod] = None
+    return out
+
+
+def _label(key, model, versions):
+    lab = dict((k, l) for k, l, _, _ in ROWS)[key]
+    if key == "sj" and versions.get("spikingjelly"):
+        node = {"lif": " LIFNode", "if": " IFNode"}.get(model, "")
+        lab = f"SpikingJelly {versions['spikingjelly']}{node}"
+    if key.startswith("snntorch") and versions.get("snntorch"):
+        lab = lab.replace("snnTorch", f"snnTorch {versions['snntorch']}")
+    return lab
+
+
+# ------------------------------------------------------------------------------------------
+# Timing
+# ------------------------------------------------------------------------------------------
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _iteration(fn, x, g, device):
+    x.grad = None
+    _sync(device)
+    t0 = time.perf_counter()
+    s = fn(x)
+    s.backward(g)
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def copy_bandwidth(device, mbytes=256, reps=10):
+    n = mbytes * (1 << 20) // 4
+    src = torch.randn(n, device=device)
+    dst = torch.empty_like(src)
+    ts = []
+    for i in range(reps + 2):
+        _sync(device)
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        _sync(device)
+        if i >= 2:
+            ts.append(time.perf_counter() - t0)
+    t = statistics.median(ts)
+    return {"bytes": 2 * n * 4, "median_s": t, "GB_s": 2 * n * 4 / t / 1e9,
+            "best_GB_s": 2 * n * 4 / min(ts) / 1e9}
+
+
+def bench_shape(shape, model, dtype, device, keys, args, versions, verbose=True):
+    numel = math.prod(shape)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x = (torch.randn(shape, generator=gen) * args.x_std + args.x_mean).to(device=device, dtype=dtype)
+    x.requires_grad_(True)
+    g = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
+    e = torch.empty((), dtype=dtype).element_size()
+    se = torch.empty((), dtype=_STATE[dtype]).element_size()
+    bytes_per_step = 4 * e + 2 * se
+
+    rows, live = [], []
+    for key, _, factory, slow in ROWS:
+        if key not in keys:
+            continue
+        label = _label(key, model, versions)
+        row = {"key": key, "impl": label, "slow": slow}
+        t_row = time.perf_counter()
+        rows.append(row)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fn = factory(model, dtype, device)
+            row["note"] = getattr(fn, "note", "")
+            # warm-up + a checked pass (spikes / grads kept for agreement with the unbind loop)
+            x.grad = None
+            s = fn(x)
+            s.backward(g)
+            row["firing_rate"] = float(s.detach().float().mean())
+            row["_s"] = s.detach()
+            row["_gx"] = x.grad.detach().clone()
+            warm = [_iteration(fn, x, g, device)]
+            while len(warm) < (1 if slow else 3) and sum(warm) < 2.0:
+                warm.append(_iteration(fn, x, g, device))
+            t_warm = min(warm)
+            row["_times"], row["_est"] = [], t_warm
+            if args.verbose:
+                print(f"  [warm] {label}: {t_warm * 1e3:.1f} ms ({time.perf_counter() - t_row:.1f} s "
+                      "setup)", file=sys.stderr, flush=True)
+            live.append((row, fn))
+        except _Skip as sk:
+            row["skipped"] = str(sk)
+        except Exception as ex:  # a broken peer or a kernel in progress: report, don't crash
+            row["skipped"] = f"error: {type(ex).__name__}: {ex}"
+            if args.verbose:
+                traceback.print_exc()
+        if verbose and "skipped" in row:
+            print(f"  [skip] {label}: {row['skipped']}", file=sys.stderr)
+
+    # interleaved rounds
+    for _ in range(args.rounds):
+        for row, fn in live:
+            per_round = args.budget / args.rounds
+            est = statistics.median(row["_times"]) if row["_times"] else row["_est"]
+            n = max(1, min(args.max_reps, int(per_round / max(est, 1e-6))))
+            if row["slow"]:
+                n = min(n, args.slow_reps)
+            for _ in range(n):
+                row["_times"].append(_iteration(fn, x, g, device))
+            if args.verbose:
+                print(f"  [round] {row['impl']}: {n} reps, median so far "
+                      f"{statistics.median(row['_times']) * 1e3:.1f} ms", file=sys.stderr, flush=True)
+
+    ref = {r["key"]: r for r in rows}
+    base = ref.get("unbind")
+    for row, _ in live:
+        ts = row.pop("_times")
+        row.pop("_est")
+        t = statistics.median(ts)
+        row.update(reps=len(ts), median_s=t, min_s=min(ts),
+                   neuron_steps_per_s=numel / t, eff_GB_s=numel * bytes_per_step / t / 1e9)
+    # agreement with the unbind loop (same dynamics only; snnTorch is a Leaky, SJ a LIF/IF)
+    bs = base.get("_s") if base else None
+    for row in rows:
+        if "_s" not in row:
+            continue
+        same_model = not (model != "leaky" and row["key"].startswith("snntorch"))
+        if bs is not None and row is not base and same_model:
+            s = row["_s"].float()
+            row["spike_mismatch"] = int((s != bs.float()).sum())
+            gb, gr = base["_gx"].double(), row["_gx"].double()
+            row["gx_max_rel_err"] = float((gr - gb).abs().max() / gb.abs().max().clamp_min(1e-30))
+    for row in rows:
+        row.pop("_s", None)
+        row.pop("_gx", None)
+    t_unbind = base.get("median_s") if base else None
+    t_sj = ref.get("sj", {}).get("median_s")
+    t_snt = ref.get("snntorch", {}).get("median_s")
+    for row in rows:
+        if "median_s" in row:
+            row["x_unbind"] = t_unbind / row["median_s"] if t_unbind else None
+            row["x_sj"] = t_sj / row["median_s"] if t_sj else None
+            row["x_snntorch"] = t_snt / row["median_s"] if t_snt else None
+    return {"shape": list(shape), "numel": numel, "bytes_per_neuron_step": bytes_per_step,
+            "rows": rows}
+
+
+# ------------------------------------------------------------------------------------------
+# Output
+# ------------------------------------------------------------------------------------------
+def hardware(device, threads):
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    fl = line.split()
+                    flags = "avx512f" if "avx512f" in fl else "avx2" if "avx2" in fl else "baseline"
+                    break
+    except OSError:
+        pass
+    hw = {"cpu": cpu, "cpu_isa": flags, "cores": os.cpu_count(), "torch": torch.__version__,
+          "threads": threads, "python": platform.python_version(), "device": device}
+    if device == "cuda":
+        hw["gpu"] = torch.cuda.get_device_name()
+        hw["cuda"] = torch.version.cuda
+    return hw
+
+
+def _f(v, fmt):
+    return "—" if v is None else format(v, fmt)
+
+
+def _rate(v):
+    if v >= 1e9:
+        return f"{v / 1e9:.2f} G"
+    return f"{v / 1e6:.1f} M"
+
+
+def markdown(res, model, cols_snt):
+    head = ("| implementation | ms / fwd+bwd | reps | neuron-steps/s | eff. GB/s | × unbind loop "
+            "| × SpikingJelly |" + (" × snnTorch |" if cols_snt else "") + " firing rate | spikes ≠ unbind |")
+    sep = "|" + "---|" * (head.count("|") - 1)
+    lines = [head, sep]
+    for r in res["rows"]:
+        if "median_s" not in r:
+            continue
+        mism = r.get("spike_mismatch")
+        mism = "—" if mism is None else ("0" if mism == 0 else f"{mism} ({r.get('gx_max_rel_err', 0):.0e} gx)")
+        if "gx_max_rel_err" in r and r.get("spike_mismatch") == 0:
+            mism = f"0 (gx rel {r['gx_max_rel_err']:.0e})"
+        lines.append(
+            f"| {r['impl']} | {r['median_s'] * 1e3:.1f} | {r['reps']} | {_rate(r['neuron_steps_per_s'])} "
+            f"| {r['eff_GB_s']:.1f} | {_f(r['x_unbind'], '.2f')} | {_f(r['x_sj'], '.2f')} |"
+            + (f" {_f(r['x_snntorch'], '.2f')} |" if cols_snt else "")
+            + f" {r['firing_rate']:.4f} | {mism} |")
+    return "\n".join(lines)
+
+
+def sj_shapes(scale, ts):
+    shapes = []
+    for n in ([64, 32768], [1 << 20], [64, 65536]):
+        n = list(n)
+        n[-1] = max(1, n[-1] // scale)
+        for t in ts:
+            shapes.append([t] + n)
+    return shapes
+
+
+SMALL_SHAPES = [[4, 1, 1024], [8, 16, 1024], [16, 32, 512], [32, 8, 256], [64, 1, 4096]]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shape", type=int, nargs="+", default=[64, 64, 4096], metavar="D",
+                   help="T B N (or any [T, ...]); default 64 64 4096")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "float64"])
+    p.add_argument("--neurons", default="lif", choices=["lif", "if", "leaky"])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--rows", default=",".join(k for k, *_ in ROWS),
+                   help="comma-separated subset of: " + ",".join(k for k, *_ in ROWS))
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--budget", type=float, default=3.0,
+                   help="seconds of timed reps per row, split over rounds (default 3)")
+    p.add_argument("--max-reps", type=int, default=30, help="most timed reps per row per round")
+    p.add_argument("--slow-reps", type=int, default=1,
+                   help="timed reps per round for the slow rows: seed loop, snnTorch (default 1)")
+    p.add_argument("--sweep", action="store_true",
+                   help="also small (launch-bound) shapes and SpikingJelly's GPU shapes "
+                        "[T,64,32768], [T,2^20], [T,64,65536], N divided by --scale")
+    p.add_argument("--sweep-all", action="store_true", help="include the slow rows in the sweep")
+    p.add_argument("--sweep-T", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64, 128])
+    p.add_argument("--scale", type=int, default=None,
+                   help="divide the last dim of the SpikingJelly shapes by this (default 16 on CPU, 1 on CUDA)")
+    p.add_argument("--copy-mb", type=int, default=256, help="copy-bandwidth tensor size (MB)")
+    p.add_argument("--x-mean", type=float, default=0.8, help="x ~ N(mean, std^2); default 0.8")
+    p.add_argument("--x-std", type=float, default=1.0, help="default 1.0 (LIF fires ~20%%)")
+    p.add_argument("--json", default=None, metavar="PATH", help="write all results as JSON")
+    p.add_argument("--verbose", action="store_true", help="print tracebacks of failing rows")
+    args = p.parse_args(argv)
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda but torch.cuda.is_available() is False")
+    dtype = getattr(torch, args.dtype)
+    keys = [k.strip() for k in args.rows.split(",") if k.strip()]
+    scale = args.scale if args.scale is not None else (16 if args.device == "cpu" else 1)
+
+    versions = _peer_versions()
+    hw = hardware(args.device, torch.get_num_threads())
+    info = snn_cuda_build_info()
+    print(f"# snn_cuda neuron_op benchmark: {args.neurons.upper()} layer, {args.dtype}, fwd+bwd, "
+          f"ATan surrogate, device={args.device}")
+    hwline = (f"CPU: {hw['cpu']} ({hw['cpu_isa']}), {hw['cores']} cores, torch {hw['torch']}, "
+              f"{hw['threads']} threads, Python {hw['python']}")
+    if args.device == "cuda":
+        hwline += f"; GPU: {hw['gpu']} (CUDA {hw['cuda']})"
+    try:
+        la = os.getloadavg()
+        hwline += f"; load average at start {la[0]:.2f} (other processes skew every row)"
+        hw["loadavg_start"] = la[0]
+    except OSError:
+        pass
+    print(hwline)
+    print(f"snn_cuda build_info: {json.dumps(info, default=str)}")
+    print(f"peers: spikingjelly {versions['spikingjelly']}, snntorch {versions['snntorch']}")
+    if args.neurons == "lif":
+        print("note: snnTorch rows are Leaky(beta=0.5) (snnTorch has no tau-LIF): other dynamics, "
+              "other firing rate; timed for scale only")
+    cb = copy_bandwidth(args.device, args.copy_mb)
+    print(f"copy bandwidth ({args.copy_mb} MB fp32 dst.copy_(src), read+write): "
+          f"{cb['GB_s']:.1f} GB/s median, {cb['best_GB_s']:.1f} GB/s best")
+
+    t0 = time.perf_counter()
+    main_res = bench_shape(args.shape, args.neurons, dtype, args.device, keys, args, versions)
+    cols_snt = args.neurons == "leaky"
+    print()
+    print(f"## {args.neurons.upper()} {args.dtype} {list(args.shape)} "
+          f"({main_res['numel'] / 1e6:.1f} M neuron-steps; eff. GB/s at "
+          f"{main_res['bytes_per_neuron_step']} B/neuron-step; "
+          f"copy {cb['GB_s']:.0f} GB/s)")
+    print()
+    print(markdown(main_res, args.neurons, cols_snt))
+    for r in main_res["rows"]:
+        if "skipped" in r:
+            print(f"\n- skipped {r['impl']}: {r['skipped']}")
+    fr = main_res["rows"]
+    fused = next((r for r in fr if r["key"] == "fused" and "median_s" in r), None)
+    if fused is not None:
+        print(f"\nfused: {_f(fused['x_unbind'], '.2f')}× the unbind loop, "
+              f"{_f(fused['x_sj'], '.2f')}× SpikingJelly, {fused['eff_GB_s'] / cb['GB_s'] * 100:.0f}% "
+              f"of copy bandwidth (goal on CPU: ≥ 4× unbind, ≥ 8× SpikingJelly)")
+
+    sweep = []
+    if args.sweep:
+        sweep_keys = [k for k in keys if not dict((kk, s) for kk, _, _, s in ROWS)[k] or args.sweep_all]
+        shapes = SMALL_SHAPES + sj_shapes(scale, args.sweep_T)
+        sargs = argparse.Namespace(**vars(args))
+        sargs.budget = min(args.budget, 1.0)
+        sargs.rounds = 2
+        print(f"\n## sweep ({args.neurons.upper()} {args.dtype}; SpikingJelly GPU shapes with the last "
+              f"dim / {scale}; rows: {','.join(sweep_keys)})\n")
+        names = [k for k in sweep_keys]
+        print("| shape | " + " | ".join(f"{k} steps/s" for k in names)
+              + " | fused × unbind | fused × SJ |")
+        print("|" + "---|" * (len(names) + 3))
+        for shp in shapes:
+            r = bench_shape(shp, args.neurons, dtype, args.device, sweep_keys, sargs, versions,
+                            verbose=False)
+            sweep.append(r)
+            by = {row["key"]: row for row in r["rows"]}
+            cells = [_rate(by[k]["neuron_steps_per_s"]) if "median_s" in by.get(k, {}) else "—"
+                     for k in names]
+            fu = by.get("fused", {})
+            print(f"| {shp} | " + " | ".join(cells)
+                  + f" | {_f(fu.get('x_unbind'), '.2f')} | {_f(fu.get('x_sj'), '.2f')} |", flush=True)
+
+    print(f"\n(benchmark time {time.perf_counter() - t0:.0f} s; command: "
+          f"python benchmarks/neuron_op.py {' '.join(sys.argv[1:] if argv is None else argv)})")
+    if args.json:
+        out = {"hardware": hw, "snn_cuda_build_info": info, "peers": versions,
+               "args": vars(args), "copy_bandwidth": cb, "model": args.neurons,
+               "dtype": args.dtype, "main": main_res, "sweep": sweep}
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1, default=str)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
