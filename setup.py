@@ -64,12 +64,13 @@ def _ext_modules():
     cxx = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-fopenmp-simd"]
     if platform.system() == "Windows":
         cxx = ["/O2", "/fp:precise"]
-    sources = ["csrc/ops.cpp", "csrc/cpu/neuron_cpu.cpp"]
+    sources = ["csrc/ops.cpp", "csrc/cpu/neuron_cpu.cpp", "csrc/cpu/host_cache.cpp", "csrc/cpu/encoder_cpu.cpp"]
     define_macros = []
     if want_cuda:
         sources += [
             "csrc/cuda/neuron_cuda.cpp",
             "csrc/cuda/launch.cu",
+            "csrc/cuda/encoder.cu",
             "csrc/cuda/neuron_f32.cu",
             "csrc/cuda/neuron_f64.cu",
             "csrc/cuda/neuron_f16.cu",

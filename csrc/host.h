@@ -11,10 +11,19 @@
 
 #include "kernels/common.h"
 #include "kernels/params.h"
+#include "kernels/encoder.h"
 
 namespace snn_host {
 
 using snn::i64;
+
+// Output tensors of the CPU ops come from a reuse cache (cpu/host_cache.cpp).
+at::Tensor empty_cpu(at::IntArrayRef sizes, at::ScalarType dtype);
+
+inline at::Tensor alloc(at::IntArrayRef sizes, const at::TensorOptions& opts) {
+  if (opts.device().is_cpu()) return empty_cpu(sizes, opts.dtype().toScalarType());
+  return at::empty(sizes, opts);
+}
 
 enum DType : int { DT_F32 = 0, DT_F64 = 1, DT_F16 = 2, DT_BF16 = 3 };
 
@@ -141,11 +150,11 @@ inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::T
   const auto sopt = x_in.options().dtype(sdt);
   const auto seq = with_time(T, rest);
   const bool leaky = model == snn::MODEL_LEAKY;
-  f.spikes = at::empty(seq, x_in.options());
+  f.spikes = alloc(seq, x_in.options());
   // Leaky's saved values are its membrane sequence, which the layer returns.
-  f.saved = (save || leaky) ? at::empty(seq, sopt) : at::empty({0}, sopt);
-  f.v_seq = (store_v_seq && !leaky) ? at::empty(seq, sopt) : at::empty({0}, sopt);
-  f.v_last = at::empty(rest, sopt);
+  f.saved = (save || leaky) ? alloc(seq, sopt) : at::empty({0}, sopt);
+  f.v_seq = (store_v_seq && !leaky) ? alloc(seq, sopt) : at::empty({0}, sopt);
+  f.v_last = alloc(rest, sopt);
 
   snn::FwdParams& p = f.p;
   p.T = T;
@@ -216,8 +225,8 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
   const bool const_input = T_const >= 0;
   TORCH_CHECK_VALUE(!const_input || T_const == T, "snn_cuda: T (", T_const, ") must match saved.size(0) (", T,
                     ") for a constant input");
-  b.gx = at::empty(const_input ? rest : seq, saved.options().dtype(x_dtype));
-  b.gv0 = at::empty(rest, saved.options());
+  b.gx = alloc(const_input ? rest : seq, saved.options().dtype(x_dtype));
+  b.gv0 = alloc(rest, saved.options());
   b.sg = (int)surrogate;
 
   snn::BwdParams& p = b.p;
@@ -242,6 +251,26 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
   p.detach_reset = detach_reset ? 1 : 0;
   p.const_input = const_input ? 1 : 0;
   return b;
+}
+
+struct Poisson {
+  at::Tensor x, out;
+  snn::PoissonParams p;
+  DType dt;
+};
+
+inline Poisson prepare_poisson(const at::Tensor& x, int64_t T, int64_t seed) {
+  Poisson e;
+  e.dt = dtype_code(x.scalar_type(), "x");
+  TORCH_CHECK_VALUE(T >= 1, "snn_cuda: T must be >= 1, got ", T);
+  e.x = x.contiguous();
+  e.out = alloc(with_time(T, x.sizes().vec()), x.options());
+  e.p.T = T;
+  e.p.N = x.numel();
+  e.p.x = e.x.data_ptr();
+  e.p.out = e.out.data_ptr();
+  e.p.seed = (unsigned long long)seed;
+  return e;
 }
 
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> outputs(Forward& f) {

@@ -33,4 +33,7 @@ TORCH_LIBRARY(snn_cuda, m) {
       "int T, int model, int reset, int surrogate, float surrogate_param, float tau, float v_threshold, "
       "float v_reset, float v_floor, float beta, float v_init, bool decay_input, bool has_floor, "
       "bool detach_reset, ScalarType x_dtype) -> (Tensor, Tensor)");
+  // Rate coding: x [...] of probabilities -> [T, ...] spikes in x's dtype,
+  // element (t, n) firing when Philox(seed)'s uniform for t*N+n is < x[n].
+  m.def("poisson_encode(Tensor x, int T, int seed) -> Tensor");
 }

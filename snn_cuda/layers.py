@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from . import _ext, ops
+
 
 class SeqToANN(nn.Sequential):
     """Applies stateless modules to a `[T, B, ...]` sequence as one
@@ -18,21 +20,45 @@ class SeqToANN(nn.Sequential):
         return y.unflatten(0, (T, B))
 
 
-class PoissonEncoder(nn.Module):
-    """Rate coding: `[B, ...]` intensities in [0, 1] -> `[T, B, ...]` spikes,
-    each step firing with probability equal to the intensity."""
+def poisson_encode(x: Tensor, T: int, generator: torch.Generator = None, backend: str = "auto") -> Tensor:
+    """Rate coding: `[B, ...]` intensities -> `[T, B, ...]` spikes in x's
+    dtype, each element firing with probability equal to its intensity.
 
-    def __init__(self, T: int):
+    The fused kernel draws from a counter-based generator (Philox) keyed by a
+    seed taken from torch's generator (`generator`, or the default CPU one),
+    so `torch.manual_seed` makes runs reproducible and CPU and CUDA agree.
+    The reference (`backend="torch"`) is `torch.rand(...) < x`."""
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor of intensities, got {getattr(x, 'dtype', type(x))}")
+    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+        raise ValueError(f"T must be a positive int, got {T!r}")
+    if backend not in ("auto", "fused", "torch"):
+        raise ValueError(f"backend must be one of 'auto', 'fused', 'torch', got {backend!r}")
+    reason = _ext.unavailable_reason(x.device.type) if x.dtype in ops.FUSED_DTYPES else f"dtype {x.dtype}"
+    if backend == "fused" and reason:
+        raise RuntimeError(f"snn_cuda: backend='fused' cannot run the Poisson encoder here: {reason}")
+    if backend == "torch" or reason:
+        r = torch.rand((T, *x.shape), device=x.device, dtype=x.dtype, generator=generator)
+        return (r < x).to(x.dtype)
+    seed = int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=generator))
+    return torch.ops.snn_cuda.poisson_encode(x.detach(), T, seed)
+
+
+class PoissonEncoder(nn.Module):
+    """Rate coding layer: `[B, ...]` intensities in [0, 1] -> `[T, B, ...]`
+    spikes (see `poisson_encode`)."""
+
+    def __init__(self, T: int, backend: str = "auto"):
         super().__init__()
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
             raise ValueError(f"T must be a positive int, got {T!r}")
+        if backend not in ("auto", "fused", "torch"):
+            raise ValueError(f"backend must be one of 'auto', 'fused', 'torch', got {backend!r}")
         self.T = T
+        self.backend = backend
 
     def forward(self, x: Tensor, generator: torch.Generator = None) -> Tensor:
-        if not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor of intensities, got {x.dtype}")
-        r = torch.rand((self.T, *x.shape), device=x.device, dtype=x.dtype, generator=generator)
-        return (r < x).to(x.dtype)
+        return poisson_encode(x, self.T, generator=generator, backend=self.backend)
 
     def extra_repr(self) -> str:
-        return f"T={self.T}"
+        return f"T={self.T}, backend={self.backend!r}"

@@ -314,3 +314,48 @@ class Leaky(MemoryModule):
     def extra_repr(self) -> str:
         return (f"beta={self.beta}, threshold={self.threshold}, reset_mechanism={self.reset_mechanism!r}, "
                 f"surrogate={self.surrogate_function!r}, " + super().extra_repr())
+
+
+class SynapticCurrent(MemoryModule):
+    """First-order synaptic current c_t = decay * c_{t-1} + x_t (the
+    from-scratch surrogate-gradient tutorial's synapse, decay = exp(-dt/tau_syn)).
+
+    Multi-step: `[T, B, ...]` -> currents `[T, B, ...]` in the state dtype,
+    final current kept in `.c`. Fused, it is the Leaky kernel without reset,
+    whose spike output is ignored.
+    """
+
+    def __init__(self, decay: float, step_mode: str = "m", backend: str = "auto"):
+        super().__init__(step_mode, backend)
+        decay = _finite("decay", decay)
+        if not 0.0 <= decay <= 1.0:
+            raise ValueError(f"decay must be in [0, 1], got {decay}")
+        self.decay = decay
+        self.reset()
+
+    def reset(self) -> None:
+        self.c: Union[float, Tensor] = 0.0
+
+    def detach(self) -> None:
+        if isinstance(self.c, Tensor):
+            self.c = self.c.detach()
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(x, self.step_mode, None)
+        single = self.step_mode == "s"
+        xs = x.unsqueeze(0) if single else x
+        c0 = _as_state(self.c, x, tuple(xs.shape[1:]), "the synaptic current c")
+        c_init = 0.0 if isinstance(self.c, Tensor) else float(self.c)
+        if self._use_fused(x, sg.StraightThrough()):
+            _, c_seq, _, c_last = ops.neuron_multistep(
+                xs, c0, model=ops.MODEL_LEAKY, reset=ops.RESET_NONE,
+                surrogate_id=sg.StraightThrough.kind_id, surrogate_param=0.0, beta=self.decay, v_init=c_init)
+        else:
+            _, c_seq, c_last = reference.leaky_reference(
+                xs, c0 if c0 is not None else c_init, beta=self.decay, reset_mechanism="none",
+                surrogate=sg.StraightThrough())
+        self.c = c_last
+        return c_seq[0] if single else c_seq
+
+    def extra_repr(self) -> str:
+        return f"decay={self.decay}, " + super().extra_repr()

@@ -56,6 +56,9 @@ if _ext.loaded:
         (x, v0, T, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
          decay_input, has_floor, detach_reset, save_for_backward, store_v_seq) = inputs
         _, saved, _, _ = output
+        # Unused outputs (v_seq when not stored, spikes under a membrane-only
+        # loss) must reach the kernel as None, not as materialised zeros.
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(saved, v0 if model == MODEL_LEAKY else None)
         ctx.args = (T, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
                     decay_input, has_floor, detach_reset)
@@ -67,6 +70,8 @@ if _ext.loaded:
          decay_input, has_floor, detach_reset) = ctx.args
         if model == MODEL_LEAKY:
             g_v_seq = g_saved  # Leaky's saved tensor is the membrane sequence it returns
+        elif g_v_seq is not None and g_v_seq.numel() == 0:
+            g_v_seq = None
         gx, gv0 = torch.ops.snn_cuda.neuron_backward(
             g_spikes, g_v_seq, g_v_last, saved, v0, T, model, reset, surrogate, surrogate_param, tau,
             v_threshold, v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset, ctx.x_dtype)
@@ -81,6 +86,10 @@ if _ext.loaded:
             "use backend='torch' for higher-order gradients")
 
     torch.library.register_autograd("snn_cuda::neuron_backward", _no_double_backward)
+
+    @torch.library.register_fake("snn_cuda::poisson_encode")
+    def _poisson_fake(x, T, seed):
+        return x.new_empty((T, *x.shape))
 
 
 def neuron_multistep(

@@ -3,6 +3,7 @@
 // .cu compile to seconds and lets the kernels build with any CUDA toolkit.
 #pragma once
 #include "../kernels/params.h"
+#include "../kernels/encoder.h"
 
 namespace snn_launch {
 
@@ -10,6 +11,7 @@ namespace snn_launch {
 // (snn_host::combo_index). Return a cudaError_t value (0 = success).
 int forward(const snn::FwdParams& p, int dtype, int combo, int sm_count, void* stream);
 int backward(const snn::BwdParams& p, int dtype, int combo, int sg, int sm_count, void* stream);
+int poisson(const snn::PoissonParams& p, int dtype, int sm_count, void* stream);
 const char* error_string(int err);
 
 #define SNN_DECLARE_LAUNCHERS(SUFFIX)                                                       \

@@ -54,9 +54,19 @@ std::tuple<at::Tensor, at::Tensor> neuron_backward_cuda(
   return {b.gx, b.gv0};
 }
 
+at::Tensor poisson_encode_cuda(const at::Tensor& x, int64_t T, int64_t seed) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  auto e = snn_host::prepare_poisson(x, T, seed);
+  const int dev = x.get_device();
+  check_launch(snn_launch::poisson(e.p, e.dt, sm_count(dev), c10::cuda::getCurrentCUDAStream(dev).stream()),
+               "Poisson encoder");
+  return e.out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(snn_cuda, CUDA, m) {
+  m.impl("poisson_encode", &poisson_encode_cuda);
   m.impl("neuron_forward", &neuron_forward_cuda);
   m.impl("neuron_backward", &neuron_backward_cuda);
 }

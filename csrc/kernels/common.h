@@ -164,6 +164,9 @@ template <typename T, typename S> struct Store {
 template <> struct Store<float, float> {
   static SNN_HD SNN_INLINE float from(float v) { return v; }
 };
+template <> struct Store<double, float> {
+  static SNN_HD SNN_INLINE double from(float v) { return v; }
+};
 template <> struct Store<double, double> {
   static SNN_HD SNN_INLINE double from(double v) { return v; }
 };

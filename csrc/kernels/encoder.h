@@ -1,0 +1,36 @@
+// Poisson (Bernoulli-per-step) rate encoder: [N] intensities -> [T, N] spikes.
+// Element e = t * N + n fires when uniform(e) < x[n]; uniform(e) is lane
+// e % 4 of Philox(counter = e / 4, key = seed). One work item per group of
+// four elements, the same groups on CPU and GPU, so both give the same spikes.
+#pragma once
+#include "common.h"
+#include "rng.h"
+
+namespace snn {
+
+struct PoissonParams {
+  i64 T;
+  i64 N;
+  const void* x;  // T-typed [N]
+  void* out;      // T-typed [T, N]
+  unsigned long long seed;
+};
+
+template <typename T>
+SNN_HD SNN_INLINE void poisson_group(const PoissonParams& p, i64 g) {
+  const T* x = (const T*)p.x;
+  T* out = (T*)p.out;
+  const i64 total = p.T * p.N;
+  const U32x4 r = philox4x32_10((unsigned long long)g, 0ull, p.seed);
+  const i64 e0 = g * 4;
+  i64 n = e0 % p.N;
+  for (int k = 0; k < 4; ++k) {
+    const i64 e = e0 + k;
+    if (e >= total) break;
+    const float prob = (float)to_state(x[n]);
+    out[e] = store_as<T>(uniform24(r.v[k]) < prob ? 1.0f : 0.0f);
+    if (++n == p.N) n = 0;
+  }
+}
+
+}  // namespace snn

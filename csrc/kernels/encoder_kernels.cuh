@@ -1,0 +1,14 @@
+// __global__ body of the Poisson encoder (see encoder.h).
+#pragma once
+#include "encoder.h"
+
+namespace snn {
+
+template <typename T>
+__global__ void poisson_kernel(const PoissonParams p) {
+  const i64 groups = (p.T * p.N + 3) / 4;
+  const i64 stride = (i64)blockDim.x * gridDim.x;
+  for (i64 g = (i64)blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += stride) poisson_group<T>(p, g);
+}
+
+}  // namespace snn
