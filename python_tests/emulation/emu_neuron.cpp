@@ -1,0 +1,889 @@
+// Emulation test driver: runs the real CUDA __global__ neuron kernels
+// (csrc/kernels/neuron_kernels.cuh, unmodified) on the CPU through host_shim.h,
+// under AddressSanitizer + UBSan, and checks every output against an
+// independent scalar reference written here from DESIGN.md section 1.
+//
+// Build (python_tests/test_emulation.py does this and caches the binary):
+//   g++ -std=c++17 -O1 -g1 -fsanitize=address,undefined -fno-sanitize-recover=all
+//       -fsanitize=alignment -ffp-contract=off -I csrc
+//       python_tests/emulation/emu_neuron.cpp -o emu_neuron
+// (-g1: line tables, which is all the sanitizer reports use; -g doubles the build.)
+// Options: -DEMU_QUICK compiles a subset (float32, two surrogates) for
+// the mutation tests, which rebuild the driver once per mutant.
+//
+// Run: ./emu_neuron            the full matrix; last line "EMU: <n> cases passed, <m> failed"
+//      ./emu_neuron --selftest-misaligned-float4   must die in UBSan (alignment)
+//      ./emu_neuron --selftest-overrun             must die in ASan (heap overflow)
+//
+// The oracle does NOT call anything from neuron.h / surrogate.h / common.h's
+// conversions: the formulas below are transcribed from DESIGN.md section 1.
+// Only the parameter structs (the ABI under test), the storage types and
+// snn::grid_blocks / snn::kBlockThreads (the launcher's grid, which the
+// emulation must reproduce, not re-derive) come from the kernel headers.
+#include "host_shim.h"
+#include "kernels/neuron_kernels.cuh"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#if defined(__has_include)
+#if __has_include(<sanitizer/common_interface_defs.h>)
+#include <sanitizer/common_interface_defs.h>
+#define EMU_HAVE_SANITIZER_API 1
+#endif
+#endif
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Case description, printed on failure and from the sanitizer death callback.
+// ---------------------------------------------------------------------------
+std::string g_current_case;
+
+void on_sanitizer_death() {
+  std::fprintf(stderr, "EMU: sanitizer abort while running case: %s\n", g_current_case.c_str());
+  std::fflush(stderr);
+}
+
+// ---------------------------------------------------------------------------
+// Exact-size heap buffers: malloc(n * sizeof(T)) and nothing more, so that an
+// access one element past the end lands in ASan's redzone.
+// ---------------------------------------------------------------------------
+template <typename T>
+struct Buf {
+  T* p = nullptr;
+  size_t n = 0;
+  Buf() {}
+  explicit Buf(size_t count) : n(count) {
+    p = static_cast<T*>(std::malloc(count * sizeof(T)));
+    if (!p) {
+      std::fprintf(stderr, "EMU: out of memory\n");
+      std::exit(2);
+    }
+  }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  Buf(Buf&& o) noexcept : p(o.p), n(o.n) { o.p = nullptr; o.n = 0; }
+  Buf& operator=(Buf&& o) noexcept {
+    std::free(p);
+    p = o.p; n = o.n; o.p = nullptr; o.n = 0;
+    return *this;
+  }
+  ~Buf() { std::free(p); }
+  T& operator[](size_t i) { return p[i]; }
+  const T& operator[](size_t i) const { return p[i]; }
+};
+
+// ---------------------------------------------------------------------------
+// Independent storage conversions (not common.h's).
+//   half: the compiler's _Float16 (IEEE binary16, round to nearest even)
+//   bf16: nearest of the two bracketing bf16 values, ties to even, in double
+// ---------------------------------------------------------------------------
+#if !defined(__FLT16_MANT_DIG__)
+#error "the emulation oracle needs _Float16 (g++ >= 12 on x86-64 / aarch64)"
+#endif
+
+float ref_half_to_float(uint16_t bits) {
+  _Float16 h;
+  std::memcpy(&h, &bits, 2);
+  return (float)h;
+}
+uint16_t ref_float_to_half(float f) {
+  const _Float16 h = (_Float16)f;
+  uint16_t bits;
+  std::memcpy(&bits, &h, 2);
+  return bits;
+}
+float ref_bf16_to_float(uint16_t bits) {
+  const uint32_t u = (uint32_t)bits << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+uint16_t ref_float_to_bf16(float f) {
+  if (std::isnan(f)) return 0x7fc0;
+  if (std::fabs(f) > 3.0e38f) {
+    std::fprintf(stderr, "EMU: bf16 oracle conversion out of range\n");
+    std::exit(2);
+  }
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint16_t lo = (uint16_t)(u >> 16);  // toward zero
+  const uint16_t hi = (uint16_t)(lo + 1);   // away from zero (same sign)
+  const double d = f, dlo = ref_bf16_to_float(lo), dhi = ref_bf16_to_float(hi);
+  const double elo = std::fabs(d - dlo), ehi = std::fabs(d - dhi);
+  if (elo < ehi) return lo;
+  if (ehi < elo) return hi;
+  return (lo & 1u) ? hi : lo;
+}
+
+// Storage traits for the oracle: state type S, load/store, names, tolerances.
+template <typename T> struct Stor;
+template <> struct Stor<float> {
+  typedef float S;
+  static S load(float v) { return v; }
+  static float store(S v) { return v; }
+  static const char* name() { return "float32"; }
+  static double rtol() { return 1e-5; }
+};
+template <> struct Stor<double> {
+  typedef double S;
+  static S load(double v) { return v; }
+  static double store(S v) { return v; }
+  static const char* name() { return "float64"; }
+  static double rtol() { return 1e-12; }
+};
+template <> struct Stor<snn::half_t> {
+  typedef float S;
+  static S load(snn::half_t v) { return ref_half_to_float(v.x); }
+  static snn::half_t store(S v) { snn::half_t h; h.x = ref_float_to_half(v); return h; }
+  static const char* name() { return "float16"; }
+  static double rtol() { return 1e-5; }
+};
+template <> struct Stor<snn::bf16_t> {
+  typedef float S;
+  static S load(snn::bf16_t v) { return ref_bf16_to_float(v.x); }
+  static snn::bf16_t store(S v) { snn::bf16_t h; h.x = ref_float_to_bf16(v); return h; }
+  static const char* name() { return "bfloat16"; }
+  static double rtol() { return 1e-5; }
+};
+
+// ---------------------------------------------------------------------------
+// The oracle, from DESIGN.md section 1. Runtime switches (no templates shared
+// with the kernels), state type S, each operation written in the order the
+// contract writes it.
+// ---------------------------------------------------------------------------
+enum { M_LIF = 0, M_IF = 1, M_LEAKY = 2 };
+enum { R_HARD = 0, R_SOFT = 1, R_NONE = 2 };
+
+const char* kModelName[] = {"LIF", "IF", "Leaky"};
+const char* kResetName[3][3] = {{"hard", "soft", "?"}, {"hard", "soft", "?"}, {"zero", "subtract", "none"}};
+const char* kSgName[] = {"Sigmoid", "ATan", "FastSigmoid", "PiecewiseQuadratic", "PiecewiseExp",
+                         "SoftSign", "Erf", "Rect", "StraightThrough"};
+
+// Surrogate derivative g'(z), DESIGN.md table.
+template <typename S>
+S ref_sg(int kind, S z, S alpha) {
+  const S pi = (S)3.14159265358979323846;
+  switch (kind) {
+    case 0: {  // Sigmoid: alpha s (1 - s), s = sigmoid(alpha z)
+      const S s = S(1) / (S(1) + std::exp(-(alpha * z)));
+      return alpha * s * (S(1) - s);
+    }
+    case 1: {  // ATan: (alpha/2) / (1 + (pi/2 alpha z)^2)
+      const S k = pi / S(2) * alpha * z;
+      return alpha / S(2) / (S(1) + k * k);
+    }
+    case 2: {  // FastSigmoid: 1 / (slope |z| + 1)^2
+      const S d = alpha * std::fabs(z) + S(1);
+      return S(1) / (d * d);
+    }
+    case 3:  // PiecewiseQuadratic: max(0, alpha - alpha^2 |z|)
+      return std::max(S(0), alpha - alpha * alpha * std::fabs(z));
+    case 4:  // PiecewiseExp: (alpha/2) exp(-alpha |z|)
+      return alpha / S(2) * std::exp(-(alpha * std::fabs(z)));
+    case 5: {  // SoftSign: 1 / (2 alpha (1/alpha + |z|)^2)
+      const S d = S(1) / alpha + std::fabs(z);
+      return S(1) / (S(2) * alpha * (d * d));
+    }
+    case 6: {  // Erf: (alpha / sqrt(pi)) exp(-(alpha z)^2)
+      const S az = alpha * z;
+      return alpha / std::sqrt(pi) * std::exp(-(az * az));
+    }
+    case 7:  // Rect: alpha if |z| < 0.5/alpha else 0
+      return std::fabs(z) < S(0.5) / alpha ? alpha : S(0);
+    default:  // StraightThrough
+      return S(1);
+  }
+}
+
+struct Config {
+  int model, reset, sg;
+  bool decay_input, has_floor, detach_reset;
+  double tau, v_th, v_reset, v_floor, beta, v_init, sg_param;
+};
+
+struct Shape {
+  long long T, N, xs;  // xs = x_tstride
+  int sm_count;
+  bool v0, saved, v_seq;               // forward optional pointers
+  bool gs, gv_seq, gv_last, const_in;  // backward optional pointers / mode
+};
+
+template <typename S>
+struct RefFwd {
+  std::vector<S> spikes, saved, v_seq, v_last;  // saved: H (LIF/IF), pre-floor P (IF floor), U (Leaky)
+  std::vector<S> H;                             // post-floor charged potential (LIF/IF)
+};
+
+template <typename T>
+RefFwd<typename Stor<T>::S> ref_forward(const Config& c, const Shape& sh, const T* x, const typename Stor<T>::S* v0) {
+  typedef typename Stor<T>::S S;
+  const long long TT = sh.T, N = sh.N;
+  RefFwd<S> r;
+  r.spikes.assign(TT * N, S(0));
+  r.saved.assign(TT * N, S(0));
+  r.v_seq.assign(TT * N, S(0));
+  r.v_last.assign(N, S(0));
+  r.H.assign(TT * N, S(0));
+  // Scalars rounded to the state dtype first.
+  const S tau = (S)c.tau, vth = (S)c.v_th, vreset = (S)c.v_reset, vfloor = (S)c.v_floor, beta = (S)c.beta;
+  const bool hard = c.reset == R_HARD;
+  const S Vr = hard ? vreset : S(0);  // soft reset: Vr = 0
+  for (long long n = 0; n < N; ++n) {
+    S V = v0 ? v0[n] : (S)c.v_init;
+    for (long long t = 0; t < TT; ++t) {
+      const S X = Stor<T>::load(x[t * sh.xs + n]);
+      const long long o = t * N + n;
+      if (c.model == M_LEAKY) {
+        const S R = (V - vth) > S(0) ? S(1) : S(0);  // Θ' strict, from U_{t-1}
+        S U;
+        if (c.reset == R_SOFT) U = beta * V + X - R * vth;         // subtract
+        else if (c.reset == R_HARD) U = beta * (S(1) - R) * V + X;  // zero
+        else U = beta * V + X;                                      // none
+        const S s = (U - vth) > S(0) ? S(1) : S(0);
+        r.spikes[o] = s;
+        r.saved[o] = U;
+        r.v_seq[o] = U;
+        V = U;
+      } else {
+        S H, P = S(0);
+        if (c.model == M_LIF) {
+          if (c.decay_input) H = V + (X - (V - Vr)) / tau;
+          else H = V - (V - Vr) / tau + X;
+          r.saved[o] = H;
+        } else {
+          P = V + X;
+          H = c.has_floor ? std::max(P, vfloor) : P;
+          r.saved[o] = P;  // pre-floor potential (== H without a floor)
+        }
+        r.H[o] = H;
+        const S s = (H - vth) >= S(0) ? S(1) : S(0);  // Θ fires at 0
+        if (hard) V = H * (S(1) - s) + vreset * s;
+        else V = H - vth * s;
+        r.spikes[o] = s;
+        r.v_seq[o] = V;
+      }
+    }
+    r.v_last[n] = V;
+  }
+  return r;
+}
+
+// Backward oracle. Alongside every gradient it carries a magnitude m (the same
+// expression evaluated on absolute values, in double): |computed - exact| is
+// bounded by a small multiple of eps * m, so the comparison below uses
+// rtol * m instead of rtol * |value|, which would flag honest rounding
+// differences amplified by cancellation.
+template <typename S>
+struct RefBwd {
+  std::vector<S> gx, gv0;
+  std::vector<double> gx_mag, gv0_mag;
+};
+
+template <typename T>
+RefBwd<typename Stor<T>::S> ref_backward(const Config& c, const Shape& sh, const RefFwd<typename Stor<T>::S>& f,
+                                         const typename Stor<T>::S* v0, const T* gs,
+                                         const typename Stor<T>::S* gvs, const typename Stor<T>::S* gvl) {
+  typedef typename Stor<T>::S S;
+  const long long TT = sh.T, N = sh.N;
+  RefBwd<S> r;
+  const long long gxn = sh.const_in ? N : TT * N;
+  r.gx.assign(gxn, S(0));
+  r.gx_mag.assign(gxn, 0.0);
+  r.gv0.assign(N, S(0));
+  r.gv0_mag.assign(N, 0.0);
+  const S tau = (S)c.tau, vth = (S)c.v_th, vreset = (S)c.v_reset, vfloor = (S)c.v_floor, beta = (S)c.beta;
+  const S alpha = (S)c.sg_param;
+  const double atau = std::fabs((double)tau);
+  for (long long n = 0; n < N; ++n) {
+    // "next": the gradient reaching the membrane V_t (U_t) from step t+1 and,
+    // at t = T, from the final-membrane output.
+    S next = gvl ? gvl[n] : S(0);
+    double next_m = std::fabs((double)next);
+    S sum = S(0);
+    double sum_m = 0.0;
+    for (long long t = TT - 1; t >= 0; --t) {
+      const long long o = t * N + n;
+      const S gS = gs ? Stor<T>::load(gs[o]) : S(0);
+      const S gV = gvs ? gvs[o] : S(0);
+      S gX;
+      double gX_m;
+      if (c.model == M_LEAKY) {
+        const S U = f.saved[o];
+        const S sg = ref_sg<S>(c.sg, U - vth, alpha);
+        const S gU = gV + gS * sg + next;  // gU_t = gU_out + gS σ' + gU_{t+1} a_{t+1}
+        const double gU_m = std::fabs((double)gV) + std::fabs((double)gS) * std::fabs((double)sg) + next_m;
+        const S Uprev = t > 0 ? f.saved[o - N] : (v0 ? v0[n] : (S)c.v_init);
+        const S R = (Uprev - vth) > S(0) ? S(1) : S(0);
+        const S a = c.reset == R_HARD ? beta * (S(1) - R) : beta;
+        gX = gU;
+        gX_m = gU_m;
+        next = gU * a;
+        next_m = gU_m * std::fabs((double)a);
+      } else {
+        const S H = f.H[o];
+        const S z = H - vth;
+        const S sg = ref_sg<S>(c.sg, z, alpha);
+        const S s = z >= S(0) ? S(1) : S(0);
+        const double asg = std::fabs((double)sg);
+        S dVdH;
+        double dVdH_m;
+        if (c.reset == R_HARD) {
+          dVdH = c.detach_reset ? (S(1) - s) : (S(1) - s) + (vreset - H) * sg;
+          dVdH_m = std::fabs((double)(S(1) - s)) +
+                   (c.detach_reset ? 0.0 : (std::fabs((double)vreset) + std::fabs((double)H)) * asg);
+        } else {
+          dVdH = c.detach_reset ? S(1) : S(1) - vth * sg;
+          dVdH_m = 1.0 + (c.detach_reset ? 0.0 : std::fabs((double)vth) * asg);
+        }
+        S gH = gS * sg + (gV + next) * dVdH;
+        double gH_m = std::fabs((double)gS) * asg + (std::fabs((double)gV) + next_m) * dVdH_m;
+        // IF floor: dH/dV and dH/dX at this step times the floor's 0/1 gradient
+        // (1 where V_{t-1} + X_t >= v_floor).
+        const S pass = (c.model == M_IF && c.has_floor) ? (f.saved[o] >= vfloor ? S(1) : S(0)) : S(1);
+        if (c.model == M_LIF) {
+          // dH/dV = 1 - 1/tau, accumulated as autograd does for the charge
+          // expression (the V term plus the -(V - Vr)/tau term): gH - gH/tau.
+          next = gH - gH / tau;
+          next_m = gH_m * (1.0 + 1.0 / atau);
+          if (c.decay_input) {
+            gX = gH / tau;  // dH/dX = 1/tau
+            gX_m = gH_m / atau;
+          } else {
+            gX = gH;
+            gX_m = gH_m;
+          }
+        } else {
+          gX = gH * pass;  // dH/dX = 1 (times the floor gradient)
+          next = gH * pass;
+          gX_m = next_m = gH_m * (double)pass;
+        }
+      }
+      if (sh.const_in) {
+        sum = sum + gX;
+        sum_m += gX_m;
+      } else {
+        r.gx[o] = gX;
+        r.gx_mag[o] = gX_m;
+      }
+    }
+    if (sh.const_in) {
+      r.gx[n] = sum;
+      r.gx_mag[n] = sum_m;
+    }
+    r.gv0[n] = next;  // gV0 = gH_1 dH/dV  (Leaky: gU_1 a_1)
+    r.gv0_mag[n] = next_m;
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------------------
+// Kernel dispatch (compile-time instantiation of the real __global__ bodies).
+// ---------------------------------------------------------------------------
+typedef void (*FwdLaunch)(unsigned grid, const snn::FwdParams& p);
+typedef void (*BwdLaunch)(unsigned grid, const snn::BwdParams& p);
+
+template <int M, int R, typename T>
+void launch_fwd(unsigned grid, const snn::FwdParams& p) {
+  emu_launch(snn::neuron_fwd_kernel<M, R, T>, dim3(grid), dim3(snn::kBlockThreads), p);
+}
+template <int M, int R, int SG, typename T>
+void launch_bwd(unsigned grid, const snn::BwdParams& p) {
+  emu_launch(snn::neuron_bwd_kernel<M, R, SG, T>, dim3(grid), dim3(snn::kBlockThreads), p);
+}
+
+#if defined(EMU_QUICK)
+constexpr bool sg_enabled(int sg) { return sg == snn::SG_SIGMOID || sg == snn::SG_RECT; }
+#else
+constexpr bool sg_enabled(int) { return true; }
+#endif
+
+template <int M, int R, int SG, typename T>
+BwdLaunch bwd_entry() {
+  if constexpr (sg_enabled(SG)) return &launch_bwd<M, R, SG, T>;
+  else return nullptr;
+}
+
+template <int M, int R, typename T>
+BwdLaunch bwd_table_sg(int sg) {
+  switch (sg) {
+    case 0: return bwd_entry<M, R, 0, T>();
+    case 1: return bwd_entry<M, R, 1, T>();
+    case 2: return bwd_entry<M, R, 2, T>();
+    case 3: return bwd_entry<M, R, 3, T>();
+    case 4: return bwd_entry<M, R, 4, T>();
+    case 5: return bwd_entry<M, R, 5, T>();
+    case 6: return bwd_entry<M, R, 6, T>();
+    case 7: return bwd_entry<M, R, 7, T>();
+    case 8: return bwd_entry<M, R, 8, T>();
+    default: return nullptr;
+  }
+}
+
+template <typename T>
+FwdLaunch fwd_table(int model, int reset) {
+  switch (model * 3 + reset) {
+    case 0: return &launch_fwd<snn::MODEL_LIF, snn::RESET_HARD, T>;
+    case 1: return &launch_fwd<snn::MODEL_LIF, snn::RESET_SOFT, T>;
+    case 3: return &launch_fwd<snn::MODEL_IF, snn::RESET_HARD, T>;
+    case 4: return &launch_fwd<snn::MODEL_IF, snn::RESET_SOFT, T>;
+    case 6: return &launch_fwd<snn::MODEL_LEAKY, snn::RESET_HARD, T>;
+    case 7: return &launch_fwd<snn::MODEL_LEAKY, snn::RESET_SOFT, T>;
+    case 8: return &launch_fwd<snn::MODEL_LEAKY, snn::RESET_NONE, T>;
+    default: return nullptr;
+  }
+}
+
+template <typename T>
+BwdLaunch bwd_table(int model, int reset, int sg) {
+  switch (model * 3 + reset) {
+    case 0: return bwd_table_sg<snn::MODEL_LIF, snn::RESET_HARD, T>(sg);
+    case 1: return bwd_table_sg<snn::MODEL_LIF, snn::RESET_SOFT, T>(sg);
+    case 3: return bwd_table_sg<snn::MODEL_IF, snn::RESET_HARD, T>(sg);
+    case 4: return bwd_table_sg<snn::MODEL_IF, snn::RESET_SOFT, T>(sg);
+    case 6: return bwd_table_sg<snn::MODEL_LEAKY, snn::RESET_HARD, T>(sg);
+    case 7: return bwd_table_sg<snn::MODEL_LEAKY, snn::RESET_SOFT, T>(sg);
+    case 8: return bwd_table_sg<snn::MODEL_LEAKY, snn::RESET_NONE, T>(sg);
+    default: return nullptr;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Deterministic RNG (splitmix64) for data and case selection.
+// ---------------------------------------------------------------------------
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed) {}
+  uint64_t next() {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return (double)(next() >> 11) * (1.0 / 9007199254740992.0); }  // [0, 1)
+  double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
+  bool chance(double p) { return uniform() < p; }
+};
+
+// ---------------------------------------------------------------------------
+// Comparison helpers.
+// ---------------------------------------------------------------------------
+struct Failure {
+  bool failed = false;
+  std::string what;
+  void fail(const std::string& w) {
+    if (!failed) {
+      failed = true;
+      what = w;
+    }
+  }
+};
+
+template <typename S>
+bool same_value(S a, S b) {
+  return a == b || (std::isnan((double)a) && std::isnan((double)b));
+}
+
+std::string fmt_g(double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.17g", v);
+  return b;
+}
+
+// Exact comparison of a state-typed buffer (saved, v_seq, v_last).
+template <typename S>
+void check_exact(Failure& F, const char* name, const S* k, const std::vector<S>& r, long long N) {
+  for (size_t i = 0; i < r.size(); ++i) {
+    if (!same_value(k[i], r[i])) {
+      F.fail(std::string(name) + "[t=" + std::to_string(i / N) + ",n=" + std::to_string(i % N) +
+             "] kernel=" + fmt_g((double)k[i]) + " ref=" + fmt_g((double)r[i]));
+      return;
+    }
+  }
+}
+
+// Exact comparison of a storage-typed buffer (spikes).
+template <typename T>
+void check_exact_storage(Failure& F, const char* name, const T* k, const std::vector<typename Stor<T>::S>& r,
+                         long long N) {
+  for (size_t i = 0; i < r.size(); ++i) {
+    const typename Stor<T>::S kv = Stor<T>::load(k[i]);
+    if (!same_value(kv, r[i])) {
+      F.fail(std::string(name) + "[t=" + std::to_string(i / N) + ",n=" + std::to_string(i % N) +
+             "] kernel=" + fmt_g((double)kv) + " ref=" + fmt_g((double)r[i]));
+      return;
+    }
+  }
+}
+
+// Tolerance comparison: the kernel's value (after storage rounding, for a
+// storage-typed output) must lie within [ref - tol, ref + tol] rounded
+// outward through the same storage type, tol = rtol * magnitude.
+template <typename T, typename V>
+void check_close(Failure& F, const char* name, const V* k, const std::vector<typename Stor<T>::S>& r,
+                 const std::vector<double>& mag, double rtol, long long N, bool storage) {
+  typedef typename Stor<T>::S S;
+  for (size_t i = 0; i < r.size(); ++i) {
+    double kv;
+    if constexpr (std::is_same<V, T>::value) kv = (double)Stor<T>::load(k[i]);
+    else kv = (double)k[i];
+    const double ref = (double)r[i];
+    const double tol = rtol * mag[i] + 1e-300;
+    double lo = ref - tol, hi = ref + tol;
+    if (storage) {
+      lo = (double)Stor<T>::load(Stor<T>::store((S)lo));
+      hi = (double)Stor<T>::load(Stor<T>::store((S)hi));
+      // Storage rounding of the endpoints is monotone; also admit the
+      // rounded reference itself (tol below half an ulp of T).
+      const double rr = (double)Stor<T>::load(Stor<T>::store((S)ref));
+      lo = std::min(lo, rr);
+      hi = std::max(hi, rr);
+    }
+    if (!(kv >= lo && kv <= hi)) {
+      F.fail(std::string(name) + "[" + std::to_string(i) + " (t=" + std::to_string(i / N) +
+             ",n=" + std::to_string(i % N) + ")] kernel=" + fmt_g(kv) + " ref=" + fmt_g(ref) +
+             " mag=" + fmt_g(mag[i]));
+      return;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// One case: fill inputs, run forward (and backward), compare.
+// ---------------------------------------------------------------------------
+struct Stats {
+  long long passed = 0, failed = 0, printed = 0;
+  long long fwd_launches = 0, bwd_launches = 0, wrapped_grids = 0;
+};
+
+template <typename S>
+S nan_sentinel() { return std::numeric_limits<S>::quiet_NaN(); }
+
+template <typename T>
+T storage_nan() { return Stor<T>::store(std::numeric_limits<typename Stor<T>::S>::quiet_NaN()); }
+
+std::string describe(const char* dtype, const Config& c, const Shape& s) {
+  char b[512];
+  std::snprintf(b, sizeof b,
+                "dtype=%s model=%s reset=%s decay_input=%d has_floor=%d detach_reset=%d sg=%s(%g) "
+                "T=%lld N=%lld x_tstride=%lld sm_count=%d grid=%lld v0=%d saved=%d v_seq=%d "
+                "grad_spikes=%d grad_v_seq=%d grad_v_last=%d const_input=%d tau=%g v_th=%g v_reset=%g "
+                "v_floor=%g beta=%g v_init=%g",
+                dtype, kModelName[c.model], kResetName[c.model][c.reset], c.decay_input, c.has_floor,
+                c.detach_reset, kSgName[c.sg], c.sg_param, s.T, s.N, s.xs, s.sm_count,
+                (long long)snn::grid_blocks(s.N, snn::kBlockThreads, s.sm_count), s.v0, s.saved, s.v_seq, s.gs,
+                s.gv_seq, s.gv_last, s.const_in, c.tau, c.v_th, c.v_reset, c.v_floor, c.beta, c.v_init);
+  return b;
+}
+
+template <typename T>
+void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
+  typedef typename Stor<T>::S S;
+  const FwdLaunch fwd = fwd_table<T>(c.model, c.reset);
+  const BwdLaunch bwd = bwd_table<T>(c.model, c.reset, c.sg);
+  if (!fwd || !bwd) return;  // not compiled in this (EMU_QUICK) build
+  g_current_case = describe(Stor<T>::name(), c, sh);
+  Rng rng(seed);
+  const long long TT = sh.T, N = sh.N;
+  const S vth = (S)c.v_th, vfloor = (S)c.v_floor;
+
+  // x: exactly the span the kernel may touch, (T-1)*x_tstride + N elements;
+  // gaps of a non-contiguous layout hold NaN (reading them shows in the spikes).
+  const long long xn = sh.xs == 0 ? N : (TT - 1) * sh.xs + N;
+  Buf<T> x(xn);
+  for (long long i = 0; i < xn; ++i) x[i] = storage_nan<T>();
+  for (long long t = 0; t < (sh.xs == 0 ? 1 : TT); ++t)
+    for (long long n = 0; n < N; ++n) {
+      double v = rng.uniform(-1.0, 2.0) * c.v_th;
+      const double u = rng.uniform();
+      if (u < 0.05) v = c.v_th;          // exactly at threshold (Θ(0) = 1, Θ'(0) = 0)
+      else if (u < 0.08) v = c.v_floor;  // exactly at the IF floor
+      else if (u < 0.11) v = 0.0;
+      x[t * sh.xs + n] = Stor<T>::store((S)v);
+    }
+  Buf<S> v0;
+  if (sh.v0) {
+    v0 = Buf<S>(N);
+    for (long long n = 0; n < N; ++n) {
+      const double u = rng.uniform();
+      v0[n] = u < 0.1 ? S(0) : u < 0.15 ? vth : u < 0.18 ? vfloor : (S)rng.uniform(-0.5, 1.5);
+    }
+  }
+  Buf<T> spikes(TT * N);
+  Buf<S> saved, v_seq, v_last(N);
+  if (sh.saved) saved = Buf<S>(TT * N);
+  if (sh.v_seq) v_seq = Buf<S>(TT * N);
+  for (long long i = 0; i < TT * N; ++i) {
+    spikes[i] = storage_nan<T>();
+    if (sh.saved) saved[i] = nan_sentinel<S>();
+    if (sh.v_seq) v_seq[i] = nan_sentinel<S>();
+  }
+  for (long long n = 0; n < N; ++n) v_last[n] = nan_sentinel<S>();
+
+  snn::FwdParams fp;
+  std::memset(&fp, 0, sizeof fp);
+  fp.T = TT;
+  fp.N = N;
+  fp.x_tstride = sh.xs;
+  fp.x = x.p;
+  fp.v0 = sh.v0 ? v0.p : nullptr;
+  fp.spikes = spikes.p;
+  fp.saved = sh.saved ? saved.p : nullptr;
+  fp.v_seq = sh.v_seq ? v_seq.p : nullptr;
+  fp.v_last = v_last.p;
+  fp.tau = c.tau;
+  fp.v_th = c.v_th;
+  fp.v_reset = c.v_reset;
+  fp.v_floor = c.v_floor;
+  fp.beta = c.beta;
+  fp.v_init = c.v_init;
+  fp.decay_input = c.decay_input;
+  fp.has_floor = c.has_floor;
+
+  // The launcher's grid: a pure function of (N, block, SM count).
+  const long long grid = snn::grid_blocks(N, snn::kBlockThreads, sh.sm_count);
+  if (grid * snn::kBlockThreads < N) st.wrapped_grids++;
+  fwd((unsigned)grid, fp);
+  st.fwd_launches++;
+
+  Failure F;
+  const RefFwd<S> rf = ref_forward<T>(c, sh, x.p, sh.v0 ? v0.p : nullptr);
+  check_exact_storage<T>(F, "spikes", spikes.p, rf.spikes, N);
+  if (sh.saved) check_exact<S>(F, "saved", saved.p, rf.saved, N);
+  if (sh.v_seq) check_exact<S>(F, "v_seq", v_seq.p, rf.v_seq, N);
+  check_exact<S>(F, "v_last", v_last.p, rf.v_last, N);
+
+  if (sh.saved) {
+    Buf<T> gs;
+    Buf<S> gvs, gvl;
+    if (sh.gs) {
+      gs = Buf<T>(TT * N);
+      for (long long i = 0; i < TT * N; ++i) gs[i] = Stor<T>::store((S)rng.uniform(-1.0, 1.0));
+    }
+    if (sh.gv_seq) {
+      gvs = Buf<S>(TT * N);
+      for (long long i = 0; i < TT * N; ++i) gvs[i] = (S)rng.uniform(-1.0, 1.0);
+    }
+    if (sh.gv_last) {
+      gvl = Buf<S>(N);
+      for (long long n = 0; n < N; ++n) gvl[n] = (S)rng.uniform(-1.0, 1.0);
+    }
+    const long long gxn = sh.const_in ? N : TT * N;
+    Buf<T> gx(gxn);
+    Buf<S> gv0(N);
+    for (long long i = 0; i < gxn; ++i) gx[i] = storage_nan<T>();
+    for (long long n = 0; n < N; ++n) gv0[n] = nan_sentinel<S>();
+
+    snn::BwdParams bp;
+    std::memset(&bp, 0, sizeof bp);
+    bp.T = TT;
+    bp.N = N;
+    bp.grad_spikes = sh.gs ? gs.p : nullptr;
+    bp.grad_v_seq = sh.gv_seq ? gvs.p : nullptr;
+    bp.grad_v_last = sh.gv_last ? gvl.p : nullptr;
+    bp.saved = saved.p;
+    bp.v0 = sh.v0 ? v0.p : nullptr;
+    bp.grad_x = gx.p;
+    bp.grad_v0 = gv0.p;
+    bp.tau = c.tau;
+    bp.v_th = c.v_th;
+    bp.v_reset = c.v_reset;
+    bp.v_floor = c.v_floor;
+    bp.beta = c.beta;
+    bp.v_init = c.v_init;
+    bp.sg_param = c.sg_param;
+    bp.decay_input = c.decay_input;
+    bp.has_floor = c.has_floor;
+    bp.detach_reset = c.detach_reset;
+    bp.const_input = sh.const_in;
+    bwd((unsigned)grid, bp);
+    st.bwd_launches++;
+
+    const RefBwd<S> rb = ref_backward<T>(c, sh, rf, sh.v0 ? v0.p : nullptr, sh.gs ? gs.p : nullptr,
+                                         sh.gv_seq ? gvs.p : nullptr, sh.gv_last ? gvl.p : nullptr);
+    const double rtol = Stor<T>::rtol();
+    check_close<T, T>(F, sh.const_in ? "grad_x(sum over T)" : "grad_x", gx.p, rb.gx, rb.gx_mag, rtol, N, true);
+    check_close<T, S>(F, "grad_v0", gv0.p, rb.gv0, rb.gv0_mag, rtol, N, false);
+  }
+
+  if (F.failed) {
+    st.failed++;
+    if (st.printed < 200) {
+      std::printf("FAIL %s: %s\n", g_current_case.c_str(), F.what.c_str());
+      st.printed++;
+    }
+  } else {
+    st.passed++;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The matrix.
+// ---------------------------------------------------------------------------
+const double kSgDefault[9] = {4.0, 2.0, 25.0, 1.0, 1.0, 2.0, 2.0, 1.0, 1.0};
+const double kSgAlt[9] = {2.5, 1.25, 100.0, 0.75, 2.0, 0.5, 1.5, 0.8, 1.0};
+
+struct BaseShape {
+  long long T, N, xs;  // xs: -1 = N (contiguous), -2 = N + 3, 0 = constant input
+  int sm;              // 0 = rotate through {1, 2, 132}
+  int const_in;        // for xs == 0: 1 = const_input backward (sum over T), 0 = expanded view
+};
+
+const BaseShape kShapes[] = {
+    {1, 1, -1, 0, 0},     // single neuron, single step
+    {5, 37, -1, 0, 0},    // part of one block
+    {5, 700, -2, 0, 0},   // several blocks, non-contiguous input (x_tstride = N + 3)
+    {5, 2500, -1, 1, 0},  // sm_count = 1: 2048 threads, the grid-stride loop wraps
+    {5, 700, 0, 0, 1},    // constant input, gradient summed over T in the kernel
+    {1, 2500, 0, 1, 1},   // constant input, T = 1, wrapping grid
+    {5, 257, 0, 0, 0},    // stride-0 (expanded) input with a [T, N] gradient
+    {5, 2500, -2, 2, 0},  // non-contiguous, two SMs
+    {1, 700, -2, 132, 0}, // T = 1 non-contiguous (x_tstride unused but must not be read past)
+};
+
+template <typename T>
+void run_dtype(Stats& st, uint64_t& counter) {
+  const int kSms[3] = {1, 2, 132};
+  struct MR { int m, r; };
+  const MR combos[7] = {{M_LIF, R_HARD}, {M_LIF, R_SOFT}, {M_IF, R_HARD}, {M_IF, R_SOFT},
+                        {M_LEAKY, R_HARD}, {M_LEAKY, R_SOFT}, {M_LEAKY, R_NONE}};
+  for (const MR& mr : combos) {
+    for (int variant = 0; variant < 2; ++variant) {  // LIF: decay_input; IF: has_floor; Leaky: once
+      if (mr.m == M_LEAKY && variant == 1) continue;
+      for (int detach = 0; detach < 2; ++detach) {
+        for (int sg = 0; sg < 9; ++sg) {
+          for (size_t si = 0; si < sizeof(kShapes) / sizeof(kShapes[0]); ++si) {
+            const uint64_t k = counter++;
+            Rng pick(0x5eedULL * 1000003ULL + k);
+            Config c;
+            c.model = mr.m;
+            c.reset = mr.r;
+            c.sg = sg;
+            c.decay_input = mr.m == M_LIF && variant == 1 ? false : true;
+            c.has_floor = mr.m == M_IF && variant == 1;
+            c.detach_reset = detach == 1;
+            const double taus[3] = {2.0, 1.7, 3.3};
+            const double ths[3] = {1.0, 0.7, 0.5};
+            const double resets[3] = {0.0, -0.3, 0.1};
+            const double floors[3] = {-0.5, 0.0, -0.25};
+            const double betas[5] = {0.9, 0.85, 0.5, 1.0, 0.0};
+            c.tau = taus[k % 3];
+            c.v_th = ths[(k / 3) % 3];
+            c.v_reset = resets[(k / 2) % 3];  // ignored by soft reset (Vr = 0), by contract
+            c.v_floor = floors[(k / 5) % 3];
+            c.beta = betas[(k / 7) % 5];
+            c.sg_param = (k & 1) ? kSgAlt[sg] : kSgDefault[sg];
+            // v_init: the launcher passes v_reset (hard) or 0; any value must be honoured.
+            c.v_init = (k % 4 == 0) ? 0.0 : (k % 4 == 1) ? c.v_reset : (k % 4 == 2) ? 0.25 : -0.125;
+
+            const BaseShape& b = kShapes[si];
+            Shape s;
+            s.T = b.T;
+            s.N = b.N;
+            s.xs = b.xs == -1 ? b.N : b.xs == -2 ? b.N + 3 : 0;
+            s.sm_count = b.sm ? b.sm : kSms[(k / 9) % 3];
+            const uint64_t bits = pick.next();
+            s.v0 = bits & 1;
+            s.saved = (bits >> 1) % 8 != 0;  // 1 in 8: forward only (no backward)
+            s.v_seq = (bits >> 4) & 1;
+            s.gs = ((bits >> 5) & 3) != 0;
+            s.gv_seq = (bits >> 7) & 1;
+            s.gv_last = (bits >> 8) & 1;
+            if (!s.gs && !s.gv_seq && !s.gv_last && ((bits >> 9) & 1)) s.gs = true;
+            s.const_in = b.xs == 0 && b.const_in;
+            run_case<T>(st, c, s, 0xC0FFEEULL + 7919ULL * k);
+          }
+        }
+      }
+    }
+  }
+}
+
+// A tiny kernel that covers a 3-D grid: every (block, thread) must run once.
+__global__ void coverage_kernel(int* hits, int total) {
+  const int bx = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+  const int tx = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+  const int i = bx * (blockDim.x * blockDim.y * blockDim.z) + tx;
+  if (i < total) hits[i] += 1;
+}
+
+bool selftest_coverage() {
+  const dim3 grid(3, 2, 2), block(5, 4, 3);
+  const int total = 3 * 2 * 2 * 5 * 4 * 3;
+  Buf<int> hits(total);
+  for (int i = 0; i < total; ++i) hits[i] = 0;
+  emu_launch(coverage_kernel, grid, block, hits.p, total);
+  for (int i = 0; i < total; ++i)
+    if (hits[i] != 1) {
+      std::printf("FAIL shim coverage: index %d ran %d times\n", i, hits[i]);
+      return false;
+    }
+  return true;
+}
+
+// Deliberately wrong kernels, to prove the sanitizers see what the GPU would
+// fault on. Each must abort the process.
+__global__ void misaligned_float4_kernel(const float* in, float* out) {
+  const float4 v = reinterpret_cast<const float4*>(in + 1)[threadIdx.x];  // 4-byte aligned, not 16
+  out[threadIdx.x] = v.x + v.y + v.z + v.w;
+}
+__global__ void overrun_kernel(const float* in, float* out, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i <= n) out[i < n ? i : 0] += in[i];  // i == n reads one past the end
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+#if defined(EMU_HAVE_SANITIZER_API)
+  __sanitizer_set_death_callback(on_sanitizer_death);
+#endif
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // FAIL lines survive a sanitizer abort
+  if (argc > 1) {
+    const std::string mode = argv[1];
+    if (mode == "--selftest-misaligned-float4") {
+      g_current_case = "selftest: float4 load from a 4-byte-aligned address";
+      Buf<float> in(4 * 8 + 4), out(8);
+      for (size_t i = 0; i < in.n; ++i) in[i] = 1.0f;
+      emu_launch(misaligned_float4_kernel, dim3(1), dim3(8), (const float*)in.p, out.p);
+      std::printf("EMU: selftest NOT caught (misaligned float4 load went unnoticed)\n");
+      return 0;
+    }
+    if (mode == "--selftest-overrun") {
+      g_current_case = "selftest: read one element past an exact-size buffer";
+      const int n = 37;
+      Buf<float> in(n), out(n);
+      for (int i = 0; i < n; ++i) in[i] = out[i] = 0.0f;
+      emu_launch(overrun_kernel, dim3(1), dim3(64), (const float*)in.p, out.p, n);
+      std::printf("EMU: selftest NOT caught (overrun went unnoticed)\n");
+      return 0;
+    }
+    std::fprintf(stderr, "usage: %s [--selftest-misaligned-float4 | --selftest-overrun]\n", argv[0]);
+    return 2;
+  }
+
+  Stats st;
+  if (selftest_coverage()) st.passed++;
+  else st.failed++;
+
+  uint64_t counter = 0;
+  run_dtype<float>(st, counter);
+#if !defined(EMU_QUICK)
+  run_dtype<snn::half_t>(st, counter);
+  run_dtype<double>(st, counter);
+  run_dtype<snn::bf16_t>(st, counter);
+#endif
+  g_current_case = "(done)";
+  std::printf("EMU: launches fwd=%lld bwd=%lld emulated_threads=%llu wrapped_grids=%lld\n", st.fwd_launches,
+              st.bwd_launches, emu_launch_stats().threads, st.wrapped_grids);
+  std::printf("EMU: %lld cases passed, %lld failed\n", st.passed, st.failed);
+  return st.failed == 0 ? 0 : 1;
+}
