@@ -15,8 +15,8 @@
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 #elif defined(SNN_HOST_SHIM)
-// The emulation shim defines __host__/__device__ as nothing and provides
-// __half/__nv_bfloat16 storage types; the kernels see the same names.
+// The emulation shim defines __host__/__device__ as nothing; the host
+// half_t/bf16_t below are used, as in the CPU kernels.
 #define SNN_HD
 #else
 #define SNN_HD

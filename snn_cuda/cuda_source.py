@@ -1,0 +1,98 @@
+"""The CUDA kernel source as the run-time (NVRTC / CuPy) path compiles it.
+
+The source is csrc/kernels/ itself (shipped inside the package as
+snn_cuda/_kernels by setup.py, read from the source tree otherwise), the
+template instances are named by `name_expressions`, and the options pin the
+same arithmetic as the nvcc build (no FMA contraction, IEEE division).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+_PKG = Path(__file__).resolve().parent
+MODELS: Tuple[Tuple[str, str], ...] = (
+    ("MODEL_LIF", "RESET_HARD"), ("MODEL_LIF", "RESET_SOFT"),
+    ("MODEL_IF", "RESET_HARD"), ("MODEL_IF", "RESET_SOFT"),
+    ("MODEL_LEAKY", "RESET_HARD"), ("MODEL_LEAKY", "RESET_SOFT"), ("MODEL_LEAKY", "RESET_NONE"),
+)
+SURROGATES = ("SG_SIGMOID", "SG_ATAN", "SG_FAST_SIGMOID", "SG_PIECEWISE_QUADRATIC", "SG_PIECEWISE_EXP",
+              "SG_SOFT_SIGN", "SG_ERF", "SG_RECT", "SG_STRAIGHT_THROUGH")
+STORAGE = {"float32": "float", "float64": "double", "float16": "snn::half_t", "bfloat16": "snn::bf16_t"}
+KERNEL_FILES = ("neuron_kernels.cuh", "encoder_kernels.cuh")
+
+
+def kernel_dir() -> Path:
+    for d in (_PKG / "_kernels", _PKG.parent / "csrc" / "kernels"):
+        if (d / "neuron_kernels.cuh").exists():
+            return d
+    raise FileNotFoundError(
+        "snn_cuda: the CUDA kernel headers were not found (expected snn_cuda/_kernels/ in an installed "
+        "package or csrc/kernels/ in the source tree)")
+
+
+def headers() -> Dict[str, str]:
+    """name -> text of every kernel header (NVRTC gets them as in-memory headers)."""
+    d = kernel_dir()
+    return {p.name: p.read_text() for p in sorted(d.glob("*.h")) + sorted(d.glob("*.cuh"))}
+
+
+def source() -> str:
+    return "".join(f'#include "{f}"\n' for f in KERNEL_FILES)
+
+
+def forward_name(combo: int, dtype: str) -> str:
+    m, r = MODELS[combo]
+    return f"snn::neuron_fwd_kernel<snn::{m}, snn::{r}, {STORAGE[dtype]}>"
+
+
+def backward_name(combo: int, surrogate: int, dtype: str) -> str:
+    m, r = MODELS[combo]
+    return f"snn::neuron_bwd_kernel<snn::{m}, snn::{r}, snn::{SURROGATES[surrogate]}, {STORAGE[dtype]}>"
+
+
+def poisson_name(dtype: str) -> str:
+    return f"snn::poisson_kernel<{STORAGE[dtype]}>"
+
+
+def name_expressions(dtypes: Optional[List[str]] = None) -> List[str]:
+    dtypes = list(STORAGE) if dtypes is None else dtypes
+    names = []
+    for dt in dtypes:
+        for c in range(len(MODELS)):
+            names.append(forward_name(c, dt))
+            names += [backward_name(c, s, dt) for s in range(len(SURROGATES))]
+        names.append(poisson_name(dt))
+    return names
+
+
+def options(arch: str) -> List[str]:
+    """NVRTC options for `arch` like "sm_90" (or "compute_90" for PTX)."""
+    return [
+        f"--gpu-architecture={arch}",
+        "--std=c++17",
+        "--fmad=false",           # bit parity with the CPU kernels and the reference
+        "--prec-div=true",
+        "--prec-sqrt=true",
+        "--ftz=false",
+        "-default-device",
+    ]
+
+
+def cuda_include_dirs() -> List[str]:
+    """Directories holding cuda_fp16.h / cuda_bf16.h for NVRTC: the CUDA
+    toolkit when there is one, else the headers shipped in NVIDIA's PyPI
+    wheels (nvidia-cuda-runtime / nvidia-cuda-nvrtc)."""
+    import os
+    import sys
+
+    dirs = []
+    for env in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(env):
+            dirs.append(Path(os.environ[env]) / "include")
+    dirs.append(Path("/usr/local/cuda/include"))
+    for sp in sys.path:
+        base = Path(sp) / "nvidia"
+        if base.is_dir():
+            dirs += sorted(base.glob("cu*/include")) + sorted(base.glob("cuda_runtime/include"))
+    return [str(d) for d in dirs if (d / "cuda_fp16.h").exists()]
