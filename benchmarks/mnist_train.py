@@ -1,0 +1,676 @@
+#!/usr/bin/env python
+"""End-to-end training benchmark: three tutorial SNNs on MNIST-shaped data, each trained by
+the tutorial's per-step Python loop (`reference`), by snn_cuda's fused multi-step layers
+(`fused`) and by the tutorial's own library (`peer`, when installed) -- all in ONE run, from the
+same initial weights, seed and data path, so the speed-ups are measured side by side.
+
+    net        tutorial                               T    batch  optimiser
+    lif_fc     SpikingJelly lif_fc_mnist (seed 000)   100  128    Adam 1e-3
+    tutorial5  snnTorch tutorial 5 (seed 003)         25   128    Adam 5e-4, betas (0.9, 0.999)
+    dense_if   from-scratch surrogate-gradient (001)  100  500    Adam 1e-3
+(see benchmarks/nets.py for the networks and what each implementation does).
+
+Each (net, impl) trains in its own process (a child of this script), so its peak memory is its
+own: CUDA max allocated, or on the CPU the peak RSS above the baseline taken after imports, data
+and model are loaded (the kernel's RSS high-water mark is reset there through
+/proc/self/clear_refs; elsewhere ru_maxrss is used). Measured per (net, impl):
+
+    samples_per_s  training samples/s over all steps after --warmup steps (device synchronised)
+    epoch_s        wall time of one training epoch (of --limit-batches batches when limited)
+    saved_mb       bytes of tensors saved for backward in one training step (unique storages,
+                   parameters excluded), counted with torch.autograd.graph.saved_tensors_hooks
+    peak_mem_mb    peak memory above the post-setup baseline, in its own process
+    test_acc       test accuracy after each epoch (the last in the table)
+    profile        where one training step's time goes (torch.profiler, self time per op)
+
+Writes into --out: results.json, results.md (table), throughput.png, accuracy.png.
+
+Data: --dataset auto = MNIST from --data-dir (torchvision layout <dir>/MNIST/raw or the IDX files
+directly), downloaded by torchvision when missing and online, else SYNTHETIC data (accuracy
+meaningless, loudly said). Fashion-MNIST has MNIST's shape and is real data:
+
+    python benchmarks/mnist_train.py                                  # short CPU run, all nets
+    python benchmarks/mnist_train.py --dataset fashion-mnist --data-dir ../shared/data
+    python benchmarks/mnist_train.py --net tutorial5 --impl all --epochs 1 --limit-batches 0
+    python benchmarks/mnist_train.py --device cuda --net all --impl all --epochs 5
+
+On the CPU, unless --limit-batches is given, each epoch is cut to 20 training batches and the
+test to 10 batches so the default run takes minutes (--limit-batches 0 = full epochs).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = os.path.dirname(_HERE)
+sys.path.insert(0, _HERE)
+# Run from a source checkout (`python setup.py build_ext --inplace`) without installing.
+if importlib.util.find_spec("snn_cuda") is None and os.path.isdir(os.path.join(_ROOT, "snn_cuda")):
+    sys.path.insert(0, _ROOT)
+
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep torch.profiler quiet in the CPU-only case
+import torch  # noqa: E402
+
+import data as data_mod  # noqa: E402
+
+NET_NAMES = ("lif_fc", "tutorial5", "dense_if")
+IMPL_CHOICES = ("reference", "fused", "peer", "both", "all")
+CPU_DEFAULT_LIMIT, CPU_DEFAULT_TEST_LIMIT = 20, 10
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--net", default="all", choices=NET_NAMES + ("all",))
+    p.add_argument("--impl", default="both", choices=IMPL_CHOICES,
+                   help="both = reference and fused; all = + peer (skipped when not installed)")
+    p.add_argument("--device", default=None, help="cpu / cuda / cuda:N (default: cuda when available)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--limit-batches", type=int, default=None,
+                   help=f"training batches per epoch (0 = all; default on CPU {CPU_DEFAULT_LIMIT}, on CUDA all)")
+    p.add_argument("--limit-test-batches", type=int, default=None,
+                   help=f"test batches per evaluation (0 = all; default: all, or {CPU_DEFAULT_TEST_LIMIT} "
+                        "when the training batches are limited)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: each tutorial's (128, 128, 500)")
+    p.add_argument("-T", type=int, default=None, help="time steps (default: each tutorial's: 100, 25, 100)")
+    p.add_argument("--dataset", default="auto", choices=data_mod.DATASETS)
+    p.add_argument("--data-dir", default=os.path.join(".", "data"),
+                   help="folder with MNIST/raw, FashionMNIST/raw (torchvision layout) or the IDX files; "
+                        "here Fashion-MNIST is in ../shared/data")
+    p.add_argument("--out", default=os.path.join("benchmarks", "out", "mnist_train"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch.set_num_threads for training (default: torch's). On a shared, busy CPU use 1: "
+                        "OpenMP barriers between descheduled threads make per-step loops erratically slow")
+    p.add_argument("--warmup", type=int, default=2, help="training steps excluded from samples/s")
+    p.add_argument("--no-profile", action="store_true", help="skip the one profiled training step per run")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    p.add_argument("--in-process", action="store_true",
+                   help="train every (net, impl) in this process (peak memory then is not per implementation)")
+    p.add_argument("--_child", default=None, help=argparse.SUPPRESS)  # "net,impl"
+    p.add_argument("--_child-out", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(args.device)
+    args.limited_by_default = False
+    if args.limit_batches is None:
+        if dev.type == "cpu":
+            args.limit_batches = CPU_DEFAULT_LIMIT
+            args.limited_by_default = True
+        else:
+            args.limit_batches = 0
+    if args.limit_test_batches is None:
+        args.limit_test_batches = CPU_DEFAULT_TEST_LIMIT if args.limit_batches else 0
+    for name in ("epochs", "batch_size", "T"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurement helpers
+# ---------------------------------------------------------------------------------------------
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class SavedTensorCounter:
+    """Counts the bytes of distinct storages saved for backward (parameters excluded)."""
+
+    def __init__(self, params):
+        self.param_ptrs = {p.untyped_storage().data_ptr() for p in params}
+        self.storages = {}
+
+    def pack(self, t):
+        try:
+            st = t.untyped_storage()
+            ptr = st.data_ptr()
+            if ptr not in self.param_ptrs and st.nbytes() > 0:
+                self.storages[(t.device.type, ptr)] = st.nbytes()
+        except Exception:  # tensors without storage (sparse, wrapper subclasses): count numel
+            self.storages[("id", id(t))] = t.numel() * t.element_size()
+        return t
+
+    @staticmethod
+    def unpack(t):
+        return t
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self.storages.values())
+
+
+def _proc_status(key: str):
+    try:
+        with open("/proc/self/status") as f:
+            m = re.search(rf"^{key}:\s+(\d+)\s+kB", f.read(), re.M)
+        return int(m.group(1)) * 1024 if m else None
+    except OSError:
+        return None
+
+
+class PeakMemory:
+    """Peak memory above a baseline taken at start(): CUDA max allocated, or CPU peak RSS."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.method = ""
+
+    def start(self):
+        if self.device.type == "cuda":
+            _sync(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+            self.method = "cuda max_memory_allocated above baseline"
+            return
+        self.base = _proc_status("VmRSS")
+        reset = False
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+            reset = _proc_status("VmHWM") is not None
+        except OSError:
+            pass
+        if reset:
+            self.method = "cpu VmHWM (reset at baseline) - VmRSS baseline"
+        else:
+            import resource
+            self.base = self.base or 0
+            self.method = "cpu ru_maxrss - VmRSS baseline (process-wide peak, may include loading)"
+        self._hwm = reset
+
+    def peak_mb(self):
+        if self.device.type == "cuda":
+            _sync(self.device)
+            return (torch.cuda.max_memory_allocated(self.device) - self.base) / 2**20, self.base / 2**20
+        if self._hwm:
+            peak = _proc_status("VmHWM")
+        else:
+            import resource
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return (peak - self.base) / 2**20, self.base / 2**20
+
+
+def profile_step(step, device: torch.device, top: int = 8):
+    """Self time per op over one training step; the linear-layer share and the neuron share."""
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        step()
+        _sync(device)
+    rows = []
+    for e in prof.key_averages():
+        t = e.self_device_time_total if device.type == "cuda" else e.self_cpu_time_total
+        rows.append((e.key, float(t)))
+    total = sum(t for _, t in rows) or 1.0
+    rows.sort(key=lambda r: -r[1])
+
+    def share(pred):
+        return round(100.0 * sum(t for k, t in rows if pred(k)) / total, 1)
+
+    linear_ops = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")
+    return {
+        "clock": "device" if device.type == "cuda" else "cpu",
+        "total_ms": round(total / 1e3, 2),
+        "linear_pct": share(lambda k: k in linear_ops or k.startswith("aten::mm")),
+        "snn_cuda_ops_pct": share(lambda k: k.startswith("snn_cuda::")),
+        "top": [[k, round(100.0 * t / total, 1)] for k, t in rows[:top]],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# One (net, impl): train, test, measure
+# ---------------------------------------------------------------------------------------------
+def evaluate(model, spec, split, batch_size, limit, device):
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in data_mod.batches(split, batch_size, shuffle=False, limit=limit or None):
+            pred = spec.predict(model(x))
+            correct += int((pred == y).sum())
+            total += y.numel()
+    model.train()
+    return 100.0 * correct / max(total, 1), total
+
+
+def run_one(net: str, impl: str, args, ds) -> dict:
+    import nets
+    from tqdm import tqdm
+
+    spec = nets.NETS[net]
+    device = torch.device(args.device)
+    T = args.T or spec.T
+    batch_size = args.batch_size or spec.batch_size
+    weights = nets.init_weights(net, args.seed)  # identical for every impl
+    torch.manual_seed(args.seed)
+    model = nets.build(net, impl, T, weights).to(device)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=spec.lr, betas=spec.betas)
+    lossf = nets.loss_fn(net, impl)
+
+    def step(x, y, counter=None):
+        if counter is None:
+            out = model(x)
+            loss = lossf(out, y)
+        else:
+            with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
+                out = model(x)
+                loss = lossf(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return out, loss
+
+    mem = PeakMemory(device)
+    mem.start()
+    n_train = data_mod.num_batches(ds.train, batch_size, drop_last=True, limit=args.limit_batches or None)
+    timed_s = 0.0
+    timed_samples = 0
+    epoch_s, test_acc, train_curve = [], [], []
+    saved_bytes = None
+    seen = 0
+    gstep = 0
+    for epoch in range(args.epochs):
+        gen = torch.Generator().manual_seed(args.seed * 1000 + epoch)  # same batch order for every impl
+        it = data_mod.batches(ds.train, batch_size, shuffle=True, generator=gen, drop_last=True,
+                              limit=args.limit_batches or None)
+        bar = tqdm(it, total=n_train, desc=f"{net}/{impl} epoch {epoch + 1}/{args.epochs}", file=sys.stderr,
+                   disable=args.no_progress, mininterval=0.5, dynamic_ncols=True)
+        correct = count = 0
+        _sync(device)
+        t_epoch = time.perf_counter()
+        for x, y in bar:
+            counter = None
+            if saved_bytes is None:
+                counter = SavedTensorCounter(model.parameters())
+            _sync(device)
+            t0 = time.perf_counter()
+            out, loss = step(x, y, counter)
+            loss_v = loss.detach().item()  # the tutorials' loss.item(): a sync point anyway
+            _sync(device)
+            dt = time.perf_counter() - t0
+            if counter is not None:
+                saved_bytes = counter.nbytes
+            if gstep >= args.warmup:
+                timed_s += dt
+                timed_samples += y.numel()
+            gstep += 1
+            with torch.no_grad():
+                c = int((spec.predict(out) == y).sum())
+            correct += c
+            count += y.numel()
+            seen += y.numel()
+            train_curve.append([seen, round(100.0 * c / y.numel(), 2), round(loss_v, 5)])
+            bar.set_postfix(loss=f"{loss_v:.4f}", acc=f"{100.0 * correct / count:.1f}%",
+                            sps=f"{timed_samples / timed_s:.0f}" if timed_s else "-")
+        bar.close()
+        _sync(device)
+        epoch_s.append(time.perf_counter() - t_epoch)
+        acc, n_test = evaluate(model, spec, ds.test, batch_size, args.limit_test_batches, device)
+        test_acc.append(round(acc, 3))
+        log(f"  {net}/{impl} epoch {epoch + 1}: train {epoch_s[-1]:.1f} s, train acc "
+            f"{100.0 * correct / max(count, 1):.2f}%, test acc {acc:.2f}% ({n_test} images)")
+    peak_mb, base_mb = mem.peak_mb()
+    if timed_s == 0.0:  # fewer steps than --warmup: time them all rather than report nothing
+        log(f"  note: only {gstep} steps (<= --warmup {args.warmup}); samples/s includes warm-up steps")
+        timed_s, timed_samples = sum(epoch_s), seen
+    sps = timed_samples / timed_s
+    prof = None
+    if not args.no_profile:
+        try:
+            x, y = next(data_mod.batches(ds.train, batch_size, shuffle=False, limit=1))
+            prof = profile_step(lambda: step(x, y), device)
+        except Exception as e:  # the profiler is a nice-to-have
+            prof = {"error": f"{type(e).__name__}: {e}"}
+    return {
+        "net": net, "impl": impl, "device": str(device), "dtype": "float32", "T": T, "batch_size": batch_size,
+        "samples_per_s": round(sps, 2), "epoch_s": round(sum(epoch_s) / len(epoch_s), 3),
+        "epoch_s_all": [round(e, 3) for e in epoch_s],
+        "full_epoch_s_est": round(len(ds.train) / sps, 1),
+        "saved_mb": round(saved_bytes / 2**20, 3) if saved_bytes is not None else None,
+        "peak_mem_mb": round(peak_mb, 2), "peak_mem_baseline_mb": round(base_mb, 2), "peak_mem_method": mem.method,
+        "in_own_process": not args.in_process,
+        "test_acc": test_acc[-1] if test_acc else None, "test_acc_curve": test_acc, "test_samples": n_test,
+        "train_curve": train_curve, "epochs": args.epochs, "dataset": ds.name,
+        "train_batches_per_epoch": n_train, "timed_steps": gstep - min(gstep, args.warmup),
+        "lr": spec.lr, "betas": list(spec.betas), "seed": args.seed, "profile": prof,
+        "implementation": impl_description(net, impl),
+    }
+
+
+def impl_description(net: str, impl: str) -> str:
+    if impl == "reference":
+        return "per-step Python loop, snn_cuda reference neurons (backend='torch', step_mode='s')"
+    if impl == "fused":
+        return "snn_cuda fused multi-step layers (backend='fused'), Linear once over [T*B, ...]"
+    lib = {"lif_fc": "spikingjelly", "tutorial5": "snntorch"}.get(net)
+    try:
+        from importlib.metadata import version
+        return f"{lib} {version(lib)}, the tutorial's code"
+    except Exception:
+        return f"{lib}, the tutorial's code"
+
+
+def child_main(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    net, impl = args._child.split(",")
+    ds = data_mod.load_dataset(args.dataset, args.data_dir, allow_download=False, seed=args.seed,
+                               log=lambda s: None)  # the parent already said it
+    ds = ds.to(args.device)
+    result = run_one(net, impl, args, ds)
+    with open(args._child_out, "w") as f:
+        json.dump(result, f)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Parent: plan, spawn, collect, report
+# ---------------------------------------------------------------------------------------------
+def machine_info(device: str) -> dict:
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device,
+        "argv": sys.argv[1:],
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            m = re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M)
+        info["cpu"] = m.group(1) if m else platform.processor()
+    except OSError:
+        info["cpu"] = platform.processor()
+    if torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    try:
+        import snn_cuda
+        b = snn_cuda.build_info()
+        info["snn_cuda"] = {k: b.get(k) for k in ("version", "cpu", "cuda", "cpu_reason", "cuda_reason")}
+    except Exception as e:
+        info["snn_cuda"] = {"error": str(e)}
+    for lib in ("spikingjelly", "snntorch"):
+        try:
+            from importlib.metadata import version
+            info[lib] = version(lib)
+        except Exception:
+            info[lib] = None
+    try:
+        info["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_ROOT, capture_output=True,
+                                            text=True, timeout=5).stdout.strip() or None
+    except Exception:
+        info["git_commit"] = None
+    return info
+
+
+def plan(args):
+    import nets
+    names = NET_NAMES if args.net == "all" else (args.net,)
+    impls = {"both": ("reference", "fused"), "all": ("reference", "fused", "peer")}.get(args.impl, (args.impl,))
+    todo, skipped = [], []
+    fused_reason = nets.fused_available(args.device)
+    for net in names:
+        for impl in impls:
+            reason = ""
+            if impl == "peer":
+                reason = nets.peer_available(net)
+            elif impl == "fused" and fused_reason:
+                reason = f"snn_cuda's fused kernels are unavailable on {args.device}: {fused_reason}"
+            if reason:
+                skipped.append({"net": net, "impl": impl, "reason": reason})
+                log(f"skipping {net}/{impl}: {reason}")
+            else:
+                todo.append((net, impl))
+    return todo, skipped
+
+
+def spawn_child(net, impl, args, dataset) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "result.json")
+        cmd = [sys.executable, os.path.abspath(__file__), "--_child", f"{net},{impl}", "--_child-out", out,
+               "--device", args.device, "--epochs", str(args.epochs), "--limit-batches", str(args.limit_batches),
+               "--limit-test-batches", str(args.limit_test_batches), "--dataset", dataset,
+               "--data-dir", args.data_dir, "--seed", str(args.seed), "--warmup", str(args.warmup)]
+        if args.batch_size:
+            cmd += ["--batch-size", str(args.batch_size)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        if args.T:
+            cmd += ["-T", str(args.T)]
+        for flag in ("no_profile", "no_progress"):
+            if getattr(args, flag):
+                cmd.append("--" + flag.replace("_", "-"))
+        proc = subprocess.run(cmd, stdout=sys.stderr)
+        if proc.returncode != 0 or not os.path.exists(out):
+            raise RuntimeError(f"{net}/{impl} child process failed (exit code {proc.returncode})")
+        with open(out) as f:
+            return json.load(f)
+
+
+def add_ratios(runs) -> None:
+    ref = {r["net"]: r for r in runs if r["impl"] == "reference"}
+    for r in runs:
+        base = ref.get(r["net"])
+        r["speedup_vs_reference"] = round(r["samples_per_s"] / base["samples_per_s"], 2) if base else None
+        r["saved_ratio_vs_reference"] = (round(r["saved_mb"] / base["saved_mb"], 4)
+                                         if base and base.get("saved_mb") and r.get("saved_mb") is not None else None)
+        r["acc_diff_vs_reference"] = (round(r["test_acc"] - base["test_acc"], 3)
+                                      if base and r.get("test_acc") is not None else None)
+
+
+def _fmt(v, nd=1):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{nd}f}"
+    return str(v)
+
+
+def markdown(result) -> str:
+    m, runs = result["machine"], result["runs"]
+    lines = [f"# MNIST-style training benchmark ({runs[0]['dataset'] if runs else '?'})", "",
+             f"{m.get('date')}, device `{m.get('device')}` ({m.get('gpu') or m.get('cpu')}, "
+             f"{m.get('cpu_count')} CPUs, torch {m.get('torch')}, {m.get('torch_threads')} threads), "
+             f"snn_cuda commit {m.get('git_commit')}.", ""]
+    notes = result.get("notes", [])
+    for n in notes:
+        lines.append(f"> {n}")
+    if notes:
+        lines.append("")
+    lines += ["| net | impl | T | batch | samples/s | speed-up vs ref | epoch s | full epoch s (est.) | "
+              "saved MB | saved vs ref | peak MB | test acc % | epochs |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        lines.append("| " + " | ".join([
+            r["net"], r["impl"], str(r["T"]), str(r["batch_size"]), _fmt(r["samples_per_s"], 0),
+            (_fmt(r.get("speedup_vs_reference"), 2) + "×") if r.get("speedup_vs_reference") else "–",
+            _fmt(r["epoch_s"], 2), _fmt(r.get("full_epoch_s_est"), 0), _fmt(r["saved_mb"], 2),
+            (_fmt(r.get("saved_ratio_vs_reference"), 3) + "×") if r.get("saved_ratio_vs_reference") else "–",
+            _fmt(r["peak_mem_mb"], 1), _fmt(r["test_acc"], 2), str(r["epochs"])]) + " |")
+    for s in result.get("skipped", []):
+        lines.append(f"| {s['net']} | {s['impl']} | skipped: {s['reason']} |" + " |" * 10)
+    prof = [r for r in runs if r.get("profile") and "top" in (r["profile"] or {})]
+    if prof:
+        lines += ["", "## Where a training step's time goes (torch.profiler, self time, one step)", "",
+                  "| net | impl | step ms | linear (mm/addmm) % | snn_cuda ops % | top ops (% self time) |",
+                  "|---|---|---|---|---|---|"]
+        for r in prof:
+            p = r["profile"]
+            top = ", ".join(f"{k} {v}" for k, v in p["top"][:5])
+            lines.append(f"| {r['net']} | {r['impl']} | {p['total_ms']} | {p['linear_pct']} | "
+                         f"{p['snn_cuda_ops_pct']} | {top} |")
+    checks = targets(runs)
+    if checks:
+        lines += ["", "## Targets", ""] + [f"- {c}" for c in checks]
+    lines += ["", "samples/s: training steps after warm-up, device synchronised. saved MB: distinct storages "
+              "saved for backward in one training step, parameters excluded. peak MB: "
+              + (runs[0]["peak_mem_method"] if runs else "") + ", each implementation in its own process."]
+    return "\n".join(lines) + "\n"
+
+
+def targets(runs):
+    by = {(r["net"], r["impl"]): r for r in runs}
+    out = []
+    for net, goal in (("lif_fc", 5.0), ("tutorial5", 10.0), ("dense_if", None)):
+        f = by.get((net, "fused"))
+        if f and f.get("speedup_vs_reference"):
+            s = f["speedup_vs_reference"]
+            verdict = ("(no target: dominated by its Linear layers)" if goal is None
+                       else ("MET" if s >= goal else "NOT MET") + f" (target >= {goal:g}x)")
+            out.append(f"{net}: fused/reference samples/s = {s:.2f}x {verdict}")
+        if f and f.get("saved_ratio_vs_reference") is not None:
+            ratio = f["saved_ratio_vs_reference"]
+            out.append(f"{net}: fused/reference saved-for-backward bytes = {ratio:.3f}x "
+                       f"{'MET' if ratio <= 0.5 else 'NOT MET'} (target <= 0.5x at T = 100; T here {f['T']})")
+        if f and f.get("acc_diff_vs_reference") is not None:
+            d = f["acc_diff_vs_reference"]
+            out.append(f"{net}: test accuracy fused {f['test_acc']:.2f}% vs reference "
+                       f"{by[(net, 'reference')]['test_acc']:.2f}% (diff {d:+.2f} points; target within 0.5 "
+                       f"on Fashion-MNIST after the same epochs; dataset here: {f['dataset']})")
+    return out
+
+
+def plots(result, out_dir) -> list:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception as e:
+        log(f"no plots: matplotlib unavailable ({e})")
+        return []
+    runs = result["runs"]
+    if not runs:
+        return []
+    written = []
+    nets_ = [n for n in NET_NAMES if any(r["net"] == n for r in runs)]
+    impls = [i for i in ("reference", "fused", "peer") if any(r["impl"] == i for r in runs)]
+    colors = {"reference": "tab:gray", "fused": "tab:orange", "peer": "tab:blue"}
+    fig, ax = plt.subplots(figsize=(2.6 + 2.2 * len(nets_), 4.2))
+    w = 0.8 / len(impls)
+    for j, impl in enumerate(impls):
+        for i, net in enumerate(nets_):
+            r = next((r for r in runs if r["net"] == net and r["impl"] == impl), None)
+            if r is None:
+                continue
+            x = i + (j - (len(impls) - 1) / 2) * w
+            ax.bar(x, r["samples_per_s"], w, color=colors[impl], label=impl if i == 0 or not ax.get_legend_handles_labels()[1].count(impl) else None)
+            s = r.get("speedup_vs_reference")
+            if s and impl != "reference":
+                ax.text(x, r["samples_per_s"], f"{s:.1f}×", ha="center", va="bottom", fontsize=9)
+    handles, labels = ax.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    ax.legend(uniq.values(), uniq.keys())
+    ax.set_xticks(range(len(nets_)))
+    ax.set_xticklabels([f"{n}\nT={next(r['T'] for r in runs if r['net'] == n)}, "
+                        f"B={next(r['batch_size'] for r in runs if r['net'] == n)}" for n in nets_])
+    ax.set_yscale("log")
+    ax.set_ylabel("training samples / s (log)")
+    ax.set_title(f"Training throughput on {runs[0]['device']} (× = speed-up vs reference)")
+    fig.tight_layout()
+    p = os.path.join(out_dir, "throughput.png")
+    fig.savefig(p, dpi=120)
+    plt.close(fig)
+    written.append(p)
+
+    fig, axes = plt.subplots(1, len(nets_), figsize=(4.5 * len(nets_), 3.8), squeeze=False)
+    for ax, net in zip(axes[0], nets_):
+        for impl in impls:
+            r = next((r for r in runs if r["net"] == net and r["impl"] == impl), None)
+            if r is None or not r["train_curve"]:
+                continue
+            xs = [c[0] for c in r["train_curve"]]
+            ema, ys = None, []
+            for c in r["train_curve"]:
+                ema = c[1] if ema is None else 0.9 * ema + 0.1 * c[1]
+                ys.append(ema)
+            ax.plot(xs, ys, color=colors[impl], label=f"{impl} train (EMA)")
+            per_epoch = len(xs) // max(r["epochs"], 1)
+            ex = [xs[min(len(xs) - 1, (e + 1) * per_epoch - 1)] for e in range(len(r["test_acc_curve"]))]
+            ax.plot(ex, r["test_acc_curve"], "o--", color=colors[impl], label=f"{impl} test")
+        ax.set_title(net)
+        ax.set_xlabel("training samples seen")
+        ax.set_ylabel("accuracy %")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Accuracy ({runs[0]['dataset']})" + (" -- SYNTHETIC DATA: MEANINGLESS" if runs[0]["dataset"] == "synthetic" else ""))
+    fig.tight_layout()
+    p = os.path.join(out_dir, "accuracy.png")
+    fig.savefig(p, dpi=120)
+    plt.close(fig)
+    written.append(p)
+    return written
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args._child:
+        return child_main(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        ds = data_mod.load_dataset(args.dataset, args.data_dir, seed=args.seed, log=log)
+    except data_mod.DatasetUnavailable as e:
+        log(f"error: {e}")
+        return 2
+    log(f"dataset: {ds.pretty} ({len(ds.train)} train / {len(ds.test)} test images, from {ds.source})")
+    notes = []
+    if ds.name == "synthetic":
+        notes.append("SYNTHETIC data: accuracy is meaningless; speed and memory are valid.")
+    if args.limit_batches:
+        msg = (f"Short run: {args.limit_batches} training batches per epoch, "
+               f"{args.limit_test_batches or 'all'} test batches"
+               + (" (the CPU default; --limit-batches 0 for full epochs)" if args.limited_by_default else "") + ".")
+        notes.append(msg)
+        log(msg)
+    todo, skipped = plan(args)
+    runs = []
+    for net, impl in todo:
+        log(f"== {net} / {impl} ==")
+        try:
+            if args.in_process:
+                r = run_one(net, impl, args, ds.to(args.device))
+            else:
+                r = spawn_child(net, impl, args, ds.name)
+        except Exception as e:
+            traceback.print_exc()
+            skipped.append({"net": net, "impl": impl, "reason": f"failed: {type(e).__name__}: {e}"})
+            continue
+        runs.append(r)
+        log(f"   {r['samples_per_s']:.0f} samples/s, saved {r['saved_mb']} MB, peak {r['peak_mem_mb']} MB, "
+            f"test acc {r['test_acc']}%")
+    add_ratios(runs)
+    result = {"machine": machine_info(args.device), "runs": runs, "skipped": skipped, "notes": notes}
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    md = markdown(result)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(md)
+    written = [] if args.no_plots else plots(result, args.out)
+    print(md)
+    log(f"wrote {', '.join([os.path.join(args.out, 'results.json'), os.path.join(args.out, 'results.md')] + written)}")
+    failed = [s for s in skipped if s["reason"].startswith("failed")]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
