@@ -8,7 +8,7 @@ import snn_cuda
 from snn_cuda import _ext, ops
 from snn_cuda import surrogate as sg
 
-from testing import requires_cuda
+from testing import op_args, requires_cuda
 
 F32, F64 = torch.float32, torch.float64
 FWD = torch.ops.snn_cuda.neuron_forward
@@ -22,21 +22,12 @@ LAYERS = {
 BACKENDS = ["fused", "torch", "auto"]
 
 
-def _fwd_args(x, v0=None, **over):
-    args = dict(x=x, v0=v0, T=-1, model=ops.MODEL_LIF, reset=ops.RESET_HARD, surrogate=0, surrogate_param=4.0,
-                tau=2.0, v_threshold=1.0, v_reset=0.0, v_floor=0.0, beta=0.9, v_init=0.0, decay_input=True,
-                has_floor=False, detach_reset=False, save_for_backward=True, store_v_seq=False)
-    args.update(over)
-    return tuple(args.values())
+def _fwd_args(x, v0=None, save=True, **over):
+    return op_args(FWD.default, save=save, x=x, v0=v0, **over)
 
 
 def _bwd_args(saved, gs=None, gv=None, gvl=None, v0=None, **over):
-    args = dict(grad_spikes=gs, grad_v_seq=gv, grad_v_last=gvl, saved=saved, v0=v0, T=-1, model=ops.MODEL_LIF,
-                reset=ops.RESET_HARD, surrogate=0, surrogate_param=4.0, tau=2.0, v_threshold=1.0, v_reset=0.0,
-                v_floor=0.0, beta=0.9, v_init=0.0, decay_input=True, has_floor=False, detach_reset=False,
-                x_dtype=F32)
-    args.update(over)
-    return tuple(args.values())
+    return op_args(BWD.default, saved=saved, grad_spikes=gs, grad_v_seq=gv, grad_v_last=gvl, v0=v0, **over)
 
 
 # ------------------------------------------------------------------------------------------
@@ -360,10 +351,9 @@ def test_raw_forward_bad_T():
 
 def test_raw_backward_empty_saved():
     x = torch.zeros(3, 4)
-    _, saved, _, _ = FWD(*_fwd_args(x, save_for_backward=False))
+    _, saved, _, _ = FWD(*_fwd_args(x, save=False))
     assert saved.numel() == 0
-    with pytest.raises(ValueError, match=r"saved must be the \[T, \.\.\.\] tensor the forward saved.*"
-                                         r"save_for_backward=False"):
+    with pytest.raises(ValueError, match=r"saved must be the \[T, \.\.\.\] tensor the forward saved"):
         BWD(*_bwd_args(saved, gvl=torch.ones(4)))
     with pytest.raises(ValueError, match=r"saved must be the \[T, \.\.\.\] tensor"):
         BWD(*_bwd_args(torch.zeros(0, 4), gs=torch.ones(0, 4)))
@@ -373,8 +363,8 @@ def test_raw_forward_without_save_then_backward_is_a_clear_error():
     # The op called directly with save_for_backward=False while x requires grad: the backward
     # cannot run, and says why.
     x = torch.zeros(3, 4, requires_grad=True)
-    spikes, _, _, v_last = FWD(*_fwd_args(x, save_for_backward=False))
-    with pytest.raises(ValueError, match=r"save_for_backward=False"):
+    spikes, _, _, v_last = FWD(*_fwd_args(x, save=False))
+    with pytest.raises(ValueError, match=r"saved must be the \[T, \.\.\.\] tensor the forward saved"):
         v_last.sum().backward()
 
 

@@ -360,3 +360,16 @@ def test_state_dtype_of_16bit_inputs(device):
     lif = snn_cuda.LIF(backend="fused")
     lif(x)
     assert lif.v.dtype == torch.float64
+
+
+@pytest.mark.xfail(strict=True, reason="DESIGN.md 1: a learnable (tensor) beta is clamped to [0, 1] in forward "
+                   "as snnTorch does; snn_cuda.Leaky rejects a tensor beta with TypeError")
+def test_leaky_learnable_beta():
+    beta = torch.tensor(0.8, requires_grad=True)
+    m = snn_cuda.Leaky(beta=beta)
+    x = random_input((5, 3, 4), F32)
+    spk, mem = m(x)
+    ref_spk, ref_mem, _ = snn_cuda.reference.leaky_reference(x, beta=beta)
+    assert_equal(mem.detach(), ref_mem.detach(), "mem")
+    mem.sum().backward()
+    assert beta.grad is not None

@@ -275,3 +275,56 @@ def assert_results_match(fused: RunResult, ref: RunResult, dtype: torch.dtype, m
             torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=lambda m: f"{msg} {name}: {m}")
     assert_grad_close(fused.grad_x, ref.grad_x, dtype, f"{msg} grad_x")
     assert_grad_close(fused.grad_v0, ref.grad_v0, dtype, f"{msg} grad_v0")
+
+
+def assert_const_input_grad(gx: torch.Tensor, per_step: torch.Tensor, dtype: torch.dtype, msg: str = "") -> None:
+    """grad_x of the constant-input form `layer(x, T=n)` against the per-step reference
+    gradients `per_step` ([T, ...], from an explicitly materialised sequence), summed exactly.
+    The kernel sums over T in the state dtype and rounds once; autograd's expand-backward sums
+    16-bit per-step gradients in 16 bits, so for 16-bit storage allow T roundings of the
+    largest per-step gradient."""
+    assert gx.dtype == dtype and gx.shape == per_step.shape[1:], f"{msg}: {gx.dtype} {tuple(gx.shape)}"
+    T = per_step.shape[0]
+    per_step = per_step.double()
+    big = max(float(per_step.abs().max()) if per_step.numel() else 0.0, 1.0)
+    rtol, atol = GRAD_TOL[dtype]
+    if dtype in (torch.float16, torch.bfloat16):
+        atol = torch.finfo(dtype).eps
+    torch.testing.assert_close(gx.double(), per_step.sum(0), rtol=rtol, atol=T * atol * big,
+                               msg=lambda m: f"{msg}: {m}")
+
+
+# ------------------------------------------------------------------------------------------
+# raw op arguments, by name (csrc/ops.cpp schemas)
+# ------------------------------------------------------------------------------------------
+_OP_DEFAULTS = dict(
+    x=None, v0=None, T=-1, model=0, reset=0, surrogate=0, surrogate_param=4.0, tau=2.0, v_threshold=1.0,
+    v_reset=0.0, v_floor=0.0, beta=0.9, v_init=0.0, decay_input=True, has_floor=False, detach_reset=False,
+    store_v_seq=False, grad_spikes=None, grad_v_seq=None, grad_v_last=None, saved=None, x_dtype=torch.float32,
+)
+
+
+def op_arg_names(op) -> List[str]:
+    return [a.name for a in op._schema.arguments]
+
+
+def op_args(op, save: bool = True, **given) -> tuple:
+    """Positional arguments for torch.ops.snn_cuda.neuron_forward / neuron_backward, built
+    from the op's schema by argument name, so the tests follow schema changes. `save` is what
+    the forward keeps for backward: True = the per-step values ("save_for_backward" / save
+    mode 1), False = nothing."""
+    names = op_arg_names(op)
+    vals = dict(_OP_DEFAULTS)
+    vals["save_for_backward"] = bool(save)
+    vals["save_mode"] = 1 if save else 0
+    unknown = set(given) - set(names)
+    assert not unknown, f"{op} has no argument(s) {sorted(unknown)}: {names}"
+    vals.update(given)
+    return tuple(vals[n] for n in names)
+
+
+def op_saves(op, args) -> bool:
+    """Whether a recorded neuron_forward call asked for values saved for backward."""
+    names = op_arg_names(op)
+    key = "save_mode" if "save_mode" in names else "save_for_backward"
+    return bool(args[names.index(key)])
