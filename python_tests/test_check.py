@@ -1,0 +1,142 @@
+"""`python -m snn_cuda.check`, the one command GPU users run: here without a GPU (CUDA hidden), in
+its --quick form, plus proof that a mismatch is reported as a failure."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import snn_cuda
+from snn_cuda import check
+
+ROOT = Path(__file__).resolve().parent.parent
+
+needs_cpu_kernels = pytest.mark.skipif(not snn_cuda.build_info()["cpu"],
+                                       reason="the fused CPU kernels are not built")
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("check_report")
+    env = dict(os.environ)
+    env["CUDA_VISIBLE_DEVICES"] = ""  # behave as on a machine without a GPU, even on one
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-m", "snn_cuda.check", "--quick", "--bench-budget", "0.2",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300, env=env, cwd=str(ROOT))
+    return proc, out
+
+
+@needs_cpu_kernels
+def test_quick_cpu_run_passes_and_writes_report(quick_report):
+    proc, out = quick_report
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-6000:]
+    rep = json.loads((out / "report.json").read_text())
+    md = (out / "report.md").read_text()
+
+    assert rep["passed"] is True
+    assert rep["gpu_found"] is False
+    assert "No GPU was found" in rep["gpu_note"] and "No GPU was found" in md
+    assert "No GPU was found" in proc.stdout
+
+    env = rep["environment"]
+    for key in ("torch", "snn_cuda", "build_info", "python", "platform", "gpu_found", "time_utc"):
+        assert key in env, key
+    assert env["torch"] == torch.__version__
+    assert env["snn_cuda"] == snn_cuda.__version__
+    assert env["build_info"]["cpu"] is True
+
+    cpu = [c for c in rep["checks"] if c["name"] == "fused vs reference (cpu)"]
+    assert len(cpu) == 1
+    cpu = cpu[0]
+    assert cpu["passed"] and cpu["failed"] == 0 and cpu["cases"] >= 30, cpu.get("max_err")
+    assert all(r["passed"] for r in cpu["records"])
+    # spikes and membranes are bit-equal to the reference; gradients within tolerance
+    assert cpu["max_err"]["spikes"] == 0 and cpu["max_err"]["mem_seq"] == 0
+    assert cpu["max_err"]["grad_x"] < 1e-3
+    kinds = {r["name"].split()[0] for r in cpu["records"]}
+    assert {"lif-hard-decay", "if-soft-floor", "leaky-zero", "synaptic", "poisson_encode"} <= kinds
+
+    # the CUDA kernels: host emulation in a source checkout, else an explicit "not exercised"
+    emu = [c for c in rep["checks"] if c["name"].startswith("CUDA kernels, host emulation")]
+    if rep["cuda_kernels_exercised"]:
+        assert emu and emu[0]["passed"] and "0 failed" in emu[0]["summary"], emu
+        assert "host emulation" in rep["gpu_note"]
+    else:
+        assert "NOT exercised" in rep["gpu_note"] and "NOT exercised" in md
+
+    bench = rep["benchmark"]
+    assert bench["device"] == "cpu" and bench["copy"]["GB_s"] > 0
+    fused = [r for r in bench["rows"] if r["impl"].startswith("snn_cuda fused") and "error" not in r]
+    assert fused and all(r["neuron_steps_per_s"] > 0 and r["GB_s_at_save_h_bytes"] > 0 for r in fused)
+    assert "Benchmark" in md and "| snn_cuda fused" in md
+
+
+def test_compare_reports_mismatch_as_failure():
+    a = torch.tensor([0.0, 1.0, 1.0, 0.0])
+    b = torch.tensor([0.0, 1.0, 0.0, 0.0])
+    r = check.compare_tensors("spikes", a, b, exact=True)
+    assert r["passed"] is False and r["max_abs_err"] == 1.0 and "1/4" in r["detail"]
+    assert check.compare_tensors("spikes", a, a.clone(), exact=True)["passed"] is True
+
+    g = torch.tensor([1.0, 2.0, 3.0])
+    assert check.compare_tensors("grad_x", g + 1e-7, g, exact=False, rtol=2e-5, atol=2e-5)["passed"]
+    r = check.compare_tensors("grad_x", g + 1e-2, g, exact=False, rtol=2e-5, atol=2e-5)
+    assert r["passed"] is False and abs(r["max_abs_err"] - 1e-2) < 1e-6
+    # NaN where the reference has none, a shape mismatch, a missing output: failures
+    assert not check.compare_tensors("x", torch.tensor([float("nan")]), torch.tensor([0.0]))["passed"]
+    assert check.compare_tensors("x", torch.tensor([float("nan")]), torch.tensor([float("nan")]))["passed"]
+    assert not check.compare_tensors("x", torch.zeros(3), torch.zeros(4))["passed"]
+    assert not check.compare_tensors("x", None, torch.zeros(1))["passed"]
+
+
+@needs_cpu_kernels
+def test_injected_fault_fails_the_run(tmp_path, capsys):
+    """A corrupted fused gradient makes its case, the check and the exit status fail, and the
+    report names the case."""
+    case = check.build_matrix(quick=True, device="cpu")[0]
+    assert check.run_case(case, "cpu")["passed"]
+    bad = check.run_case(case, "cpu", inject_fault=True)
+    assert not bad["passed"]
+    assert [c["name"] for c in bad["comparisons"] if not c["passed"]] == ["grad_x"]
+
+    rc = check.main(["--device", "cpu", "--quick", "--no-bench", "--no-emulation", "--selftest-fail",
+                     "--out", str(tmp_path)])
+    assert rc == 1
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["passed"] is False
+    cpu = next(c for c in rep["checks"] if c["name"] == "fused vs reference (cpu)")
+    assert not cpu["passed"] and cpu["failed"] == 1
+    md = (tmp_path / "report.md").read_text()
+    assert "**Result: FAIL**" in md and "### Failures" in md and case.name in md
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_sanitizer_summary_parsing():
+    clean = ("SUBSET: 20/20 cases passed\n========= ERROR SUMMARY: 0 errors\n")
+    assert check.parse_sanitizer_output(clean)["errors"] == 0
+    bad = ("========= Invalid __global__ read of size 4 bytes\n========= ERROR SUMMARY: 3 errors\n")
+    assert check.parse_sanitizer_output(bad)["errors"] == 3
+    race = "========= RACECHECK SUMMARY: 2 hazards displayed (1 error, 1 warning)\n"
+    r = check.parse_sanitizer_output(race)
+    assert r["errors"] == 1 and r["race_warnings"] == 1
+    assert check.parse_sanitizer_output("Segmentation fault\n")["errors"] is None
+
+
+@needs_cpu_kernels
+def test_gpu_matrices_are_well_formed():
+    """The CUDA-only matrices (not runnable here) build, and the sanitizer subset's cases run and
+    pass on the CPU kernels, so a GPU run does not trip over the harness itself."""
+    full = check.build_matrix(quick=False, device="cuda", sm_count=132)
+    names = [c.name for c in full]
+    assert len(names) == len(set(names)) and len(full) > len(check.build_matrix(quick=True, device="cuda", sm_count=132))
+    assert any(c.shape[-1] > 132 * 2048 for c in full), "no case wraps the grid-stride loop"
+    assert {c.dtype for c in full} == set(check.DTYPES)
+    assert {type(c.surrogate).__name__ for c in full if c.surrogate is not None} == \
+        {type(s).__name__ for s in check.SURROGATES}
+    for case in check.sanitizer_matrix():
+        rec = check.run_case(case, "cpu")
+        assert rec["passed"], (case.name, check._failure_text(rec))
