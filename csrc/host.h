@@ -123,7 +123,7 @@ inline void check_surrogate(int64_t surrogate, double sg_param) {
 inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::Tensor>& v0, int64_t T_const,
                                int64_t model, int64_t reset, int64_t surrogate, double sg_param, double tau, double v_th, double v_reset,
                                double v_floor, double beta, double v_init, bool decay_input, bool has_floor,
-                               bool save, bool store_v_seq) {
+                               int64_t save_mode, bool store_v_seq) {
   Forward f;
   f.dt = dtype_code(x_in.scalar_type(), "x");
   f.combo = combo_index(model, reset);
@@ -150,9 +150,18 @@ inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::T
   const auto sopt = x_in.options().dtype(sdt);
   const auto seq = with_time(T, rest);
   const bool leaky = model == snn::MODEL_LEAKY;
-  f.spikes = alloc(seq, x_in.options());
+  TORCH_CHECK_VALUE(save_mode >= snn::SAVE_NONE && save_mode <= snn::SAVE_CKPT,
+                    "snn_cuda: save_mode must be 0 (none), 1 (save h) or 2 (checkpoints), got ", save_mode);
   // Leaky's saved values are its membrane sequence, which the layer returns.
-  f.saved = (save || leaky) ? alloc(seq, sopt) : at::empty({0}, sopt);
+  if (leaky) save_mode = snn::SAVE_H;
+  f.spikes = alloc(seq, x_in.options());
+  if (save_mode == snn::SAVE_H) {
+    f.saved = alloc(seq, sopt);
+  } else if (save_mode == snn::SAVE_CKPT) {
+    f.saved = alloc(with_time(snn::num_chunks(T), rest), sopt);
+  } else {
+    f.saved = at::empty({0}, sopt);
+  }
   f.v_seq = (store_v_seq && !leaky) ? alloc(seq, sopt) : at::empty({0}, sopt);
   f.v_last = alloc(rest, sopt);
 
@@ -163,7 +172,8 @@ inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::T
   p.x = f.x.data_ptr();
   p.v0 = f.v0.defined() ? f.v0.data_ptr() : nullptr;
   p.spikes = f.spikes.data_ptr();
-  p.saved = f.saved.numel() ? f.saved.data_ptr() : nullptr;
+  p.saved = (save_mode == snn::SAVE_H && f.saved.numel()) ? f.saved.data_ptr() : nullptr;
+  p.ckpt = (save_mode == snn::SAVE_CKPT && f.saved.numel()) ? f.saved.data_ptr() : nullptr;
   p.v_seq = f.v_seq.numel() ? f.v_seq.data_ptr() : nullptr;
   p.v_last = f.v_last.data_ptr();
   p.tau = tau;
@@ -190,7 +200,7 @@ inline at::Tensor checked_grad(const c10::optional<at::Tensor>& g, const char* n
 }
 
 struct Backward {
-  at::Tensor gs, gv, gvl, saved, v0, gx, gv0;
+  at::Tensor gs, gv, gvl, saved, x, v0, gx, gv0;
   snn::BwdParams p;
   DType dt;
   int combo;
@@ -200,7 +210,8 @@ struct Backward {
 inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
                                  const c10::optional<at::Tensor>& grad_v_seq,
                                  const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved,
-                                 const c10::optional<at::Tensor>& v0, int64_t T_const, int64_t model, int64_t reset,
+                                 const c10::optional<at::Tensor>& x_opt, const c10::optional<at::Tensor>& v0,
+                                 int64_t T_const, int64_t save_mode, int64_t model, int64_t reset,
                                  int64_t surrogate, double sg_param, double tau, double v_th, double v_reset,
                                  double v_floor, double beta, double v_init, bool decay_input, bool has_floor,
                                  bool detach_reset, at::ScalarType x_dtype) {
@@ -213,16 +224,32 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
   TORCH_CHECK_TYPE(saved.scalar_type() == sdt, "snn_cuda: saved must be ", sdt, ", got ", saved.scalar_type());
   TORCH_CHECK_VALUE(saved.dim() >= 1 && saved.size(0) >= 1,
                     "snn_cuda: saved must be the [T, ...] tensor the forward saved (was the forward run with "
-                    "save_for_backward=False?), got shape ", saved.sizes());
+                    "save_mode=0?), got shape ", saved.sizes());
+  TORCH_CHECK_VALUE(save_mode == snn::SAVE_H || save_mode == snn::SAVE_CKPT,
+                    "snn_cuda: save_mode must be 1 (save h) or 2 (checkpoints) for a backward, got ", save_mode);
+  TORCH_CHECK_VALUE(save_mode == snn::SAVE_H || model != snn::MODEL_LEAKY,
+                    "snn_cuda: Leaky always saves its membrane (save_mode 1)");
+  const bool const_input = T_const >= 0;
   b.saved = saved.contiguous();
-  const int64_t T = saved.size(0);
   const auto rest = rest_sizes(saved, 1);
-  const auto seq = saved.sizes().vec();
+  int64_t T = saved.size(0);
+  if (save_mode == snn::SAVE_CKPT) {
+    TORCH_CHECK_VALUE(x_opt.has_value() && x_opt->defined(),
+                      "snn_cuda: x (the forward's input) is required to rebuild the states from checkpoints");
+    b.x = const_input ? x_opt->contiguous() : as_time_major(*x_opt);
+    TORCH_CHECK_TYPE(b.x.scalar_type() == x_dtype, "snn_cuda: x must be ", x_dtype, ", got ", b.x.scalar_type());
+    TORCH_CHECK_VALUE(b.x.device() == saved.device(), "snn_cuda: x is on ", b.x.device(), " but saved is on ",
+                      saved.device());
+    T = const_input ? T_const : b.x.size(0);
+    TORCH_CHECK_VALUE(rest_sizes(b.x, const_input ? 0 : 1) == rest && snn::num_chunks(T) == saved.size(0),
+                      "snn_cuda: x of shape ", b.x.sizes(), " does not match the checkpoints of shape ",
+                      saved.sizes());
+  }
+  const auto seq = with_time(T, rest);
   b.gs = checked_grad(grad_spikes, "grad_spikes", saved, x_dtype, seq);
   b.gv = checked_grad(grad_v_seq, "grad_v_seq", saved, sdt, seq);
   b.gvl = checked_grad(grad_v_last, "grad_v_last", saved, sdt, rest);
   b.v0 = checked_state(v0, "v0", saved, sdt, rest);
-  const bool const_input = T_const >= 0;
   TORCH_CHECK_VALUE(!const_input || T_const == T, "snn_cuda: T (", T_const, ") must match saved.size(0) (", T,
                     ") for a constant input");
   b.gx = alloc(const_input ? rest : seq, saved.options().dtype(x_dtype));
@@ -235,7 +262,11 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
   p.grad_spikes = b.gs.defined() ? b.gs.data_ptr() : nullptr;
   p.grad_v_seq = b.gv.defined() ? b.gv.data_ptr() : nullptr;
   p.grad_v_last = b.gvl.defined() ? b.gvl.data_ptr() : nullptr;
-  p.saved = b.saved.data_ptr();
+  const bool ckpt = save_mode == snn::SAVE_CKPT;
+  p.saved = ckpt ? nullptr : b.saved.data_ptr();
+  p.ckpt = ckpt ? b.saved.data_ptr() : nullptr;
+  p.x = ckpt ? b.x.data_ptr() : nullptr;
+  p.x_tstride = (ckpt && !const_input && p.N) ? b.x.stride(0) : 0;
   p.v0 = b.v0.defined() ? b.v0.data_ptr() : nullptr;
   p.grad_x = b.gx.data_ptr();
   p.grad_v0 = b.gv0.data_ptr();

@@ -18,19 +18,22 @@ TORCH_LIBRARY(snn_cuda, m) {
   // T = -1: x is [T, ...]; T >= 1: x is [...], the same input at every step.
   // surrogate/surrogate_param/detach_reset only matter to the backward; the
   // forward takes them so that autograd can hand them on.
-  // Returns (spikes [T, ...] in x's dtype, saved [T, ...] (empty unless
-  // save_for_backward, always the membrane sequence for Leaky), v_seq (empty
-  // unless store_v_seq), v_last), the last three in the state dtype.
+  // save_mode: 0 nothing for backward, 1 the charged potential of every step
+  // ([T, ...]), 2 the membrane before every 8th step ([ceil(T/8), ...]; the
+  // backward re-reads x and rebuilds the rest). Leaky always uses 1: its
+  // saved tensor is the membrane sequence it returns.
+  // Returns (spikes [T, ...] in x's dtype, saved, v_seq (empty unless
+  // store_v_seq), v_last), the last three in the state dtype.
   m.def(
       "neuron_forward(Tensor x, Tensor? v0, int T, int model, int reset, int surrogate, float surrogate_param, "
       "float tau, float v_threshold, float v_reset, float v_floor, float beta, float v_init, bool decay_input, "
-      "bool has_floor, bool detach_reset, bool save_for_backward, bool store_v_seq) "
+      "bool has_floor, bool detach_reset, int save_mode, bool store_v_seq) "
       "-> (Tensor, Tensor, Tensor, Tensor)");
   // Returns (grad_x in x_dtype: [T, ...], or [...] summed over T when T >= 0;
   // grad_v0 in the state dtype).
   m.def(
-      "neuron_backward(Tensor? grad_spikes, Tensor? grad_v_seq, Tensor? grad_v_last, Tensor saved, Tensor? v0, "
-      "int T, int model, int reset, int surrogate, float surrogate_param, float tau, float v_threshold, "
+      "neuron_backward(Tensor? grad_spikes, Tensor? grad_v_seq, Tensor? grad_v_last, Tensor saved, Tensor? x, "
+      "Tensor? v0, int T, int save_mode, int model, int reset, int surrogate, float surrogate_param, float tau, float v_threshold, "
       "float v_reset, float v_floor, float beta, float v_init, bool decay_input, bool has_floor, "
       "bool detach_reset, ScalarType x_dtype) -> (Tensor, Tensor)");
   // Rate coding: x [...] of probabilities -> [T, ...] spikes in x's dtype,

@@ -169,15 +169,15 @@ MUTANTS = {
     "x_time_stride": (
         "neuron_kernels.cuh",
         "neuron_fwd_kernel",
-        r"\bt\s*\*\s*p\.x_tstride\b",
-        "t * p.N",
+        r"\(t0\s*\+\s*k\)\s*\*\s*p\.x_tstride\b",
+        "(t0 + k) * p.N",
         r"^FAIL .*x_tstride=\d+|AddressSanitizer: heap-buffer-overflow",
     ),
     "out_row_pitch": (
         "neuron_kernels.cuh",
         "neuron_fwd_kernel",
-        r"\bt\s*\*\s*N\s*\+\s*n\b",
-        "t * (N + 1) + n",
+        r"\(t0\s*\+\s*k\)\s*\*\s*N\s*\+\s*n\b",
+        "(t0 + k) * (N + 1) + n",
         r"AddressSanitizer: heap-buffer-overflow",
     ),
     # (c) misaligned access: backward reads `saved` through a pointer half an element off.

@@ -20,6 +20,27 @@ LEAKY_RESETS = {"zero": RESET_HARD, "subtract": RESET_SOFT, "none": RESET_NONE}
 
 FUSED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
+# What the forward keeps for backward (csrc/kernels/params.h SaveMode).
+SAVE_NONE, SAVE_H, SAVE_CKPT = 0, 1, 2
+CHUNK = 8  # checkpoint interval of SAVE_CKPT (kChunk)
+
+# Per device type, LIF/IF: save every charged potential, or a membrane
+# checkpoint every CHUNK steps and re-read x in the backward (fewer bytes:
+# fp32 21 instead of 24 per neuron-step, 16-bit 11 instead of 16, and
+# activation memory of x's dtype instead of fp32 h). On the GPU bytes are
+# time; on the CPU the extra pass over x costs more than it saves (see
+# benchmarks/neuron_op.py --save-mode), so it keeps h.
+DEFAULT_SAVE_MODE = {"cuda": SAVE_CKPT, "cpu": SAVE_H}
+
+
+def set_save_mode(device_type: str, mode: str) -> None:
+    """Choose the backward storage for LIF/IF on a device type: "h" (save the
+    charged potential of every step) or "checkpoint" (recompute)."""
+    modes = {"h": SAVE_H, "checkpoint": SAVE_CKPT}
+    if mode not in modes:
+        raise ValueError(f"mode must be 'h' or 'checkpoint', got {mode!r}")
+    DEFAULT_SAVE_MODE[device_type] = modes[mode]
+
 
 def state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
@@ -34,46 +55,59 @@ if _ext.loaded:
 
     @torch.library.register_fake("snn_cuda::neuron_forward")
     def _forward_fake(x, v0, T, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor,
-                      beta, v_init, decay_input, has_floor, detach_reset, save_for_backward, store_v_seq):
+                      beta, v_init, decay_input, has_floor, detach_reset, save_mode, store_v_seq):
         seq, rest = _seq_shapes(x, T)
         sdt = state_dtype(x.dtype)
         leaky = model == MODEL_LEAKY
         spikes = x.new_empty(seq)
-        saved = x.new_empty(seq if (save_for_backward or leaky) else (0,), dtype=sdt)
+        if leaky or save_mode == SAVE_H:
+            saved = x.new_empty(seq, dtype=sdt)
+        elif save_mode == SAVE_CKPT:
+            saved = x.new_empty(((seq[0] + CHUNK - 1) // CHUNK, *rest), dtype=sdt)
+        else:
+            saved = x.new_empty((0,), dtype=sdt)
         v_seq = x.new_empty(seq if (store_v_seq and not leaky) else (0,), dtype=sdt)
         v_last = x.new_empty(rest, dtype=sdt)
         return spikes, saved, v_seq, v_last
 
     @torch.library.register_fake("snn_cuda::neuron_backward")
-    def _backward_fake(grad_spikes, grad_v_seq, grad_v_last, saved, v0, T, model, reset, surrogate,
+    def _backward_fake(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, T, save_mode, model, reset, surrogate,
                        surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init, decay_input, has_floor,
                        detach_reset, x_dtype):
         rest = tuple(saved.shape[1:])
-        gx = saved.new_empty(rest if T >= 0 else tuple(saved.shape), dtype=x_dtype)
+        if T >= 0:
+            gx_shape = rest
+        elif save_mode == SAVE_CKPT:
+            gx_shape = tuple(x.shape)
+        else:
+            gx_shape = tuple(saved.shape)
+        gx = saved.new_empty(gx_shape, dtype=x_dtype)
         return gx, saved.new_empty(rest)
 
     def _forward_setup_context(ctx, inputs, output):
         (x, v0, T, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
-         decay_input, has_floor, detach_reset, save_for_backward, store_v_seq) = inputs
+         decay_input, has_floor, detach_reset, save_mode, store_v_seq) = inputs
         _, saved, _, _ = output
+        if model == MODEL_LEAKY:
+            save_mode = SAVE_H
         # Unused outputs (v_seq when not stored, spikes under a membrane-only
         # loss) must reach the kernel as None, not as materialised zeros.
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(saved, v0 if model == MODEL_LEAKY else None)
-        ctx.args = (T, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
+        ctx.save_for_backward(saved, x if save_mode == SAVE_CKPT else None, v0 if model == MODEL_LEAKY else None)
+        ctx.args = (T, save_mode, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
                     decay_input, has_floor, detach_reset)
         ctx.x_dtype = x.dtype
 
     def _forward_backward(ctx, g_spikes, g_saved, g_v_seq, g_v_last):
-        saved, v0 = ctx.saved_tensors
-        (T, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
+        saved, x, v0 = ctx.saved_tensors
+        (T, save_mode, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
          decay_input, has_floor, detach_reset) = ctx.args
         if model == MODEL_LEAKY:
             g_v_seq = g_saved  # Leaky's saved tensor is the membrane sequence it returns
         elif g_v_seq is not None and g_v_seq.numel() == 0:
             g_v_seq = None
         gx, gv0 = torch.ops.snn_cuda.neuron_backward(
-            g_spikes, g_v_seq, g_v_last, saved, v0, T, model, reset, surrogate, surrogate_param, tau,
+            g_spikes, g_v_seq, g_v_last, saved, x, v0, T, save_mode, model, reset, surrogate, surrogate_param, tau,
             v_threshold, v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset, ctx.x_dtype)
         return (gx, gv0 if ctx.needs_input_grad[1] else None) + (None,) * 16
 
@@ -110,12 +144,17 @@ def neuron_multistep(
     decay_input: bool = True,
     detach_reset: bool = False,
     store_v_seq: bool = False,
+    save_mode: Optional[int] = None,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Runs the fused op. Returns (spikes, saved, v_seq, v_last); for Leaky
     `saved` is the membrane sequence. Nothing is saved for backward unless
     autograd will need it."""
     need_grad = torch.is_grad_enabled() and (x.requires_grad or (v0 is not None and v0.requires_grad))
+    if not need_grad:
+        save_mode = SAVE_NONE
+    elif save_mode is None:
+        save_mode = DEFAULT_SAVE_MODE.get(x.device.type, SAVE_H)
     return torch.ops.snn_cuda.neuron_forward(
         x, v0, T, model, reset, surrogate_id, float(surrogate_param), float(tau), float(v_threshold),
         float(v_reset), 0.0 if v_floor is None else float(v_floor), float(beta), float(v_init),
-        bool(decay_input), v_floor is not None, bool(detach_reset), need_grad, bool(store_v_seq))
+        bool(decay_input), v_floor is not None, bool(detach_reset), int(save_mode), bool(store_v_seq))

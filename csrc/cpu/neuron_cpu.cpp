@@ -80,6 +80,7 @@ void fwd_driver(const FwdParams& p, FwdRow<typename StateOf<T>::type> row) {
   S* saved = (S*)p.saved;
   S* v_seq = (S*)p.v_seq;
   S* v_last = (S*)p.v_last;
+  S* ckpt = (S*)p.ckpt;
   at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
     alignas(64) S v[kBlock], xb[kBlock], sb[kBlock], hb[kBlock];
     for (i64 b = b0; b < b1; ++b) {
@@ -87,6 +88,7 @@ void fwd_driver(const FwdParams& p, FwdRow<typename StateOf<T>::type> row) {
       for (i64 j = 0; j < len; ++j) v[j] = v0 ? v0[n0 + j] : (S)p.v_init;
       for (i64 t = 0; t < p.T; ++t) {
         const i64 o = t * N + n0;
+        if (ckpt && t % kChunk == 0) std::memcpy(ckpt + (t / kChunk) * N + n0, v, len * sizeof(S));
         const T* xr = x + t * p.x_tstride + n0;
         const S* xs;
         S* sr;
@@ -107,8 +109,20 @@ void fwd_driver(const FwdParams& p, FwdRow<typename StateOf<T>::type> row) {
   });
 }
 
+// Input row t of x as state-typed values (converted into buf unless T == S).
+template <typename T, typename S>
+inline const S* x_row(const T* x, i64 off, i64 len, S* buf) {
+  if constexpr (std::is_same<T, S>::value) {
+    return x + off;
+  } else {
+    load_row(x + off, len, buf);
+    return buf;
+  }
+}
+
 template <typename T>
-void bwd_driver(const BwdParams& p, bool leaky, BwdRow<typename StateOf<T>::type> row) {
+void bwd_driver(const BwdParams& p, bool leaky, FwdRow<typename StateOf<T>::type> fwd,
+                BwdRow<typename StateOf<T>::type> row) {
   typedef typename StateOf<T>::type S;
   constexpr bool direct = std::is_same<T, S>::value;
   Coeffs<S> c = make_coeffs<S>(p, p.sg_param);
@@ -118,12 +132,15 @@ void bwd_driver(const BwdParams& p, bool leaky, BwdRow<typename StateOf<T>::type
   const S* gv = (const S*)p.grad_v_seq;
   const S* gvl = (const S*)p.grad_v_last;
   const S* saved = (const S*)p.saved;
+  const S* ckpt = (const S*)p.ckpt;
+  const T* x = (const T*)p.x;
   const S* v0 = (const S*)p.v0;
   T* gx = (T*)p.grad_x;
   S* gv0 = (S*)p.grad_v0;
   const bool const_input = p.const_input != 0;
   at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
     alignas(64) S carry[kBlock], zero[kBlock], u0[kBlock], gsb[kBlock], gxb[kBlock], acc[kBlock];
+    alignas(64) S xb[kBlock], vb[kBlock], sb[kBlock], hs[kChunk][kBlock];
     std::fill(zero, zero + kBlock, S(0));
     for (i64 b = b0; b < b1; ++b) {
       const i64 n0 = b * kBlock, len = std::min(kBlock, N - n0);
@@ -132,30 +149,40 @@ void bwd_driver(const BwdParams& p, bool leaky, BwdRow<typename StateOf<T>::type
         acc[j] = S(0);
         u0[j] = v0 ? v0[n0 + j] : (S)p.v_init;
       }
-      for (i64 t = p.T - 1; t >= 0; --t) {
-        const i64 o = t * N + n0;
-        const S* sv = saved + o;
-        const S* prev = leaky ? (t > 0 ? saved + o - N : u0) : sv;
-        const S* gsr;
-        if (!gs) {
-          gsr = zero;
-        } else if constexpr (direct) {
-          gsr = gs + o;
-        } else {
-          load_row(gs + o, len, gsb);
-          gsr = gsb;
+      for (i64 ci = num_chunks(p.T) - 1; ci >= 0; --ci) {
+        const i64 t0 = ci * kChunk, steps = std::min<i64>(kChunk, p.T - t0);
+        if (ckpt) {
+          // Rebuild the chunk's saved values from its checkpoint, as the
+          // forward computed them (same row kernel, same rounding).
+          std::memcpy(vb, ckpt + ci * N + n0, len * sizeof(S));
+          for (i64 k = 0; k < steps; ++k)
+            fwd(c, len, vb, x_row(x, (t0 + k) * p.x_tstride + n0, len, xb), hs[k], sb);
         }
-        S* gxr;
-        if constexpr (direct) {
-          gxr = const_input ? gxb : gx + o;
-        } else {
-          gxr = gxb;
-        }
-        row(c, len, sv, prev, gsr, gv ? gv + o : zero, carry, gxr);
-        if (const_input) {
-          for (i64 j = 0; j < len; ++j) acc[j] += gxb[j];
-        } else if constexpr (!direct) {
-          store_row(gxb, len, gx + o);
+        for (i64 t = t0 + steps - 1; t >= t0; --t) {
+          const i64 o = t * N + n0;
+          const S* sv = ckpt ? hs[t - t0] : saved + o;
+          const S* prev = leaky ? (t > 0 ? saved + o - N : u0) : sv;
+          const S* gsr;
+          if (!gs) {
+            gsr = zero;
+          } else if constexpr (direct) {
+            gsr = gs + o;
+          } else {
+            load_row(gs + o, len, gsb);
+            gsr = gsb;
+          }
+          S* gxr;
+          if constexpr (direct) {
+            gxr = const_input ? gxb : gx + o;
+          } else {
+            gxr = gxb;
+          }
+          row(c, len, sv, prev, gsr, gv ? gv + o : zero, carry, gxr);
+          if (const_input) {
+            for (i64 j = 0; j < len; ++j) acc[j] += gxb[j];
+          } else if constexpr (!direct) {
+            store_row(gxb, len, gx + o);
+          }
         }
       }
       std::memcpy(gv0 + n0, carry, len * sizeof(S));
@@ -205,9 +232,9 @@ BwdRow<S> bwd_row_for(int combo, int sg) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cpu(
     const at::Tensor& x, const c10::optional<at::Tensor>& v0, int64_t T, int64_t model, int64_t reset,
     int64_t surrogate, double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta,
-    double v_init, bool decay_input, bool has_floor, bool detach_reset, bool save, bool store_v_seq) {
+    double v_init, bool decay_input, bool has_floor, bool detach_reset, int64_t save_mode, bool store_v_seq) {
   auto f = snn_host::prepare_forward(x, v0, T, model, reset, surrogate, sg_param, tau, v_th, v_reset, v_floor, beta, v_init,
-                                     decay_input, has_floor, save, store_v_seq);
+                                     decay_input, has_floor, save_mode, store_v_seq);
   switch (f.dt) {
     case snn_host::DT_F32: fwd_driver<float>(f.p, fwd_row_for<float>(f.combo)); break;
     case snn_host::DT_F64: fwd_driver<double>(f.p, fwd_row_for<double>(f.combo)); break;
@@ -219,19 +246,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cpu(
 
 std::tuple<at::Tensor, at::Tensor> neuron_backward_cpu(
     const c10::optional<at::Tensor>& grad_spikes, const c10::optional<at::Tensor>& grad_v_seq,
-    const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved, const c10::optional<at::Tensor>& v0,
-    int64_t T, int64_t model, int64_t reset, int64_t surrogate, double sg_param, double tau, double v_th,
+    const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved, const c10::optional<at::Tensor>& x,
+    const c10::optional<at::Tensor>& v0, int64_t T, int64_t save_mode, int64_t model, int64_t reset, int64_t surrogate, double sg_param, double tau, double v_th,
     double v_reset, double v_floor, double beta, double v_init, bool decay_input, bool has_floor,
     bool detach_reset, at::ScalarType x_dtype) {
-  auto b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, v0, T, model, reset, surrogate,
+  auto b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, T, save_mode, model, reset, surrogate,
                                       sg_param, tau, v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor,
                                       detach_reset, x_dtype);
   const bool leaky = model == MODEL_LEAKY;
   switch (b.dt) {
-    case snn_host::DT_F32: bwd_driver<float>(b.p, leaky, bwd_row_for<float>(b.combo, b.sg)); break;
-    case snn_host::DT_F64: bwd_driver<double>(b.p, leaky, bwd_row_for<double>(b.combo, b.sg)); break;
-    case snn_host::DT_F16: bwd_driver<half_t>(b.p, leaky, bwd_row_for<float>(b.combo, b.sg)); break;
-    case snn_host::DT_BF16: bwd_driver<bf16_t>(b.p, leaky, bwd_row_for<float>(b.combo, b.sg)); break;
+    case snn_host::DT_F32:
+      bwd_driver<float>(b.p, leaky, fwd_row_for<float>(b.combo), bwd_row_for<float>(b.combo, b.sg));
+      break;
+    case snn_host::DT_F64:
+      bwd_driver<double>(b.p, leaky, fwd_row_for<double>(b.combo), bwd_row_for<double>(b.combo, b.sg));
+      break;
+    case snn_host::DT_F16:
+      bwd_driver<half_t>(b.p, leaky, fwd_row_for<float>(b.combo), bwd_row_for<float>(b.combo, b.sg));
+      break;
+    case snn_host::DT_BF16:
+      bwd_driver<bf16_t>(b.p, leaky, fwd_row_for<float>(b.combo), bwd_row_for<float>(b.combo, b.sg));
+      break;
   }
   return {b.gx, b.gv0};
 }

@@ -27,10 +27,10 @@ void check_launch(int err, const char* what) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cuda(
     const at::Tensor& x, const c10::optional<at::Tensor>& v0, int64_t T, int64_t model, int64_t reset,
     int64_t surrogate, double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta,
-    double v_init, bool decay_input, bool has_floor, bool detach_reset, bool save, bool store_v_seq) {
+    double v_init, bool decay_input, bool has_floor, bool detach_reset, int64_t save_mode, bool store_v_seq) {
   const c10::cuda::CUDAGuard guard(x.device());
   auto f = snn_host::prepare_forward(x, v0, T, model, reset, surrogate, sg_param, tau, v_th, v_reset, v_floor, beta, v_init,
-                                     decay_input, has_floor, save, store_v_seq);
+                                     decay_input, has_floor, save_mode, store_v_seq);
   const int dev = x.get_device();
   check_launch(snn_launch::forward(f.p, f.dt, f.combo, sm_count(dev), c10::cuda::getCurrentCUDAStream(dev).stream()),
                "neuron forward");
@@ -39,12 +39,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cuda(
 
 std::tuple<at::Tensor, at::Tensor> neuron_backward_cuda(
     const c10::optional<at::Tensor>& grad_spikes, const c10::optional<at::Tensor>& grad_v_seq,
-    const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved, const c10::optional<at::Tensor>& v0,
-    int64_t T, int64_t model, int64_t reset, int64_t surrogate, double sg_param, double tau, double v_th,
+    const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved, const c10::optional<at::Tensor>& x,
+    const c10::optional<at::Tensor>& v0, int64_t T, int64_t save_mode, int64_t model, int64_t reset, int64_t surrogate, double sg_param, double tau, double v_th,
     double v_reset, double v_floor, double beta, double v_init, bool decay_input, bool has_floor,
     bool detach_reset, at::ScalarType x_dtype) {
   const c10::cuda::CUDAGuard guard(saved.device());
-  auto b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, v0, T, model, reset, surrogate,
+  auto b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, T, save_mode, model, reset, surrogate,
                                       sg_param, tau, v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor,
                                       detach_reset, x_dtype);
   const int dev = saved.get_device();

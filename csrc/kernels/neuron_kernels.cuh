@@ -1,7 +1,9 @@
 // __global__ bodies of the neuron kernels. One thread owns one neuron and
-// walks its time loop with the state in registers: no communication inside a
-// block, which is both the fast design and what lets the host emulation run
-// these exact bodies (grid-stride loop over neurons for any grid size).
+// walks its time loop with the state in registers, kChunk steps at a time:
+// the chunk's loads are issued together (independent of the recurrence), then
+// the recurrence runs on registers. No communication inside a block, which is
+// both the fast design and what lets the host emulation run these exact
+// bodies (grid-stride loop over neurons for any grid size).
 // Included by the nvcc launchers, compiled by NVRTC for the CuPy path, and by
 // g++ through python_tests/emulation/host_shim.h.
 #pragma once
@@ -21,18 +23,29 @@ __global__ void neuron_fwd_kernel(const FwdParams p) {
   S* __restrict__ saved = (S*)p.saved;
   S* __restrict__ v_seq = (S*)p.v_seq;
   S* __restrict__ v_last = (S*)p.v_last;
+  S* __restrict__ ckpt = (S*)p.ckpt;
   const i64 N = p.N;
   const i64 stride = (i64)blockDim.x * gridDim.x;
   for (i64 n = (i64)blockIdx.x * blockDim.x + threadIdx.x; n < N; n += stride) {
     S v = v0 ? v0[n] : (S)p.v_init;
-    const T* xn = x + n;
-    for (i64 t = 0; t < p.T; ++t) {
-      S sv;
-      const S s = forward_step<MODEL, RESET, S>(c, v, to_state(xn[t * p.x_tstride]), sv);
-      const i64 o = t * N + n;
-      spikes[o] = store_as<T>(s);
-      if (saved) saved[o] = sv;
-      if (v_seq) v_seq[o] = v;
+    for (i64 t0 = 0; t0 < p.T; t0 += kChunk) {
+      const int len = p.T - t0 < kChunk ? (int)(p.T - t0) : kChunk;
+      if (ckpt) ckpt[(t0 / kChunk) * N + n] = v;
+      S xs[kChunk];
+#pragma unroll
+      for (int k = 0; k < kChunk; ++k)
+        if (k < len) xs[k] = to_state(x[(t0 + k) * p.x_tstride + n]);
+#pragma unroll
+      for (int k = 0; k < kChunk; ++k) {
+        if (k < len) {
+          S sv;
+          const S s = forward_step<MODEL, RESET, S>(c, v, xs[k], sv);
+          const i64 o = (t0 + k) * N + n;
+          spikes[o] = store_as<T>(s);
+          if (saved) saved[o] = sv;
+          if (v_seq) v_seq[o] = v;
+        }
+      }
     }
     v_last[n] = v;
   }
@@ -47,33 +60,59 @@ __global__ void neuron_bwd_kernel(const BwdParams p) {
   const S* __restrict__ gv = (const S*)p.grad_v_seq;
   const S* __restrict__ gv_last = (const S*)p.grad_v_last;
   const S* __restrict__ saved = (const S*)p.saved;
+  const S* __restrict__ ckpt = (const S*)p.ckpt;
+  const T* __restrict__ x = (const T*)p.x;
   const S* __restrict__ v0 = (const S*)p.v0;
   T* __restrict__ gx = (T*)p.grad_x;
   S* __restrict__ gv0 = (S*)p.grad_v0;
   const i64 N = p.N;
-  const i64 T_ = p.T;
   const i64 stride = (i64)blockDim.x * gridDim.x;
   for (i64 n = (i64)blockIdx.x * blockDim.x + threadIdx.x; n < N; n += stride) {
     S carry = gv_last ? gv_last[n] : S(0);
     S gx_sum = S(0);
-    const S u0 = MODEL == MODEL_LEAKY ? (v0 ? v0[n] : (S)p.v_init) : S(0);
-    S cur = saved[(T_ - 1) * N + n];
-    for (i64 t = T_ - 1; t >= 0; --t) {
-      const i64 o = t * N + n;
-      S prev = S(0);
-      if (MODEL == MODEL_LEAKY) prev = t > 0 ? saved[o - N] : u0;
-      const S g_s = gs ? to_state(gs[o]) : S(0);
-      const S g_v = gv ? gv[o] : S(0);
-      const S g_x = backward_step<MODEL, RESET, SG, S>(c, cur, prev, g_s, g_v, carry);
-      if (p.const_input) {
-        gx_sum += g_x;
+    for (i64 ci = num_chunks(p.T) - 1; ci >= 0; --ci) {
+      const i64 t0 = ci * kChunk;
+      const int len = p.T - t0 < kChunk ? (int)(p.T - t0) : kChunk;
+      // The chunk's saved values: loaded, or rebuilt bit for bit from the
+      // checkpoint with the forward's own step function.
+      S hs[kChunk];
+      if (ckpt) {
+        S xs[kChunk];
+#pragma unroll
+        for (int k = 0; k < kChunk; ++k)
+          if (k < len) xs[k] = to_state(x[(t0 + k) * p.x_tstride + n]);
+        S v = ckpt[ci * N + n];
+#pragma unroll
+        for (int k = 0; k < kChunk; ++k)
+          if (k < len) forward_step<MODEL, RESET, S>(c, v, xs[k], hs[k]);
       } else {
-        gx[o] = store_as<T>(g_x);
+#pragma unroll
+        for (int k = 0; k < kChunk; ++k)
+          if (k < len) hs[k] = saved[(t0 + k) * N + n];
       }
-      if (MODEL == MODEL_LEAKY) {
-        cur = prev;
-      } else if (t > 0) {
-        cur = saved[o - N];
+      // Leaky's reset at step t depends on U_{t-1}: the value before the chunk.
+      S before = S(0);
+      if (MODEL == MODEL_LEAKY) before = t0 > 0 ? saved[(t0 - 1) * N + n] : (v0 ? v0[n] : (S)p.v_init);
+      S g_s[kChunk], g_v[kChunk];
+#pragma unroll
+      for (int k = 0; k < kChunk; ++k) {
+        if (k < len) {
+          const i64 o = (t0 + k) * N + n;
+          g_s[k] = gs ? to_state(gs[o]) : S(0);
+          g_v[k] = gv ? gv[o] : S(0);
+        }
+      }
+#pragma unroll
+      for (int k = kChunk - 1; k >= 0; --k) {
+        if (k < len) {
+          const S prev = MODEL == MODEL_LEAKY ? (k > 0 ? hs[k > 0 ? k - 1 : 0] : before) : S(0);
+          const S g_x = backward_step<MODEL, RESET, SG, S>(c, hs[k], prev, g_s[k], g_v[k], carry);
+          if (p.const_input) {
+            gx_sum += g_x;
+          } else {
+            gx[(t0 + k) * N + n] = store_as<T>(g_x);
+          }
+        }
       }
     }
     if (p.const_input) gx[n] = store_as<T>(gx_sum);

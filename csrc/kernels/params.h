@@ -9,6 +9,23 @@
 
 namespace snn {
 
+// Time steps per register-blocked chunk of the CUDA time loop, and the
+// checkpoint interval of the recompute mode. A thread loads a chunk's K
+// inputs (or saved values, or incoming gradients) before using any, so K
+// independent loads are in flight per thread; the backward of the recompute
+// mode rebuilds the chunk's K charged potentials from x and one stored
+// membrane in registers. Checkpoints cost 8/K bytes per neuron-step.
+static const int kChunk = 8;
+
+SNN_HD SNN_INLINE i64 num_chunks(i64 T) { return (T + kChunk - 1) / kChunk; }
+
+// What the forward keeps for the backward.
+enum SaveMode : int {
+  SAVE_NONE = 0,     // inference: nothing
+  SAVE_H = 1,        // the charged potential of every step ([T, N], state dtype)
+  SAVE_CKPT = 2,     // the membrane before every kChunk-th step ([ceil(T/K), N]); x is re-read
+};
+
 struct FwdParams {
   i64 T;             // time steps
   i64 N;             // neurons (product of the non-time dims)
@@ -19,6 +36,7 @@ struct FwdParams {
   void* saved;       // S [T, N], or null (no backward will run)
   void* v_seq;       // S [T, N], or null (membrane sequence not requested)
   void* v_last;      // S [N]
+  void* ckpt;        // S [num_chunks(T), N]: V before steps 0, K, 2K, ...; or null
   double tau, v_th, v_reset, v_floor, beta, v_init;
   int decay_input, has_floor;
 };
@@ -29,7 +47,10 @@ struct BwdParams {
   const void* grad_spikes;  // T [T, N], or null (zero)
   const void* grad_v_seq;   // S [T, N], or null (zero)
   const void* grad_v_last;  // S [N], or null (zero)
-  const void* saved;        // S [T, N], from FwdParams::saved
+  const void* saved;        // S [T, N], from FwdParams::saved; null in recompute mode
+  const void* ckpt;         // S [num_chunks(T), N] (recompute mode), or null
+  const void* x;            // recompute mode: the forward's input, T-typed
+  i64 x_tstride;            // recompute mode: as FwdParams::x_tstride
   const void* v0;           // S [N], or null (v_init). Leaky only.
   void* grad_x;             // T [T, N], or [N] summed over time when const_input
   void* grad_v0;            // S [N]

@@ -214,6 +214,7 @@ struct Shape {
   long long T, N, xs;  // xs = x_tstride
   int sm_count;
   bool v0, saved, v_seq;               // forward optional pointers
+  bool ckpt;                           // with saved: recompute mode (checkpoints + x) instead of saved H
   bool gs, gv_seq, gv_last, const_in;  // backward optional pointers / mode
 };
 
@@ -574,12 +575,12 @@ std::string describe(const char* dtype, const Config& c, const Shape& s) {
   char b[512];
   std::snprintf(b, sizeof b,
                 "dtype=%s model=%s reset=%s decay_input=%d has_floor=%d detach_reset=%d sg=%s(%g) "
-                "T=%lld N=%lld x_tstride=%lld sm_count=%d grid=%lld v0=%d saved=%d v_seq=%d "
+                "T=%lld N=%lld x_tstride=%lld sm_count=%d grid=%lld v0=%d saved=%d ckpt=%d v_seq=%d "
                 "grad_spikes=%d grad_v_seq=%d grad_v_last=%d const_input=%d tau=%g v_th=%g v_reset=%g "
                 "v_floor=%g beta=%g v_init=%g",
                 dtype, kModelName[c.model], kResetName[c.model][c.reset], c.decay_input, c.has_floor,
                 c.detach_reset, kSgName[c.sg], c.sg_param, s.T, s.N, s.xs, s.sm_count,
-                (long long)snn::grid_blocks(s.N, snn::kBlockThreads, s.sm_count), s.v0, s.saved, s.v_seq, s.gs,
+                (long long)snn::grid_blocks(s.N, snn::kBlockThreads, s.sm_count), s.v0, s.saved, s.ckpt, s.v_seq, s.gs,
                 s.gv_seq, s.gv_last, s.const_in, c.tau, c.v_th, c.v_reset, c.v_floor, c.beta, c.v_init);
   return b;
 }
@@ -618,12 +619,17 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
     }
   }
   Buf<T> spikes(TT * N);
-  Buf<S> saved, v_seq, v_last(N);
-  if (sh.saved) saved = Buf<S>(TT * N);
+  Buf<S> saved, v_seq, v_last(N), ckpt;
+  const long long nck = snn::num_chunks(TT);
+  if (sh.saved && !sh.ckpt) saved = Buf<S>(TT * N);
+  if (sh.ckpt) {
+    ckpt = Buf<S>(nck * N);
+    for (long long i = 0; i < nck * N; ++i) ckpt[i] = nan_sentinel<S>();
+  }
   if (sh.v_seq) v_seq = Buf<S>(TT * N);
   for (long long i = 0; i < TT * N; ++i) {
     spikes[i] = storage_nan<T>();
-    if (sh.saved) saved[i] = nan_sentinel<S>();
+    if (sh.saved && !sh.ckpt) saved[i] = nan_sentinel<S>();
     if (sh.v_seq) v_seq[i] = nan_sentinel<S>();
   }
   for (long long n = 0; n < N; ++n) v_last[n] = nan_sentinel<S>();
@@ -636,7 +642,8 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
   fp.x = x.p;
   fp.v0 = sh.v0 ? v0.p : nullptr;
   fp.spikes = spikes.p;
-  fp.saved = sh.saved ? saved.p : nullptr;
+  fp.saved = (sh.saved && !sh.ckpt) ? saved.p : nullptr;
+  fp.ckpt = sh.ckpt ? ckpt.p : nullptr;
   fp.v_seq = sh.v_seq ? v_seq.p : nullptr;
   fp.v_last = v_last.p;
   fp.tau = c.tau;
@@ -657,7 +664,15 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
   Failure F;
   const RefFwd<S> rf = ref_forward<T>(c, sh, x.p, sh.v0 ? v0.p : nullptr);
   check_exact_storage<T>(F, "spikes", spikes.p, rf.spikes, N);
-  if (sh.saved) check_exact<S>(F, "saved", saved.p, rf.saved, N);
+  if (sh.saved && !sh.ckpt) check_exact<S>(F, "saved", saved.p, rf.saved, N);
+  if (sh.ckpt) {
+    // Checkpoint c is the membrane before step c*K: v0 (or v_init), then V_{cK-1}.
+    std::vector<S> want(nck * N);
+    for (long long ci = 0; ci < nck; ++ci)
+      for (long long n = 0; n < N; ++n)
+        want[ci * N + n] = ci == 0 ? (sh.v0 ? v0[n] : (S)c.v_init) : rf.v_seq[(ci * snn::kChunk - 1) * N + n];
+    check_exact<S>(F, "ckpt", ckpt.p, want, N);
+  }
   if (sh.v_seq) check_exact<S>(F, "v_seq", v_seq.p, rf.v_seq, N);
   check_exact<S>(F, "v_last", v_last.p, rf.v_last, N);
 
@@ -689,7 +704,10 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
     bp.grad_spikes = sh.gs ? gs.p : nullptr;
     bp.grad_v_seq = sh.gv_seq ? gvs.p : nullptr;
     bp.grad_v_last = sh.gv_last ? gvl.p : nullptr;
-    bp.saved = saved.p;
+    bp.saved = sh.ckpt ? nullptr : saved.p;
+    bp.ckpt = sh.ckpt ? ckpt.p : nullptr;
+    bp.x = sh.ckpt ? (const void*)x.p : nullptr;
+    bp.x_tstride = sh.ckpt ? sh.xs : 0;
     bp.v0 = sh.v0 ? v0.p : nullptr;
     bp.grad_x = gx.p;
     bp.grad_v0 = gv0.p;
@@ -747,6 +765,9 @@ const BaseShape kShapes[] = {
     {5, 257, 0, 0, 0},    // stride-0 (expanded) input with a [T, N] gradient
     {5, 2500, -2, 2, 0},  // non-contiguous, two SMs
     {1, 700, -2, 132, 0}, // T = 1 non-contiguous (x_tstride unused but must not be read past)
+    {19, 300, -2, 0, 0},  // two full time chunks (kChunk = 8) and a partial one, non-contiguous
+    {16, 37, 0, 0, 1},    // exactly two chunks, constant input summed over T
+    {8, 2500, -1, 1, 0},  // exactly one chunk, wrapping grid
 };
 
 template <typename T>
@@ -799,6 +820,8 @@ void run_dtype(Stats& st, uint64_t& counter) {
             s.gv_last = (bits >> 8) & 1;
             if (!s.gs && !s.gv_seq && !s.gv_last && ((bits >> 9) & 1)) s.gs = true;
             s.const_in = b.xs == 0 && b.const_in;
+            // Recompute mode for LIF/IF in about half the cases with a backward.
+            s.ckpt = s.saved && mr.m != M_LEAKY && ((bits >> 10) & 1);
             run_case<T>(st, c, s, 0xC0FFEEULL + 7919ULL * k);
           }
         }
