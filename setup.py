@@ -62,8 +62,15 @@ def _ext_modules():
             os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS
 
     cxx = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-fopenmp-simd"]
-    if platform.system() == "Windows":
-        cxx = ["/O2", "/fp:precise"]
+    link = []
+    if platform.system() == "Linux":
+        # at::parallel_for is a header template: with torch's OpenMP backend
+        # its `omp parallel` region is compiled into this extension, so without
+        # -fopenmp the CPU kernels would silently run on one thread.
+        cxx.append("-fopenmp")
+        link.append("-fopenmp")
+    elif platform.system() == "Windows":
+        cxx = ["/O2", "/fp:precise", "/openmp"]
     sources = ["csrc/ops.cpp", "csrc/cpu/neuron_cpu.cpp", "csrc/cpu/host_cache.cpp", "csrc/cpu/encoder_cpu.cpp"]
     define_macros = []
     if want_cuda:
@@ -81,10 +88,12 @@ def _ext_modules():
             "snn_cuda._C",
             sources,
             extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+            extra_link_args=link,
             define_macros=define_macros + [("SNN_WITH_CUDA", "1")],
         )
     else:
-        ext = CppExtension("snn_cuda._C", sources, extra_compile_args={"cxx": cxx}, define_macros=define_macros)
+        ext = CppExtension("snn_cuda._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link,
+                           define_macros=define_macros)
     _write_build_info(torch, want_cuda, cuda_home)
     return [ext], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}
 

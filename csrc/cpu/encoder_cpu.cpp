@@ -12,7 +12,12 @@ template <typename T>
 void poisson_cpu(const snn::PoissonParams& p) {
   const int64_t groups = (p.T * p.N + 3) / 4;
   at::parallel_for(0, groups, 16384, [&](int64_t g0, int64_t g1) {
-    for (int64_t g = g0; g < g1; ++g) snn::poisson_group<T>(p, g);
+    int64_t n = (g0 * 4) % p.N;
+    for (int64_t g = g0; g < g1; ++g) {
+      snn::poisson_group<T>(p, g, n);
+      n += 4;
+      while (n >= p.N) n -= p.N;
+    }
   });
 }
 

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
+#include <vector>
+#include <cstdint>
 
 #include "../host.h"
 #include "../kernels/neuron.h"
@@ -26,8 +28,34 @@ namespace {
 
 using namespace snn;
 
-// Neurons per block: rows of a block stay in L1 across the time loop.
-constexpr i64 kBlock = 512;
+// Neurons per block. A block walks all T rows of its neurons, so each step
+// touches one row segment per tensor, rows N elements apart: segments must be
+// long enough (16 KB of fp32) for the hardware prefetcher to stream them
+// rather than paying a cache miss at every row start, and short enough that
+// the block's state rows stay in L2.
+constexpr i64 kBlock = 4096;
+
+// Block length for N neurons: kBlock, or less so that every thread gets a
+// block when N is small.
+inline i64 block_len(i64 N) {
+  const i64 nt = std::max<i64>(1, at::get_num_threads());
+  i64 b = (N + nt - 1) / nt;
+  b = (b + 63) / 64 * 64;
+  return std::max<i64>(64, std::min<i64>(kBlock, b));
+}
+
+// Per-thread scratch rows (too large for the stack at this block size).
+template <typename S>
+struct Scratch {
+  std::vector<S> buf;
+  explicit Scratch(int rows) : buf(size_t(rows) * kBlock + 64 / sizeof(S)) {}
+  S* row(int i) {
+    // 64-byte aligned rows for the vector loads.
+    auto base = reinterpret_cast<uintptr_t>(buf.data());
+    S* aligned = reinterpret_cast<S*>((base + 63) & ~uintptr_t(63));
+    return aligned + size_t(i) * kBlock;
+  }
+};
 
 template <int MODEL, int RESET, typename S>
 SNN_CPU_CLONES void fwd_row(const Coeffs<S> c, i64 len, S* __restrict v, const S* __restrict x,
@@ -73,7 +101,7 @@ void fwd_driver(const FwdParams& p, FwdRow<typename StateOf<T>::type> row) {
   typedef typename StateOf<T>::type S;
   constexpr bool direct = std::is_same<T, S>::value;
   const Coeffs<S> c = make_coeffs<S>(p, 0.0);
-  const i64 N = p.N, nblk = (N + kBlock - 1) / kBlock;
+  const i64 N = p.N, blk = block_len(N), nblk = (N + blk - 1) / blk;
   const T* x = (const T*)p.x;
   const S* v0 = (const S*)p.v0;
   T* spikes = (T*)p.spikes;
@@ -82,9 +110,10 @@ void fwd_driver(const FwdParams& p, FwdRow<typename StateOf<T>::type> row) {
   S* v_last = (S*)p.v_last;
   S* ckpt = (S*)p.ckpt;
   at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
-    alignas(64) S v[kBlock], xb[kBlock], sb[kBlock], hb[kBlock];
+    Scratch<S> scratch(4);
+    S *v = scratch.row(0), *xb = scratch.row(1), *sb = scratch.row(2), *hb = scratch.row(3);
     for (i64 b = b0; b < b1; ++b) {
-      const i64 n0 = b * kBlock, len = std::min(kBlock, N - n0);
+      const i64 n0 = b * blk, len = std::min(blk, N - n0);
       for (i64 j = 0; j < len; ++j) v[j] = v0 ? v0[n0 + j] : (S)p.v_init;
       for (i64 t = 0; t < p.T; ++t) {
         const i64 o = t * N + n0;
@@ -127,7 +156,7 @@ void bwd_driver(const BwdParams& p, bool leaky, FwdRow<typename StateOf<T>::type
   constexpr bool direct = std::is_same<T, S>::value;
   Coeffs<S> c = make_coeffs<S>(p, p.sg_param);
   c.detach_reset = p.detach_reset != 0;
-  const i64 N = p.N, nblk = (N + kBlock - 1) / kBlock;
+  const i64 N = p.N, blk = block_len(N), nblk = (N + blk - 1) / blk;
   const T* gs = (const T*)p.grad_spikes;
   const S* gv = (const S*)p.grad_v_seq;
   const S* gvl = (const S*)p.grad_v_last;
@@ -139,11 +168,14 @@ void bwd_driver(const BwdParams& p, bool leaky, FwdRow<typename StateOf<T>::type
   S* gv0 = (S*)p.grad_v0;
   const bool const_input = p.const_input != 0;
   at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
-    alignas(64) S carry[kBlock], zero[kBlock], u0[kBlock], gsb[kBlock], gxb[kBlock], acc[kBlock];
-    alignas(64) S xb[kBlock], vb[kBlock], sb[kBlock], hs[kChunk][kBlock];
-    std::fill(zero, zero + kBlock, S(0));
+    Scratch<S> scratch(9 + kChunk);
+    S *carry = scratch.row(0), *zero = scratch.row(1), *u0 = scratch.row(2), *gsb = scratch.row(3);
+    S *gxb = scratch.row(4), *acc = scratch.row(5), *xb = scratch.row(6), *vb = scratch.row(7), *sb = scratch.row(8);
+    S* hs[kChunk];
+    for (int k = 0; k < kChunk; ++k) hs[k] = scratch.row(9 + k);
+    std::fill(zero, zero + blk, S(0));
     for (i64 b = b0; b < b1; ++b) {
-      const i64 n0 = b * kBlock, len = std::min(kBlock, N - n0);
+      const i64 n0 = b * blk, len = std::min(blk, N - n0);
       for (i64 j = 0; j < len; ++j) {
         carry[j] = gvl ? gvl[n0 + j] : S(0);
         acc[j] = S(0);

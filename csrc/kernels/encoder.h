@@ -16,14 +16,15 @@ struct PoissonParams {
   unsigned long long seed;
 };
 
+// Group g covers elements 4g .. 4g+3; n must be (4g) % N (callers walking
+// consecutive groups step it instead of dividing).
 template <typename T>
-SNN_HD SNN_INLINE void poisson_group(const PoissonParams& p, i64 g) {
+SNN_HD SNN_INLINE void poisson_group(const PoissonParams& p, i64 g, i64 n) {
   const T* x = (const T*)p.x;
   T* out = (T*)p.out;
   const i64 total = p.T * p.N;
   const U32x4 r = philox4x32_10((unsigned long long)g, 0ull, p.seed);
   const i64 e0 = g * 4;
-  i64 n = e0 % p.N;
   for (int k = 0; k < 4; ++k) {
     const i64 e = e0 + k;
     if (e >= total) break;
