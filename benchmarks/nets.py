@@ -193,7 +193,8 @@ class LifFcFused(nn.Module):
     def __init__(self, T: int):
         super().__init__()
         self.encoder = snn_cuda.PoissonEncoder(T)
-        self.fc = snn_cuda.SeqToANN(nn.Flatten(), nn.Linear(28 * 28, 10, bias=False))
+        # SpikeLinear: nn.Linear that saves its binary input as uint8 for backward.
+        self.fc = snn_cuda.SeqToANN(nn.Flatten(), snn_cuda.SpikeLinear(28 * 28, 10, bias=False))
         self.lif = snn_cuda.LIF(tau=2.0, surrogate=sg.ATan(), step_mode="m", backend="fused")
 
     def linears(self):
@@ -270,7 +271,7 @@ class Tutorial5Fused(nn.Module):
         self.T = T
         self.fc1 = nn.Linear(28 * 28, 1000)
         self.lif1 = snn_cuda.Leaky(beta=beta, step_mode="m", backend="fused")
-        self.fc2 = snn_cuda.SeqToANN(nn.Linear(1000, 10))
+        self.fc2 = snn_cuda.SeqToANN(snn_cuda.SpikeLinear(1000, 10))
         self.lif2 = snn_cuda.Leaky(beta=beta, step_mode="m", backend="fused")
 
     def linears(self):
@@ -362,7 +363,7 @@ class DenseIFFused(nn.Module):
         super().__init__()
         self.T = T
         self.inp = _dense_if_neuron("m", "fused")
-        self.fcs = nn.ModuleList(snn_cuda.SeqToANN(nn.Linear(a, b, bias=False))
+        self.fcs = nn.ModuleList(snn_cuda.SeqToANN(snn_cuda.SpikeLinear(a, b, bias=False))
                                  for a, b in zip(sizes[:-1], sizes[1:]))
         self.syns = nn.ModuleList(snn_cuda.SynapticCurrent(SYN_DECAY, step_mode="m", backend="fused")
                                   for _ in self.fcs)

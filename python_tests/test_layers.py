@@ -373,3 +373,35 @@ def test_leaky_learnable_beta():
     assert_equal(mem.detach(), ref_mem.detach(), "mem")
     mem.sum().backward()
     assert beta.grad is not None
+
+
+def test_spike_linear_matches_linear_and_saves_uint8():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(30, 7)
+    sl = snn_cuda.SpikeLinear(30, 7)
+    sl.load_state_dict(lin.state_dict())
+    for binary in (True, False):
+        x = torch.rand(5, 6, 30)
+        x = (x > 0.6).float() if binary else x
+        x1 = x.clone().requires_grad_()
+        x2 = x.clone().requires_grad_()
+        saved = []
+
+        def pack(t):
+            saved.append(t)
+            return t
+
+        y1 = lin(x1)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            y2 = sl(x2)
+        assert torch.equal(y1, y2)
+        g = torch.randn_like(y1)
+        y1.backward(g)
+        y2.backward(g)
+        torch.testing.assert_close(x2.grad, x1.grad)
+        torch.testing.assert_close(sl.weight.grad, lin.weight.grad)
+        torch.testing.assert_close(sl.bias.grad, lin.bias.grad)
+        dtypes = {t.dtype for t in saved if t.shape == x.shape}
+        assert dtypes == ({torch.uint8} if binary else {torch.float32})
+        lin.zero_grad()
+        sl.zero_grad()

@@ -9,13 +9,13 @@ from __future__ import annotations
 import torch
 
 from . import _ext, functional, ops, reference, surrogate
-from .layers import PoissonEncoder, SeqToANN, poisson_encode
+from .layers import PoissonEncoder, SeqToANN, SpikeLinear, poisson_encode
 from .neuron import IF, LIF, Leaky, MemoryModule, SynapticCurrent
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "LIF", "IF", "Leaky", "SynapticCurrent", "MemoryModule", "SeqToANN", "PoissonEncoder", "poisson_encode",
+    "LIF", "IF", "Leaky", "SynapticCurrent", "MemoryModule", "SeqToANN", "SpikeLinear", "PoissonEncoder", "poisson_encode",
     "surrogate", "functional", "reference", "ops", "build_info",
 ]
 

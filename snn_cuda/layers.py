@@ -62,3 +62,44 @@ class PoissonEncoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"T={self.T}, backend={self.backend!r}"
+
+
+class _SpikeLinearFn(torch.autograd.Function):
+    """y = x W^T + b, saving a binary x as uint8 (1 byte instead of 4 per
+    element for fp32 spikes). A non-binary x is saved as is."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        y = torch.nn.functional.linear(x, weight, bias)
+        # Only the weight gradient reads x; a binary x loses nothing as uint8.
+        binary = bool(weight.requires_grad and ((x == 0) | (x == 1)).all())
+        ctx.binary = binary
+        ctx.x_dtype = x.dtype
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x.to(torch.uint8) if binary else x, weight)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        xs, weight = ctx.saved_tensors
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = gy.matmul(weight.to(gy.dtype))
+        if ctx.needs_input_grad[1]:
+            x = xs.to(ctx.x_dtype) if ctx.binary else xs
+            gw = gy.reshape(-1, gy.shape[-1]).t().matmul(x.reshape(-1, x.shape[-1]).to(gy.dtype))
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = gy.reshape(-1, gy.shape[-1]).sum(0)
+        return gx, gw, gb
+
+
+class SpikeLinear(nn.Linear):
+    """`nn.Linear` for spike inputs: same parameters and state_dict, but a
+    binary input (spikes) is saved for backward as uint8, 4x less activation
+    memory than fp32 spikes (2x for 16-bit). A non-binary input is saved as
+    is; values and gradients are those of `nn.Linear` either way."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            return _SpikeLinearFn.apply(x, self.weight, self.bias)
+        return super().forward(x)

@@ -13,8 +13,17 @@
 
 namespace snn {
 
+// Resident blocks per SM the register allocation must allow: 4 x 256 threads
+// caps fp32/16-bit kernels at 64 registers (50 % occupancy on sm_80/sm_90);
+// fp64 state needs register pairs, so it is allowed 3 (85 registers) rather
+// than spilling.
+template <typename T>
+struct MinBlocks {
+  static const int value = sizeof(typename StateOf<T>::type) == 8 ? 3 : 4;
+};
+
 template <int MODEL, int RESET, typename T>
-__global__ void neuron_fwd_kernel(const FwdParams p) {
+__global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_fwd_kernel(const FwdParams p) {
   typedef typename StateOf<T>::type S;
   const Coeffs<S> c = make_coeffs<S>(p, 0.0);
   const T* __restrict__ x = (const T*)p.x;
@@ -52,7 +61,7 @@ __global__ void neuron_fwd_kernel(const FwdParams p) {
 }
 
 template <int MODEL, int RESET, int SG, typename T>
-__global__ void neuron_bwd_kernel(const BwdParams p) {
+__global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_bwd_kernel(const BwdParams p) {
   typedef typename StateOf<T>::type S;
   Coeffs<S> c = make_coeffs<S>(p, p.sg_param);
   c.detach_reset = p.detach_reset != 0;
@@ -93,24 +102,18 @@ __global__ void neuron_bwd_kernel(const BwdParams p) {
       // Leaky's reset at step t depends on U_{t-1}: the value before the chunk.
       S before = S(0);
       if (MODEL == MODEL_LEAKY) before = t0 > 0 ? saved[(t0 - 1) * N + n] : (v0 ? v0[n] : (S)p.v_init);
-      S g_s[kChunk], g_v[kChunk];
-#pragma unroll
-      for (int k = 0; k < kChunk; ++k) {
-        if (k < len) {
-          const i64 o = (t0 + k) * N + n;
-          g_s[k] = gs ? to_state(gs[o]) : S(0);
-          g_v[k] = gv ? gv[o] : S(0);
-        }
-      }
 #pragma unroll
       for (int k = kChunk - 1; k >= 0; --k) {
         if (k < len) {
+          const i64 o = (t0 + k) * N + n;
           const S prev = MODEL == MODEL_LEAKY ? (k > 0 ? hs[k > 0 ? k - 1 : 0] : before) : S(0);
-          const S g_x = backward_step<MODEL, RESET, SG, S>(c, hs[k], prev, g_s[k], g_v[k], carry);
+          const S g_s = gs ? to_state(gs[o]) : S(0);
+          const S g_v = gv ? gv[o] : S(0);
+          const S g_x = backward_step<MODEL, RESET, SG, S>(c, hs[k], prev, g_s, g_v, carry);
           if (p.const_input) {
             gx_sum += g_x;
           } else {
-            gx[(t0 + k) * N + n] = store_as<T>(g_x);
+            gx[o] = store_as<T>(g_x);
           }
         }
       }
