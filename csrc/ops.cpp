@@ -39,4 +39,6 @@ TORCH_LIBRARY(snn_cuda, m) {
   // Rate coding: x [...] of probabilities -> [T, ...] spikes in x's dtype,
   // element (t, n) firing when Philox(seed)'s uniform for t*N+n is < x[n].
   m.def("poisson_encode(Tensor x, int T, int seed) -> Tensor");
+  // x as uint8 when every element is 0 or 1, else an empty tensor (one pass).
+  m.def("binary_to_uint8(Tensor x) -> Tensor");
 }

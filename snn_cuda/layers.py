@@ -64,6 +64,16 @@ class PoissonEncoder(nn.Module):
         return f"T={self.T}, backend={self.backend!r}"
 
 
+def _binary_to_uint8(x: Tensor):
+    """x as uint8 if every element is 0 or 1, else None."""
+    if x.device.type == "cpu" and _ext.cpu_available() and x.dtype in ops.FUSED_DTYPES:
+        out = torch.ops.snn_cuda.binary_to_uint8(x)
+        return out if out.numel() == x.numel() else None
+    if bool(((x == 0) | (x == 1)).all()):
+        return x.to(torch.uint8)
+    return None
+
+
 class _SpikeLinearFn(torch.autograd.Function):
     """y = x W^T + b, saving a binary x as uint8 (1 byte instead of 4 per
     element for fp32 spikes). A non-binary x is saved as is."""
@@ -72,11 +82,13 @@ class _SpikeLinearFn(torch.autograd.Function):
     def forward(ctx, x, weight, bias):
         y = torch.nn.functional.linear(x, weight, bias)
         # Only the weight gradient reads x; a binary x loses nothing as uint8.
-        binary = bool(weight.requires_grad and ((x == 0) | (x == 1)).all())
-        ctx.binary = binary
+        narrow = None
+        if weight.requires_grad:
+            narrow = _binary_to_uint8(x)
+        ctx.binary = narrow is not None
         ctx.x_dtype = x.dtype
         ctx.has_bias = bias is not None
-        ctx.save_for_backward(x.to(torch.uint8) if binary else x, weight)
+        ctx.save_for_backward(narrow if narrow is not None else x, weight)
         return y
 
     @staticmethod

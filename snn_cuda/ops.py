@@ -121,6 +121,10 @@ if _ext.loaded:
 
     torch.library.register_autograd("snn_cuda::neuron_backward", _no_double_backward)
 
+    @torch.library.register_fake("snn_cuda::binary_to_uint8")
+    def _binary_fake(x):
+        return x.new_empty(x.shape, dtype=torch.uint8)
+
     @torch.library.register_fake("snn_cuda::poisson_encode")
     def _poisson_fake(x, T, seed):
         return x.new_empty((T, *x.shape))

@@ -18,14 +18,7 @@
 #include "../host.h"
 #include "../kernels/neuron.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(SNN_NO_CLONES)
-#define SNN_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#define SNN_CPU_ISA_CLONES 1
-#else
-#define SNN_CPU_CLONES
-#define SNN_CPU_ISA_CLONES 0
-#endif
+#include "isa.h"
 
 namespace {
 

@@ -1,0 +1,82 @@
+"""The fused Poisson encoder: known values from an independent Philox4x32-10
+written here in NumPy, spike statistics, reproducibility, dtypes; and the
+binary -> uint8 narrowing behind SpikeLinear."""
+import numpy as np
+import pytest
+import torch
+
+import snn_cuda
+
+pytestmark = pytest.mark.skipif(not snn_cuda.build_info()["cpu"], reason="no compiled CPU kernels")
+
+
+def philox4x32_10(counter: int, key: int):
+    M0, M1, W0, W1 = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
+    c = [counter & 0xFFFFFFFF, (counter >> 32) & 0xFFFFFFFF, 0, 0]
+    k = [key & 0xFFFFFFFF, (key >> 32) & 0xFFFFFFFF]
+    for _ in range(10):
+        p0, p1 = M0 * c[0], M1 * c[2]
+        c = [((p1 >> 32) ^ c[1] ^ k[0]) & 0xFFFFFFFF, p1 & 0xFFFFFFFF,
+             ((p0 >> 32) ^ c[3] ^ k[1]) & 0xFFFFFFFF, p0 & 0xFFFFFFFF]
+        k = [(k[0] + W0) & 0xFFFFFFFF, (k[1] + W1) & 0xFFFFFFFF]
+    return c
+
+
+def oracle(x: np.ndarray, T: int, seed: int) -> np.ndarray:
+    N = x.size
+    flat = x.reshape(-1).astype(np.float32)
+    out = np.zeros(T * N, dtype=np.float32)
+    for e in range(T * N):
+        r = philox4x32_10(e // 4, seed % 2**64)[e % 4]
+        u = np.float32(r >> 8) * np.float32(2.0**-24)
+        out[e] = 1.0 if u < flat[e % N] else 0.0
+    return out.reshape(T, *x.shape)
+
+
+@pytest.mark.parametrize("shape,T", [((3, 5), 4), ((7,), 3), ((2,), 9), ((2, 3, 3), 2)])
+def test_poisson_known_values(shape, T):
+    torch.manual_seed(0)
+    x = torch.rand(shape)
+    x.view(-1)[0] = 0.0
+    x.view(-1)[-1] = 1.0
+    seed = 0x1234_5678_9ABC_DEF0
+    got = torch.ops.snn_cuda.poisson_encode(x, T, seed)
+    want = oracle(x.numpy(), T, seed)
+    assert np.array_equal(got.numpy(), want)
+    assert (got[:, ...].reshape(T, -1)[:, 0] == 0).all() and (got.reshape(T, -1)[:, -1] == 1).all()
+
+
+def test_poisson_statistics_and_reproducibility():
+    x = torch.linspace(0, 1, 101)
+    torch.manual_seed(3)
+    a = snn_cuda.poisson_encode(x, 4000)
+    torch.manual_seed(3)
+    b = snn_cuda.poisson_encode(x, 4000)
+    assert torch.equal(a, b)
+    rate = a.mean(0)
+    sd = torch.sqrt(x * (1 - x) / 4000).clamp_min(1e-6)
+    assert ((rate - x).abs() <= 5 * sd + 1e-6).all()
+    torch.manual_seed(4)
+    assert not torch.equal(a, snn_cuda.poisson_encode(x, 4000))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_poisson_dtypes(dtype):
+    x = torch.tensor([0.0, 1.0, 0.5]).to(dtype)
+    s = snn_cuda.poisson_encode(x, 50)
+    assert s.dtype == dtype and s.shape == (50, 3)
+    assert (s[:, 0] == 0).all() and (s[:, 1] == 1).all()
+    assert set(s.unique().tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_binary_to_uint8(dtype):
+    x = (torch.rand(1000, 70) > 0.5).to(dtype)
+    u = torch.ops.snn_cuda.binary_to_uint8(x)
+    assert u.dtype == torch.uint8 and torch.equal(u.to(dtype), x)
+    x[3, 5] = 0.5
+    assert torch.ops.snn_cuda.binary_to_uint8(x).numel() == 0
+    x[3, 5] = float("nan")
+    assert torch.ops.snn_cuda.binary_to_uint8(x).numel() == 0
+    y = (torch.rand(4, 6) > 0.5).float().t()  # non-contiguous
+    assert torch.equal(torch.ops.snn_cuda.binary_to_uint8(y).float(), y)
