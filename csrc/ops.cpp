@@ -41,4 +41,6 @@ TORCH_LIBRARY(snn_cuda, m) {
   m.def("poisson_encode(Tensor x, int T, int seed) -> Tensor");
   // x as uint8 when every element is 0 or 1, else an empty tensor (one pass).
   m.def("binary_to_uint8(Tensor x) -> Tensor");
+  // 0/1 bytes back to `dtype` (the inverse of binary_to_uint8).
+  m.def("uint8_to(Tensor x, ScalarType dtype) -> Tensor");
 }

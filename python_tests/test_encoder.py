@@ -74,6 +74,8 @@ def test_binary_to_uint8(dtype):
     x = (torch.rand(1000, 70) > 0.5).to(dtype)
     u = torch.ops.snn_cuda.binary_to_uint8(x)
     assert u.dtype == torch.uint8 and torch.equal(u.to(dtype), x)
+    back = torch.ops.snn_cuda.uint8_to(u, dtype)
+    assert back.dtype == dtype and torch.equal(back, x)
     x[3, 5] = 0.5
     assert torch.ops.snn_cuda.binary_to_uint8(x).numel() == 0
     x[3, 5] = float("nan")

@@ -74,6 +74,12 @@ def _binary_to_uint8(x: Tensor):
     return None
 
 
+def _uint8_to(x: Tensor, dtype: torch.dtype) -> Tensor:
+    if x.device.type == "cpu" and _ext.cpu_available() and dtype in ops.FUSED_DTYPES:
+        return torch.ops.snn_cuda.uint8_to(x, dtype)
+    return x.to(dtype)
+
+
 class _SpikeLinearFn(torch.autograd.Function):
     """y = x W^T + b, saving a binary x as uint8 (1 byte instead of 4 per
     element for fp32 spikes). A non-binary x is saved as is."""
@@ -98,7 +104,7 @@ class _SpikeLinearFn(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             gx = gy.matmul(weight.to(gy.dtype))
         if ctx.needs_input_grad[1]:
-            x = xs.to(ctx.x_dtype) if ctx.binary else xs
+            x = _uint8_to(xs, ctx.x_dtype) if ctx.binary else xs
             gw = gy.reshape(-1, gy.shape[-1]).t().matmul(x.reshape(-1, x.shape[-1]).to(gy.dtype))
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = gy.reshape(-1, gy.shape[-1]).sum(0)

@@ -125,6 +125,10 @@ if _ext.loaded:
     def _binary_fake(x):
         return x.new_empty(x.shape, dtype=torch.uint8)
 
+    @torch.library.register_fake("snn_cuda::uint8_to")
+    def _uint8_to_fake(x, dtype):
+        return x.new_empty(x.shape, dtype=dtype)
+
     @torch.library.register_fake("snn_cuda::poisson_encode")
     def _poisson_fake(x, T, seed):
         return x.new_empty((T, *x.shape))

@@ -115,9 +115,37 @@ at::Tensor binary_to_uint8_cpu(const at::Tensor& x_in) {
   return ok ? out : at::empty({0}, x.options().dtype(at::kByte));
 }
 
+template <typename T>
+SNN_CPU_CLONES void widen_run(const uint8_t* __restrict x, T* __restrict out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) out[i] = snn::store_as<T>(x[i] ? 1.0f : 0.0f);
+}
+
+// The inverse of binary_to_uint8 for the weight gradient: 0/1 bytes back to
+// spikes of `dtype`, multi-threaded and vectorised (torch's generic copy_
+// converts uint8 element by element).
+at::Tensor uint8_to_cpu(const at::Tensor& x_in, at::ScalarType dtype) {
+  const auto dt = snn_host::dtype_code(dtype, "dtype");
+  TORCH_CHECK_TYPE(x_in.scalar_type() == at::kByte, "snn_cuda: x must be uint8, got ", x_in.scalar_type());
+  const at::Tensor x = x_in.contiguous();
+  at::Tensor out = snn_host::alloc(x.sizes(), x.options().dtype(dtype));
+  const uint8_t* xp = x.data_ptr<uint8_t>();
+  void* o = out.data_ptr();
+  at::parallel_for(0, x.numel(), 1 << 16, [&](int64_t i0, int64_t i1) {
+    switch (dt) {
+      case snn_host::DT_F32: widen_run(xp + i0, (float*)o + i0, i1 - i0); break;
+      case snn_host::DT_F64: widen_run(xp + i0, (double*)o + i0, i1 - i0); break;
+      case snn_host::DT_F16: widen_run(xp + i0, (snn::half_t*)o + i0, i1 - i0); break;
+      case snn_host::DT_BF16: widen_run(xp + i0, (snn::bf16_t*)o + i0, i1 - i0); break;
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(snn_cuda, CPU, m) {
+  m.impl("uint8_to", &uint8_to_cpu);
   m.impl("poisson_encode", &poisson_encode_cpu);
   m.impl("binary_to_uint8", &binary_to_uint8_cpu);
 }
