@@ -22,6 +22,7 @@
 // emulation must reproduce, not re-derive) come from the kernel headers.
 #include "host_shim.h"
 #include "kernels/neuron_kernels.cuh"
+#include "kernels/encoder_kernels.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -725,6 +726,25 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
     bwd((unsigned)grid, bp);
     st.bwd_launches++;
 
+    if (sh.ckpt) {
+      // The recompute mode must rebuild the saved values bit for bit: a
+      // save-h backward over the oracle's saved values gives identical bits.
+      Buf<S> sv(TT * N);
+      for (long long i = 0; i < TT * N; ++i) sv[i] = rf.saved[i];
+      Buf<T> gx2(gxn);
+      Buf<S> gv02(N);
+      snn::BwdParams bp2 = bp;
+      bp2.saved = sv.p;
+      bp2.ckpt = nullptr;
+      bp2.x = nullptr;
+      bp2.x_tstride = 0;
+      bp2.grad_x = gx2.p;
+      bp2.grad_v0 = gv02.p;
+      bwd((unsigned)grid, bp2);
+      if (std::memcmp(gx.p, gx2.p, sizeof(T) * gxn) != 0 || std::memcmp(gv0.p, gv02.p, sizeof(S) * N) != 0) {
+        F.fail("recompute backward != save-h backward (bitwise)");
+      }
+    }
     const RefBwd<S> rb = ref_backward<T>(c, sh, rf, sh.v0 ? v0.p : nullptr, sh.gs ? gs.p : nullptr,
                                          sh.gv_seq ? gvs.p : nullptr, sh.gv_last ? gvl.p : nullptr);
     const double rtol = Stor<T>::rtol();
@@ -830,6 +850,74 @@ void run_dtype(Stats& st, uint64_t& counter) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// The Poisson encoder kernel against an independent Philox4x32-10.
+// ---------------------------------------------------------------------------
+void ref_philox(uint64_t ctr, uint64_t key, uint32_t out[4]) {
+  uint32_t c[4] = {(uint32_t)ctr, (uint32_t)(ctr >> 32), 0, 0};
+  uint32_t k[2] = {(uint32_t)key, (uint32_t)(key >> 32)};
+  for (int r = 0; r < 10; ++r) {
+    const uint64_t p0 = (uint64_t)0xD2511F53u * c[0], p1 = (uint64_t)0xCD9E8D57u * c[2];
+    const uint32_t n0 = (uint32_t)(p1 >> 32) ^ c[1] ^ k[0], n2 = (uint32_t)(p0 >> 32) ^ c[3] ^ k[1];
+    c[0] = n0;
+    c[1] = (uint32_t)p1;
+    c[2] = n2;
+    c[3] = (uint32_t)p0;
+    k[0] += 0x9E3779B9u;
+    k[1] += 0xBB67AE85u;
+  }
+  for (int i = 0; i < 4; ++i) out[i] = c[i];
+}
+
+template <typename T>
+void run_poisson(Stats& st) {
+  typedef typename Stor<T>::S S;
+  const long long shapes[][2] = {{1, 1}, {3, 37}, {5, 2500}, {7, 5}, {2, 4099}};
+  const int sms[] = {1, 2, 132};
+  uint64_t seed = 0x9E3779B97F4A7C15ULL;
+  for (const auto& sh : shapes) {
+    for (int sm : sms) {
+      const long long TT = sh[0], N = sh[1], total = TT * N;
+      Rng rng(seed);
+      Buf<T> x(N), out(total);
+      for (long long n = 0; n < N; ++n) {
+        const double u = rng.uniform();
+        x[n] = Stor<T>::store((S)(n == 0 ? 0.0 : n == N - 1 ? 1.0 : u));
+      }
+      for (long long i = 0; i < total; ++i) out[i] = storage_nan<T>();
+      snn::PoissonParams p;
+      std::memset(&p, 0, sizeof p);
+      p.T = TT;
+      p.N = N;
+      p.x = x.p;
+      p.out = out.p;
+      p.seed = seed;
+      const long long groups = (total + 3) / 4;
+      const long long grid = snn::grid_blocks(groups, snn::kBlockThreads, sm);
+      if (grid * snn::kBlockThreads < groups) st.wrapped_grids++;
+      emu_launch(snn::poisson_kernel<T>, dim3((unsigned)grid), dim3(snn::kBlockThreads), p);
+      long long bad = 0;
+      for (long long e = 0; e < total; ++e) {
+        uint32_t r[4];
+        ref_philox((uint64_t)(e / 4), seed, r);
+        const float u = (float)(r[e % 4] >> 8) * (1.0f / 16777216.0f);
+        const float prob = (float)Stor<T>::load(x[e % N]);
+        const double want = u < prob ? 1.0 : 0.0;
+        if ((double)Stor<T>::load(out[e]) != want) ++bad;
+      }
+      g_current_case = std::string("poisson dtype=") + Stor<T>::name() + " T=" + std::to_string(TT) +
+                       " N=" + std::to_string(N) + " sm_count=" + std::to_string(sm);
+      if (bad) {
+        st.failed++;
+        std::printf("FAIL %s: %lld spikes differ from the oracle\n", g_current_case.c_str(), bad);
+      } else {
+        st.passed++;
+      }
+      seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    }
+  }
+}
+
 // A tiny kernel that covers a 3-D grid: every (block, thread) must run once.
 __global__ void coverage_kernel(int* hits, int total) {
   const int bx = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
@@ -899,7 +987,11 @@ int main(int argc, char** argv) {
 
   uint64_t counter = 0;
   run_dtype<float>(st, counter);
+  run_poisson<float>(st);
 #if !defined(EMU_QUICK)
+  run_poisson<snn::half_t>(st);
+  run_poisson<double>(st);
+  run_poisson<snn::bf16_t>(st);
   run_dtype<snn::half_t>(st, counter);
   run_dtype<double>(st, counter);
   run_dtype<snn::bf16_t>(st, counter);
