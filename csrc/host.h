@@ -107,6 +107,20 @@ inline at::Tensor checked_state(const c10::optional<at::Tensor>& t, const char* 
   return v.contiguous();
 }
 
+// The neuron scalars common to FwdParams and BwdParams.
+template <typename P>
+inline void set_scalars(P& p, double tau, double v_th, double v_reset, double v_floor, double beta, double v_init,
+                        bool decay_input, bool has_floor) {
+  p.tau = tau;
+  p.v_th = v_th;
+  p.v_reset = v_reset;
+  p.v_floor = v_floor;
+  p.beta = beta;
+  p.v_init = v_init;
+  p.decay_input = decay_input ? 1 : 0;
+  p.has_floor = has_floor ? 1 : 0;
+}
+
 struct Forward {
   at::Tensor x, v0, spikes, saved, v_seq, v_last;
   snn::FwdParams p;
@@ -176,14 +190,7 @@ inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::T
   p.ckpt = (save_mode == snn::SAVE_CKPT && f.saved.numel()) ? f.saved.data_ptr() : nullptr;
   p.v_seq = f.v_seq.numel() ? f.v_seq.data_ptr() : nullptr;
   p.v_last = f.v_last.data_ptr();
-  p.tau = tau;
-  p.v_th = v_th;
-  p.v_reset = v_reset;
-  p.v_floor = v_floor;
-  p.beta = beta;
-  p.v_init = v_init;
-  p.decay_input = decay_input ? 1 : 0;
-  p.has_floor = has_floor ? 1 : 0;
+  set_scalars(p, tau, v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor);
   return f;
 }
 
@@ -270,15 +277,8 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
   p.v0 = b.v0.defined() ? b.v0.data_ptr() : nullptr;
   p.grad_x = b.gx.data_ptr();
   p.grad_v0 = b.gv0.data_ptr();
-  p.tau = tau;
-  p.v_th = v_th;
-  p.v_reset = v_reset;
-  p.v_floor = v_floor;
-  p.beta = beta;
-  p.v_init = v_init;
+  set_scalars(p, tau, v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor);
   p.sg_param = sg_param;
-  p.decay_input = decay_input ? 1 : 0;
-  p.has_floor = has_floor ? 1 : 0;
   p.detach_reset = detach_reset ? 1 : 0;
   p.const_input = const_input ? 1 : 0;
   return b;
