@@ -36,6 +36,21 @@ meaningless, loudly said). Fashion-MNIST has MNIST's shape and is real data:
 
 On the CPU, unless --limit-batches is given, each epoch is cut to 20 training batches and the
 test to 10 batches so the default run takes minutes (--limit-batches 0 = full epochs).
+
+Multi-process (DistributedDataParallel), under torchrun:
+
+    torchrun --nproc_per_node=2 benchmarks/mnist_train.py --ddp --ddp-baseline --net lif_fc --impl fused
+
+--ddp initialises the process group from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK,
+MASTER_ADDR/PORT): nccl when training on CUDA (each rank on cuda:LOCAL_RANK), gloo on the CPU. Every
+rank holds the in-memory dataset and trains on its DistributedSampler shard (seeded, set_epoch per
+epoch, drop_last), --batch-size is per rank (global batch = world_size x batch), the model is wrapped
+in DistributedDataParallel, each rank trains in-process (no child: peak memory is not measured) and
+rank 0 gathers every rank's samples/s (all_gather_object) and writes results.json / results.md with
+"world_size", the total and per-rank samples/s. --ddp-baseline first trains the same (net, impl) in
+rank 0 alone, without DDP, at the same per-rank batch (the other ranks wait at a barrier), giving the
+scaling efficiency = total samples/s / (world_size x one-process samples/s) in the same invocation.
+Without it, run the script once without --ddp (same --threads, batch size and limits) and divide.
 """
 from __future__ import annotations
 
@@ -104,11 +119,21 @@ def parse_args(argv=None):
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     p.add_argument("--in-process", action="store_true",
                    help="train every (net, impl) in this process (peak memory then is not per implementation)")
+    p.add_argument("--ddp", action="store_true",
+                   help="DistributedDataParallel under torchrun (gloo on CPU, nccl on CUDA); see below")
+    p.add_argument("--ddp-baseline", action="store_true",
+                   help="with --ddp: first a one-process run on rank 0 for the scaling efficiency")
     p.add_argument("--_child", default=None, help=argparse.SUPPRESS)  # "net,impl"
     p.add_argument("--_child-out", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.ddp_baseline and not args.ddp:
+        p.error("--ddp-baseline needs --ddp")
+    if args.ddp and args.in_process:
+        p.error("--ddp always trains in-process")
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.ddp and args.device == "cuda":
+        args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # one GPU per rank
     dev = torch.device(args.device)
     args.limited_by_default = False
     if args.limit_batches is None:
@@ -253,7 +278,9 @@ def evaluate(model, spec, split, batch_size, limit, device):
     return 100.0 * correct / max(total, 1), total
 
 
-def run_one(net: str, impl: str, args, ds) -> dict:
+def run_one(net: str, impl: str, args, ds, ddp: bool = False) -> dict:
+    """Trains and measures one (net, impl). ddp=True: this rank's part of a DistributedDataParallel
+    run (its DistributedSampler shard, no peak memory); the caller gathers the ranks' results."""
     import nets
     from tqdm import tqdm
 
@@ -265,25 +292,44 @@ def run_one(net: str, impl: str, args, ds) -> dict:
     torch.manual_seed(args.seed)
     model = nets.build(net, impl, T, weights).to(device)
     model.train()
+    rank, world = 0, 1
+    train_model = model
+    sampler = None
+    if ddp:
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        from torch.utils.data import DistributedSampler
+        rank, world = dist.get_rank(), dist.get_world_size()
+        # the encoders' randomness differs per rank (each rank encodes its own samples)
+        torch.manual_seed(args.seed * 1000 + rank)
+        # The neuron state is a plain attribute (not a buffer): broadcast_buffers has nothing to send.
+        train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        sampler = DistributedSampler(ds.train, num_replicas=world, rank=rank, shuffle=True, seed=args.seed,
+                                     drop_last=True)
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr, betas=spec.betas)
     lossf = nets.loss_fn(net, impl)
 
     def step(x, y, counter=None):
         if counter is None:
-            out = model(x)
+            out = train_model(x)
             loss = lossf(out, y)
         else:
             with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
-                out = model(x)
+                out = train_model(x)
                 loss = lossf(out, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return out, loss
 
-    mem = PeakMemory(device)
-    mem.start()
-    n_train = data_mod.num_batches(ds.train, batch_size, drop_last=True, limit=args.limit_batches or None)
+    mem = None if ddp else PeakMemory(device)
+    if mem is not None:
+        mem.start()
+    if sampler is not None:
+        n_train = len(sampler) // batch_size
+        n_train = min(n_train, args.limit_batches) if args.limit_batches else n_train
+    else:
+        n_train = data_mod.num_batches(ds.train, batch_size, drop_last=True, limit=args.limit_batches or None)
     timed_s = 0.0
     timed_samples = 0
     epoch_s, test_acc, train_curve = [], [], []
@@ -291,11 +337,16 @@ def run_one(net: str, impl: str, args, ds) -> dict:
     seen = 0
     gstep = 0
     for epoch in range(args.epochs):
-        gen = torch.Generator().manual_seed(args.seed * 1000 + epoch)  # same batch order for every impl
-        it = data_mod.batches(ds.train, batch_size, shuffle=True, generator=gen, drop_last=True,
-                              limit=args.limit_batches or None)
-        bar = tqdm(it, total=n_train, desc=f"{net}/{impl} epoch {epoch + 1}/{args.epochs}", file=sys.stderr,
-                   disable=args.no_progress, mininterval=0.5, dynamic_ncols=True)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+            it = shard_batches(ds.train, list(sampler), batch_size, n_train)
+        else:
+            gen = torch.Generator().manual_seed(args.seed * 1000 + epoch)  # same batch order for every impl
+            it = data_mod.batches(ds.train, batch_size, shuffle=True, generator=gen, drop_last=True,
+                                  limit=args.limit_batches or None)
+        bar = tqdm(it, total=n_train, desc=f"{net}/{impl} epoch {epoch + 1}/{args.epochs}"
+                   + (f" rank {rank}/{world}" if ddp else ""), file=sys.stderr,
+                   disable=args.no_progress or rank != 0, mininterval=0.5, dynamic_ncols=True)
         correct = count = 0
         _sync(device)
         t_epoch = time.perf_counter()
@@ -326,11 +377,14 @@ def run_one(net: str, impl: str, args, ds) -> dict:
         bar.close()
         _sync(device)
         epoch_s.append(time.perf_counter() - t_epoch)
+        # every rank evaluates its replica (identical parameters) on the whole test split
         acc, n_test = evaluate(model, spec, ds.test, batch_size, args.limit_test_batches, device)
         test_acc.append(round(acc, 3))
-        log(f"  {net}/{impl} epoch {epoch + 1}: train {epoch_s[-1]:.1f} s, train acc "
-            f"{100.0 * correct / max(count, 1):.2f}%, test acc {acc:.2f}% ({n_test} images)")
-    peak_mb, base_mb = mem.peak_mb()
+        if rank == 0:
+            log(f"  {net}/{impl}{f' (DDP, {world} ranks, rank 0)' if ddp else ''} epoch {epoch + 1}: "
+                f"train {epoch_s[-1]:.1f} s, train acc "
+                f"{100.0 * correct / max(count, 1):.2f}%, test acc {acc:.2f}% ({n_test} images)")
+    peak_mb, base_mb = mem.peak_mb() if mem is not None else (None, None)
     if timed_s == 0.0:  # fewer steps than --warmup: time them all rather than report nothing
         log(f"  note: only {gstep} steps (<= --warmup {args.warmup}); samples/s includes warm-up steps")
         timed_s, timed_samples = sum(epoch_s), seen
@@ -339,6 +393,7 @@ def run_one(net: str, impl: str, args, ds) -> dict:
     if not args.no_profile:
         try:
             x, y = next(data_mod.batches(ds.train, batch_size, shuffle=False, limit=1))
+            # under DDP every rank profiles the same step (its all-reduce needs all of them)
             prof = profile_step(lambda: step(x, y), device)
         except Exception as e:  # the profiler is a nice-to-have
             prof = {"error": f"{type(e).__name__}: {e}"}
@@ -348,14 +403,27 @@ def run_one(net: str, impl: str, args, ds) -> dict:
         "epoch_s_all": [round(e, 3) for e in epoch_s],
         "full_epoch_s_est": round(len(ds.train) / sps, 1),
         "saved_mb": round(saved_bytes / 2**20, 3) if saved_bytes is not None else None,
-        "peak_mem_mb": round(peak_mb, 2), "peak_mem_baseline_mb": round(base_mb, 2), "peak_mem_method": mem.method,
-        "in_own_process": not args.in_process,
+        "peak_mem_mb": None if peak_mb is None else round(peak_mb, 2),
+        "peak_mem_baseline_mb": None if base_mb is None else round(base_mb, 2),
+        "peak_mem_method": mem.method if mem is not None else "not measured under --ddp (every rank trains in-process)",
+        "in_own_process": not args.in_process and not args.ddp,
+        "world_size": world, "global_batch_size": batch_size * world,
+        "timed_s": round(timed_s, 4), "timed_samples": timed_samples,
         "test_acc": test_acc[-1] if test_acc else None, "test_acc_curve": test_acc, "test_samples": n_test,
         "train_curve": train_curve, "epochs": args.epochs, "dataset": ds.name,
         "train_batches_per_epoch": n_train, "timed_steps": gstep - min(gstep, args.warmup),
         "lr": spec.lr, "betas": list(spec.betas), "seed": args.seed, "profile": prof,
         "implementation": impl_description(net, impl),
     }
+
+
+def shard_batches(split, indices, batch_size: int, nb: int):
+    """Batches of this rank's DistributedSampler indices, index_select on the split's device."""
+    idx_all = torch.tensor(indices, dtype=torch.int64).to(split.images.device)
+    for i in range(nb):
+        idx = idx_all[i * batch_size:(i + 1) * batch_size]
+        img, lbl = split.images.index_select(0, idx), split.labels.index_select(0, idx)
+        yield img.unsqueeze(1).to(torch.float32).div_(255.0), lbl
 
 
 def impl_description(net: str, impl: str) -> str:
@@ -467,9 +535,9 @@ def spawn_child(net, impl, args, dataset) -> dict:
 
 
 def add_ratios(runs) -> None:
-    ref = {r["net"]: r for r in runs if r["impl"] == "reference"}
+    ref = {(r["net"], r.get("world_size", 1)): r for r in runs if r["impl"] == "reference"}
     for r in runs:
-        base = ref.get(r["net"])
+        base = ref.get((r["net"], r.get("world_size", 1)))
         r["speedup_vs_reference"] = round(r["samples_per_s"] / base["samples_per_s"], 2) if base else None
         r["saved_ratio_vs_reference"] = (round(r["saved_mb"] / base["saved_mb"], 4)
                                          if base and base.get("saved_mb") and r.get("saved_mb") is not None else None)
@@ -501,7 +569,8 @@ def markdown(result) -> str:
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append("| " + " | ".join([
-            r["net"], r["impl"], str(r["T"]), str(r["batch_size"]), _fmt(r["samples_per_s"], 0),
+            r["net"], r["impl"] + (f" (DDP ×{r['world_size']})" if r.get("world_size", 1) > 1 else ""),
+            str(r["T"]), str(r["batch_size"]), _fmt(r["samples_per_s"], 0),
             (_fmt(r.get("speedup_vs_reference"), 2) + "×") if r.get("speedup_vs_reference") else "–",
             _fmt(r["epoch_s"], 2), _fmt(r.get("full_epoch_s_est"), 0), _fmt(r["saved_mb"], 2),
             (_fmt(r.get("saved_ratio_vs_reference"), 3) + "×") if r.get("saved_ratio_vs_reference") else "–",
@@ -518,7 +587,25 @@ def markdown(result) -> str:
             top = ", ".join(f"{k} {v}" for k, v in p["top"][:5])
             lines.append(f"| {r['net']} | {r['impl']} | {p['total_ms']} | {p['linear_pct']} | "
                          f"{p['snn_cuda_ops_pct']} | {top} |")
-    checks = targets(runs)
+    ddp_runs = [r for r in runs if r.get("world_size", 1) > 1]
+    if ddp_runs:
+        lines += ["", "## Multi-process (DistributedDataParallel)", "",
+                  "| net | impl | world size | backend | batch per rank | global batch | total samples/s | "
+                  "per-rank samples/s | one-process samples/s | scaling efficiency | test acc % (rank 0) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in ddp_runs:
+            eff = r.get("scaling_efficiency")
+            lines.append("| " + " | ".join([
+                r["net"], r["impl"], str(r["world_size"]), r.get("backend", "?"), str(r["batch_size"]),
+                str(r["global_batch_size"]), _fmt(r["samples_per_s"], 0),
+                ", ".join(_fmt(v, 0) for v in r.get("per_rank_samples_per_s", [])),
+                _fmt(r.get("single_process_samples_per_s"), 0),
+                f"{100 * eff:.0f}%" if eff is not None else "– (no --ddp-baseline)",
+                _fmt(r["test_acc"], 2)]) + " |")
+        lines += ["", "total samples/s = sum over ranks of the samples each trained / the slowest rank's timed "
+                  "seconds; scaling efficiency = total / (world size x one-process samples/s at the same "
+                  "per-rank batch). Under --ddp peak memory is not measured (each rank trains in-process)."]
+    checks = targets([r for r in runs if r.get("world_size", 1) == 1])
     if checks:
         lines += ["", "## Targets", ""] + [f"- {c}" for c in checks]
     lines += ["", "samples/s: training steps after warm-up, device synchronised. saved MB: distinct storages "
@@ -620,10 +707,111 @@ def plots(result, out_dir) -> list:
     return written
 
 
+def ddp_main(args) -> int:
+    """--ddp: one process per rank (under torchrun); rank 0 gathers and writes the results."""
+    import torch.distributed as dist
+    device = torch.device(args.device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        log("error: --ddp needs torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT): "
+            "torchrun --nproc_per_node=N benchmarks/mnist_train.py --ddp ...")
+        return 2
+    dist.init_process_group(backend)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    say = log if rank == 0 else (lambda s: None)
+    try:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        # rank 0 loads first (and downloads if need be), then the others load what it got
+        name = [None]
+        if rank == 0:
+            try:
+                ds = data_mod.load_dataset(args.dataset, args.data_dir, seed=args.seed, log=say)
+                name = [ds.name]
+            except data_mod.DatasetUnavailable as e:
+                say(f"error: {e}")
+        dist.broadcast_object_list(name, src=0)
+        if name[0] is None:
+            return 2
+        if rank != 0:
+            ds = data_mod.load_dataset(name[0], args.data_dir, seed=args.seed, log=say, allow_download=False)
+        say(f"dataset: {ds.pretty} ({len(ds.train)} train / {len(ds.test)} test images, from {ds.source}); "
+            f"DDP: {world} ranks, backend {backend}, {torch.get_num_threads()} torch threads per rank")
+        notes = [f"DistributedDataParallel: {world} processes, backend {backend}, --batch-size per rank; "
+                 "peak memory not measured (every rank trains in-process)."]
+        if ds.name == "synthetic":
+            notes.append("SYNTHETIC data: accuracy is meaningless; speed and memory are valid.")
+        if args.limit_batches:
+            notes.append(f"Short run: {args.limit_batches} training batches per epoch and rank, "
+                         f"{args.limit_test_batches or 'all'} test batches.")
+        todo, skipped = plan(args)
+        ds = ds.to(device)
+        runs = []
+        for net, impl in todo:
+            single = None
+            if args.ddp_baseline:
+                say(f"== {net} / {impl}: one process (rank 0 alone, the others wait) ==")
+                dist.barrier()
+                if rank == 0:
+                    single = run_one(net, impl, args, ds)
+                    single["backend"] = None
+                    single["in_own_process"] = False
+                dist.barrier()
+            say(f"== {net} / {impl}: DDP over {world} processes ==")
+            mine = run_one(net, impl, args, ds, ddp=True)
+            gathered = [None] * world
+            dist.all_gather_object(gathered, {k: mine[k] for k in ("samples_per_s", "timed_s", "timed_samples",
+                                                                     "epoch_s", "test_acc")})
+            if rank != 0:
+                continue
+            r = dict(mine)
+            r["backend"] = backend
+            r["per_rank_samples_per_s"] = [g["samples_per_s"] for g in gathered]
+            r["per_rank_epoch_s"] = [g["epoch_s"] for g in gathered]
+            r["per_rank_test_acc"] = [g["test_acc"] for g in gathered]
+            r["samples_per_s"] = round(sum(g["timed_samples"] for g in gathered)
+                                       / max(g["timed_s"] for g in gathered), 2)
+            r["full_epoch_s_est"] = round(len(ds.train) / r["samples_per_s"], 1)
+            r["single_process_samples_per_s"] = single["samples_per_s"] if single else None
+            r["scaling_efficiency"] = (round(r["samples_per_s"] / (world * single["samples_per_s"]), 3)
+                                       if single else None)
+            if single:
+                r["speedup_vs_one_process"] = round(r["samples_per_s"] / single["samples_per_s"], 2)
+                runs.append(single)
+                log(f"   one process: {single['samples_per_s']:.0f} samples/s")
+            runs.append(r)
+            log(f"   DDP x{world}: {r['samples_per_s']:.0f} samples/s in total, per rank "
+                f"{r['per_rank_samples_per_s']}" + (f", scaling efficiency {100 * r['scaling_efficiency']:.0f}%"
+                                                    if single else ""))
+        if rank == 0:
+            add_ratios(runs)
+            machine = machine_info(args.device)
+            machine["world_size"] = world
+            machine["ddp_backend"] = backend
+            result = {"machine": machine, "runs": runs, "skipped": skipped, "notes": notes}
+            os.makedirs(args.out, exist_ok=True)
+            with open(os.path.join(args.out, "results.json"), "w") as f:
+                json.dump(result, f, indent=1)
+            md = markdown(result)
+            with open(os.path.join(args.out, "results.md"), "w") as f:
+                f.write(md)
+            written = [] if args.no_plots else plots(result, args.out)
+            print(md)
+            log(f"wrote {', '.join([os.path.join(args.out, 'results.json'), os.path.join(args.out, 'results.md')] + written)}")
+        dist.barrier()
+        return 0
+    finally:
+        dist.destroy_process_group()
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args._child:
         return child_main(args)
+    if args.ddp:
+        return ddp_main(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
