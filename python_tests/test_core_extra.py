@@ -91,3 +91,13 @@ def test_stale_build_names_both_versions(monkeypatch):
     msg = _ext.load_error
     assert "1.0.0+old" in msg and torch.__version__ in msg and "pip install" in msg
     assert _ext.unavailable_reason("cpu") == msg
+
+
+def test_large_cpu_outputs_are_ordinary_resizable_tensors():
+    # Outputs >= 1 MB come from the CPU block cache; they must behave like
+    # tensors from torch's own allocator (resize_, storage reuse).
+    y = snn_cuda.LIF(backend="fused")(torch.randn(16, 40000))
+    assert y.untyped_storage().nbytes() >= 1 << 20
+    y.resize_(32, 40000)
+    y.fill_(1.0)
+    assert y.shape == (32, 40000) and float(y.sum()) == 32 * 40000

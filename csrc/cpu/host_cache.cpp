@@ -9,8 +9,10 @@
 // cap (SNN_CUDA_CPU_CACHE_MB, default 1024; 0 disables the cache).
 #include <ATen/ATen.h>
 #include <torch/library.h>
+#include <c10/core/CPUAllocator.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -105,6 +107,26 @@ void release(void* ctx) {
   delete b;
 }
 
+// A c10::Allocator over the cache, so the outputs are ordinary resizable
+// tensors: a resize_ reallocates through it (small sizes go to torch's
+// default CPU allocator).
+struct CachingAllocator final : public c10::Allocator {
+  at::DataPtr allocate(size_t bytes) override {
+    if (!cache().enabled() || bytes < kMinCached) return c10::GetDefaultCPUAllocator()->allocate(bytes);
+    const size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
+    auto* ctx = new BlockCtx{cache().get(rounded), rounded};
+    return at::DataPtr(ctx->ptr, ctx, &release, at::Device(at::kCPU));
+  }
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    std::memcpy(dest, src, count);
+  }
+};
+
+CachingAllocator& allocator() {
+  static CachingAllocator* a = new CachingAllocator();
+  return *a;
+}
+
 }  // namespace
 
 at::Tensor empty_cpu(at::IntArrayRef sizes, at::ScalarType dtype) {
@@ -113,11 +135,7 @@ at::Tensor empty_cpu(at::IntArrayRef sizes, at::ScalarType dtype) {
   for (auto s : sizes) numel *= s;
   const size_t bytes = size_t(numel) * at::elementSize(dtype);
   if (!cache().enabled() || bytes < kMinCached) return at::empty(sizes, opts);
-  const size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
-  auto* ctx = new BlockCtx{cache().get(rounded), rounded};
-  at::DataPtr data(ctx->ptr, ctx, &release, at::Device(at::kCPU));
-  auto storage = c10::Storage(c10::Storage::use_byte_size_t(), bytes, std::move(data), /*allocator=*/nullptr,
-                              /*resizable=*/false);
+  auto storage = c10::Storage(c10::Storage::use_byte_size_t(), bytes, &allocator(), /*resizable=*/true);
   return at::empty({0}, opts).set_(storage, 0, sizes);
 }
 
