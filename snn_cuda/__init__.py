@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from . import _ext, functional, ops, reference, surrogate
+from .convert import convert
 from .layers import PoissonEncoder, SeqToANN, SpikeLinear, poisson_encode
 from .neuron import IF, LIF, Leaky, MemoryModule, SynapticCurrent
 
@@ -16,7 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LIF", "IF", "Leaky", "SynapticCurrent", "MemoryModule", "SeqToANN", "SpikeLinear", "PoissonEncoder", "poisson_encode",
-    "surrogate", "functional", "reference", "ops", "build_info",
+    "convert", "surrogate", "functional", "reference", "ops", "build_info",
 ]
 
 

@@ -1,0 +1,444 @@
+"""Swap SpikingJelly / snnTorch neurons in an existing model for snn_cuda's.
+
+    report = snn_cuda.convert(model)                 # in place; report.model is model
+    report = snn_cuda.convert(model, inplace=False)  # on a deep copy: report.model
+    print(report)                                    # what was converted, what was left and why
+
+What is converted (exact classes only; a subclass is left alone):
+
+* SpikingJelly 2.0 ``neuron.IFNode`` / ``neuron.LIFNode`` -> :class:`SpikingJellyIF` /
+  :class:`SpikingJellyLIF`, subclasses of ``snn_cuda.IF`` / ``snn_cuda.LIF`` that keep
+  SpikingJelly's call conventions: the step mode of the original node, state in ``.v``
+  (``.v_seq`` with ``store_v_seq``, in both step modes), the state restarted when the input
+  shape changes, and they are also ``spikingjelly.activation_based.base.MemoryModule``
+  instances, so ``spikingjelly.activation_based.functional.reset_net`` / ``detach_net`` /
+  ``set_step_mode`` treat them as their own (``convert`` clears SpikingJelly's reset-module
+  cache of every module of the model, so a ``reset_net`` called before conversion does not
+  keep resetting the old nodes). Surrogates: SpikingJelly ``Sigmoid``, ``ATan``,
+  ``PiecewiseQuadratic``, ``PiecewiseExp``, ``SoftSign``, ``Erf``, ``Rect`` with their
+  ``alpha`` and ``spiking=True`` (the gradient of each equals snn_cuda's, checked by the tests).
+* snnTorch 1.0 ``Leaky`` -> :class:`SnnTorchLeaky`, a subclass of ``snntorch.Leaky`` that runs
+  a single-step ``snn_cuda.Leaky`` (kept as its child ``neuron``). Same call forms
+  (``spk, mem = lif(x, mem)``, ``mem = lif.init_leaky()``, ``init_hidden``, ``output``),
+  same ``state_dict`` keys (buffers ``threshold``, ``graded_spikes_factor``,
+  ``reset_mechanism_val``, ``beta``), and it is registered in ``SpikingNeuron.instances``, so
+  ``snntorch.utils.reset(net)`` resets it exactly when it would reset the original.
+  Surrogates: ``snntorch.surrogate.atan(alpha)``, ``fast_sigmoid(slope)``, ``sigmoid(slope)``
+  and ``straight_through_estimator()`` (recognised by their code object and closure values).
+
+Never converted (left unchanged, with the reason in the report): learnable parameters
+(snnTorch ``learn_beta`` / ``learn_threshold`` / ``learn_graded_spikes_factor``, SpikingJelly
+``ParametricLIFNode``), snnTorch ``graded_spikes_factor != 1``, ``surrogate_disable``,
+``inhibition``, ``state_quant``, ``reset_delay=False``, per-neuron (non-scalar) ``beta`` /
+``threshold``, any other surrogate (custom functions or classes, SpikingJelly ``spiking=False``),
+SpikingJelly ``tau <= 1`` or a node with a neuron precision policy, modules with hooks or
+subclasses of the supported classes.
+
+snnTorch clamps ``beta`` into [0, 1] at every step: a constant beta outside that range is
+converted to the clamped value (the ``beta`` buffer keeps the original value, for the
+state_dict) and the report notes it.
+
+The converted modules keep the source's step mode (SpikingJelly) or are single-step
+(snnTorch): the model's own forward code runs unchanged. To use the multi-step kernels
+over a whole sequence, change the model's forward and call
+``snn_cuda.functional.set_step_mode`` on the converted SpikingJelly nodes yourself.
+State reset: ``snn_cuda.functional.reset_net(model)`` resets every converted neuron too.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from . import surrogate as sg
+from .neuron import IF, LIF, BACKENDS, Leaky, _check_choice
+
+__all__ = ["convert", "ConversionReport", "SpikingJellyIF", "SpikingJellyLIF", "SnnTorchLeaky"]
+
+
+# ---------------------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------------------
+@dataclass
+class ConversionReport:
+    """What :func:`convert` did. ``converted``: (name, source class, new class, note);
+    ``skipped``: (name, source class, reason). ``model``: the converted model (the input
+    itself when ``inplace=True``, unless the root module itself was a neuron)."""
+
+    model: nn.Module = None
+    converted: List[Tuple[str, str, str, str]] = field(default_factory=list)
+    skipped: List[Tuple[str, str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"snn_cuda.convert: {len(self.converted)} converted, {len(self.skipped)} left unchanged"]
+        for name, src, dst, note in self.converted:
+            lines.append(f"  converted {name or '<root>'}: {src} -> {dst}" + (f" ({note})" if note else ""))
+        for name, src, reason in self.skipped:
+            lines.append(f"  left      {name or '<root>'}: {src}: {reason}")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+class _Skip(Exception):
+    pass
+
+
+def _real(value, what: str) -> float:
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise _Skip(f"per-neuron (non-scalar) {what}: not supported")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Skip(f"{what} of type {type(value).__name__}: not supported")
+    value = float(value)
+    if not math.isfinite(value):
+        raise _Skip(f"non-finite {what}: not supported")
+    return value
+
+
+def _no_hooks(m: nn.Module) -> None:
+    for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
+        if getattr(m, attr, None):
+            raise _Skip("the module has hooks registered: not converted")
+    for attr in ("forward", "reset"):
+        if attr in m.__dict__:
+            raise _Skip(f"the instance overrides {attr}(): not converted")
+
+
+# ---------------------------------------------------------------------------------------
+# SpikingJelly
+# ---------------------------------------------------------------------------------------
+_SJ_SURROGATES = {
+    "Sigmoid": sg.Sigmoid, "ATan": sg.ATan, "PiecewiseQuadratic": sg.PiecewiseQuadratic,
+    "PiecewiseExp": sg.PiecewiseExp, "SoftSign": sg.SoftSign, "Erf": sg.Erf, "Rect": sg.Rect,
+}
+
+
+def _sj_surrogate(f) -> sg.SurrogateFunction:
+    from spikingjelly.activation_based import surrogate as sjs
+    name = type(f).__name__
+    cls = _SJ_SURROGATES.get(name)
+    if cls is None or type(f) is not getattr(sjs, name, None):
+        raise _Skip(f"surrogate {type(f).__module__}.{type(f).__qualname__}: not supported")
+    if not getattr(f, "spiking", True):
+        raise _Skip(f"surrogate {name} with spiking=False: not supported")
+    alpha = _real(getattr(f, "alpha"), f"surrogate {name} alpha")
+    if alpha <= 0:
+        raise _Skip(f"surrogate {name} alpha={alpha} <= 0: not supported")
+    return cls(alpha)
+
+
+class _SJMixin:
+    """SpikingJelly call conventions on top of snn_cuda.IF / snn_cuda.LIF."""
+
+    def forward(self, x: Tensor, T: Optional[int] = None) -> Tensor:
+        v = self.v
+        if isinstance(v, Tensor) and isinstance(x, Tensor):
+            rest = x.shape if (self.step_mode == "s" or T is not None) else x.shape[1:]
+            if tuple(v.shape) != tuple(rest):  # SpikingJelly restarts the state on a new shape
+                self.v = self.v_init
+        out = super().forward(x, T)
+        if self.step_mode == "s" and self.store_v_seq and isinstance(self.v, Tensor):
+            v_step = self.v.unsqueeze(0)
+            seq = self.v_seq
+            if (seq is None or seq.shape[1:] != v_step.shape[1:] or seq.device != v_step.device
+                    or seq.dtype != v_step.dtype):
+                self.v_seq = v_step.clone()
+            else:
+                self.v_seq = torch.cat((seq, v_step))
+        return out
+
+
+_sj_classes: Dict[str, type] = {}
+
+
+def _sj_class(name: str) -> type:
+    """SpikingJellyLIF / SpikingJellyIF: built on first use (SpikingJelly is optional)."""
+    if name not in _sj_classes:
+        from spikingjelly.activation_based import base as sjbase
+        snn_base = {"SpikingJellyLIF": LIF, "SpikingJellyIF": IF}[name]
+        doc = (f"snn_cuda.{snn_base.__name__} with SpikingJelly's call conventions (made by "
+               "snn_cuda.convert); also a spikingjelly.activation_based.base.MemoryModule.")
+        cls = type(name, (_SJMixin, snn_base, sjbase.MemoryModule), {"__module__": __name__, "__doc__": doc})
+        cls.__qualname__ = name
+        _sj_classes[name] = cls
+    return _sj_classes[name]
+
+
+def _convert_sj(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
+    from spikingjelly.activation_based import neuron as sjn
+    cls_name = type(m).__name__
+    if cls_name == "ParametricLIFNode" or isinstance(m, getattr(sjn, "ParametricLIFNode", ())):
+        raise _Skip("learnable tau: not yet supported")
+    if type(m) not in (sjn.LIFNode, sjn.IFNode):
+        raise _Skip("not an exact SpikingJelly IFNode/LIFNode: not supported")
+    _no_hooks(m)
+    if list(m.parameters(recurse=False)) or list(m.buffers(recurse=False)):
+        raise _Skip("unexpected parameters/buffers: not supported")
+    if getattr(m, "_neuron_precision", None) is not None:
+        raise _Skip("a neuron precision policy is set: not supported")
+    extra = set(getattr(m, "_memories", {})) - {"v"}
+    if extra:
+        raise _Skip(f"extra memories {sorted(extra)}: not supported")
+    surrogate = _sj_surrogate(m.surrogate_function)
+    v_threshold = _real(m.v_threshold, "v_threshold")
+    v_reset = None if m.v_reset is None else _real(m.v_reset, "v_reset")
+    common = dict(v_threshold=v_threshold, v_reset=v_reset, surrogate=surrogate,
+                  detach_reset=bool(m.detach_reset), step_mode=m.step_mode, backend=backend,
+                  store_v_seq=bool(m.store_v_seq))
+    if type(m) is sjn.LIFNode:
+        tau = _real(m.tau, "tau")
+        if not tau > 1.0:
+            raise _Skip(f"tau={tau} <= 1: not supported")
+        new = _sj_class("SpikingJellyLIF")(tau=tau, decay_input=bool(m.decay_input), **common)
+    else:
+        new = _sj_class("SpikingJellyIF")(**common)
+    new.train(m.training)
+    # carry the running state over (a model converted mid-sequence continues it)
+    new.v = m.v
+    new.v_seq = m.v_seq
+    return new, ""
+
+
+# ---------------------------------------------------------------------------------------
+# snnTorch
+# ---------------------------------------------------------------------------------------
+def _snntorch_surrogate(f) -> sg.SurrogateFunction:
+    import snntorch.surrogate as sts
+    code = getattr(f, "__code__", None)
+    known = {
+        sts.atan().__code__: ("alpha", sg.ATan),
+        sts.fast_sigmoid().__code__: ("slope", sg.FastSigmoid),
+        sts.sigmoid().__code__: ("slope", sg.Sigmoid),
+        sts.straight_through_estimator().__code__: (None, sg.StraightThrough),
+    }
+    if code is None or code not in known:
+        what = getattr(f, "__qualname__", type(f).__qualname__)
+        raise _Skip(f"surrogate {what}: not supported (custom surrogate)")
+    pname, cls = known[code]
+    if pname is None:
+        return cls()
+    nonlocals = inspect.getclosurevars(f).nonlocals
+    if pname not in nonlocals:
+        raise _Skip(f"surrogate {f.__qualname__} without a readable {pname}: not supported")
+    p = _real(nonlocals[pname], f"surrogate {pname}")
+    if p <= 0:
+        raise _Skip(f"surrogate {pname}={p} <= 0: not supported")
+    return cls(p)
+
+
+_snntorch_classes: Dict[str, type] = {}
+
+
+def _snntorch_leaky_class() -> type:
+    if "SnnTorchLeaky" in _snntorch_classes:
+        return _snntorch_classes["SnnTorchLeaky"]
+    import snntorch as snn
+    from snntorch._neurons.neurons import SpikingNeuron
+
+    class SnnTorchLeaky(snn.Leaky):
+        """snnTorch ``Leaky`` computed by a single-step ``snn_cuda.Leaky`` (child ``neuron``);
+        made by ``snn_cuda.convert``. Same call forms, buffers and state_dict keys as the
+        snnTorch module it replaces; the membrane lives in ``self.neuron.mem`` and is
+        exposed as ``.mem``. ``snntorch.utils.reset``, ``Leaky.reset_hidden()`` /
+        ``detach_hidden()`` and ``snn_cuda.functional.reset_net`` all reset it."""
+
+        def __init__(self, src, surrogate: sg.SurrogateFunction, beta: float, threshold: float,
+                     backend: str = "auto"):
+            nn.Module.__init__(self)  # not snn.Leaky.__init__: no snnTorch state function
+            SpikingNeuron.instances.append(self)
+            for name in ("threshold", "graded_spikes_factor", "reset_mechanism_val", "beta"):
+                self.register_buffer(name, getattr(src, name).detach().clone())
+            self.spike_grad = src.spike_grad
+            self.surrogate_disable = False
+            self.init_hidden = bool(src.init_hidden)
+            self.inhibition = False
+            self.output = bool(src.output)
+            self.state_quant = False
+            self.reset_delay = True
+            self._reset_mechanism = src.reset_mechanism
+            self.neuron = Leaky(beta=beta, threshold=threshold, reset_mechanism=src.reset_mechanism,
+                                surrogate=surrogate, step_mode="s", backend=backend)
+            self.train(src.training)
+            if src.mem.numel():
+                self.neuron.mem = src.mem
+
+        # -- the membrane, as snnTorch's `mem` attribute ---------------------------------
+        @property
+        def mem(self) -> Tensor:
+            m = self.neuron.mem
+            return m if isinstance(m, Tensor) else torch.zeros(0, device=self.beta.device)
+
+        @mem.setter
+        def mem(self, value) -> None:
+            self.neuron.mem = value
+
+        def reset_mem(self) -> Tensor:
+            self.neuron.reset()
+            return torch.zeros(0, device=self.beta.device)
+
+        def init_leaky(self) -> Tensor:
+            return self.reset_mem()
+
+        def reset(self) -> None:  # for snn_cuda / SpikingJelly reset_net
+            self.neuron.reset()
+
+        def detach(self) -> None:
+            self.neuron.detach()
+
+        def forward(self, input_: Tensor, mem: Optional[Tensor] = None):
+            if mem is not None:
+                if self.init_hidden:
+                    raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
+                self.neuron.mem = mem
+            state = self.neuron.mem
+            if isinstance(state, Tensor) and state.shape != input_.shape:
+                self.neuron.mem = 0.0  # snnTorch starts from zeros on a shape change
+            spk, mem = self.neuron(input_)
+            if self.output or not self.init_hidden:
+                return spk, mem
+            return spk
+
+        def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+            super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+            # keep the kernel's constants in step with the loaded buffers
+            if float(self.graded_spikes_factor) != 1.0 or self.beta.numel() != 1 or self.threshold.numel() != 1:
+                raise RuntimeError("SnnTorchLeaky: the loaded state needs graded_spikes_factor == 1 and "
+                                   "scalar beta/threshold (not reproducible by snn_cuda)")
+            self.neuron.beta = float(self.beta.clamp(0, 1))
+            self.neuron.threshold = float(self.threshold)
+
+        def extra_repr(self) -> str:
+            return f"init_hidden={self.init_hidden}, output={self.output}"
+
+    SnnTorchLeaky.__module__ = __name__
+    SnnTorchLeaky.__qualname__ = "SnnTorchLeaky"
+    _snntorch_classes["SnnTorchLeaky"] = SnnTorchLeaky
+    return SnnTorchLeaky
+
+
+def _convert_snntorch(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
+    import snntorch as snn
+    if type(m) is not snn.Leaky:
+        raise _Skip("not an exact snnTorch Leaky: not supported")
+    _no_hooks(m)
+    if any(isinstance(getattr(m, n, None), nn.Parameter) for n in ("beta", "threshold", "graded_spikes_factor")):
+        raise _Skip("learnable parameters: not yet supported")
+    if getattr(m, "surrogate_disable", False):
+        raise _Skip("surrogate_disable=True: not supported")
+    if getattr(m, "inhibition", False):
+        raise _Skip("inhibition=True: not supported")
+    if getattr(m, "state_quant", False):
+        raise _Skip("state_quant: not supported")
+    if not getattr(m, "reset_delay", True):
+        raise _Skip("reset_delay=False: not supported")
+    gsf = _real(m.graded_spikes_factor, "graded_spikes_factor")
+    if gsf != 1.0:
+        raise _Skip(f"graded_spikes_factor={gsf} != 1: not supported")
+    if m.reset_mechanism not in ("subtract", "zero", "none"):
+        raise _Skip(f"reset_mechanism={m.reset_mechanism!r}: not supported")
+    surrogate = _snntorch_surrogate(m.spike_grad)
+    beta_raw = _real(m.beta, "beta")
+    beta = float(m.beta.detach().clamp(0, 1))  # what snnTorch computes with, in the buffer's dtype
+    threshold = _real(m.threshold, "threshold")
+    note = ""
+    if beta != beta_raw:
+        note = f"beta={beta_raw} clamped to {beta} as snnTorch does at every step"
+    return _snntorch_leaky_class()(m, surrogate, beta, threshold, backend), note
+
+
+# ---------------------------------------------------------------------------------------
+# the walk
+# ---------------------------------------------------------------------------------------
+def _kind(m: nn.Module) -> Optional[str]:
+    """"sj" / "snntorch" for a neuron of that library (any subclass: reported if skipped)."""
+    if "spikingjelly" in sys.modules:
+        try:
+            from spikingjelly.activation_based.neuron.base_node import BaseNode
+        except ImportError:  # pragma: no cover - another SpikingJelly layout
+            BaseNode = ()
+        if isinstance(m, BaseNode) and not isinstance(m, _SJMixin):
+            return "sj"
+    if "snntorch" in sys.modules:
+        try:
+            from snntorch._neurons.neurons import SpikingNeuron
+        except ImportError:  # pragma: no cover
+            SpikingNeuron = ()
+        if isinstance(m, SpikingNeuron) and type(m) is not _snntorch_classes.get("SnnTorchLeaky"):
+            return "snntorch"
+    return None
+
+
+def convert(model: nn.Module, *, inplace: bool = True, backend: str = "auto") -> ConversionReport:
+    """Replace SpikingJelly IFNode/LIFNode and snnTorch Leaky modules of ``model`` by
+    snn_cuda ones that compute the same outputs and gradients (see the module docstring).
+
+    ``inplace=True`` (default) swaps the submodules of ``model`` itself; ``inplace=False``
+    converts a deep copy and leaves ``model`` untouched. Parameters are the same objects
+    in place (an optimiser built before conversion keeps working). Returns a
+    :class:`ConversionReport`; ``report.model`` is the converted model (differs from
+    ``model`` when the root itself was a neuron, or with ``inplace=False``). Modules that
+    cannot be reproduced exactly are left unchanged, with the reason in ``report.skipped``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _check_choice("backend", backend, BACKENDS)
+    if not inplace:
+        model = copy.deepcopy(model)
+    report = ConversionReport(model=model)
+    done: Dict[int, Optional[nn.Module]] = {}  # shared modules are converted once
+
+    def swap(m: nn.Module, name: str) -> Optional[nn.Module]:
+        if id(m) in done:
+            return done[id(m)]
+        kind = _kind(m)
+        new = None
+        if kind is not None:
+            try:
+                new, note = (_convert_sj if kind == "sj" else _convert_snntorch)(m, backend)
+                report.converted.append((name, type(m).__name__, type(new).__name__, note))
+            except _Skip as e:
+                report.skipped.append((name, type(m).__name__, str(e)))
+        done[id(m)] = new
+        return new
+
+    def walk(parent: nn.Module, prefix: str) -> None:
+        for child_name, child in list(parent._modules.items()):
+            if child is None:
+                continue
+            name = f"{prefix}.{child_name}" if prefix else child_name
+            new = swap(child, name)
+            if new is not None:
+                parent._modules[child_name] = new
+            elif _kind(child) is None:
+                walk(child, name)
+
+    root_new = swap(model, "")
+    if root_new is not None:
+        report.model = root_new
+    else:
+        walk(model, "")
+    if "spikingjelly" in sys.modules:  # drop reset_net's cached module lists (old nodes)
+        try:
+            from spikingjelly.activation_based.functional import invalidate_reset_cache
+        except ImportError:  # older SpikingJelly: no cache
+            invalidate_reset_cache = None
+        if invalidate_reset_cache is not None:
+            for m in report.model.modules():
+                invalidate_reset_cache(m)
+    return report
+
+
+def __getattr__(name: str):  # SpikingJellyLIF / SpikingJellyIF / SnnTorchLeaky, for pickle
+    if name in ("SpikingJellyLIF", "SpikingJellyIF"):
+        return _sj_class(name)
+    if name == "SnnTorchLeaky":
+        return _snntorch_leaky_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
