@@ -166,8 +166,9 @@ inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::T
   const bool leaky = model == snn::MODEL_LEAKY;
   TORCH_CHECK_VALUE(save_mode >= snn::SAVE_NONE && save_mode <= snn::SAVE_CKPT,
                     "snn_cuda: save_mode must be 0 (none), 1 (save h) or 2 (checkpoints), got ", save_mode);
-  // Leaky's saved values are its membrane sequence, which the layer returns.
-  if (leaky) save_mode = snn::SAVE_H;
+  // Leaky returns its membrane sequence when store_v_seq: that tensor is then
+  // also what its backward reads, so it is the saved one.
+  if (leaky && store_v_seq) save_mode = snn::SAVE_H;
   f.spikes = alloc(seq, x_in.options());
   if (save_mode == snn::SAVE_H) {
     f.saved = alloc(seq, sopt);
@@ -234,8 +235,6 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
                     "save_mode=0?), got shape ", saved.sizes());
   TORCH_CHECK_VALUE(save_mode == snn::SAVE_H || save_mode == snn::SAVE_CKPT,
                     "snn_cuda: save_mode must be 1 (save h) or 2 (checkpoints) for a backward, got ", save_mode);
-  TORCH_CHECK_VALUE(save_mode == snn::SAVE_H || model != snn::MODEL_LEAKY,
-                    "snn_cuda: Leaky always saves its membrane (save_mode 1)");
   const bool const_input = T_const >= 0;
   b.saved = saved.contiguous();
   const auto rest = rest_sizes(saved, 1);

@@ -20,8 +20,8 @@ TORCH_LIBRARY(snn_cuda, m) {
   // forward takes them so that autograd can hand them on.
   // save_mode: 0 nothing for backward, 1 the charged potential of every step
   // ([T, ...]), 2 the membrane before every 8th step ([ceil(T/8), ...]; the
-  // backward re-reads x and rebuilds the rest). Leaky always uses 1: its
-  // saved tensor is the membrane sequence it returns.
+  // backward re-reads x and rebuilds the rest). A Leaky with store_v_seq
+  // uses 1 and returns that membrane sequence as `saved` (v_seq stays empty).
   // Returns (spikes [T, ...] in x's dtype, saved, v_seq (empty unless
   // store_v_seq), v_last), the last three in the state dtype.
   m.def(

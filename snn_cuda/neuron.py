@@ -252,11 +252,18 @@ class Leaky(MemoryModule):
     the final membrane is kept in `.mem`. Single-step: `spk, mem = layer(x)`
     or, as in snnTorch loops, `spk, mem = layer(x, mem)` with the membrane
     passed explicitly (`mem = layer.init_leaky()` starts it at zero).
+
+    `return_mem=False` (multi-step): the layer returns the spike sequence
+    only and never materialises the membrane sequence; the fused backward then
+    rebuilds it from a checkpoint every 8 steps and the input (for a hidden
+    layer whose membrane feeds no loss: less memory and traffic).
     """
 
     def __init__(self, beta: float, threshold: float = 1.0, reset_mechanism: str = "subtract",
-                 surrogate: sg.SurrogateFunction = None, step_mode: str = "m", backend: str = "auto"):
+                 surrogate: sg.SurrogateFunction = None, step_mode: str = "m", backend: str = "auto",
+                 return_mem: bool = True):
         super().__init__(step_mode, backend)
+        self.return_mem = bool(return_mem)
         beta = _finite("beta", beta)
         if not 0.0 <= beta <= 1.0:
             raise ValueError(f"beta must be in [0, 1], got {beta}")
@@ -300,6 +307,7 @@ class Leaky(MemoryModule):
                 v_threshold=self.threshold,
                 beta=self.beta,
                 v_init=u_init,
+                store_v_seq=single or self.return_mem,
             )
         else:
             xs = x.unsqueeze(0) if single else (x.unsqueeze(0).expand(T, *x.shape) if T is not None else x)
@@ -309,6 +317,8 @@ class Leaky(MemoryModule):
         self.mem = mem_last
         if single:
             return spikes[0], mem_seq[0]
+        if not self.return_mem:
+            return spikes
         return spikes, mem_seq
 
     def extra_repr(self) -> str:
@@ -349,7 +359,8 @@ class SynapticCurrent(MemoryModule):
         if self._use_fused(x, sg.StraightThrough()):
             _, c_seq, _, c_last = ops.neuron_multistep(
                 xs, c0, model=ops.MODEL_LEAKY, reset=ops.RESET_NONE,
-                surrogate_id=sg.StraightThrough.kind_id, surrogate_param=0.0, beta=self.decay, v_init=c_init)
+                surrogate_id=sg.StraightThrough.kind_id, surrogate_param=0.0, beta=self.decay, v_init=c_init,
+                store_v_seq=True)
         else:
             _, c_seq, c_last = reference.leaky_reference(
                 xs, c0 if c0 is not None else c_init, beta=self.decay, reset_mechanism="none",

@@ -60,7 +60,7 @@ if _ext.loaded:
         sdt = state_dtype(x.dtype)
         leaky = model == MODEL_LEAKY
         spikes = x.new_empty(seq)
-        if leaky or save_mode == SAVE_H:
+        if (leaky and store_v_seq) or save_mode == SAVE_H:
             saved = x.new_empty(seq, dtype=sdt)
         elif save_mode == SAVE_CKPT:
             saved = x.new_empty(((seq[0] + CHUNK - 1) // CHUNK, *rest), dtype=sdt)
@@ -88,8 +88,8 @@ if _ext.loaded:
         (x, v0, T, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
          decay_input, has_floor, detach_reset, save_mode, store_v_seq) = inputs
         _, saved, _, _ = output
-        if model == MODEL_LEAKY:
-            save_mode = SAVE_H
+        if model == MODEL_LEAKY and store_v_seq:
+            save_mode = SAVE_H  # the membrane sequence it returns is what it saves
         # Unused outputs (v_seq when not stored, spikes under a membrane-only
         # loss) must reach the kernel as None, not as materialised zeros.
         ctx.set_materialize_grads(False)
@@ -102,7 +102,7 @@ if _ext.loaded:
         saved, x, v0 = ctx.saved_tensors
         (T, save_mode, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
          decay_input, has_floor, detach_reset) = ctx.args
-        if model == MODEL_LEAKY:
+        if model == MODEL_LEAKY and save_mode == SAVE_H:
             g_v_seq = g_saved  # Leaky's saved tensor is the membrane sequence it returns
         elif g_v_seq is not None and g_v_seq.numel() == 0:
             g_v_seq = None

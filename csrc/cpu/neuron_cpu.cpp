@@ -222,7 +222,14 @@ void bwd_driver(const BwdParams& p, bool leaky, FwdRow<typename StateOf<T>::type
         for (i64 t = t0 + steps - 1; t >= t0; --t) {
           const i64 o = t * N + n0;
           const S* sv = ckpt ? hs[t - t0] : saved + o;
-          const S* prev = leaky ? (t > 0 ? saved + o - N : u0) : sv;
+          const S* prev = sv;  // unused unless Leaky
+          if (leaky) {
+            if (ckpt) {
+              prev = t > t0 ? hs[t - t0 - 1] : ckpt + ci * N + n0;
+            } else {
+              prev = t > 0 ? saved + o - N : u0;
+            }
+          }
           const S* gsr;
           if (!gs) {
             gsr = zero;

@@ -85,12 +85,16 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_bwd
       // The chunk's saved values: loaded, or rebuilt bit for bit from the
       // checkpoint with the forward's own step function.
       S hs[kChunk];
+      // Leaky's reset at step t depends on U_{t-1}: the value before the chunk
+      // (its checkpoint in recompute mode).
+      S before = S(0);
       if (ckpt) {
         S xs[kChunk];
 #pragma unroll
         for (int k = 0; k < kChunk; ++k)
           if (k < len) xs[k] = to_state(x[(t0 + k) * p.x_tstride + n]);
         S v = ckpt[ci * N + n];
+        before = v;
 #pragma unroll
         for (int k = 0; k < kChunk; ++k)
           if (k < len) forward_step<MODEL, RESET, S>(c, v, xs[k], hs[k]);
@@ -98,10 +102,8 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_bwd
 #pragma unroll
         for (int k = 0; k < kChunk; ++k)
           if (k < len) hs[k] = saved[(t0 + k) * N + n];
+        if (MODEL == MODEL_LEAKY) before = t0 > 0 ? saved[(t0 - 1) * N + n] : (v0 ? v0[n] : (S)p.v_init);
       }
-      // Leaky's reset at step t depends on U_{t-1}: the value before the chunk.
-      S before = S(0);
-      if (MODEL == MODEL_LEAKY) before = t0 > 0 ? saved[(t0 - 1) * N + n] : (v0 ? v0[n] : (S)p.v_init);
 #pragma unroll
       for (int k = kChunk - 1; k >= 0; --k) {
         if (k < len) {

@@ -840,8 +840,8 @@ void run_dtype(Stats& st, uint64_t& counter) {
             s.gv_last = (bits >> 8) & 1;
             if (!s.gs && !s.gv_seq && !s.gv_last && ((bits >> 9) & 1)) s.gs = true;
             s.const_in = b.xs == 0 && b.const_in;
-            // Recompute mode for LIF/IF in about half the cases with a backward.
-            s.ckpt = s.saved && mr.m != M_LEAKY && ((bits >> 10) & 1);
+            // Recompute mode in about half the cases with a backward.
+            s.ckpt = s.saved && ((bits >> 10) & 1);
             run_case<T>(st, c, s, 0xC0FFEEULL + 7919ULL * k);
           }
         }
