@@ -270,7 +270,8 @@ class Tutorial5Fused(nn.Module):
         super().__init__()
         self.T = T
         self.fc1 = nn.Linear(28 * 28, 1000)
-        self.lif1 = snn_cuda.Leaky(beta=beta, step_mode="m", backend="fused")
+        # The hidden membrane feeds no loss: never materialise it.
+        self.lif1 = snn_cuda.Leaky(beta=beta, step_mode="m", backend="fused", return_mem=False)
         self.fc2 = snn_cuda.SeqToANN(snn_cuda.SpikeLinear(1000, 10))
         self.lif2 = snn_cuda.Leaky(beta=beta, step_mode="m", backend="fused")
 
@@ -280,7 +281,7 @@ class Tutorial5Fused(nn.Module):
     def forward(self, img):
         reset_net(self)
         cur1 = self.fc1(img.flatten(1))        # [B, 1000], once
-        spk1, _ = self.lif1(cur1, T=self.T)    # [T, B, 1000], input read at every step
+        spk1 = self.lif1(cur1, T=self.T)       # [T, B, 1000], input read at every step
         spk2, mem2 = self.lif2(self.fc2(spk1))  # [T, B, 10]
         return spk2, mem2
 

@@ -101,3 +101,30 @@ def test_large_cpu_outputs_are_ordinary_resizable_tensors():
     y.resize_(32, 40000)
     y.fill_(1.0)
     assert y.shape == (32, 40000) and float(y.sum()) == 32 * 40000
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("const", [False, True])
+def test_leaky_without_membrane_output(reset, const):
+    # return_mem=False: spikes only, the backward rebuilds U from checkpoints;
+    # values and gradients equal the membrane-returning layer's bit for bit.
+    torch.manual_seed(2)
+    T = 19
+    x = torch.randn(4, 300) if const else torch.randn(T, 4, 300)
+    g = torch.randn(T, 4, 300)
+    u_init = torch.rand(4, 300)
+    res = []
+    for return_mem in (True, False):
+        m = snn_cuda.Leaky(beta=0.8, reset_mechanism=reset, backend="fused", return_mem=return_mem)
+        m.mem = u_init.clone().requires_grad_()
+        u0 = m.mem
+        xi = x.clone().requires_grad_()
+        out = m(xi, T=T) if const else m(xi)
+        s = out[0] if return_mem else out
+        (s * g).sum().backward()
+        res.append((s, xi.grad, u0.grad, m.mem))
+    for a, b in zip(*res):
+        assert torch.equal(a, b)
+    ref = snn_cuda.Leaky(beta=0.8, reset_mechanism=reset, backend="torch", return_mem=False)
+    ref.mem = u_init.clone()
+    assert torch.equal(ref(x, T=T) if const else ref(x), res[1][0])

@@ -308,6 +308,9 @@ class Leaky(MemoryModule):
                 beta=self.beta,
                 v_init=u_init,
                 store_v_seq=single or self.return_mem,
+                # Without a membrane output, checkpoints are the whole saving:
+                # 1/8 of a membrane sequence (measured no slower on CPU either).
+                save_mode=None if (single or self.return_mem) else ops.SAVE_CKPT,
             )
         else:
             xs = x.unsqueeze(0) if single else (x.unsqueeze(0).expand(T, *x.shape) if T is not None else x)
