@@ -369,6 +369,10 @@ class DenseIFFused(nn.Module):
         self.syns = nn.ModuleList(snn_cuda.SynapticCurrent(SYN_DECAY, step_mode="m", backend="fused")
                                   for _ in self.fcs)
         self.ifs = nn.ModuleList(_dense_if_neuron("m", "fused") for _ in self.fcs)
+        for neuron in self.ifs:
+            # Its input (the synaptic current sequence) is kept for the synapse's own
+            # backward anyway: re-reading it beats saving every charged potential.
+            neuron.backward_storage = "checkpoint"
 
     def linears(self):
         return [fc[0] for fc in self.fcs]

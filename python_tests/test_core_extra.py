@@ -128,3 +128,18 @@ def test_leaky_without_membrane_output(reset, const):
     ref = snn_cuda.Leaky(beta=0.8, reset_mechanism=reset, backend="torch", return_mem=False)
     ref.mem = u_init.clone()
     assert torch.equal(ref(x, T=T) if const else ref(x), res[1][0])
+
+
+def test_backward_storage_per_layer():
+    x = torch.randn(11, 3, 40) + 0.5
+    grads = []
+    for storage in ("h", "checkpoint"):
+        m = snn_cuda.IF(v_floor=0.0, backend="fused")
+        m.backward_storage = storage
+        xi = x.clone().requires_grad_()
+        m(xi).sum().backward()
+        grads.append(xi.grad)
+    assert torch.equal(grads[0], grads[1])
+    m.backward_storage = "bogus"
+    with pytest.raises(ValueError, match="backward_storage"):
+        m(x.clone().requires_grad_())

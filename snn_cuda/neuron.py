@@ -117,8 +117,16 @@ def _check_input(x, step_mode: str, T: Optional[int]) -> None:
         raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
 
 
+_STORAGE = {"auto": None, "h": ops.SAVE_H, "checkpoint": ops.SAVE_CKPT}
+
+
 class _LIFBase(MemoryModule):
     _model = ops.MODEL_LIF
+    # What the fused forward keeps for the backward: "auto" (the device's
+    # default, ops.DEFAULT_SAVE_MODE), "h" (every charged potential) or
+    # "checkpoint" (a membrane every 8 steps; the backward re-reads the input,
+    # so it saves memory when the input is kept alive anyway).
+    backward_storage = "auto"
 
     def __init__(self, *, tau, decay_input, v_threshold, v_reset, surrogate, detach_reset, step_mode, backend,
                  store_v_seq, v_floor):
@@ -172,6 +180,7 @@ class _LIFBase(MemoryModule):
                 decay_input=self.decay_input,
                 detach_reset=self.detach_reset,
                 store_v_seq=self.store_v_seq and not single,
+                save_mode=_STORAGE[_check_choice("backward_storage", self.backward_storage, tuple(_STORAGE))],
             )
         else:
             xs = x.unsqueeze(0) if single else (x.unsqueeze(0).expand(T, *x.shape) if T is not None else x)
