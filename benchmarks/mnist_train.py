@@ -790,20 +790,24 @@ def ddp_main(args) -> int:
             machine = machine_info(args.device)
             machine["world_size"] = world
             machine["ddp_backend"] = backend
-            result = {"machine": machine, "runs": runs, "skipped": skipped, "notes": notes}
-            os.makedirs(args.out, exist_ok=True)
-            with open(os.path.join(args.out, "results.json"), "w") as f:
-                json.dump(result, f, indent=1)
-            md = markdown(result)
-            with open(os.path.join(args.out, "results.md"), "w") as f:
-                f.write(md)
-            written = [] if args.no_plots else plots(result, args.out)
-            print(md)
-            log(f"wrote {', '.join([os.path.join(args.out, 'results.json'), os.path.join(args.out, 'results.md')] + written)}")
+            write_results({"machine": machine, "runs": runs, "skipped": skipped, "notes": notes}, args)
         dist.barrier()
         return 0
     finally:
         dist.destroy_process_group()
+
+
+def write_results(result: dict, args) -> None:
+    """results.json, results.md and the plots into --out; the table to stdout."""
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    md = markdown(result)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(md)
+    written = [] if args.no_plots else plots(result, args.out)
+    print(md)
+    log(f"wrote {', '.join([os.path.join(args.out, 'results.json'), os.path.join(args.out, 'results.md')] + written)}")
 
 
 def main(argv=None) -> int:
@@ -846,16 +850,7 @@ def main(argv=None) -> int:
         log(f"   {r['samples_per_s']:.0f} samples/s, saved {r['saved_mb']} MB, peak {r['peak_mem_mb']} MB, "
             f"test acc {r['test_acc']}%")
     add_ratios(runs)
-    result = {"machine": machine_info(args.device), "runs": runs, "skipped": skipped, "notes": notes}
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    md = markdown(result)
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write(md)
-    written = [] if args.no_plots else plots(result, args.out)
-    print(md)
-    log(f"wrote {', '.join([os.path.join(args.out, 'results.json'), os.path.join(args.out, 'results.md')] + written)}")
+    write_results({"machine": machine_info(args.device), "runs": runs, "skipped": skipped, "notes": notes}, args)
     failed = [s for s in skipped if s["reason"].startswith("failed")]
     return 1 if failed else 0
 
