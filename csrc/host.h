@@ -6,6 +6,7 @@
 #include <torch/library.h>
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -42,11 +43,12 @@ inline at::ScalarType state_dtype(at::ScalarType t) { return t == at::kDouble ? 
 
 // Index of a valid (model, reset) pair in the 7 compiled combinations.
 inline int combo_index(i64 model, i64 reset) {
-  if (model == snn::MODEL_LIF && (reset == snn::RESET_HARD || reset == snn::RESET_SOFT)) return (int)reset;
+  // ParametricLIF runs the LIF kernels (with FwdParams::plif set).
+  if ((model == snn::MODEL_LIF || model == snn::MODEL_PLIF) && (reset == snn::RESET_HARD || reset == snn::RESET_SOFT)) return (int)reset;
   if (model == snn::MODEL_IF && (reset == snn::RESET_HARD || reset == snn::RESET_SOFT)) return 2 + (int)reset;
   if (model == snn::MODEL_LEAKY && reset >= 0 && reset <= 2) return 4 + (int)reset;
   TORCH_CHECK_VALUE(false, "snn_cuda: (model, reset) = (", model, ", ", reset,
-                    ") is not a compiled neuron: model 0=LIF/1=IF take reset 0=hard/1=soft; model 2=Leaky takes "
+                    ") is not a compiled neuron: model 0=LIF/1=IF/3=ParametricLIF take reset 0=hard/1=soft; model 2=Leaky takes "
                     "0=zero/1=subtract/2=none");
 }
 
@@ -59,6 +61,8 @@ inline void check_scalars(i64 model, double tau, double v_th, double v_reset, do
   check_finite(v_th, "v_threshold");
   check_finite(v_reset, "v_reset");
   check_finite(v_init, "v_init");
+  TORCH_CHECK_VALUE(model >= snn::MODEL_LIF && model <= snn::MODEL_PLIF,
+                    "snn_cuda: model must be 0 (LIF), 1 (IF), 2 (Leaky) or 3 (ParametricLIF), got ", model);
   if (model == snn::MODEL_LIF) {
     TORCH_CHECK_VALUE(std::isfinite(tau) && tau > 1.0, "snn_cuda: tau must be a finite number > 1, got ", tau);
   }
@@ -73,9 +77,8 @@ inline void check_scalars(i64 model, double tau, double v_th, double v_reset, do
 }
 
 inline std::vector<int64_t> rest_sizes(const at::Tensor& t, int64_t skip) {
-  auto s = t.sizes().vec();
-  s.erase(s.begin(), s.begin() + skip);
-  return s;
+  const auto s = t.sizes();
+  return std::vector<int64_t>(s.begin() + std::min<int64_t>(skip, (int64_t)s.size()), s.end());
 }
 
 inline std::vector<int64_t> with_time(int64_t T, const std::vector<int64_t>& rest) {
@@ -107,6 +110,61 @@ inline at::Tensor checked_state(const c10::optional<at::Tensor>& t, const char* 
   return v.contiguous();
 }
 
+// Tensor-valued neuron parameters (learnable, or per neuron): one value, or
+// one per neuron of a sample (the trailing dims of x's per-step shape), in
+// the state dtype. Both are brought to a common length P for the kernels.
+struct NeuronParams {
+  at::Tensor decay, th;
+  i64 P = 1;
+};
+
+inline at::Tensor checked_param(const c10::optional<at::Tensor>& t, const char* name, const at::Tensor& like,
+                                at::ScalarType sdt, const std::vector<int64_t>& rest) {
+  if (!t.has_value() || !t->defined()) return at::Tensor();
+  const at::Tensor& v = *t;
+  TORCH_CHECK_VALUE(v.device() == like.device(), "snn_cuda: ", name, " is on ", v.device(), " but the input is on ",
+                    like.device());
+  TORCH_CHECK_TYPE(v.scalar_type() == sdt, "snn_cuda: ", name, " must have the state dtype ", sdt, ", got ",
+                   v.scalar_type());
+  bool ok = v.numel() == 1;
+  if (!ok && v.dim() >= 1 && (size_t)v.dim() <= rest.size()) {
+    ok = std::equal(v.sizes().begin(), v.sizes().end(), rest.end() - v.dim());
+  }
+  TORCH_CHECK_VALUE(ok, "snn_cuda: ", name, " must have one element or the shape of the trailing (per-neuron) dims of ",
+                    at::IntArrayRef(rest), ", got ", v.sizes());
+  return v.contiguous();
+}
+
+inline NeuronParams prepare_params(const c10::optional<at::Tensor>& decay, const c10::optional<at::Tensor>& th,
+                                   int64_t model, const at::Tensor& like, at::ScalarType sdt,
+                                   const std::vector<int64_t>& rest) {
+  NeuronParams np;
+  np.decay = checked_param(decay, "decay_param", like, sdt, rest);
+  np.th = checked_param(th, "threshold_param", like, sdt, rest);
+  if (model == snn::MODEL_PLIF) {
+    TORCH_CHECK_VALUE(np.decay.defined(), "snn_cuda: ParametricLIF (model 3) needs decay_param (k = sigmoid(w))");
+  } else {
+    TORCH_CHECK_VALUE(!np.decay.defined() || model == snn::MODEL_LEAKY,
+                      "snn_cuda: decay_param is for ParametricLIF (model 3, k) and Leaky (model 2, beta) only");
+  }
+  const i64 pd = np.decay.defined() ? np.decay.numel() : 1;
+  const i64 pt = np.th.defined() ? np.th.numel() : 1;
+  np.P = std::max<i64>(pd, pt);
+  // One length for both: a one-element parameter beside a per-neuron one is
+  // repeated (P elements, negligible next to the [T, N] tensors).
+  if (np.decay.defined() && pd != np.P) np.decay = np.decay.reshape({1}).expand({np.P}).contiguous();
+  if (np.th.defined() && pt != np.P) np.th = np.th.reshape({1}).expand({np.P}).contiguous();
+  return np;
+}
+
+template <typename P>
+inline void set_params(P& p, const NeuronParams& np, int64_t model) {
+  p.plif = model == snn::MODEL_PLIF ? 1 : 0;
+  p.decay_param = np.decay.defined() ? np.decay.data_ptr() : nullptr;
+  p.th_param = np.th.defined() ? np.th.data_ptr() : nullptr;
+  p.P = np.P;
+}
+
 // The neuron scalars common to FwdParams and BwdParams.
 template <typename P>
 inline void set_scalars(P& p, double tau, double v_th, double v_reset, double v_floor, double beta, double v_init,
@@ -123,6 +181,7 @@ inline void set_scalars(P& p, double tau, double v_th, double v_reset, double v_
 
 struct Forward {
   at::Tensor x, v0, spikes, saved, v_seq, v_last;
+  NeuronParams np;
   snn::FwdParams p;
   DType dt;
   int combo;
@@ -134,7 +193,9 @@ inline void check_surrogate(int64_t surrogate, double sg_param) {
   check_finite(sg_param, "surrogate parameter");
 }
 
-inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::Tensor>& v0, int64_t T_const,
+inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::Tensor>& v0,
+                               const c10::optional<at::Tensor>& decay_param,
+                               const c10::optional<at::Tensor>& threshold_param, int64_t T_const,
                                int64_t model, int64_t reset, int64_t surrogate, double sg_param, double tau, double v_th, double v_reset,
                                double v_floor, double beta, double v_init, bool decay_input, bool has_floor,
                                int64_t save_mode, bool store_v_seq) {
@@ -161,6 +222,7 @@ inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::T
   }
   const at::ScalarType sdt = state_dtype(x_in.scalar_type());
   f.v0 = checked_state(v0, "v0", x_in, sdt, rest);
+  f.np = prepare_params(decay_param, threshold_param, model, x_in, sdt, rest);
   const auto sopt = x_in.options().dtype(sdt);
   const auto seq = with_time(T, rest);
   const bool leaky = model == snn::MODEL_LEAKY;
@@ -192,6 +254,7 @@ inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::T
   p.v_seq = f.v_seq.numel() ? f.v_seq.data_ptr() : nullptr;
   p.v_last = f.v_last.data_ptr();
   set_scalars(p, tau, v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor);
+  set_params(p, f.np, model);
   return f;
 }
 
@@ -208,7 +271,8 @@ inline at::Tensor checked_grad(const c10::optional<at::Tensor>& g, const char* n
 }
 
 struct Backward {
-  at::Tensor gs, gv, gvl, saved, x, v0, gx, gv0;
+  at::Tensor gs, gv, gvl, saved, x, v0, gx, gv0, g_decay, g_th;
+  NeuronParams np;
   snn::BwdParams p;
   DType dt;
   int combo;
@@ -219,10 +283,12 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
                                  const c10::optional<at::Tensor>& grad_v_seq,
                                  const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved,
                                  const c10::optional<at::Tensor>& x_opt, const c10::optional<at::Tensor>& v0,
-                                 int64_t T_const, int64_t save_mode, int64_t model, int64_t reset,
-                                 int64_t surrogate, double sg_param, double tau, double v_th, double v_reset,
-                                 double v_floor, double beta, double v_init, bool decay_input, bool has_floor,
-                                 bool detach_reset, at::ScalarType x_dtype) {
+                                 const c10::optional<at::Tensor>& decay_param,
+                                 const c10::optional<at::Tensor>& threshold_param, int64_t T_const,
+                                 int64_t save_mode, int64_t model, int64_t reset, int64_t surrogate,
+                                 double sg_param, double tau, double v_th, double v_reset, double v_floor,
+                                 double beta, double v_init, bool decay_input, bool has_floor, bool detach_reset,
+                                 bool grad_decay, bool grad_threshold, at::ScalarType x_dtype) {
   Backward b;
   b.dt = dtype_code(x_dtype, "x_dtype");
   b.combo = combo_index(model, reset);
@@ -239,18 +305,32 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
   b.saved = saved.contiguous();
   const auto rest = rest_sizes(saved, 1);
   int64_t T = saved.size(0);
-  if (save_mode == snn::SAVE_CKPT) {
+  // ParametricLIF's decay gradient reads X_t under decay_input.
+  const bool plif_x = model == snn::MODEL_PLIF && grad_decay && decay_input;
+  const bool want_x = save_mode == snn::SAVE_CKPT || plif_x;
+  if (want_x) {
     TORCH_CHECK_VALUE(x_opt.has_value() && x_opt->defined(),
-                      "snn_cuda: x (the forward's input) is required to rebuild the states from checkpoints");
+                      "snn_cuda: x (the forward's input) is required ",
+                      save_mode == snn::SAVE_CKPT ? "to rebuild the states from checkpoints"
+                                                  : "for the ParametricLIF decay gradient");
     b.x = const_input ? x_opt->contiguous() : as_time_major(*x_opt);
     TORCH_CHECK_TYPE(b.x.scalar_type() == x_dtype, "snn_cuda: x must be ", x_dtype, ", got ", b.x.scalar_type());
     TORCH_CHECK_VALUE(b.x.device() == saved.device(), "snn_cuda: x is on ", b.x.device(), " but saved is on ",
                       saved.device());
-    T = const_input ? T_const : b.x.size(0);
-    TORCH_CHECK_VALUE(rest_sizes(b.x, const_input ? 0 : 1) == rest && snn::num_chunks(T) == saved.size(0),
-                      "snn_cuda: x of shape ", b.x.sizes(), " does not match the checkpoints of shape ",
-                      saved.sizes());
+    if (save_mode == snn::SAVE_CKPT) {
+      T = const_input ? T_const : b.x.size(0);
+      TORCH_CHECK_VALUE(rest_sizes(b.x, const_input ? 0 : 1) == rest && snn::num_chunks(T) == saved.size(0),
+                        "snn_cuda: x of shape ", b.x.sizes(), " does not match the checkpoints of shape ",
+                        saved.sizes());
+    } else {
+      TORCH_CHECK_VALUE(rest_sizes(b.x, const_input ? 0 : 1) == rest && (const_input || b.x.size(0) == T),
+                        "snn_cuda: x of shape ", b.x.sizes(), " does not match saved of shape ", saved.sizes());
+    }
   }
+  b.np = prepare_params(decay_param, threshold_param, model, saved, sdt, rest);
+  TORCH_CHECK_VALUE(!grad_decay || (b.np.decay.defined() && (model == snn::MODEL_PLIF || model == snn::MODEL_LEAKY)),
+                    "snn_cuda: grad_decay needs decay_param and model 2 (Leaky) or 3 (ParametricLIF)");
+  TORCH_CHECK_VALUE(!grad_threshold || b.np.th.defined(), "snn_cuda: grad_threshold needs threshold_param");
   const auto seq = with_time(T, rest);
   b.gs = checked_grad(grad_spikes, "grad_spikes", saved, x_dtype, seq);
   b.gv = checked_grad(grad_v_seq, "grad_v_seq", saved, sdt, seq);
@@ -260,6 +340,8 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
                     ") for a constant input");
   b.gx = alloc(const_input ? rest : seq, saved.options().dtype(x_dtype));
   b.gv0 = alloc(rest, saved.options());
+  b.g_decay = grad_decay ? alloc(rest, saved.options()) : at::empty({0}, saved.options());
+  b.g_th = grad_threshold ? alloc(rest, saved.options()) : at::empty({0}, saved.options());
   b.sg = (int)surrogate;
 
   snn::BwdParams& p = b.p;
@@ -271,8 +353,8 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
   const bool ckpt = save_mode == snn::SAVE_CKPT;
   p.saved = ckpt ? nullptr : b.saved.data_ptr();
   p.ckpt = ckpt ? b.saved.data_ptr() : nullptr;
-  p.x = ckpt ? b.x.data_ptr() : nullptr;
-  p.x_tstride = (ckpt && !const_input && p.N) ? b.x.stride(0) : 0;
+  p.x = want_x ? b.x.data_ptr() : nullptr;
+  p.x_tstride = (want_x && !const_input && p.N) ? b.x.stride(0) : 0;
   p.v0 = b.v0.defined() ? b.v0.data_ptr() : nullptr;
   p.grad_x = b.gx.data_ptr();
   p.grad_v0 = b.gv0.data_ptr();
@@ -280,6 +362,9 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
   p.sg_param = sg_param;
   p.detach_reset = detach_reset ? 1 : 0;
   p.const_input = const_input ? 1 : 0;
+  set_params(p, b.np, model);
+  p.grad_decay = grad_decay && p.N ? b.g_decay.data_ptr() : nullptr;
+  p.grad_th = grad_threshold && p.N ? b.g_th.data_ptr() : nullptr;
   return b;
 }
 
@@ -305,6 +390,10 @@ inline Poisson prepare_poisson(const at::Tensor& x, int64_t T, int64_t seed) {
 
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> outputs(Forward& f) {
   return {f.spikes, f.saved, f.v_seq, f.v_last};
+}
+
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> outputs(Backward& b) {
+  return {b.gx, b.gv0, b.g_decay, b.g_th};
 }
 
 }  // namespace snn_host

@@ -24,18 +24,25 @@ TORCH_LIBRARY(snn_cuda, m) {
   // uses 1 and returns that membrane sequence as `saved` (v_seq stays empty).
   // Returns (spikes [T, ...] in x's dtype, saved, v_seq (empty unless
   // store_v_seq), v_last), the last three in the state dtype.
+  // decay_param / threshold_param: tensor-valued (learnable or per-neuron)
+  // parameters in the state dtype, one element or the shape of the trailing
+  // dims of a step; they override the scalars. decay_param is k = sigmoid(w)
+  // for ParametricLIF (model 3, required) and beta for Leaky (model 2).
   m.def(
-      "neuron_forward(Tensor x, Tensor? v0, int T, int model, int reset, int surrogate, float surrogate_param, "
-      "float tau, float v_threshold, float v_reset, float v_floor, float beta, float v_init, bool decay_input, "
-      "bool has_floor, bool detach_reset, int save_mode, bool store_v_seq) "
-      "-> (Tensor, Tensor, Tensor, Tensor)");
+      "neuron_forward(Tensor x, Tensor? v0, Tensor? decay_param, Tensor? threshold_param, int T, int model, "
+      "int reset, int surrogate, float surrogate_param, float tau, float v_threshold, float v_reset, "
+      "float v_floor, float beta, float v_init, bool decay_input, bool has_floor, bool detach_reset, "
+      "int save_mode, bool store_v_seq) -> (Tensor, Tensor, Tensor, Tensor)");
   // Returns (grad_x in x_dtype: [T, ...], or [...] summed over T when T >= 0;
-  // grad_v0 in the state dtype).
+  // grad_v0 in the state dtype; then, when grad_decay / grad_threshold, the
+  // per-neuron sums over time of the parameter gradients ([...], state dtype;
+  // empty otherwise), which the caller reduces to the parameter's shape).
   m.def(
       "neuron_backward(Tensor? grad_spikes, Tensor? grad_v_seq, Tensor? grad_v_last, Tensor saved, Tensor? x, "
-      "Tensor? v0, int T, int save_mode, int model, int reset, int surrogate, float surrogate_param, float tau, float v_threshold, "
-      "float v_reset, float v_floor, float beta, float v_init, bool decay_input, bool has_floor, "
-      "bool detach_reset, ScalarType x_dtype) -> (Tensor, Tensor)");
+      "Tensor? v0, Tensor? decay_param, Tensor? threshold_param, int T, int save_mode, int model, int reset, "
+      "int surrogate, float surrogate_param, float tau, float v_threshold, float v_reset, float v_floor, "
+      "float beta, float v_init, bool decay_input, bool has_floor, bool detach_reset, bool grad_decay, "
+      "bool grad_threshold, ScalarType x_dtype) -> (Tensor, Tensor, Tensor, Tensor)");
   // Rate coding: x [...] of probabilities -> [T, ...] spikes in x's dtype,
   // element (t, n) firing when Philox(seed)'s uniform for t*N+n is < x[n].
   m.def("poisson_encode(Tensor x, int T, int seed) -> Tensor");

@@ -271,7 +271,8 @@ def test_unknown_device_type_reason():
 # ------------------------------------------------------------------------------------------
 # the raw ops
 # ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("model,reset", [(ops.MODEL_LIF, ops.RESET_NONE), (ops.MODEL_IF, 2), (3, 0), (-1, 0),
+@pytest.mark.parametrize("model,reset", [(ops.MODEL_LIF, ops.RESET_NONE), (ops.MODEL_IF, 2), (4, 0), (-1, 0),
+                                         (ops.MODEL_PLIF, ops.RESET_NONE),
                                          (ops.MODEL_LEAKY, 3), (ops.MODEL_LIF, -1)])
 def test_raw_forward_unknown_model_reset(model, reset):
     with pytest.raises(ValueError, match=rf"\(model, reset\) = \({model}, {reset}\) is not a compiled neuron"):

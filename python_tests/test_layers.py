@@ -362,8 +362,6 @@ def test_state_dtype_of_16bit_inputs(device):
     assert lif.v.dtype == torch.float64
 
 
-@pytest.mark.xfail(strict=True, reason="DESIGN.md 1: a learnable (tensor) beta is clamped to [0, 1] in forward "
-                   "as snnTorch does; snn_cuda.Leaky rejects a tensor beta with TypeError")
 def test_leaky_learnable_beta():
     beta = torch.tensor(0.8, requires_grad=True)
     m = snn_cuda.Leaky(beta=beta)

@@ -1,4 +1,4 @@
-"""snn_cuda: fused multi-step spiking neurons (LIF, IF, Leaky) for PyTorch.
+"""snn_cuda: fused multi-step spiking neurons (LIF, IF, ParametricLIF, Leaky) for PyTorch.
 
     import snn_cuda
     lif = snn_cuda.LIF(tau=2.0)            # [T, B, ...] -> spikes [T, B, ...]
@@ -11,12 +11,12 @@ import torch
 from . import _ext, functional, ops, reference, surrogate
 from .convert import convert
 from .layers import PoissonEncoder, SeqToANN, SpikeLinear, poisson_encode
-from .neuron import IF, LIF, Leaky, MemoryModule, SynapticCurrent
+from .neuron import IF, LIF, Leaky, MemoryModule, ParametricLIF, SynapticCurrent
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "LIF", "IF", "Leaky", "SynapticCurrent", "MemoryModule", "SeqToANN", "SpikeLinear", "PoissonEncoder", "poisson_encode",
+    "LIF", "IF", "ParametricLIF", "Leaky", "SynapticCurrent", "MemoryModule", "SeqToANN", "SpikeLinear", "PoissonEncoder", "poisson_encode",
     "convert", "surrogate", "functional", "reference", "ops", "build_info",
 ]
 

@@ -120,6 +120,84 @@ def _check_input(x, step_mode: str, T: Optional[int]) -> None:
 _STORAGE = {"auto": None, "h": ops.SAVE_H, "checkpoint": ops.SAVE_CKPT}
 
 
+def _shape_arg(param_shape) -> Optional[tuple]:
+    if param_shape is None:
+        return None
+    if isinstance(param_shape, int):
+        param_shape = (param_shape,)
+    try:
+        shape = tuple(int(d) for d in param_shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"param_shape must be a tuple of ints, got {param_shape!r}") from None
+    if any(d < 1 for d in shape):
+        raise ValueError(f"param_shape must have positive sizes, got {shape}")
+    return shape
+
+
+def _register_param(module: nn.Module, name: str, value, learn: bool, param_shape: Optional[tuple],
+                    low: Optional[float] = None, high: Optional[float] = None) -> None:
+    """Sets `name` on the module as a float (a fixed scalar: the fastest kernels), a buffer (a
+    fixed tensor, e.g. per neuron) or an nn.Parameter (learn=True). Tensors are float32
+    unless given as float64, shaped `param_shape` when given, and must broadcast to one
+    sample's feature dims (x.shape[2:] multi-step, x.shape[1:] single-step). Fixed values
+    must lie in [low, high]."""
+    if isinstance(value, Tensor):
+        if not value.is_floating_point():
+            raise TypeError(f"{name} must be a float or a floating tensor, got dtype {value.dtype}")
+        # Kept as given (as snnTorch does: a tensor that requires grad still gets
+        # its gradient as a buffer); float32 unless float64.
+        t = value if value.dtype in (torch.float32, torch.float64) else value.float()
+    elif learn or param_shape is not None:
+        t = torch.tensor(_finite(name, value), dtype=torch.float32)
+    else:
+        v = _finite(name, value)
+        if (low is not None and v < low) or (high is not None and v > high):
+            raise ValueError(f"{name} must be in [{low}, {high}], got {v}")
+        setattr(module, name, v)
+        return
+    if param_shape is not None and tuple(t.shape) != param_shape:
+        try:
+            t = t.expand(param_shape).clone()
+        except RuntimeError:
+            raise ValueError(f"{name} of shape {tuple(t.shape)} does not broadcast to param_shape "
+                             f"{param_shape}") from None
+    if not bool(torch.isfinite(t.detach()).all()):
+        raise ValueError(f"{name} must be finite")
+    if not (learn or t.requires_grad) and ((low is not None and bool((t < low).any())) or (high is not None and bool((t > high).any()))):
+        raise ValueError(f"{name} must be in [{low}, {high}]")
+    if learn:
+        module.register_parameter(name, nn.Parameter(t.detach()))
+    else:
+        module.register_buffer(name, t)
+
+
+def _op_param(t: Optional[Tensor], rest: tuple, name: str) -> Optional[Tensor]:
+    """A tensor parameter as the fused op takes it: one element, or exactly the trailing
+    dims of a step (broadcast dims expanded here; autograd sums them back)."""
+    if t is None:
+        return None
+    if t.numel() == 1:
+        return t.reshape(())
+    d = t.dim()
+    target = tuple(rest[len(rest) - d:]) if d <= len(rest) else None
+    try:
+        ok = target is not None and torch.broadcast_shapes(tuple(t.shape), target) == target
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} of shape {tuple(t.shape)} does not broadcast to the per-neuron dims of the "
+                         f"input (a step has shape {tuple(rest)})")
+    return t if tuple(t.shape) == target else t.expand(target)
+
+
+def _param_repr(v) -> str:
+    if isinstance(v, nn.Parameter):
+        return f"learnable{tuple(v.shape)}" if v.dim() else f"learnable({v.item():.4g})"
+    if isinstance(v, Tensor):
+        return f"tensor{tuple(v.shape)}"
+    return repr(v)
+
+
 class _LIFBase(MemoryModule):
     _model = ops.MODEL_LIF
     # What the fused forward keeps for the backward: "auto" (the device's
@@ -129,11 +207,13 @@ class _LIFBase(MemoryModule):
     backward_storage = "auto"
 
     def __init__(self, *, tau, decay_input, v_threshold, v_reset, surrogate, detach_reset, step_mode, backend,
-                 store_v_seq, v_floor):
+                 store_v_seq, v_floor, learn_threshold=False, param_shape=None):
         super().__init__(step_mode, backend)
-        self.tau = tau
+        if self._model != ops.MODEL_PLIF:
+            self.tau = tau
         self.decay_input = bool(decay_input)
-        self.v_threshold = _finite("v_threshold", v_threshold)
+        self.learn_threshold = bool(learn_threshold)
+        _register_param(self, "v_threshold", v_threshold, self.learn_threshold, _shape_arg(param_shape))
         self.v_reset = None if v_reset is None else _finite("v_reset", v_reset)
         self.surrogate_function = sg.get(surrogate if surrogate is not None else sg.Sigmoid())
         self.detach_reset = bool(detach_reset)
@@ -154,6 +234,9 @@ class _LIFBase(MemoryModule):
         self.v: Union[float, Tensor] = self.v_init
         self.v_seq: Optional[Tensor] = None
 
+    def _decay_tensor(self) -> Optional[Tensor]:
+        return None  # ParametricLIF: k = sigmoid(w)
+
     def detach(self) -> None:
         if isinstance(self.v, Tensor):
             self.v = self.v.detach()
@@ -164,6 +247,9 @@ class _LIFBase(MemoryModule):
         rest = tuple(x.shape) if (single or T is not None) else tuple(x.shape[1:])
         v0 = _as_state(self.v, x, rest, "the membrane state v")
         v_init = self.v if not isinstance(self.v, Tensor) else self.v_init
+        th = self.v_threshold
+        th_t = th if isinstance(th, Tensor) else None
+        k = self._decay_tensor()
         if self._use_fused(x, self.surrogate_function):
             spikes, _, v_seq, v_last = ops.neuron_multistep(
                 x.unsqueeze(0) if single else x, v0,
@@ -173,7 +259,7 @@ class _LIFBase(MemoryModule):
                 surrogate_id=self.surrogate_function.kind_id,
                 surrogate_param=self.surrogate_function.param,
                 tau=self.tau if self._model == ops.MODEL_LIF else 2.0,
-                v_threshold=self.v_threshold,
+                v_threshold=1.0 if th_t is not None else th,
                 v_reset=0.0 if self.v_reset is None else self.v_reset,
                 v_floor=self.v_floor,
                 v_init=v_init,
@@ -181,19 +267,22 @@ class _LIFBase(MemoryModule):
                 detach_reset=self.detach_reset,
                 store_v_seq=self.store_v_seq and not single,
                 save_mode=_STORAGE[_check_choice("backward_storage", self.backward_storage, tuple(_STORAGE))],
+                decay_param=_op_param(k, rest, "w"),
+                threshold_param=_op_param(th_t, rest, "v_threshold"),
             )
         else:
             xs = x.unsqueeze(0) if single else (x.unsqueeze(0).expand(T, *x.shape) if T is not None else x)
             spikes, v_seq, v_last = reference.lif_reference(
                 xs, v0 if v0 is not None else v_init,
-                model="lif" if self._model == ops.MODEL_LIF else "if",
+                model={ops.MODEL_LIF: "lif", ops.MODEL_IF: "if", ops.MODEL_PLIF: "plif"}[self._model],
                 tau=self.tau if self._model == ops.MODEL_LIF else 2.0,
                 decay_input=self.decay_input,
-                v_threshold=self.v_threshold,
+                v_threshold=th,
                 v_reset=self.v_reset,
                 surrogate=self.surrogate_function,
                 detach_reset=self.detach_reset,
                 v_floor=self.v_floor,
+                k=k,
             )
         self.v = v_last
         if single:
@@ -206,7 +295,9 @@ class _LIFBase(MemoryModule):
         parts = []
         if self._model == ops.MODEL_LIF:
             parts += [f"tau={self.tau}", f"decay_input={self.decay_input}"]
-        parts += [f"v_threshold={self.v_threshold}", f"v_reset={self.v_reset}"]
+        elif self._model == ops.MODEL_PLIF:
+            parts += [f"w={_param_repr(self.w)}", f"decay_input={self.decay_input}"]
+        parts += [f"v_threshold={_param_repr(self.v_threshold)}", f"v_reset={self.v_reset}"]
         if self.v_floor is not None:
             parts.append(f"v_floor={self.v_floor}")
         parts += [f"detach_reset={self.detach_reset}", f"surrogate={self.surrogate_function!r}"]
@@ -223,6 +314,11 @@ class LIF(_LIFBase):
     membrane is kept in `.v` (state dtype: fp32 for 16-bit inputs), the
     sequence in `.v_seq` when `store_v_seq`. Single-step (`step_mode="s"`):
     one `[B, ...]` step per call, state carried between calls.
+
+    `learn_threshold=True` makes `v_threshold` an `nn.Parameter` (scalar, or
+    `param_shape`, e.g. `(C, 1, 1)` per channel or the feature shape per
+    neuron; a tensor `v_threshold` sets per-neuron values). Its gradient comes
+    from the fused backward, deterministically.
     """
 
     _model = ops.MODEL_LIF
@@ -230,13 +326,14 @@ class LIF(_LIFBase):
     def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: Optional[float] = 0.0, surrogate: sg.SurrogateFunction = None,
                  detach_reset: bool = False, step_mode: str = "m", backend: str = "auto",
-                 store_v_seq: bool = False):
+                 store_v_seq: bool = False, learn_threshold: bool = False, param_shape=None):
         tau = _finite("tau", tau)
         if not tau > 1.0:
             raise ValueError(f"tau must be > 1, got {tau}")
         super().__init__(tau=tau, decay_input=decay_input, v_threshold=v_threshold, v_reset=v_reset,
                          surrogate=surrogate, detach_reset=detach_reset, step_mode=step_mode, backend=backend,
-                         store_v_seq=store_v_seq, v_floor=None)
+                         store_v_seq=store_v_seq, v_floor=None, learn_threshold=learn_threshold,
+                         param_shape=param_shape)
 
 
 class IF(_LIFBase):
@@ -248,10 +345,53 @@ class IF(_LIFBase):
 
     def __init__(self, v_threshold: float = 1.0, v_reset: Optional[float] = 0.0,
                  surrogate: sg.SurrogateFunction = None, detach_reset: bool = False, step_mode: str = "m",
-                 backend: str = "auto", store_v_seq: bool = False, v_floor: Optional[float] = None):
+                 backend: str = "auto", store_v_seq: bool = False, v_floor: Optional[float] = None,
+                 learn_threshold: bool = False, param_shape=None):
         super().__init__(tau=2.0, decay_input=True, v_threshold=v_threshold, v_reset=v_reset,
                          surrogate=surrogate, detach_reset=detach_reset, step_mode=step_mode, backend=backend,
-                         store_v_seq=store_v_seq, v_floor=v_floor)
+                         store_v_seq=store_v_seq, v_floor=v_floor, learn_threshold=learn_threshold,
+                         param_shape=param_shape)
+
+
+class ParametricLIF(_LIFBase):
+    """LIF with a learnable membrane time constant, SpikingJelly `ParametricLIFNode`
+    semantics (Fang et al. 2021): 1/tau = k = sigmoid(w), `w` an `nn.Parameter`
+    initialised to -log(init_tau - 1), and the charge multiplies by k:
+
+        H = V + (X - (V - V_reset)) * k        (decay_input=True)
+        H = V - (V - V_reset) * k + X          (decay_input=False)
+
+    `w` is one scalar per layer by default; `param_shape` makes it per channel
+    (`(C, 1, 1)`) or per neuron (the feature shape), as recent papers do.
+    `learn_threshold=True` learns `v_threshold` too (same shape). The
+    gradients of `w` and `v_threshold` come from the fused backward kernel as
+    per-neuron sums over time, reduced in a fixed order (bitwise
+    deterministic). Call forms as `LIF`.
+    """
+
+    _model = ops.MODEL_PLIF
+
+    def __init__(self, init_tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
+                 v_reset: Optional[float] = 0.0, surrogate: sg.SurrogateFunction = None,
+                 detach_reset: bool = False, step_mode: str = "m", backend: str = "auto",
+                 store_v_seq: bool = False, learn_threshold: bool = False, param_shape=None):
+        init_tau = _finite("init_tau", init_tau)
+        if not init_tau > 1.0:
+            raise ValueError(f"init_tau must be > 1, got {init_tau}")
+        super().__init__(tau=None, decay_input=decay_input, v_threshold=v_threshold, v_reset=v_reset,
+                         surrogate=surrogate, detach_reset=detach_reset, step_mode=step_mode, backend=backend,
+                         store_v_seq=store_v_seq, v_floor=None, learn_threshold=learn_threshold,
+                         param_shape=param_shape)
+        shape = _shape_arg(param_shape) or ()
+        self.w = nn.Parameter(torch.full(shape, -math.log(init_tau - 1.0), dtype=torch.float32))
+
+    @property
+    def tau(self) -> Tensor:
+        """The current time constant 1 / sigmoid(w) (no gradient)."""
+        return 1.0 / self.w.detach().sigmoid()
+
+    def _decay_tensor(self) -> Optional[Tensor]:
+        return self.w.sigmoid()
 
 
 class Leaky(MemoryModule):
@@ -266,18 +406,26 @@ class Leaky(MemoryModule):
     only and never materialises the membrane sequence; the fused backward then
     rebuilds it from a checkpoint every 8 steps and the input (for a hidden
     layer whose membrane feeds no loss: less memory and traffic).
+
+    `learn_beta` / `learn_threshold` (snnTorch's switches) make `beta` /
+    `threshold` `nn.Parameter`s (scalar, or `param_shape`; tensor values give
+    per-neuron parameters as in snnTorch); a learnable beta is clamped to
+    [0, 1] in forward. Their gradients come from the fused backward kernel as
+    per-neuron sums over time, reduced in a fixed order (deterministic).
     """
 
-    def __init__(self, beta: float, threshold: float = 1.0, reset_mechanism: str = "subtract",
+    def __init__(self, beta, threshold=1.0, reset_mechanism: str = "subtract",
                  surrogate: sg.SurrogateFunction = None, step_mode: str = "m", backend: str = "auto",
-                 return_mem: bool = True):
+                 return_mem: bool = True, learn_beta: bool = False, learn_threshold: bool = False,
+                 param_shape=None):
         super().__init__(step_mode, backend)
         self.return_mem = bool(return_mem)
-        beta = _finite("beta", beta)
-        if not 0.0 <= beta <= 1.0:
-            raise ValueError(f"beta must be in [0, 1], got {beta}")
-        self.beta = beta
-        self.threshold = _finite("threshold", threshold)
+        self.learn_beta = bool(learn_beta)
+        self.learn_threshold = bool(learn_threshold)
+        shape = _shape_arg(param_shape)
+        # A fixed beta must lie in [0, 1]; a learnable one is clamped in forward (snnTorch).
+        _register_param(self, "beta", beta, self.learn_beta, shape, low=0.0, high=1.0)
+        _register_param(self, "threshold", threshold, self.learn_threshold, shape)
         self.reset_mechanism = _check_choice("reset_mechanism", reset_mechanism, tuple(ops.LEAKY_RESETS))
         self.surrogate_function = sg.get(surrogate if surrogate is not None else sg.ATan())
         self.reset()
@@ -305,6 +453,9 @@ class Leaky(MemoryModule):
         state = self.mem if mem is None else mem
         u0 = _as_state(state, x, rest, "the membrane mem")
         u_init = 0.0 if isinstance(state, Tensor) else _finite("mem", state)
+        beta, th = self.beta, self.threshold
+        if isinstance(beta, Tensor):
+            beta = beta.clamp(0, 1)
         if self._use_fused(x, self.surrogate_function):
             spikes, mem_seq, _, mem_last = ops.neuron_multistep(
                 x.unsqueeze(0) if single else x, u0,
@@ -313,18 +464,20 @@ class Leaky(MemoryModule):
                 reset=ops.LEAKY_RESETS[self.reset_mechanism],
                 surrogate_id=self.surrogate_function.kind_id,
                 surrogate_param=self.surrogate_function.param,
-                v_threshold=self.threshold,
-                beta=self.beta,
+                v_threshold=1.0 if isinstance(th, Tensor) else th,
+                beta=1.0 if isinstance(beta, Tensor) else beta,
                 v_init=u_init,
                 store_v_seq=single or self.return_mem,
                 # Without a membrane output, checkpoints are the whole saving:
                 # 1/8 of a membrane sequence (measured no slower on CPU either).
                 save_mode=None if (single or self.return_mem) else ops.SAVE_CKPT,
+                decay_param=_op_param(beta if isinstance(beta, Tensor) else None, rest, "beta"),
+                threshold_param=_op_param(th if isinstance(th, Tensor) else None, rest, "threshold"),
             )
         else:
             xs = x.unsqueeze(0) if single else (x.unsqueeze(0).expand(T, *x.shape) if T is not None else x)
             spikes, mem_seq, mem_last = reference.leaky_reference(
-                xs, u0 if u0 is not None else u_init, beta=self.beta, threshold=self.threshold,
+                xs, u0 if u0 is not None else u_init, beta=beta, threshold=th,
                 reset_mechanism=self.reset_mechanism, surrogate=self.surrogate_function)
         self.mem = mem_last
         if single:
@@ -334,7 +487,8 @@ class Leaky(MemoryModule):
         return spikes, mem_seq
 
     def extra_repr(self) -> str:
-        return (f"beta={self.beta}, threshold={self.threshold}, reset_mechanism={self.reset_mechanism!r}, "
+        return (f"beta={_param_repr(self.beta)}, threshold={_param_repr(self.threshold)}, "
+                f"reset_mechanism={self.reset_mechanism!r}, "
                 f"surrogate={self.surrogate_function!r}, " + super().extra_repr())
 
 

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from . import _ext
 
-MODEL_LIF, MODEL_IF, MODEL_LEAKY = 0, 1, 2
+MODEL_LIF, MODEL_IF, MODEL_LEAKY, MODEL_PLIF = 0, 1, 2, 3
 # LIF/IF: hard / soft.  Leaky: zero / subtract / none.
 RESET_HARD, RESET_SOFT, RESET_NONE = 0, 1, 2
 LEAKY_RESETS = {"zero": RESET_HARD, "subtract": RESET_SOFT, "none": RESET_NONE}
@@ -54,8 +54,9 @@ def _seq_shapes(x: Tensor, T: int):
 if _ext.loaded:
 
     @torch.library.register_fake("snn_cuda::neuron_forward")
-    def _forward_fake(x, v0, T, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor,
-                      beta, v_init, decay_input, has_floor, detach_reset, save_mode, store_v_seq):
+    def _forward_fake(x, v0, decay_param, threshold_param, T, model, reset, surrogate, surrogate_param, tau,
+                      v_threshold, v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset, save_mode,
+                      store_v_seq):
         seq, rest = _seq_shapes(x, T)
         sdt = state_dtype(x.dtype)
         leaky = model == MODEL_LEAKY
@@ -71,9 +72,9 @@ if _ext.loaded:
         return spikes, saved, v_seq, v_last
 
     @torch.library.register_fake("snn_cuda::neuron_backward")
-    def _backward_fake(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, T, save_mode, model, reset, surrogate,
-                       surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init, decay_input, has_floor,
-                       detach_reset, x_dtype):
+    def _backward_fake(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param, threshold_param, T,
+                       save_mode, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta,
+                       v_init, decay_input, has_floor, detach_reset, grad_decay, grad_threshold, x_dtype):
         rest = tuple(saved.shape[1:])
         if T >= 0:
             gx_shape = rest
@@ -82,34 +83,53 @@ if _ext.loaded:
         else:
             gx_shape = tuple(saved.shape)
         gx = saved.new_empty(gx_shape, dtype=x_dtype)
-        return gx, saved.new_empty(rest)
+        return (gx, saved.new_empty(rest), saved.new_empty(rest if grad_decay else (0,)),
+                saved.new_empty(rest if grad_threshold else (0,)))
 
     def _forward_setup_context(ctx, inputs, output):
-        (x, v0, T, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
-         decay_input, has_floor, detach_reset, save_mode, store_v_seq) = inputs
+        (x, v0, decay_param, threshold_param, T, model, reset, surrogate, surrogate_param, tau, v_threshold,
+         v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset, save_mode, store_v_seq) = inputs
         _, saved, _, _ = output
         if model == MODEL_LEAKY and store_v_seq:
             save_mode = SAVE_H  # the membrane sequence it returns is what it saves
+        grad_decay = decay_param is not None and decay_param.requires_grad
+        grad_th = threshold_param is not None and threshold_param.requires_grad
+        # ParametricLIF's decay gradient reads x (decay_input) and the initial state.
+        plif_decay = model == MODEL_PLIF and grad_decay
+        keep_x = save_mode == SAVE_CKPT or (plif_decay and decay_input)
+        keep_v0 = model == MODEL_LEAKY or plif_decay
         # Unused outputs (v_seq when not stored, spikes under a membrane-only
         # loss) must reach the kernel as None, not as materialised zeros.
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(saved, x if save_mode == SAVE_CKPT else None, v0 if model == MODEL_LEAKY else None)
-        ctx.args = (T, save_mode, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
-                    decay_input, has_floor, detach_reset)
+        ctx.save_for_backward(saved, x if keep_x else None, v0 if keep_v0 else None, decay_param, threshold_param)
+        ctx.args = (T, save_mode, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta,
+                    v_init, decay_input, has_floor, detach_reset, grad_decay, grad_th)
         ctx.x_dtype = x.dtype
 
+    def _reduce_param_grad(partial: Tensor, param: Tensor) -> Tensor:
+        # Per-neuron sums -> the parameter's shape, in a fixed order (torch's
+        # sum: deterministic, no atomics).
+        P = param.numel()
+        g = partial.reshape(-1, P).sum(0) if P > 1 else partial.sum()
+        return g.reshape(param.shape)
+
     def _forward_backward(ctx, g_spikes, g_saved, g_v_seq, g_v_last):
-        saved, x, v0 = ctx.saved_tensors
+        saved, x, v0, decay_param, threshold_param = ctx.saved_tensors
         (T, save_mode, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
-         decay_input, has_floor, detach_reset) = ctx.args
+         decay_input, has_floor, detach_reset, grad_decay, grad_th) = ctx.args
         if model == MODEL_LEAKY and save_mode == SAVE_H:
             g_v_seq = g_saved  # Leaky's saved tensor is the membrane sequence it returns
         elif g_v_seq is not None and g_v_seq.numel() == 0:
             g_v_seq = None
-        gx, gv0 = torch.ops.snn_cuda.neuron_backward(
-            g_spikes, g_v_seq, g_v_last, saved, x, v0, T, save_mode, model, reset, surrogate, surrogate_param, tau,
-            v_threshold, v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset, ctx.x_dtype)
-        return (gx, gv0 if ctx.needs_input_grad[1] else None) + (None,) * 16
+        grad_decay = grad_decay and ctx.needs_input_grad[2]
+        grad_th = grad_th and ctx.needs_input_grad[3]
+        gx, gv0, gd, gt = torch.ops.snn_cuda.neuron_backward(
+            g_spikes, g_v_seq, g_v_last, saved, x, v0, decay_param, threshold_param, T, save_mode, model, reset,
+            surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init, decay_input, has_floor,
+            detach_reset, grad_decay, grad_th, ctx.x_dtype)
+        return (gx, gv0 if ctx.needs_input_grad[1] else None,
+                _reduce_param_grad(gd, decay_param) if grad_decay else None,
+                _reduce_param_grad(gt, threshold_param) if grad_th else None) + (None,) * 16
 
     torch.library.register_autograd(
         "snn_cuda::neuron_forward", _forward_backward, setup_context=_forward_setup_context)
@@ -153,16 +173,27 @@ def neuron_multistep(
     detach_reset: bool = False,
     store_v_seq: bool = False,
     save_mode: Optional[int] = None,
+    decay_param: Optional[Tensor] = None,
+    threshold_param: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Runs the fused op. Returns (spikes, saved, v_seq, v_last); for Leaky
     `saved` is the membrane sequence. Nothing is saved for backward unless
-    autograd will need it."""
-    need_grad = torch.is_grad_enabled() and (x.requires_grad or (v0 is not None and v0.requires_grad))
+    autograd will need it. `decay_param` (ParametricLIF's k, Leaky's beta) and
+    `threshold_param` are tensors (learnable or per-neuron) that override the
+    scalars; they are cast to the state dtype here, so autograd carries their
+    gradients back to the caller's dtype."""
+    sdt = state_dtype(x.dtype)
+    if decay_param is not None:
+        decay_param = decay_param.to(sdt)
+    if threshold_param is not None:
+        threshold_param = threshold_param.to(sdt)
+    need_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, v0, decay_param, threshold_param))
     if not need_grad:
         save_mode = SAVE_NONE
     elif save_mode is None:
         save_mode = DEFAULT_SAVE_MODE.get(x.device.type, SAVE_H)
     return torch.ops.snn_cuda.neuron_forward(
-        x, v0, T, model, reset, surrogate_id, float(surrogate_param), float(tau), float(v_threshold),
-        float(v_reset), 0.0 if v_floor is None else float(v_floor), float(beta), float(v_init),
+        x, v0, decay_param, threshold_param, T, model, reset, surrogate_id, float(surrogate_param), float(tau),
+        float(v_threshold), float(v_reset), 0.0 if v_floor is None else float(v_floor), float(beta), float(v_init),
         bool(decay_input), v_floor is not None, bool(detach_reset), int(save_mode), bool(store_v_seq))

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_MODELS = ("lif", "if")
+_MODELS = ("lif", "if", "plif")
 _RESET_MECHANISMS = ("subtract", "zero", "none")
 
 
@@ -84,6 +84,25 @@ def _scalar(value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
     return torch.tensor(value, dtype=dtype, device=device)
 
 
+def _param(name: str, value, dtype: torch.dtype, device: torch.device, shape) -> Tensor:
+    """A neuron parameter in the state dtype: a Python number (rounded, 0-dim), or a tensor
+    (learnable or per-neuron; autograd kept) that broadcasts to one step's shape."""
+    if not isinstance(value, Tensor):
+        return _scalar(_finite(name, value), dtype, device)
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a float or a floating tensor, got dtype {value.dtype}")
+    if value.device != device:
+        raise ValueError(f"{name} is on {value.device} but the input is on {device}")
+    try:
+        ok = torch.broadcast_shapes(value.shape, shape) == shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a scalar or broadcast to one step's shape {tuple(shape)}, "
+                         f"got shape {tuple(value.shape)}")
+    return value.to(dtype)
+
+
 def _init_state(
     init: Optional[Union[Tensor, float]],
     name: str,
@@ -126,12 +145,22 @@ def _resolve_surrogate(surrogate, default_cls) -> SurrogateFunction:
 class _LIFParams:
     """Validated LIF/IF parameters, scalars rounded to the state dtype on x's device."""
 
-    def __init__(self, dtype, device, *, model, tau, decay_input, v_threshold, v_reset,
-                 surrogate, detach_reset, v_floor):
+    def __init__(self, dtype, device, shape, *, model, tau, decay_input, v_threshold, v_reset,
+                 surrogate, detach_reset, v_floor, k=None):
         if not isinstance(model, str) or model.lower() not in _MODELS:
             raise ValueError(f"model must be one of {_MODELS}, got {model!r}")
         self.model = model.lower()
         self.is_lif = self.model == "lif"
+        self.is_plif = self.model == "plif"
+        if self.is_plif:
+            # ParametricLIF: the charge multiplies by k = sigmoid(w) (SpikingJelly's form)
+            if k is None:
+                raise ValueError("model='plif' needs k (= sigmoid(w), in (0, 1))")
+            self.k = _param("k", k, dtype, device, shape)
+            if v_floor is not None:
+                raise ValueError("v_floor is only supported for model='if' (got model='plif')")
+        elif k is not None:
+            raise ValueError(f"k is only used by model='plif' (got model={self.model!r})")
         if self.is_lif:
             t = _finite("tau", tau)
             if not t > 1.0:
@@ -140,7 +169,7 @@ class _LIFParams:
             if v_floor is not None:
                 raise ValueError("v_floor is only supported for model='if' (got model='lif')")
         self.decay_input = bool(decay_input)
-        self.v_threshold = _scalar(_finite("v_threshold", v_threshold), dtype, device)
+        self.v_threshold = _param("v_threshold", v_threshold, dtype, device, shape)
         self.hard = v_reset is not None
         vr = _finite("v_reset", v_reset) if self.hard else 0.0
         self.vr_value = vr
@@ -155,7 +184,12 @@ class _LIFParams:
 def _lif_step(x: Tensor, v: Tensor, p: _LIFParams) -> Tuple[Tensor, Tensor, Tensor]:
     """One step in the state dtype: returns (s, v_new, h), all in the state dtype."""
     # charge
-    if p.is_lif:
+    if p.is_plif:
+        if p.decay_input:
+            h = v + (x - (v - p.v_reset)) * p.k
+        else:
+            h = v - (v - p.v_reset) * p.k + x
+    elif p.is_lif:
         if p.decay_input:
             h = v + (x - (v - p.v_reset)) / p.tau
         else:
@@ -190,15 +224,16 @@ def reference_step_lif(
     surrogate=None,
     detach_reset: bool = False,
     v_floor: Optional[float] = None,
+    k=None,
 ) -> Tuple[Tensor, Tensor, Tensor]:
-    """One LIF/IF step. ``x``: one time step ``[...]``; ``v``: previous membrane (default
+    """One LIF/IF/ParametricLIF step. ``x``: one time step ``[...]``; ``v``: previous membrane (default
     v_reset, or 0 for soft reset). Returns ``(s, v_new, h)``: the spike in x's dtype, the
     post-reset membrane and the charged potential H in the state dtype."""
     _check_x(x, "x", 0)
     dtype = state_dtype_for(x.dtype)
-    p = _LIFParams(dtype, x.device, model=model, tau=tau, decay_input=decay_input,
+    p = _LIFParams(dtype, x.device, x.shape, model=model, tau=tau, decay_input=decay_input,
                    v_threshold=v_threshold, v_reset=v_reset, surrogate=surrogate,
-                   detach_reset=detach_reset, v_floor=v_floor)
+                   detach_reset=detach_reset, v_floor=v_floor, k=k)
     v = _init_state(v, "v", p.vr_value, x.shape, dtype, x.device)
     s, v_new, h = _lif_step(x.to(dtype), v, p)
     return s.to(x.dtype), v_new, h
@@ -216,13 +251,17 @@ def lif_reference(
     surrogate=None,
     detach_reset: bool = False,
     v_floor: Optional[float] = None,
+    k=None,
 ) -> Tuple[Tensor, Tensor, Tensor]:
-    """SpikingJelly-compatible multi-step LIF (``model="lif"``) or IF (``model="if"``).
+    """SpikingJelly-compatible multi-step LIF (``model="lif"``), IF (``model="if"``) or
+    ParametricLIF (``model="plif"``: the charge multiplies by ``k`` = sigmoid(w) where LIF
+    divides by tau).
 
     ``x_seq``: ``[T, ...]`` floating tensor. ``v0``: initial membrane of shape
     ``x_seq.shape[1:]`` (default v_reset, or 0 for soft reset). ``v_reset=None`` selects the
     soft reset. ``surrogate``: a :class:`SurrogateFunction` or a name (default
-    ``Sigmoid(alpha=4)``). ``v_floor``: IF only, ``H = max(V + X, v_floor)``.
+    ``Sigmoid(alpha=4)``). ``v_floor``: IF only, ``H = max(V + X, v_floor)``. ``v_threshold``
+    and ``k`` may be tensors (learnable, or per neuron: broadcastable to ``x_seq.shape[1:]``).
 
     Returns ``(spike_seq, v_seq, v_last)``: spikes ``[T, ...]`` in x_seq's dtype, the
     post-reset membranes ``[T, ...]`` and the final membrane ``[...]`` in the state dtype.
@@ -231,9 +270,9 @@ def lif_reference(
     dtype = state_dtype_for(x_seq.dtype)
     device = x_seq.device
     rest = x_seq.shape[1:]
-    p = _LIFParams(dtype, device, model=model, tau=tau, decay_input=decay_input,
+    p = _LIFParams(dtype, device, rest, model=model, tau=tau, decay_input=decay_input,
                    v_threshold=v_threshold, v_reset=v_reset, surrogate=surrogate,
-                   detach_reset=detach_reset, v_floor=v_floor)
+                   detach_reset=detach_reset, v_floor=v_floor, k=k)
     v = _init_state(v0, "v0", p.vr_value, rest, dtype, device)
 
     spikes, vs = [], []
@@ -279,7 +318,7 @@ class _LeakyParams:
             if not 0.0 <= b <= 1.0:
                 raise ValueError(f"beta must be in [0, 1], got {b!r}")
             self.beta = _scalar(b, dtype, device)
-        self.threshold = _scalar(_finite("threshold", threshold), dtype, device)
+        self.threshold = _param("threshold", threshold, dtype, device, shape)
         self.surrogate = _resolve_surrogate(surrogate, _surrogate.ATan)
 
 

@@ -73,8 +73,59 @@ SNN_CPU_CLONES void bwd_row(const Coeffs<S> c, i64 len, const S* __restrict save
 #pragma omp simd
   for (i64 j = 0; j < len; ++j) {
     S cj = carry[j];
-    gx[j] = backward_step<MODEL, RESET, SG, S>(c, saved[j], prev[j], gs[j], gv[j], cj);
+    S unused_d = S(0), unused_t = S(0);
+    gx[j] = backward_step<MODEL, RESET, SG, S>(c, saved[j], prev[j], S(0), gs[j], gv[j], cj, unused_d, unused_t);
     carry[j] = cj;
+  }
+}
+
+// Per-neuron parameter rows (a separate instantiation, so that the scalar
+// kernels above keep their coefficients in registers).
+template <int MODEL, typename S>
+SNN_HD SNN_INLINE void row_coeffs(Coeffs<S>& c, S d, S th) {
+  if (MODEL == MODEL_LEAKY) {
+    c.beta = d;
+  } else {
+    c.tau = d;
+  }
+  c.v_th = th;
+}
+
+template <int MODEL, int RESET, typename S>
+SNN_CPU_CLONES void fwd_row_p(const Coeffs<S> c, i64 len, S* __restrict v, const S* __restrict x,
+                              S* __restrict saved, S* __restrict s, const S* __restrict pd,
+                              const S* __restrict pt) {
+#pragma omp simd
+  for (i64 j = 0; j < len; ++j) {
+    Coeffs<S> cj = c;
+    row_coeffs<MODEL, S>(cj, pd[j], pt[j]);
+    S vj = v[j];
+    S sv;
+    s[j] = forward_step<MODEL, RESET, S>(cj, vj, x[j], sv);
+    v[j] = vj;
+    saved[j] = sv;
+  }
+}
+
+// prev: the state before the step (prev_is_state) or the saved value of the
+// step before, from which that state is rebuilt. x: X_t (ParametricLIF's
+// decay gradient). gd/gt: the per-neuron parameter gradient sums.
+template <int MODEL, int RESET, int SG, typename S>
+SNN_CPU_CLONES void bwd_row_p(const Coeffs<S> c, i64 len, const S* __restrict saved, const S* __restrict prev,
+                              bool prev_is_state, const S* __restrict x, const S* __restrict gs,
+                              const S* __restrict gv, S* __restrict carry, S* __restrict gx,
+                              const S* __restrict pd, const S* __restrict pt, S* __restrict gd,
+                              S* __restrict gt) {
+#pragma omp simd
+  for (i64 j = 0; j < len; ++j) {
+    Coeffs<S> cj = c;
+    row_coeffs<MODEL, S>(cj, pd[j], pt[j]);
+    const S pv = prev_is_state ? prev[j] : state_from_saved<MODEL, RESET, S>(cj, prev[j]);
+    S cy = carry[j], d = gd[j], t = gt[j];
+    gx[j] = backward_step<MODEL, RESET, SG, S>(cj, saved[j], pv, x[j], gs[j], gv[j], cy, d, t);
+    carry[j] = cy;
+    gd[j] = d;
+    gt[j] = t;
   }
 }
 
@@ -121,12 +172,41 @@ template <typename S>
 using FwdRow = void (*)(const Coeffs<S>, i64, S*, const S*, S*, S*);
 template <typename S>
 using BwdRow = void (*)(const Coeffs<S>, i64, const S*, const S*, const S*, const S*, S*, S*);
+template <typename S>
+using FwdRowP = void (*)(const Coeffs<S>, i64, S*, const S*, S*, S*, const S*, const S*);
+template <typename S>
+using BwdRowP = void (*)(const Coeffs<S>, i64, const S*, const S*, bool, const S*, const S*, const S*, S*, S*,
+                         const S*, const S*, S*, S*);
+
+template <typename S>
+struct Rows {
+  FwdRow<S> fwd;
+  FwdRowP<S> fwd_p;
+  BwdRow<S> bwd;
+  BwdRowP<S> bwd_p;
+};
+
+// The block's per-neuron parameter rows: element n0 + j of the [P] tensors
+// (or the scalar coefficient when a parameter is not per-neuron).
+template <typename S, typename Prm>
+void fill_param_rows(const Prm& p, const Coeffs<S>& c, bool leaky, i64 n0, i64 len, S* pd, S* pt) {
+  const S* dp = (const S*)p.decay_param;
+  const S* tp = (const S*)p.th_param;
+  const S d0 = leaky ? c.beta : c.tau;
+  i64 k = p.P > 0 ? n0 % p.P : 0;
+  for (i64 j = 0; j < len; ++j) {
+    pd[j] = dp ? dp[k] : d0;
+    pt[j] = tp ? tp[k] : c.v_th;
+    if (++k == p.P) k = 0;
+  }
+}
 
 template <typename T>
-void fwd_driver(const FwdParams& p, FwdRow<typename StateOf<T>::type> row) {
+void fwd_driver(const FwdParams& p, bool leaky, const Rows<typename StateOf<T>::type>& rows) {
   typedef typename StateOf<T>::type S;
   constexpr bool direct = std::is_same<T, S>::value;
   const Coeffs<S> c = make_coeffs<S>(p, 0.0);
+  const bool pv = p.decay_param || p.th_param;
   const i64 N = p.N, blk = block_len(N), nblk = (N + blk - 1) / blk;
   const T* x = (const T*)p.x;
   const S* v0 = (const S*)p.v0;
@@ -136,10 +216,12 @@ void fwd_driver(const FwdParams& p, FwdRow<typename StateOf<T>::type> row) {
   S* v_last = (S*)p.v_last;
   S* ckpt = (S*)p.ckpt;
   at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
-    Scratch<S> scratch(4);
+    Scratch<S> scratch(pv ? 6 : 4);
     S *v = scratch.row(0), *xb = scratch.row(1), *sb = scratch.row(2), *hb = scratch.row(3);
+    S *pd = pv ? scratch.row(4) : nullptr, *pt = pv ? scratch.row(5) : nullptr;
     for (i64 b = b0; b < b1; ++b) {
       const i64 n0 = b * blk, len = std::min(blk, N - n0);
+      if (pv) fill_param_rows(p, c, leaky, n0, len, pd, pt);
       for (i64 j = 0; j < len; ++j) v[j] = v0 ? v0[n0 + j] : (S)p.v_init;
       for (i64 t = 0; t < p.T; ++t) {
         const i64 o = t * N + n0;
@@ -152,7 +234,11 @@ void fwd_driver(const FwdParams& p, FwdRow<typename StateOf<T>::type> row) {
           load_row(xr, len, xb);
           xs = xb;
         }
-        row(c, len, v, xs, hb, sb);
+        if (pv) {
+          rows.fwd_p(c, len, v, xs, hb, sb, pd, pt);
+        } else {
+          rows.fwd(c, len, v, xs, hb, sb);
+        }
         if constexpr (direct) {
           stream_row(spikes + o, sb, len);
         } else {
@@ -179,12 +265,17 @@ inline const S* x_row(const T* x, i64 off, i64 len, S* buf) {
 }
 
 template <typename T>
-void bwd_driver(const BwdParams& p, bool leaky, FwdRow<typename StateOf<T>::type> fwd,
-                BwdRow<typename StateOf<T>::type> row) {
+void bwd_driver(const BwdParams& p, bool leaky, const Rows<typename StateOf<T>::type>& rows) {
   typedef typename StateOf<T>::type S;
   constexpr bool direct = std::is_same<T, S>::value;
   Coeffs<S> c = make_coeffs<S>(p, p.sg_param);
   c.detach_reset = p.detach_reset != 0;
+  c.learn_decay = p.grad_decay != nullptr;
+  c.learn_th = p.grad_th != nullptr;
+  const bool pv = p.decay_param || p.th_param;
+  // The state before each step: Leaky's reset, ParametricLIF's decay gradient.
+  const bool need_prev = leaky || c.learn_decay;
+  const bool need_x = !leaky && c.learn_decay && c.decay_input;
   const i64 N = p.N, blk = block_len(N), nblk = (N + blk - 1) / blk;
   const T* gs = (const T*)p.grad_spikes;
   const S* gv = (const S*)p.grad_v_seq;
@@ -195,16 +286,26 @@ void bwd_driver(const BwdParams& p, bool leaky, FwdRow<typename StateOf<T>::type
   const S* v0 = (const S*)p.v0;
   T* gx = (T*)p.grad_x;
   S* gv0 = (S*)p.grad_v0;
+  S* g_dec = (S*)p.grad_decay;
+  S* g_thr = (S*)p.grad_th;
   const bool const_input = p.const_input != 0;
   at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
-    Scratch<S> scratch(9 + kChunk);
+    constexpr int kRows = 14;
+    Scratch<S> scratch(kRows + kChunk);
     S *carry = scratch.row(0), *zero = scratch.row(1), *u0 = scratch.row(2), *gsb = scratch.row(3);
     S *gxb = scratch.row(4), *acc = scratch.row(5), *xb = scratch.row(6), *vb = scratch.row(7), *sb = scratch.row(8);
+    S *pd = scratch.row(9), *pt = scratch.row(10), *gd = scratch.row(11), *gt = scratch.row(12);
+    S* xtb = scratch.row(13);
     S* hs[kChunk];
-    for (int k = 0; k < kChunk; ++k) hs[k] = scratch.row(9 + k);
+    for (int k = 0; k < kChunk; ++k) hs[k] = scratch.row(kRows + k);
     std::fill(zero, zero + blk, S(0));
     for (i64 b = b0; b < b1; ++b) {
       const i64 n0 = b * blk, len = std::min(blk, N - n0);
+      if (pv) {
+        fill_param_rows(p, c, leaky, n0, len, pd, pt);
+        std::fill(gd, gd + len, S(0));
+        std::fill(gt, gt + len, S(0));
+      }
       for (i64 j = 0; j < len; ++j) {
         carry[j] = gvl ? gvl[n0 + j] : S(0);
         acc[j] = S(0);
@@ -216,17 +317,28 @@ void bwd_driver(const BwdParams& p, bool leaky, FwdRow<typename StateOf<T>::type
           // Rebuild the chunk's saved values from its checkpoint, as the
           // forward computed them (same row kernel, same rounding).
           std::memcpy(vb, ckpt + ci * N + n0, len * sizeof(S));
-          for (i64 k = 0; k < steps; ++k)
-            fwd(c, len, vb, x_row(x, (t0 + k) * p.x_tstride + n0, len, xb), hs[k], sb);
+          for (i64 k = 0; k < steps; ++k) {
+            const S* xr = x_row(x, (t0 + k) * p.x_tstride + n0, len, xb);
+            if (pv) {
+              rows.fwd_p(c, len, vb, xr, hs[k], sb, pd, pt);
+            } else {
+              rows.fwd(c, len, vb, xr, hs[k], sb);
+            }
+          }
         }
         for (i64 t = t0 + steps - 1; t >= t0; --t) {
           const i64 o = t * N + n0;
           const S* sv = ckpt ? hs[t - t0] : saved + o;
-          const S* prev = sv;  // unused unless Leaky
-          if (leaky) {
+          // prev: a state (the checkpoint, the initial state) or the saved
+          // value of step t-1.
+          const S* prev = zero;
+          bool prev_is_state = true;
+          if (need_prev) {
             if (ckpt) {
+              prev_is_state = t == t0;
               prev = t > t0 ? hs[t - t0 - 1] : ckpt + ci * N + n0;
             } else {
+              prev_is_state = t == 0;
               prev = t > 0 ? saved + o - N : u0;
             }
           }
@@ -239,7 +351,13 @@ void bwd_driver(const BwdParams& p, bool leaky, FwdRow<typename StateOf<T>::type
             load_row(gs + o, len, gsb);
             gsr = gsb;
           }
-          row(c, len, sv, prev, gsr, gv ? gv + o : zero, carry, gxb);
+          const S* gvr = gv ? gv + o : zero;
+          if (pv) {
+            const S* xr = need_x ? x_row(x, t * p.x_tstride + n0, len, xtb) : zero;
+            rows.bwd_p(c, len, sv, prev, prev_is_state, xr, gsr, gvr, carry, gxb, pd, pt, gd, gt);
+          } else {
+            rows.bwd(c, len, sv, prev, gsr, gvr, carry, gxb);
+          }
           if (const_input) {
             for (i64 j = 0; j < len; ++j) acc[j] += gxb[j];
           } else if constexpr (direct) {
@@ -251,89 +369,86 @@ void bwd_driver(const BwdParams& p, bool leaky, FwdRow<typename StateOf<T>::type
       }
       std::memcpy(gv0 + n0, carry, len * sizeof(S));
       if (const_input) store_row(acc, len, gx + n0);
+      if (g_dec) std::memcpy(g_dec + n0, gd, len * sizeof(S));
+      if (g_thr) std::memcpy(g_thr + n0, gt, len * sizeof(S));
     }
     stream_fence();
   });
 }
 
 // Tables of compiled row kernels, indexed by snn_host::combo_index.
-template <typename S>
-FwdRow<S> fwd_row_for(int combo) {
-  static const FwdRow<S> table[7] = {
-      fwd_row<MODEL_LIF, RESET_HARD, S>,   fwd_row<MODEL_LIF, RESET_SOFT, S>,
-      fwd_row<MODEL_IF, RESET_HARD, S>,    fwd_row<MODEL_IF, RESET_SOFT, S>,
-      fwd_row<MODEL_LEAKY, RESET_HARD, S>, fwd_row<MODEL_LEAKY, RESET_SOFT, S>,
-      fwd_row<MODEL_LEAKY, RESET_NONE, S>,
-  };
-  return table[combo];
-}
+#define SNN_COMBOS(F, ...)                                                                          \
+  {F<MODEL_LIF, RESET_HARD, ##__VA_ARGS__>,   F<MODEL_LIF, RESET_SOFT, ##__VA_ARGS__>,                \
+   F<MODEL_IF, RESET_HARD, ##__VA_ARGS__>,    F<MODEL_IF, RESET_SOFT, ##__VA_ARGS__>,                 \
+   F<MODEL_LEAKY, RESET_HARD, ##__VA_ARGS__>, F<MODEL_LEAKY, RESET_SOFT, ##__VA_ARGS__>,              \
+   F<MODEL_LEAKY, RESET_NONE, ##__VA_ARGS__>}
 
 template <int SG, typename S>
-BwdRow<S> bwd_row_sg(int combo) {
-  static const BwdRow<S> table[7] = {
-      bwd_row<MODEL_LIF, RESET_HARD, SG, S>,   bwd_row<MODEL_LIF, RESET_SOFT, SG, S>,
-      bwd_row<MODEL_IF, RESET_HARD, SG, S>,    bwd_row<MODEL_IF, RESET_SOFT, SG, S>,
-      bwd_row<MODEL_LEAKY, RESET_HARD, SG, S>, bwd_row<MODEL_LEAKY, RESET_SOFT, SG, S>,
-      bwd_row<MODEL_LEAKY, RESET_NONE, SG, S>,
-  };
-  return table[combo];
+void bwd_rows_sg(int combo, Rows<S>& r) {
+  static const BwdRow<S> scalar[7] = SNN_COMBOS(bwd_row, SG, S);
+  static const BwdRowP<S> per_neuron[7] = SNN_COMBOS(bwd_row_p, SG, S);
+  r.bwd = scalar[combo];
+  r.bwd_p = per_neuron[combo];
 }
 
 template <typename S>
-BwdRow<S> bwd_row_for(int combo, int sg) {
+Rows<S> rows_for(int combo, int sg) {
+  static const FwdRow<S> fwd[7] = SNN_COMBOS(fwd_row, S);
+  static const FwdRowP<S> fwd_p[7] = SNN_COMBOS(fwd_row_p, S);
+  Rows<S> r{fwd[combo], fwd_p[combo], nullptr, nullptr};
   switch (sg) {
-    case SG_SIGMOID: return bwd_row_sg<SG_SIGMOID, S>(combo);
-    case SG_ATAN: return bwd_row_sg<SG_ATAN, S>(combo);
-    case SG_FAST_SIGMOID: return bwd_row_sg<SG_FAST_SIGMOID, S>(combo);
-    case SG_PIECEWISE_QUADRATIC: return bwd_row_sg<SG_PIECEWISE_QUADRATIC, S>(combo);
-    case SG_PIECEWISE_EXP: return bwd_row_sg<SG_PIECEWISE_EXP, S>(combo);
-    case SG_SOFT_SIGN: return bwd_row_sg<SG_SOFT_SIGN, S>(combo);
-    case SG_ERF: return bwd_row_sg<SG_ERF, S>(combo);
-    case SG_RECT: return bwd_row_sg<SG_RECT, S>(combo);
-    default: return bwd_row_sg<SG_STRAIGHT_THROUGH, S>(combo);
+    case SG_SIGMOID: bwd_rows_sg<SG_SIGMOID, S>(combo, r); break;
+    case SG_ATAN: bwd_rows_sg<SG_ATAN, S>(combo, r); break;
+    case SG_FAST_SIGMOID: bwd_rows_sg<SG_FAST_SIGMOID, S>(combo, r); break;
+    case SG_PIECEWISE_QUADRATIC: bwd_rows_sg<SG_PIECEWISE_QUADRATIC, S>(combo, r); break;
+    case SG_PIECEWISE_EXP: bwd_rows_sg<SG_PIECEWISE_EXP, S>(combo, r); break;
+    case SG_SOFT_SIGN: bwd_rows_sg<SG_SOFT_SIGN, S>(combo, r); break;
+    case SG_ERF: bwd_rows_sg<SG_ERF, S>(combo, r); break;
+    case SG_RECT: bwd_rows_sg<SG_RECT, S>(combo, r); break;
+    case SG_STRAIGHT_THROUGH: bwd_rows_sg<SG_STRAIGHT_THROUGH, S>(combo, r); break;
+    default: break;  // forward only (the surrogate was checked where it matters)
   }
+  return r;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cpu(
-    const at::Tensor& x, const c10::optional<at::Tensor>& v0, int64_t T, int64_t model, int64_t reset,
+    const at::Tensor& x, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& decay_param,
+    const c10::optional<at::Tensor>& threshold_param, int64_t T, int64_t model, int64_t reset,
     int64_t surrogate, double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta,
     double v_init, bool decay_input, bool has_floor, bool detach_reset, int64_t save_mode, bool store_v_seq) {
-  auto f = snn_host::prepare_forward(x, v0, T, model, reset, surrogate, sg_param, tau, v_th, v_reset, v_floor, beta, v_init,
-                                     decay_input, has_floor, save_mode, store_v_seq);
+  auto f = snn_host::prepare_forward(x, v0, decay_param, threshold_param, T, model, reset, surrogate, sg_param, tau,
+                                     v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor, save_mode,
+                                     store_v_seq);
+  const bool leaky = model == MODEL_LEAKY;
   switch (f.dt) {
-    case snn_host::DT_F32: fwd_driver<float>(f.p, fwd_row_for<float>(f.combo)); break;
-    case snn_host::DT_F64: fwd_driver<double>(f.p, fwd_row_for<double>(f.combo)); break;
-    case snn_host::DT_F16: fwd_driver<half_t>(f.p, fwd_row_for<float>(f.combo)); break;
-    case snn_host::DT_BF16: fwd_driver<bf16_t>(f.p, fwd_row_for<float>(f.combo)); break;
+    case snn_host::DT_F32: fwd_driver<float>(f.p, leaky, rows_for<float>(f.combo, -1)); break;
+    case snn_host::DT_F64: fwd_driver<double>(f.p, leaky, rows_for<double>(f.combo, -1)); break;
+    case snn_host::DT_F16: fwd_driver<half_t>(f.p, leaky, rows_for<float>(f.combo, -1)); break;
+    case snn_host::DT_BF16: fwd_driver<bf16_t>(f.p, leaky, rows_for<float>(f.combo, -1)); break;
   }
   return snn_host::outputs(f);
 }
 
-std::tuple<at::Tensor, at::Tensor> neuron_backward_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_backward_cpu(
     const c10::optional<at::Tensor>& grad_spikes, const c10::optional<at::Tensor>& grad_v_seq,
     const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved, const c10::optional<at::Tensor>& x,
-    const c10::optional<at::Tensor>& v0, int64_t T, int64_t save_mode, int64_t model, int64_t reset, int64_t surrogate, double sg_param, double tau, double v_th,
-    double v_reset, double v_floor, double beta, double v_init, bool decay_input, bool has_floor,
-    bool detach_reset, at::ScalarType x_dtype) {
-  auto b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, T, save_mode, model, reset, surrogate,
-                                      sg_param, tau, v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor,
-                                      detach_reset, x_dtype);
+    const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& decay_param,
+    const c10::optional<at::Tensor>& threshold_param, int64_t T, int64_t save_mode, int64_t model, int64_t reset,
+    int64_t surrogate, double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta,
+    double v_init, bool decay_input, bool has_floor, bool detach_reset, bool grad_decay, bool grad_threshold,
+    at::ScalarType x_dtype) {
+  auto b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param,
+                                      threshold_param, T, save_mode, model, reset, surrogate, sg_param, tau, v_th,
+                                      v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset,
+                                      grad_decay, grad_threshold, x_dtype);
   const bool leaky = model == MODEL_LEAKY;
   switch (b.dt) {
-    case snn_host::DT_F32:
-      bwd_driver<float>(b.p, leaky, fwd_row_for<float>(b.combo), bwd_row_for<float>(b.combo, b.sg));
-      break;
-    case snn_host::DT_F64:
-      bwd_driver<double>(b.p, leaky, fwd_row_for<double>(b.combo), bwd_row_for<double>(b.combo, b.sg));
-      break;
-    case snn_host::DT_F16:
-      bwd_driver<half_t>(b.p, leaky, fwd_row_for<float>(b.combo), bwd_row_for<float>(b.combo, b.sg));
-      break;
-    case snn_host::DT_BF16:
-      bwd_driver<bf16_t>(b.p, leaky, fwd_row_for<float>(b.combo), bwd_row_for<float>(b.combo, b.sg));
-      break;
+    case snn_host::DT_F32: bwd_driver<float>(b.p, leaky, rows_for<float>(b.combo, b.sg)); break;
+    case snn_host::DT_F64: bwd_driver<double>(b.p, leaky, rows_for<double>(b.combo, b.sg)); break;
+    case snn_host::DT_F16: bwd_driver<half_t>(b.p, leaky, rows_for<float>(b.combo, b.sg)); break;
+    case snn_host::DT_BF16: bwd_driver<bf16_t>(b.p, leaky, rows_for<float>(b.combo, b.sg)); break;
   }
-  return {b.gx, b.gv0};
+  return snn_host::outputs(b);
 }
 
 }  // namespace

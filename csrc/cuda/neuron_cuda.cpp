@@ -25,33 +25,38 @@ void check_launch(int err, const char* what) {
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cuda(
-    const at::Tensor& x, const c10::optional<at::Tensor>& v0, int64_t T, int64_t model, int64_t reset,
+    const at::Tensor& x, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& decay_param,
+    const c10::optional<at::Tensor>& threshold_param, int64_t T, int64_t model, int64_t reset,
     int64_t surrogate, double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta,
     double v_init, bool decay_input, bool has_floor, bool detach_reset, int64_t save_mode, bool store_v_seq) {
   const c10::cuda::CUDAGuard guard(x.device());
-  auto f = snn_host::prepare_forward(x, v0, T, model, reset, surrogate, sg_param, tau, v_th, v_reset, v_floor, beta, v_init,
-                                     decay_input, has_floor, save_mode, store_v_seq);
+  auto f = snn_host::prepare_forward(x, v0, decay_param, threshold_param, T, model, reset, surrogate, sg_param, tau,
+                                     v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor, save_mode,
+                                     store_v_seq);
   const int dev = x.get_device();
   check_launch(snn_launch::forward(f.p, f.dt, f.combo, sm_count(dev), c10::cuda::getCurrentCUDAStream(dev).stream()),
                "neuron forward");
   return snn_host::outputs(f);
 }
 
-std::tuple<at::Tensor, at::Tensor> neuron_backward_cuda(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_backward_cuda(
     const c10::optional<at::Tensor>& grad_spikes, const c10::optional<at::Tensor>& grad_v_seq,
     const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved, const c10::optional<at::Tensor>& x,
-    const c10::optional<at::Tensor>& v0, int64_t T, int64_t save_mode, int64_t model, int64_t reset, int64_t surrogate, double sg_param, double tau, double v_th,
-    double v_reset, double v_floor, double beta, double v_init, bool decay_input, bool has_floor,
-    bool detach_reset, at::ScalarType x_dtype) {
+    const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& decay_param,
+    const c10::optional<at::Tensor>& threshold_param, int64_t T, int64_t save_mode, int64_t model, int64_t reset,
+    int64_t surrogate, double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta,
+    double v_init, bool decay_input, bool has_floor, bool detach_reset, bool grad_decay, bool grad_threshold,
+    at::ScalarType x_dtype) {
   const c10::cuda::CUDAGuard guard(saved.device());
-  auto b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, T, save_mode, model, reset, surrogate,
-                                      sg_param, tau, v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor,
-                                      detach_reset, x_dtype);
+  auto b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param,
+                                      threshold_param, T, save_mode, model, reset, surrogate, sg_param, tau, v_th,
+                                      v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset,
+                                      grad_decay, grad_threshold, x_dtype);
   const int dev = saved.get_device();
   check_launch(snn_launch::backward(b.p, b.dt, b.combo, b.sg, sm_count(dev),
                                     c10::cuda::getCurrentCUDAStream(dev).stream()),
                "neuron backward");
-  return {b.gx, b.gv0};
+  return snn_host::outputs(b);
 }
 
 at::Tensor poisson_encode_cuda(const at::Tensor& x, int64_t T, int64_t seed) {

@@ -42,7 +42,9 @@ typedef long long i64;
 // Model switches (compile-time template arguments of every kernel).
 // The integer values are part of the op ABI: Python passes them.
 // ---------------------------------------------------------------------------
-enum Model : int { MODEL_LIF = 0, MODEL_IF = 1, MODEL_LEAKY = 2 };
+// MODEL_PLIF (ParametricLIF) exists at the op level only: the kernels run it
+// as MODEL_LIF with Coeffs::plif set.
+enum Model : int { MODEL_LIF = 0, MODEL_IF = 1, MODEL_LEAKY = 2, MODEL_PLIF = 3 };
 // LIF/IF: HARD = reset to v_reset, SOFT = subtract v_threshold.
 // Leaky:  HARD = "zero", SOFT = "subtract", NONE = "none".
 enum Reset : int { RESET_HARD = 0, RESET_SOFT = 1, RESET_NONE = 2 };

@@ -25,7 +25,7 @@ struct MinBlocks {
 template <int MODEL, int RESET, typename T>
 __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_fwd_kernel(const FwdParams p) {
   typedef typename StateOf<T>::type S;
-  const Coeffs<S> c = make_coeffs<S>(p, 0.0);
+  const Coeffs<S> base = make_coeffs<S>(p, 0.0);
   const T* __restrict__ x = (const T*)p.x;
   const S* __restrict__ v0 = (const S*)p.v0;
   T* __restrict__ spikes = (T*)p.spikes;
@@ -36,6 +36,8 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_fwd
   const i64 N = p.N;
   const i64 stride = (i64)blockDim.x * gridDim.x;
   for (i64 n = (i64)blockIdx.x * blockDim.x + threadIdx.x; n < N; n += stride) {
+    Coeffs<S> c = base;
+    neuron_coeffs<MODEL>(c, p, n);
     S v = v0 ? v0[n] : (S)p.v_init;
     for (i64 t0 = 0; t0 < p.T; t0 += kChunk) {
       const int len = p.T - t0 < kChunk ? (int)(p.T - t0) : kChunk;
@@ -63,8 +65,10 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_fwd
 template <int MODEL, int RESET, int SG, typename T>
 __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_bwd_kernel(const BwdParams p) {
   typedef typename StateOf<T>::type S;
-  Coeffs<S> c = make_coeffs<S>(p, p.sg_param);
-  c.detach_reset = p.detach_reset != 0;
+  Coeffs<S> base = make_coeffs<S>(p, p.sg_param);
+  base.detach_reset = p.detach_reset != 0;
+  base.learn_decay = p.grad_decay != nullptr;
+  base.learn_th = p.grad_th != nullptr;
   const T* __restrict__ gs = (const T*)p.grad_spikes;
   const S* __restrict__ gv = (const S*)p.grad_v_seq;
   const S* __restrict__ gv_last = (const S*)p.grad_v_last;
@@ -74,25 +78,34 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_bwd
   const S* __restrict__ v0 = (const S*)p.v0;
   T* __restrict__ gx = (T*)p.grad_x;
   S* __restrict__ gv0 = (S*)p.grad_v0;
+  S* __restrict__ g_dec = (S*)p.grad_decay;
+  S* __restrict__ g_thr = (S*)p.grad_th;
+  // The state before each step: Leaky's reset reads it, and so does the
+  // ParametricLIF decay gradient (with X_t as well under decay_input).
+  const bool need_prev = MODEL == MODEL_LEAKY || (MODEL == MODEL_LIF && base.learn_decay);
+  const bool need_x = ckpt != nullptr || (MODEL == MODEL_LIF && base.learn_decay && base.decay_input);
   const i64 N = p.N;
   const i64 stride = (i64)blockDim.x * gridDim.x;
   for (i64 n = (i64)blockIdx.x * blockDim.x + threadIdx.x; n < N; n += stride) {
+    Coeffs<S> c = base;
+    neuron_coeffs<MODEL>(c, p, n);
     S carry = gv_last ? gv_last[n] : S(0);
-    S gx_sum = S(0);
+    S gx_sum = S(0), gd_sum = S(0), gt_sum = S(0);
     for (i64 ci = num_chunks(p.T) - 1; ci >= 0; --ci) {
       const i64 t0 = ci * kChunk;
       const int len = p.T - t0 < kChunk ? (int)(p.T - t0) : kChunk;
       // The chunk's saved values: loaded, or rebuilt bit for bit from the
       // checkpoint with the forward's own step function.
       S hs[kChunk];
-      // Leaky's reset at step t depends on U_{t-1}: the value before the chunk
-      // (its checkpoint in recompute mode).
-      S before = S(0);
-      if (ckpt) {
-        S xs[kChunk];
+      S xs[kChunk];
+      if (need_x) {
 #pragma unroll
         for (int k = 0; k < kChunk; ++k)
           if (k < len) xs[k] = to_state(x[(t0 + k) * p.x_tstride + n]);
+      }
+      // The state before the chunk (its checkpoint in recompute mode).
+      S before = S(0);
+      if (ckpt) {
         S v = ckpt[ci * N + n];
         before = v;
 #pragma unroll
@@ -102,16 +115,20 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_bwd
 #pragma unroll
         for (int k = 0; k < kChunk; ++k)
           if (k < len) hs[k] = saved[(t0 + k) * N + n];
-        if (MODEL == MODEL_LEAKY) before = t0 > 0 ? saved[(t0 - 1) * N + n] : (v0 ? v0[n] : (S)p.v_init);
+        if (need_prev)
+          before = t0 > 0 ? state_from_saved<MODEL, RESET, S>(c, saved[(t0 - 1) * N + n])
+                          : (v0 ? v0[n] : (S)p.v_init);
       }
 #pragma unroll
       for (int k = kChunk - 1; k >= 0; --k) {
         if (k < len) {
           const i64 o = (t0 + k) * N + n;
-          const S prev = MODEL == MODEL_LEAKY ? (k > 0 ? hs[k > 0 ? k - 1 : 0] : before) : S(0);
+          const S prev = need_prev ? (k > 0 ? state_from_saved<MODEL, RESET, S>(c, hs[k > 0 ? k - 1 : 0]) : before)
+                                   : S(0);
+          const S xv = need_x ? xs[k] : S(0);
           const S g_s = gs ? to_state(gs[o]) : S(0);
           const S g_v = gv ? gv[o] : S(0);
-          const S g_x = backward_step<MODEL, RESET, SG, S>(c, hs[k], prev, g_s, g_v, carry);
+          const S g_x = backward_step<MODEL, RESET, SG, S>(c, hs[k], prev, xv, g_s, g_v, carry, gd_sum, gt_sum);
           if (p.const_input) {
             gx_sum += g_x;
           } else {
@@ -122,6 +139,8 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_bwd
     }
     if (p.const_input) gx[n] = store_as<T>(gx_sum);
     gv0[n] = carry;
+    if (g_dec) g_dec[n] = gd_sum;
+    if (g_thr) g_thr[n] = gt_sum;
   }
 }
 

@@ -39,6 +39,13 @@ struct FwdParams {
   void* ckpt;        // S [num_chunks(T), N]: V before steps 0, K, 2K, ...; or null
   double tau, v_th, v_reset, v_floor, beta, v_init;
   int decay_input, has_floor;
+  int plif;               // ParametricLIF: the charge multiplies by k (see Coeffs::plif)
+  // Per-neuron parameters (S [P], neuron n reads element n % P; P = 1 for a
+  // tensor-valued scalar), or null: the scalar above. decay: k (ParametricLIF)
+  // or beta (Leaky); th: the threshold.
+  const void* decay_param;
+  const void* th_param;
+  i64 P;
 };
 
 struct BwdParams {
@@ -56,6 +63,16 @@ struct BwdParams {
   void* grad_v0;            // S [N]
   double tau, v_th, v_reset, v_floor, beta, v_init, sg_param;
   int decay_input, has_floor, detach_reset, const_input;
+  int plif;
+  const void* decay_param;  // as FwdParams
+  const void* th_param;
+  i64 P;
+  // Per-neuron sums over time of the parameter gradients (S [N]), or null
+  // when not wanted. The caller reduces them over neurons (in a fixed order:
+  // deterministic, no atomics). ParametricLIF's decay gradient also needs x
+  // (above; given in both save modes when decay_input) and v0.
+  void* grad_decay;
+  void* grad_th;
 };
 
 // Scalars rounded to the state type once, as the contract requires.
@@ -71,7 +88,25 @@ SNN_HD SNN_INLINE Coeffs<S> make_coeffs(const P& p, double sg_param) {
   c.decay_input = p.decay_input != 0;
   c.has_floor = p.has_floor != 0;
   c.detach_reset = false;
+  c.plif = p.plif != 0;
+  c.learn_decay = false;
+  c.learn_th = false;
   return c;
+}
+
+// Neuron n's coefficients: the per-neuron parameters (when given) over the
+// scalars. The decay parameter is k for the LIF family, beta for Leaky.
+template <int MODEL, typename S, typename P>
+SNN_HD SNN_INLINE void neuron_coeffs(Coeffs<S>& c, const P& p, i64 n) {
+  if (p.decay_param) {
+    const S d = ((const S*)p.decay_param)[n % p.P];
+    if (MODEL == MODEL_LEAKY) {
+      c.beta = d;
+    } else {
+      c.tau = d;
+    }
+  }
+  if (p.th_param) c.v_th = ((const S*)p.th_param)[n % p.P];
 }
 
 // Threads per block of every neuron kernel.
