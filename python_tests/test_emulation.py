@@ -38,9 +38,11 @@ CXXFLAGS = [
     "-fsanitize=alignment",
     "-ffp-contract=off",
 ]
-# Every dtype x 7 model/reset combos x variants x detach x 9 surrogates x 9 shapes (+1 shim check):
-# 7129 today. Fewer means the matrix silently shrank.
-MIN_CASES = 7000
+# 4 dtypes x (11 model/reset/variant combos x detach x 9 surrogates x 12 shapes = 2376, plus the
+# learnable/per-neuron-parameter matrix of issue 11: 26 configurations x 2-3 surrogates x 11
+# shapes = 715) + 60 Poisson encoder cases + 1 shim check: 12425 today. Fewer means the matrix
+# silently shrank.
+MIN_CASES = 12350
 SUMMARY_RE = re.compile(r"^EMU: (\d+) cases passed, (\d+) failed$", re.M)
 SANITIZER_ENV = {
     "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1",
@@ -119,6 +121,9 @@ def test_emulated_kernels_match_oracle(driver):
     assert passed >= MIN_CASES, f"only {passed} cases ran (expected >= {MIN_CASES})"
     launches = re.search(r"wrapped_grids=(\d+)", proc.stdout)
     assert launches and int(launches.group(1)) > 0, "no case exercised a wrapping grid-stride loop"
+    # Parameter gradients compared bitwise across two grid shapes (SM counts).
+    determinism = re.search(r"determinism_checks=(\d+)", proc.stdout)
+    assert determinism and int(determinism.group(1)) > 0, "no case checked grid-shape determinism"
 
 
 @pytest.mark.parametrize(
@@ -188,6 +193,22 @@ MUTANTS = {
         "(const S*)((const char*)p.saved + sizeof(S) / 2)",
         r"runtime error: load of misaligned address",
     ),
+    # (d) learnable / per-neuron parameters (issue 11): a [P] parameter read per neuron without
+    # the n % P broadcast; a per-neuron threshold-gradient output left partly unwritten.
+    "param_broadcast": (
+        "params.h",
+        "neuron_coeffs",
+        r"\[\s*n\s*%\s*p\.P\s*\]",
+        "[n]",
+        r"AddressSanitizer: heap-buffer-overflow",
+    ),
+    "grad_th_unwritten": (
+        "neuron_kernels.cuh",
+        "neuron_bwd_kernel",
+        r"if\s*\(\s*g_thr\s*\)",
+        "if (g_thr && n > 0)",
+        r"^FAIL .*: grad_th\[\d+ .*kernel=nan",
+    ),
 }
 
 
@@ -256,7 +277,8 @@ def test_unmutated_quick_build_passes(mutant_results):
     assert rc != "build-failed", f"quick build failed:\n{out[-6000:]}"
     m = SUMMARY_RE.search(out)
     assert rc == 0 and m and int(m.group(2)) == 0, out[-6000:]
-    assert int(m.group(1)) >= 350
+    # float32 only: 528 main-matrix + 297 learnable-parameter + 15 Poisson cases + 1 shim check.
+    assert int(m.group(1)) >= 800
 
 
 @pytest.mark.parametrize("name", list(MUTANTS))

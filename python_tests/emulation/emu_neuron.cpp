@@ -8,15 +8,19 @@
 //       -fsanitize=alignment -ffp-contract=off -I csrc
 //       python_tests/emulation/emu_neuron.cpp -o emu_neuron
 // (-g1: line tables, which is all the sanitizer reports use; -g doubles the build.)
-// Options: -DEMU_QUICK compiles a subset (float32, two surrogates) for
-// the mutation tests, which rebuild the driver once per mutant.
+// Options: -DEMU_QUICK compiles a subset (float32, two surrogates; one
+// surrogate per learnable-parameter configuration) for the mutation tests,
+// which rebuild the driver once per mutant.
 //
 // Run: ./emu_neuron            the full matrix; last line "EMU: <n> cases passed, <m> failed"
 //      ./emu_neuron --selftest-misaligned-float4   must die in UBSan (alignment)
 //      ./emu_neuron --selftest-overrun             must die in ASan (heap overflow)
 //
 // The oracle does NOT call anything from neuron.h / surrogate.h / common.h's
-// conversions: the formulas below are transcribed from DESIGN.md section 1.
+// conversions: the formulas below are transcribed from DESIGN.md section 1,
+// and, for the learnable / per-neuron parameters of issue 11 (ParametricLIF's
+// charge by k, per-neuron k / beta / threshold, the per-neuron sums over time
+// of the decay and threshold gradients), from the autograd of the reference.
 // Only the parameter structs (the ABI under test), the storage types and
 // snn::grid_blocks / snn::kBlockThreads (the launcher's grid, which the
 // emulation must reproduce, not re-derive) come from the kernel headers.
@@ -209,6 +213,20 @@ struct Config {
   int model, reset, sg;
   bool decay_input, has_floor, detach_reset;
   double tau, v_th, v_reset, v_floor, beta, v_init, sg_param;
+  // Issue 11. plif: ParametricLIF (model LIF, charge multiplied by k; tau holds the scalar k).
+  // dec_pn / th_pn: per-neuron arrays (state dtype, P elements, neuron n reads n % P) for the
+  // decay parameter (k, or Leaky's beta) and the threshold. learn_*: the backward also returns
+  // the per-neuron sums over time of d loss / d decay and d loss / d threshold.
+  bool plif = false, dec_pn = false, th_pn = false, learn_decay = false, learn_th = false;
+  long long P = 1;
+};
+
+// The per-neuron parameter arrays of a case (null: the Config scalar).
+template <typename S>
+struct NeuronArrays {
+  const S* dec = nullptr;
+  const S* th = nullptr;
+  long long P = 1;
 };
 
 struct Shape {
@@ -225,8 +243,21 @@ struct RefFwd {
   std::vector<S> H;                             // post-floor charged potential (LIF/IF)
 };
 
+// Neuron n's decay (LIF: tau; ParametricLIF: k; Leaky: beta) and threshold, in the state dtype:
+// the per-neuron array element n % P when given, else the Config scalar rounded once.
+template <typename S>
+S ref_decay(const Config& c, const NeuronArrays<S>& pa, long long n) {
+  if (pa.dec) return pa.dec[n % pa.P];
+  return c.model == M_LEAKY ? (S)c.beta : (S)c.tau;
+}
+template <typename S>
+S ref_threshold(const Config& c, const NeuronArrays<S>& pa, long long n) {
+  return pa.th ? pa.th[n % pa.P] : (S)c.v_th;
+}
+
 template <typename T>
-RefFwd<typename Stor<T>::S> ref_forward(const Config& c, const Shape& sh, const T* x, const typename Stor<T>::S* v0) {
+RefFwd<typename Stor<T>::S> ref_forward(const Config& c, const Shape& sh, const T* x, const typename Stor<T>::S* v0,
+                                        const NeuronArrays<typename Stor<T>::S>& pa) {
   typedef typename Stor<T>::S S;
   const long long TT = sh.T, N = sh.N;
   RefFwd<S> r;
@@ -236,10 +267,13 @@ RefFwd<typename Stor<T>::S> ref_forward(const Config& c, const Shape& sh, const 
   r.v_last.assign(N, S(0));
   r.H.assign(TT * N, S(0));
   // Scalars rounded to the state dtype first.
-  const S tau = (S)c.tau, vth = (S)c.v_th, vreset = (S)c.v_reset, vfloor = (S)c.v_floor, beta = (S)c.beta;
+  const S vreset = (S)c.v_reset, vfloor = (S)c.v_floor;
   const bool hard = c.reset == R_HARD;
   const S Vr = hard ? vreset : S(0);  // soft reset: Vr = 0
   for (long long n = 0; n < N; ++n) {
+    const S vth = ref_threshold<S>(c, pa, n);
+    const S tau = ref_decay<S>(c, pa, n);   // LIF: tau; ParametricLIF: k
+    const S beta = ref_decay<S>(c, pa, n);  // Leaky
     S V = v0 ? v0[n] : (S)c.v_init;
     for (long long t = 0; t < TT; ++t) {
       const S X = Stor<T>::load(x[t * sh.xs + n]);
@@ -257,7 +291,13 @@ RefFwd<typename Stor<T>::S> ref_forward(const Config& c, const Shape& sh, const 
         V = U;
       } else {
         S H, P = S(0);
-        if (c.model == M_LIF) {
+        if (c.model == M_LIF && c.plif) {
+          // ParametricLIF: H = V + (X - (V - Vr)) k, or V - (V - Vr) k + X.
+          const S k = tau;
+          if (c.decay_input) H = V + (X - (V - Vr)) * k;
+          else H = V - (V - Vr) * k + X;
+          r.saved[o] = H;
+        } else if (c.model == M_LIF) {
           if (c.decay_input) H = V + (X - (V - Vr)) / tau;
           else H = V - (V - Vr) / tau + X;
           r.saved[o] = H;
@@ -286,14 +326,15 @@ RefFwd<typename Stor<T>::S> ref_forward(const Config& c, const Shape& sh, const 
 // differences amplified by cancellation.
 template <typename S>
 struct RefBwd {
-  std::vector<S> gx, gv0;
-  std::vector<double> gx_mag, gv0_mag;
+  std::vector<S> gx, gv0, gdec, gth;  // gdec / gth: per-neuron sums over time (when learnt)
+  std::vector<double> gx_mag, gv0_mag, gdec_mag, gth_mag;
 };
 
 template <typename T>
 RefBwd<typename Stor<T>::S> ref_backward(const Config& c, const Shape& sh, const RefFwd<typename Stor<T>::S>& f,
-                                         const typename Stor<T>::S* v0, const T* gs,
-                                         const typename Stor<T>::S* gvs, const typename Stor<T>::S* gvl) {
+                                         const T* x, const typename Stor<T>::S* v0, const T* gs,
+                                         const typename Stor<T>::S* gvs, const typename Stor<T>::S* gvl,
+                                         const NeuronArrays<typename Stor<T>::S>& pa) {
   typedef typename Stor<T>::S S;
   const long long TT = sh.T, N = sh.N;
   RefBwd<S> r;
@@ -302,30 +343,53 @@ RefBwd<typename Stor<T>::S> ref_backward(const Config& c, const Shape& sh, const
   r.gx_mag.assign(gxn, 0.0);
   r.gv0.assign(N, S(0));
   r.gv0_mag.assign(N, 0.0);
-  const S tau = (S)c.tau, vth = (S)c.v_th, vreset = (S)c.v_reset, vfloor = (S)c.v_floor, beta = (S)c.beta;
+  r.gdec.assign(N, S(0));
+  r.gdec_mag.assign(N, 0.0);
+  r.gth.assign(N, S(0));
+  r.gth_mag.assign(N, 0.0);
+  const S vreset = (S)c.v_reset, vfloor = (S)c.v_floor;
   const S alpha = (S)c.sg_param;
-  const double atau = std::fabs((double)tau);
+  const bool hard = c.reset == R_HARD;
+  const S Vr = hard ? vreset : S(0);
   for (long long n = 0; n < N; ++n) {
+    const S vth = ref_threshold<S>(c, pa, n);
+    const S tau = ref_decay<S>(c, pa, n), beta = tau;  // tau / k (LIF family) or beta (Leaky)
+    const double atau = std::fabs((double)tau);
     // "next": the gradient reaching the membrane V_t (U_t) from step t+1 and,
     // at t = T, from the final-membrane output.
     S next = gvl ? gvl[n] : S(0);
     double next_m = std::fabs((double)next);
-    S sum = S(0);
-    double sum_m = 0.0;
+    S sum = S(0), gdec = S(0), gth = S(0);
+    double sum_m = 0.0, gdec_m = 0.0, gth_m = 0.0;
     for (long long t = TT - 1; t >= 0; --t) {
       const long long o = t * N + n;
       const S gS = gs ? Stor<T>::load(gs[o]) : S(0);
       const S gV = gvs ? gvs[o] : S(0);
+      // The state before step t: V_{t-1} / U_{t-1} (v0 or v_init at t = 0).
+      const S prev = t > 0 ? f.v_seq[o - N] : (v0 ? v0[n] : (S)c.v_init);
       S gX;
       double gX_m;
       if (c.model == M_LEAKY) {
         const S U = f.saved[o];
         const S sg = ref_sg<S>(c.sg, U - vth, alpha);
+        const double asg = std::fabs((double)sg);
         const S gU = gV + gS * sg + next;  // gU_t = gU_out + gS σ' + gU_{t+1} a_{t+1}
-        const double gU_m = std::fabs((double)gV) + std::fabs((double)gS) * std::fabs((double)sg) + next_m;
-        const S Uprev = t > 0 ? f.saved[o - N] : (v0 ? v0[n] : (S)c.v_init);
+        const double gU_m = std::fabs((double)gV) + std::fabs((double)gS) * asg + next_m;
+        const S Uprev = prev;
         const S R = (Uprev - vth) > S(0) ? S(1) : S(0);
         const S a = c.reset == R_HARD ? beta * (S(1) - R) : beta;
+        // dU_t/dbeta = U_{t-1} ((1 - R_t) U_{t-1} under zero reset); dU_t/dthreshold = -R_t
+        // (subtract; R itself detached), dS_t/dthreshold = -σ'.
+        const S dUdb = c.reset == R_HARD ? (S(1) - R) * Uprev : Uprev;
+        gdec = gdec + gU * dUdb;
+        gdec_m += gU_m * std::fabs((double)dUdb);
+        if (c.reset == R_SOFT) {
+          gth = gth + (-(gS * sg) - R * gU);
+          gth_m += std::fabs((double)gS) * asg + (double)R * gU_m;
+        } else {
+          gth = gth + -(gS * sg);
+          gth_m += std::fabs((double)gS) * asg;
+        }
         gX = gU;
         gX_m = gU_m;
         next = gU * a;
@@ -346,12 +410,45 @@ RefBwd<typename Stor<T>::S> ref_backward(const Config& c, const Shape& sh, const
           dVdH = c.detach_reset ? S(1) : S(1) - vth * sg;
           dVdH_m = 1.0 + (c.detach_reset ? 0.0 : std::fabs((double)vth) * asg);
         }
+        // Threshold: S_t = Θ(H - Vth) gives -σ'; the reset gives dV_t/dVth = (H - Vr) σ' (hard)
+        // or Vth σ' - S (soft), only -S through a detached soft reset, nothing through a detached
+        // hard one. The IF floor acts on H, before the threshold: no floor factor here.
+        S dVdth;
+        double dVdth_m;
+        if (c.reset == R_HARD) {
+          dVdth = c.detach_reset ? S(0) : (H - vreset) * sg;
+          dVdth_m = c.detach_reset ? 0.0 : (std::fabs((double)H) + std::fabs((double)vreset)) * asg;
+        } else {
+          dVdth = c.detach_reset ? -s : vth * sg - s;
+          dVdth_m = (c.detach_reset ? 0.0 : std::fabs((double)vth) * asg) + (double)s;
+        }
+        gth = gth + ((gV + next) * dVdth - gS * sg);
+        gth_m += (std::fabs((double)gV) + next_m) * dVdth_m + std::fabs((double)gS) * asg;
         S gH = gS * sg + (gV + next) * dVdH;
         double gH_m = std::fabs((double)gS) * asg + (std::fabs((double)gV) + next_m) * dVdH_m;
         // IF floor: dH/dV and dH/dX at this step times the floor's 0/1 gradient
         // (1 where V_{t-1} + X_t >= v_floor).
         const S pass = (c.model == M_IF && c.has_floor) ? (f.saved[o] >= vfloor ? S(1) : S(0)) : S(1);
-        if (c.model == M_LIF) {
+        if (c.model == M_LIF && c.plif) {
+          // ParametricLIF: dH/dk = X_t - (V_{t-1} - Vr) (decay_input) or -(V_{t-1} - Vr);
+          // dH/dV = 1 - k (accumulated as autograd does: gH - gH k); dH/dX = k or 1.
+          const S k = tau;
+          const S X = Stor<T>::load(x[t * sh.xs + n]);
+          const S dHdk = c.decay_input ? X - (prev - Vr) : -(prev - Vr);
+          const double dHdk_m = (c.decay_input ? std::fabs((double)X) : 0.0) + std::fabs((double)prev) +
+                                std::fabs((double)Vr);
+          gdec = gdec + gH * dHdk;
+          gdec_m += gH_m * dHdk_m;
+          next = gH - gH * k;
+          next_m = gH_m * (1.0 + atau);
+          if (c.decay_input) {
+            gX = gH * k;
+            gX_m = gH_m * atau;
+          } else {
+            gX = gH;
+            gX_m = gH_m;
+          }
+        } else if (c.model == M_LIF) {
           // dH/dV = 1 - 1/tau, accumulated as autograd does for the charge
           // expression (the V term plus the -(V - Vr)/tau term): gH - gH/tau.
           next = gH - gH / tau;
@@ -383,6 +480,10 @@ RefBwd<typename Stor<T>::S> ref_backward(const Config& c, const Shape& sh, const
     }
     r.gv0[n] = next;  // gV0 = gH_1 dH/dV  (Leaky: gU_1 a_1)
     r.gv0_mag[n] = next_m;
+    r.gdec[n] = gdec;
+    r.gdec_mag[n] = gdec_m;
+    r.gth[n] = gth;
+    r.gth_mag[n] = gth_m;
   }
   return r;
 }
@@ -563,7 +664,7 @@ void check_close(Failure& F, const char* name, const V* k, const std::vector<typ
 // ---------------------------------------------------------------------------
 struct Stats {
   long long passed = 0, failed = 0, printed = 0;
-  long long fwd_launches = 0, bwd_launches = 0, wrapped_grids = 0;
+  long long fwd_launches = 0, bwd_launches = 0, wrapped_grids = 0, determinism_checks = 0;
 };
 
 template <typename S>
@@ -573,17 +674,24 @@ template <typename T>
 T storage_nan() { return Stor<T>::store(std::numeric_limits<typename Stor<T>::S>::quiet_NaN()); }
 
 std::string describe(const char* dtype, const Config& c, const Shape& s) {
-  char b[512];
+  char b[768];
   std::snprintf(b, sizeof b,
-                "dtype=%s model=%s reset=%s decay_input=%d has_floor=%d detach_reset=%d sg=%s(%g) "
+                "dtype=%s model=%s%s reset=%s decay_input=%d has_floor=%d detach_reset=%d sg=%s(%g) "
                 "T=%lld N=%lld x_tstride=%lld sm_count=%d grid=%lld v0=%d saved=%d ckpt=%d v_seq=%d "
                 "grad_spikes=%d grad_v_seq=%d grad_v_last=%d const_input=%d tau=%g v_th=%g v_reset=%g "
-                "v_floor=%g beta=%g v_init=%g",
-                dtype, kModelName[c.model], kResetName[c.model][c.reset], c.decay_input, c.has_floor,
-                c.detach_reset, kSgName[c.sg], c.sg_param, s.T, s.N, s.xs, s.sm_count,
+                "v_floor=%g beta=%g v_init=%g decay_param=%d th_param=%d P=%lld grad_decay=%d grad_th=%d",
+                dtype, kModelName[c.model], c.plif ? "(ParametricLIF)" : "", kResetName[c.model][c.reset],
+                c.decay_input, c.has_floor, c.detach_reset, kSgName[c.sg], c.sg_param, s.T, s.N, s.xs, s.sm_count,
                 (long long)snn::grid_blocks(s.N, snn::kBlockThreads, s.sm_count), s.v0, s.saved, s.ckpt, s.v_seq, s.gs,
-                s.gv_seq, s.gv_last, s.const_in, c.tau, c.v_th, c.v_reset, c.v_floor, c.beta, c.v_init);
+                s.gv_seq, s.gv_last, s.const_in, c.tau, c.v_th, c.v_reset, c.v_floor, c.beta, c.v_init, c.dec_pn,
+                c.th_pn, c.P, c.learn_decay, c.learn_th);
   return b;
+}
+
+// Bitwise equality of two buffers (NaN payloads included).
+template <typename V>
+bool same_bits(const V* a, const V* b, long long n) {
+  return std::memcmp(a, b, sizeof(V) * (size_t)n) == 0;
 }
 
 template <typename T>
@@ -595,7 +703,32 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
   g_current_case = describe(Stor<T>::name(), c, sh);
   Rng rng(seed);
   const long long TT = sh.T, N = sh.N;
-  const S vth = (S)c.v_th, vfloor = (S)c.v_floor;
+  const S vfloor = (S)c.v_floor;
+
+  // Per-neuron parameters (issue 11): P state-typed values each, distinct per element. Drawn
+  // only when present, so the cases without them keep their data.
+  const long long P = c.P;
+  Buf<S> dec_arr, th_arr;
+  if (c.dec_pn) {
+    dec_arr = Buf<S>(P);
+    for (long long i = 0; i < P; ++i) {
+      const double u = rng.uniform();
+      if (c.model == M_LEAKY)  // beta in [0, 1], the ends included
+        dec_arr[i] = (S)(u < 0.05 ? 1.0 : u < 0.1 ? 0.0 : rng.uniform(0.3, 1.0));
+      else  // ParametricLIF k = sigmoid(w) in (0, 1)
+        dec_arr[i] = (S)(u < 0.05 ? 0.5 : rng.uniform(0.15, 0.95));
+    }
+  }
+  if (c.th_pn) {
+    th_arr = Buf<S>(P);
+    for (long long i = 0; i < P; ++i) th_arr[i] = (S)(c.v_th * rng.uniform(0.6, 1.5));
+  }
+  NeuronArrays<S> pa;
+  pa.dec = c.dec_pn ? dec_arr.p : nullptr;
+  pa.th = c.th_pn ? th_arr.p : nullptr;
+  pa.P = P;
+  // Neuron n's threshold (for the data), as a double.
+  auto th_of = [&](long long n) -> double { return c.th_pn ? (double)th_arr[n % P] : c.v_th; };
 
   // x: exactly the span the kernel may touch, (T-1)*x_tstride + N elements;
   // gaps of a non-contiguous layout hold NaN (reading them shows in the spikes).
@@ -604,9 +737,10 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
   for (long long i = 0; i < xn; ++i) x[i] = storage_nan<T>();
   for (long long t = 0; t < (sh.xs == 0 ? 1 : TT); ++t)
     for (long long n = 0; n < N; ++n) {
-      double v = rng.uniform(-1.0, 2.0) * c.v_th;
+      const double th = th_of(n);
+      double v = rng.uniform(-1.0, 2.0) * th;
       const double u = rng.uniform();
-      if (u < 0.05) v = c.v_th;          // exactly at threshold (Θ(0) = 1, Θ'(0) = 0)
+      if (u < 0.05) v = th;              // exactly at threshold (Θ(0) = 1, Θ'(0) = 0)
       else if (u < 0.08) v = c.v_floor;  // exactly at the IF floor
       else if (u < 0.11) v = 0.0;
       x[t * sh.xs + n] = Stor<T>::store((S)v);
@@ -616,7 +750,7 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
     v0 = Buf<S>(N);
     for (long long n = 0; n < N; ++n) {
       const double u = rng.uniform();
-      v0[n] = u < 0.1 ? S(0) : u < 0.15 ? vth : u < 0.18 ? vfloor : (S)rng.uniform(-0.5, 1.5);
+      v0[n] = u < 0.1 ? S(0) : u < 0.15 ? (S)th_of(n) : u < 0.18 ? vfloor : (S)rng.uniform(-0.5, 1.5);
     }
   }
   Buf<T> spikes(TT * N);
@@ -655,6 +789,10 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
   fp.v_init = c.v_init;
   fp.decay_input = c.decay_input;
   fp.has_floor = c.has_floor;
+  fp.plif = c.plif;
+  fp.decay_param = pa.dec;
+  fp.th_param = pa.th;
+  fp.P = P;
 
   // The launcher's grid: a pure function of (N, block, SM count).
   const long long grid = snn::grid_blocks(N, snn::kBlockThreads, sh.sm_count);
@@ -663,7 +801,7 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
   st.fwd_launches++;
 
   Failure F;
-  const RefFwd<S> rf = ref_forward<T>(c, sh, x.p, sh.v0 ? v0.p : nullptr);
+  const RefFwd<S> rf = ref_forward<T>(c, sh, x.p, sh.v0 ? v0.p : nullptr, pa);
   check_exact_storage<T>(F, "spikes", spikes.p, rf.spikes, N);
   if (sh.saved && !sh.ckpt) check_exact<S>(F, "saved", saved.p, rf.saved, N);
   if (sh.ckpt) {
@@ -694,9 +832,22 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
     }
     const long long gxn = sh.const_in ? N : TT * N;
     Buf<T> gx(gxn);
-    Buf<S> gv0(N);
+    Buf<S> gv0(N), gdec, gth;
     for (long long i = 0; i < gxn; ++i) gx[i] = storage_nan<T>();
     for (long long n = 0; n < N; ++n) gv0[n] = nan_sentinel<S>();
+    // Parameter-gradient outputs: exact-size, NaN-filled (every element must be written); a
+    // null pointer when not requested (a write through it dies in ASan).
+    if (c.learn_decay) {
+      gdec = Buf<S>(N);
+      for (long long n = 0; n < N; ++n) gdec[n] = nan_sentinel<S>();
+    }
+    if (c.learn_th) {
+      gth = Buf<S>(N);
+      for (long long n = 0; n < N; ++n) gth[n] = nan_sentinel<S>();
+    }
+    // x in save-h mode: only ParametricLIF's decay gradient under decay_input reads it (X_t in
+    // dH/dk); otherwise null, so that a stray read faults.
+    const bool plif_x = c.model == M_LIF && c.plif && c.learn_decay && c.decay_input;
 
     snn::BwdParams bp;
     std::memset(&bp, 0, sizeof bp);
@@ -707,8 +858,8 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
     bp.grad_v_last = sh.gv_last ? gvl.p : nullptr;
     bp.saved = sh.ckpt ? nullptr : saved.p;
     bp.ckpt = sh.ckpt ? ckpt.p : nullptr;
-    bp.x = sh.ckpt ? (const void*)x.p : nullptr;
-    bp.x_tstride = sh.ckpt ? sh.xs : 0;
+    bp.x = (sh.ckpt || plif_x) ? (const void*)x.p : nullptr;
+    bp.x_tstride = (sh.ckpt || plif_x) ? sh.xs : 0;
     bp.v0 = sh.v0 ? v0.p : nullptr;
     bp.grad_x = gx.p;
     bp.grad_v0 = gv0.p;
@@ -723,33 +874,76 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
     bp.has_floor = c.has_floor;
     bp.detach_reset = c.detach_reset;
     bp.const_input = sh.const_in;
+    bp.plif = c.plif;
+    bp.decay_param = pa.dec;
+    bp.th_param = pa.th;
+    bp.P = P;
+    bp.grad_decay = c.learn_decay ? gdec.p : nullptr;
+    bp.grad_th = c.learn_th ? gth.p : nullptr;
     bwd((unsigned)grid, bp);
     st.bwd_launches++;
 
-    if (sh.ckpt) {
-      // The recompute mode must rebuild the saved values bit for bit: a
-      // save-h backward over the oracle's saved values gives identical bits.
-      Buf<S> sv(TT * N);
-      for (long long i = 0; i < TT * N; ++i) sv[i] = rf.saved[i];
+    // Runs the same backward again (into fresh buffers) with `mod` applied to a copy of bp and
+    // `grid2` blocks; false if any output differs from the first run in a single bit.
+    auto rerun_same = [&](unsigned grid2, auto mod) -> bool {
+      // Same NaN sentinels as the first run: an element neither run writes compares equal
+      // here and is reported by the oracle comparison instead.
       Buf<T> gx2(gxn);
-      Buf<S> gv02(N);
+      Buf<S> gv02(N), gdec2, gth2;
+      for (long long i = 0; i < gxn; ++i) gx2[i] = storage_nan<T>();
+      for (long long n = 0; n < N; ++n) gv02[n] = nan_sentinel<S>();
       snn::BwdParams bp2 = bp;
-      bp2.saved = sv.p;
-      bp2.ckpt = nullptr;
-      bp2.x = nullptr;
-      bp2.x_tstride = 0;
+      mod(bp2);
       bp2.grad_x = gx2.p;
       bp2.grad_v0 = gv02.p;
-      bwd((unsigned)grid, bp2);
-      if (std::memcmp(gx.p, gx2.p, sizeof(T) * gxn) != 0 || std::memcmp(gv0.p, gv02.p, sizeof(S) * N) != 0) {
-        F.fail("recompute backward != save-h backward (bitwise)");
+      if (c.learn_decay) {
+        gdec2 = Buf<S>(N);
+        for (long long n = 0; n < N; ++n) gdec2[n] = nan_sentinel<S>();
+        bp2.grad_decay = gdec2.p;
       }
+      if (c.learn_th) {
+        gth2 = Buf<S>(N);
+        for (long long n = 0; n < N; ++n) gth2[n] = nan_sentinel<S>();
+        bp2.grad_th = gth2.p;
+      }
+      bwd(grid2, bp2);
+      st.bwd_launches++;
+      return same_bits(gx.p, gx2.p, gxn) && same_bits(gv0.p, gv02.p, N) &&
+             (!c.learn_decay || same_bits(gdec.p, gdec2.p, N)) && (!c.learn_th || same_bits(gth.p, gth2.p, N));
+    };
+
+    if (sh.ckpt) {
+      // The recompute mode must rebuild the saved values bit for bit: a
+      // save-h backward over the oracle's saved values gives identical bits,
+      // the parameter gradients included.
+      Buf<S> sv(TT * N);
+      for (long long i = 0; i < TT * N; ++i) sv[i] = rf.saved[i];
+      const bool ok = rerun_same((unsigned)grid, [&](snn::BwdParams& b2) {
+        b2.saved = sv.p;
+        b2.ckpt = nullptr;
+        b2.x = plif_x ? (const void*)x.p : nullptr;
+        b2.x_tstride = plif_x ? sh.xs : 0;
+      });
+      if (!ok) F.fail("recompute backward != save-h backward (bitwise)");
     }
-    const RefBwd<S> rb = ref_backward<T>(c, sh, rf, sh.v0 ? v0.p : nullptr, sh.gs ? gs.p : nullptr,
-                                         sh.gv_seq ? gvs.p : nullptr, sh.gv_last ? gvl.p : nullptr);
+    // Determinism: another grid shape (SM count) gives the same bits; the per-neuron sums do
+    // not depend on which thread or grid-stride pass owns the neuron. Run where the other SM
+    // count actually changes the grid (N = 2500: 8 wrapping blocks at 1 SM, 10 at 2 or more).
+    const int sm2 = sh.sm_count <= 1 ? 132 : 1;
+    const long long grid2 = snn::grid_blocks(N, snn::kBlockThreads, sm2);
+    if ((c.learn_decay || c.learn_th) && grid2 != grid) {
+      st.determinism_checks++;
+      const bool ok = rerun_same((unsigned)grid2, [](snn::BwdParams&) {});
+      if (!ok) F.fail("backward with sm_count=" + std::to_string(sm2) + " (grid " + std::to_string(grid2) +
+                      ") != grid " + std::to_string(grid) + " (bitwise)");
+    }
+    const RefBwd<S> rb = ref_backward<T>(c, sh, rf, x.p, sh.v0 ? v0.p : nullptr, sh.gs ? gs.p : nullptr,
+                                         sh.gv_seq ? gvs.p : nullptr, sh.gv_last ? gvl.p : nullptr, pa);
     const double rtol = Stor<T>::rtol();
     check_close<T, T>(F, sh.const_in ? "grad_x(sum over T)" : "grad_x", gx.p, rb.gx, rb.gx_mag, rtol, N, true);
     check_close<T, S>(F, "grad_v0", gv0.p, rb.gv0, rb.gv0_mag, rtol, N, false);
+    if (c.learn_decay) check_close<T, S>(F, "grad_decay", gdec.p, rb.gdec, rb.gdec_mag, rtol, N, false);
+    if (c.learn_th) check_close<T, S>(F, "grad_th", gth.p, rb.gth, rb.gth_mag, rtol, N, false);
   }
 
   if (F.failed) {
@@ -787,12 +981,34 @@ const BaseShape kShapes[] = {
     {1, 700, -2, 132, 0}, // T = 1 non-contiguous (x_tstride unused but must not be read past)
     {19, 300, -2, 0, 0},  // two full time chunks (kChunk = 8) and a partial one, non-contiguous
     {16, 37, 0, 0, 1},    // exactly two chunks, constant input summed over T
-    {8, 2500, -1, 1, 0},  // exactly one chunk, wrapping grid
+    {8, 2500, -1, 1, 0},  // exactly one chunk, wrapping grid (last: not in the learnable matrix)
 };
+
+// The optional pointers / modes of a case from a shape and random bits.
+Shape make_shape(const BaseShape& b, uint64_t k, uint64_t bits) {
+  const int kSms[3] = {1, 2, 132};
+  Shape s;
+  s.T = b.T;
+  s.N = b.N;
+  s.xs = b.xs == -1 ? b.N : b.xs == -2 ? b.N + 3 : 0;
+  s.sm_count = b.sm ? b.sm : kSms[(k / 9) % 3];
+  s.v0 = bits & 1;
+  s.saved = (bits >> 1) % 8 != 0;  // 1 in 8: forward only (no backward)
+  s.v_seq = (bits >> 4) & 1;
+  s.gs = ((bits >> 5) & 3) != 0;
+  s.gv_seq = (bits >> 7) & 1;
+  s.gv_last = (bits >> 8) & 1;
+  if (!s.gs && !s.gv_seq && !s.gv_last && ((bits >> 9) & 1)) s.gs = true;
+  s.const_in = b.xs == 0 && b.const_in;
+  // Recompute mode in about half the cases with a backward.
+  s.ckpt = s.saved && ((bits >> 10) & 1);
+  return s;
+}
+
+const size_t kNumShapes = sizeof(kShapes) / sizeof(kShapes[0]);
 
 template <typename T>
 void run_dtype(Stats& st, uint64_t& counter) {
-  const int kSms[3] = {1, 2, 132};
   struct MR { int m, r; };
   const MR combos[7] = {{M_LIF, R_HARD}, {M_LIF, R_SOFT}, {M_IF, R_HARD}, {M_IF, R_SOFT},
                         {M_LEAKY, R_HARD}, {M_LEAKY, R_SOFT}, {M_LEAKY, R_NONE}};
@@ -801,7 +1017,7 @@ void run_dtype(Stats& st, uint64_t& counter) {
       if (mr.m == M_LEAKY && variant == 1) continue;
       for (int detach = 0; detach < 2; ++detach) {
         for (int sg = 0; sg < 9; ++sg) {
-          for (size_t si = 0; si < sizeof(kShapes) / sizeof(kShapes[0]); ++si) {
+          for (size_t si = 0; si < kNumShapes; ++si) {
             const uint64_t k = counter++;
             Rng pick(0x5eedULL * 1000003ULL + k);
             Config c;
@@ -824,25 +1040,106 @@ void run_dtype(Stats& st, uint64_t& counter) {
             c.sg_param = (k & 1) ? kSgAlt[sg] : kSgDefault[sg];
             // v_init: the launcher passes v_reset (hard) or 0; any value must be honoured.
             c.v_init = (k % 4 == 0) ? 0.0 : (k % 4 == 1) ? c.v_reset : (k % 4 == 2) ? 0.25 : -0.125;
-
-            const BaseShape& b = kShapes[si];
-            Shape s;
-            s.T = b.T;
-            s.N = b.N;
-            s.xs = b.xs == -1 ? b.N : b.xs == -2 ? b.N + 3 : 0;
-            s.sm_count = b.sm ? b.sm : kSms[(k / 9) % 3];
-            const uint64_t bits = pick.next();
-            s.v0 = bits & 1;
-            s.saved = (bits >> 1) % 8 != 0;  // 1 in 8: forward only (no backward)
-            s.v_seq = (bits >> 4) & 1;
-            s.gs = ((bits >> 5) & 3) != 0;
-            s.gv_seq = (bits >> 7) & 1;
-            s.gv_last = (bits >> 8) & 1;
-            if (!s.gs && !s.gv_seq && !s.gv_last && ((bits >> 9) & 1)) s.gs = true;
-            s.const_in = b.xs == 0 && b.const_in;
-            // Recompute mode in about half the cases with a backward.
-            s.ckpt = s.saved && ((bits >> 10) & 1);
+            const Shape s = make_shape(kShapes[si], k, pick.next());
             run_case<T>(st, c, s, 0xC0FFEEULL + 7919ULL * k);
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Learnable / per-neuron parameters (issue 11): ParametricLIF (hard/soft x
+// decay_input x detach_reset), per-neuron thresholds on LIF / IF, per-neuron
+// beta and threshold on Leaky; grad_decay / grad_th requested or not; the
+// shapes of the main matrix (both save modes, constant input, wrapping grids).
+// Surrogates rotate through a short list per configuration (the surrogate
+// code is the main matrix's; what is new here is the parameter paths).
+// ---------------------------------------------------------------------------
+#if defined(EMU_QUICK)
+const int kLearnSgs[] = {snn::SG_SIGMOID, snn::SG_RECT};
+#else
+const int kLearnSgs[] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+#endif
+const int kNumLearnSgs = (int)(sizeof(kLearnSgs) / sizeof(kLearnSgs[0]));
+
+// P for a per-neuron parameter: 1 (a one-element tensor), a feature count dividing N (the
+// largest divisor <= sqrt(N), > 1; N itself when N is prime), or N.
+long long pick_P(long long N, int mode) {
+  if (mode == 1 || N == 1) return 1;
+  if (mode == 2) {
+    for (long long d = (long long)std::sqrt((double)N); d > 1; --d)
+      if (N % d == 0) return d;
+  }
+  return N;
+}
+
+// The shapes of the learnable matrix: all of kShapes but the last ({8, 2500}: the exactly-one-
+// chunk case is the main matrix's; three wrapping grids remain), to keep the run time down.
+const size_t kNumLearnShapes = kNumShapes - 1;
+
+template <typename T>
+void run_learnable(Stats& st, uint64_t& counter) {
+  // kind: 0 ParametricLIF, 1 LIF, 2 IF, 3 Leaky. LIF/IF take a per-neuron threshold only (the
+  // op accepts decay_param for ParametricLIF and Leaky alone).
+  int sg_rot = 0;
+  for (int kind = 0; kind < 4; ++kind) {
+    const int model = kind <= 1 ? M_LIF : kind == 2 ? M_IF : M_LEAKY;
+    const int n_resets = model == M_LEAKY ? 3 : 2;
+    const int n_variants = model == M_LEAKY ? 1 : 2;   // LIF family: decay_input; IF: has_floor
+    const int n_detach = model == M_LEAKY ? 1 : 2;     // detach_reset is not a Leaky option
+#if defined(EMU_QUICK)
+    const int n_sg = 1;  // the mutation builds: one surrogate per configuration
+#else
+    const int n_sg = kind == 0 || kind == 3 ? 3 : 2;   // surrogates per configuration
+#endif
+    for (int reset = 0; reset < n_resets; ++reset) {
+      for (int variant = 0; variant < n_variants; ++variant) {
+        for (int detach = 0; detach < n_detach; ++detach) {
+          for (int j = 0; j < n_sg; ++j) {
+            const int sg = kLearnSgs[sg_rot++ % kNumLearnSgs];
+            for (size_t si = 0; si < kNumLearnShapes; ++si) {
+              const uint64_t k = counter++;
+              Rng pick(0x1ea4ULL * 1000003ULL + k);
+              Config c;
+              c.model = model;
+              c.reset = reset;
+              c.sg = sg;
+              c.plif = kind == 0;
+              c.decay_input = model == M_LIF ? variant == 0 : true;
+              c.has_floor = model == M_IF && variant == 1;
+              c.detach_reset = detach == 1;
+              const double ks[4] = {0.5, 0.3, 0.75, 0.6};
+              const double taus[3] = {2.0, 1.7, 3.3};
+              const double ths[3] = {1.0, 0.7, 0.5};
+              const double resets[3] = {0.0, -0.3, 0.1};
+              const double floors[3] = {-0.5, 0.0, -0.25};
+              const double betas[4] = {0.9, 0.5, 1.0, 0.0};
+              c.tau = c.plif ? ks[k % 4] : taus[k % 3];
+              c.v_th = ths[(k / 3) % 3];
+              c.v_reset = resets[(k / 2) % 3];
+              c.v_floor = floors[(k / 5) % 3];
+              c.beta = betas[(k / 7) % 4];
+              c.sg_param = (k & 1) ? kSgAlt[sg] : kSgDefault[sg];
+              c.v_init = (k % 4 == 0) ? 0.0 : (k % 4 == 1) ? c.v_reset : (k % 4 == 2) ? 0.25 : -0.125;
+              const Shape s = make_shape(kShapes[si], k, pick.next());
+              // Parameters: scalars only (1 in 4), else per-neuron arrays with P = 1, a
+              // feature count, or N, rotating with the shape.
+              const bool has_dec = c.plif || model == M_LEAKY;
+              const uint64_t bits = pick.next();
+              const int pmode = (int)((si + k / kNumLearnShapes) % 4);
+              if (pmode > 0) {
+                c.P = pick_P(s.N, pmode);
+                const int which = (int)(bits % 3);  // 0: both, 1: decay only, 2: threshold only
+                c.dec_pn = has_dec && which != 2;
+                c.th_pn = !has_dec || which != 1;
+              }
+              // Gradient outputs: each requested 3 times in 4 (both in ~9/16, neither in ~1/16).
+              c.learn_decay = has_dec && ((bits >> 2) & 3) != 0;
+              c.learn_th = ((bits >> 4) & 3) != 0;
+              run_case<T>(st, c, s, 0xBEEFULL + 104729ULL * k);
+            }
           }
         }
       }
@@ -985,8 +1282,9 @@ int main(int argc, char** argv) {
   if (selftest_coverage()) st.passed++;
   else st.failed++;
 
-  uint64_t counter = 0;
+  uint64_t counter = 0, lcounter = 0;
   run_dtype<float>(st, counter);
+  run_learnable<float>(st, lcounter);
   run_poisson<float>(st);
 #if !defined(EMU_QUICK)
   run_poisson<snn::half_t>(st);
@@ -995,10 +1293,13 @@ int main(int argc, char** argv) {
   run_dtype<snn::half_t>(st, counter);
   run_dtype<double>(st, counter);
   run_dtype<snn::bf16_t>(st, counter);
+  run_learnable<snn::half_t>(st, lcounter);
+  run_learnable<double>(st, lcounter);
+  run_learnable<snn::bf16_t>(st, lcounter);
 #endif
   g_current_case = "(done)";
-  std::printf("EMU: launches fwd=%lld bwd=%lld emulated_threads=%llu wrapped_grids=%lld\n", st.fwd_launches,
-              st.bwd_launches, emu_launch_stats().threads, st.wrapped_grids);
+  std::printf("EMU: launches fwd=%lld bwd=%lld emulated_threads=%llu wrapped_grids=%lld determinism_checks=%lld\n",
+              st.fwd_launches, st.bwd_launches, emu_launch_stats().threads, st.wrapped_grids, st.determinism_checks);
   std::printf("EMU: %lld cases passed, %lld failed\n", st.passed, st.failed);
   return st.failed == 0 ? 0 : 1;
 }
