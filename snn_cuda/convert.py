@@ -6,37 +6,54 @@
 
 What is converted (exact classes only; a subclass is left alone):
 
-* SpikingJelly 2.0 ``neuron.IFNode`` / ``neuron.LIFNode`` -> :class:`SpikingJellyIF` /
-  :class:`SpikingJellyLIF`, subclasses of ``snn_cuda.IF`` / ``snn_cuda.LIF`` that keep
+* SpikingJelly 2.0 ``neuron.IFNode`` / ``neuron.LIFNode`` / ``neuron.ParametricLIFNode`` ->
+  :class:`SpikingJellyIF` / :class:`SpikingJellyLIF` / :class:`SpikingJellyParametricLIF`,
+  subclasses of ``snn_cuda.IF`` / ``snn_cuda.LIF`` / ``snn_cuda.ParametricLIF`` that keep
   SpikingJelly's call conventions: the step mode of the original node, state in ``.v``
   (``.v_seq`` with ``store_v_seq``, in both step modes), the state restarted when the input
   shape changes, and they are also ``spikingjelly.activation_based.base.MemoryModule``
   instances, so ``spikingjelly.activation_based.functional.reset_net`` / ``detach_net`` /
   ``set_step_mode`` treat them as their own (``convert`` clears SpikingJelly's reset-module
   cache of every module of the model, so a ``reset_net`` called before conversion does not
-  keep resetting the old nodes). Surrogates: SpikingJelly ``Sigmoid``, ``ATan``,
-  ``PiecewiseQuadratic``, ``PiecewiseExp``, ``SoftSign``, ``Erf``, ``Rect`` with their
-  ``alpha`` and ``spiking=True`` (the gradient of each equals snn_cuda's, checked by the tests).
+  keep resetting the old nodes). ``ParametricLIFNode``'s learnable ``w`` (1/tau = sigmoid(w))
+  is carried over as the same ``nn.Parameter`` object (state_dict key ``w``; scalar, or any
+  per-neuron shape a user gave it), so an optimiser built before conversion keeps training
+  it. Surrogates: SpikingJelly ``Sigmoid``, ``ATan``, ``PiecewiseQuadratic``, ``PiecewiseExp``,
+  ``SoftSign``, ``Erf``, ``Rect`` with their ``alpha`` and ``spiking=True`` (the gradient of
+  each equals snn_cuda's, checked by the tests).
 * snnTorch 1.0 ``Leaky`` -> :class:`SnnTorchLeaky`, a subclass of ``snntorch.Leaky`` that runs
   a single-step ``snn_cuda.Leaky`` (kept as its child ``neuron``). Same call forms
   (``spk, mem = lif(x, mem)``, ``mem = lif.init_leaky()``, ``init_hidden``, ``output``),
-  same ``state_dict`` keys (buffers ``threshold``, ``graded_spikes_factor``,
-  ``reset_mechanism_val``, ``beta``), and it is registered in ``SpikingNeuron.instances``, so
+  same ``state_dict`` keys in the same order (``threshold``, ``graded_spikes_factor``,
+  ``reset_mechanism_val``, ``beta``: buffers, or Parameters with ``learn_beta`` /
+  ``learn_threshold``), and it is registered in ``SpikingNeuron.instances``, so
   ``snntorch.utils.reset(net)`` resets it exactly when it would reset the original.
+  ``beta`` / ``threshold`` may be scalars or per-neuron tensors (e.g. ``(C, 1, 1)`` per
+  channel; they must broadcast to one step's trailing dims without enlarging it), fixed or
+  learnable: learnable ones are the source's own ``nn.Parameter`` objects (registered on the
+  converted module only; the child reads them at every forward), so an optimiser built
+  before conversion keeps training them; fixed per-neuron ones are copied buffers.
   Surrogates: ``snntorch.surrogate.atan(alpha)``, ``fast_sigmoid(slope)``, ``sigmoid(slope)``
   and ``straight_through_estimator()`` (recognised by their code object and closure values).
 
-Never converted (left unchanged, with the reason in the report): learnable parameters
-(snnTorch ``learn_beta`` / ``learn_threshold`` / ``learn_graded_spikes_factor``, SpikingJelly
-``ParametricLIFNode``), snnTorch ``graded_spikes_factor != 1``, ``surrogate_disable``,
-``inhibition``, ``state_quant``, ``reset_delay=False``, per-neuron (non-scalar) ``beta`` /
-``threshold``, any other surrogate (custom functions or classes, SpikingJelly ``spiking=False``),
-SpikingJelly ``tau <= 1`` or a node with a neuron precision policy, modules with hooks or
-subclasses of the supported classes.
+Never converted (left unchanged, with the reason in the report): snnTorch
+``learn_graded_spikes_factor`` and ``graded_spikes_factor != 1`` (snn_cuda's spikes are 0/1),
+``surrogate_disable``, ``inhibition``, ``state_quant``, ``reset_delay=False``, non-finite
+``beta`` / ``threshold`` / ``w``, any other surrogate (custom functions or classes,
+SpikingJelly ``spiking=False``), SpikingJelly ``LIFNode`` with ``tau <= 1`` or a node with a
+neuron precision policy, modules with extra parameters / buffers or hooks, and subclasses of
+the supported classes.
 
-snnTorch clamps ``beta`` into [0, 1] at every step: a constant beta outside that range is
-converted to the clamped value (the ``beta`` buffer keeps the original value, for the
-state_dict) and the report notes it.
+snnTorch clamps ``beta`` into [0, 1] at every step; so do the converted modules (a fixed
+scalar beta outside that range is converted to the clamped value, the ``beta`` buffer keeps the
+original value for the state_dict, and the report notes it; a tensor beta is clamped in
+forward, with the clamp's gradient, as snnTorch does).
+
+Parity (tests: python_tests/test_convert.py): spikes bit-identical, membranes and gradients
+(inputs and every learnable parameter) equal to rounding, in float32 and float64. With
+16-bit inputs SpikingJelly's CPU path keeps a 16-bit membrane where snn_cuda keeps float32:
+results then differ by 16-bit rounding (not bit-identical); snnTorch computes
+spike gradients in float32 even for float64 inputs.
 
 The converted modules keep the source's step mode (SpikingJelly) or are single-step
 (snnTorch): the model's own forward code runs unchanged. To use the multi-step kernels
@@ -57,9 +74,10 @@ import torch
 from torch import Tensor, nn
 
 from . import surrogate as sg
-from .neuron import IF, LIF, BACKENDS, Leaky, _check_choice
+from .neuron import IF, LIF, BACKENDS, Leaky, ParametricLIF, _check_choice
 
-__all__ = ["convert", "ConversionReport", "SpikingJellyIF", "SpikingJellyLIF", "SnnTorchLeaky"]
+__all__ = ["convert", "ConversionReport", "SpikingJellyIF", "SpikingJellyLIF", "SpikingJellyParametricLIF",
+           "SnnTorchLeaky"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -160,10 +178,11 @@ _sj_classes: Dict[str, type] = {}
 
 
 def _sj_class(name: str) -> type:
-    """SpikingJellyLIF / SpikingJellyIF: built on first use (SpikingJelly is optional)."""
+    """SpikingJellyLIF / SpikingJellyIF / SpikingJellyParametricLIF: built on first use
+    (SpikingJelly is optional)."""
     if name not in _sj_classes:
         from spikingjelly.activation_based import base as sjbase
-        snn_base = {"SpikingJellyLIF": LIF, "SpikingJellyIF": IF}[name]
+        snn_base = {"SpikingJellyLIF": LIF, "SpikingJellyIF": IF, "SpikingJellyParametricLIF": ParametricLIF}[name]
         doc = (f"snn_cuda.{snn_base.__name__} with SpikingJelly's call conventions (made by "
                "snn_cuda.convert); also a spikingjelly.activation_based.base.MemoryModule.")
         cls = type(name, (_SJMixin, snn_base, sjbase.MemoryModule), {"__module__": __name__, "__doc__": doc})
@@ -174,13 +193,13 @@ def _sj_class(name: str) -> type:
 
 def _convert_sj(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
     from spikingjelly.activation_based import neuron as sjn
-    cls_name = type(m).__name__
-    if cls_name == "ParametricLIFNode" or isinstance(m, getattr(sjn, "ParametricLIFNode", ())):
-        raise _Skip("learnable tau: not yet supported")
-    if type(m) not in (sjn.LIFNode, sjn.IFNode):
-        raise _Skip("not an exact SpikingJelly IFNode/LIFNode: not supported")
+    plif_cls = getattr(sjn, "ParametricLIFNode", None)
+    if type(m) not in (sjn.LIFNode, sjn.IFNode, plif_cls):
+        raise _Skip("not an exact SpikingJelly IFNode/LIFNode/ParametricLIFNode: not supported")
+    plif = type(m) is plif_cls
     _no_hooks(m)
-    if list(m.parameters(recurse=False)) or list(m.buffers(recurse=False)):
+    params = dict(m.named_parameters(recurse=False))
+    if set(params) != ({"w"} if plif else set()) or list(m.buffers(recurse=False)):
         raise _Skip("unexpected parameters/buffers: not supported")
     if getattr(m, "_neuron_precision", None) is not None:
         raise _Skip("a neuron precision policy is set: not supported")
@@ -193,7 +212,15 @@ def _convert_sj(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
     common = dict(v_threshold=v_threshold, v_reset=v_reset, surrogate=surrogate,
                   detach_reset=bool(m.detach_reset), step_mode=m.step_mode, backend=backend,
                   store_v_seq=bool(m.store_v_seq))
-    if type(m) is sjn.LIFNode:
+    note = ""
+    if plif:
+        w = params["w"]
+        if not bool(torch.isfinite(w.detach()).all()):
+            raise _Skip("non-finite w: not supported")
+        new = _sj_class("SpikingJellyParametricLIF")(decay_input=bool(m.decay_input), **common)
+        new.w = w  # the same nn.Parameter: an optimiser built before conversion keeps training it
+        note = "learnable w: the same nn.Parameter" + (f" (shape {tuple(w.shape)})" if w.dim() else "")
+    elif type(m) is sjn.LIFNode:
         tau = _real(m.tau, "tau")
         if not tau > 1.0:
             raise _Skip(f"tau={tau} <= 1: not supported")
@@ -204,7 +231,7 @@ def _convert_sj(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
     # carry the running state over (a model converted mid-sequence continues it)
     new.v = m.v
     new.v_seq = m.v_seq
-    return new, ""
+    return new, note
 
 
 # ---------------------------------------------------------------------------------------
@@ -236,6 +263,19 @@ def _snntorch_surrogate(f) -> sg.SurrogateFunction:
 
 _snntorch_classes: Dict[str, type] = {}
 
+_ST_STATE = ("threshold", "graded_spikes_factor", "reset_mechanism_val", "beta")  # + the non-persistent mem
+
+
+def _st_tensor_mode(t: Tensor) -> bool:
+    """beta / threshold passed to the kernel as a tensor (learnable, per-neuron, or carrying a
+    gradient) rather than as a float constant (the fastest kernels)."""
+    return isinstance(t, nn.Parameter) or t.numel() != 1 or t.requires_grad
+
+
+def _st_constant(name: str, t: Tensor) -> float:
+    # what snnTorch computes with, in the tensor's dtype: beta clamped into [0, 1] at every step
+    return float(t.detach().clamp(0, 1)) if name == "beta" else float(t.detach())
+
 
 def _snntorch_leaky_class() -> type:
     if "SnnTorchLeaky" in _snntorch_classes:
@@ -245,17 +285,25 @@ def _snntorch_leaky_class() -> type:
 
     class SnnTorchLeaky(snn.Leaky):
         """snnTorch ``Leaky`` computed by a single-step ``snn_cuda.Leaky`` (child ``neuron``);
-        made by ``snn_cuda.convert``. Same call forms, buffers and state_dict keys as the
-        snnTorch module it replaces; the membrane lives in ``self.neuron.mem`` and is
+        made by ``snn_cuda.convert``. Same call forms, parameters, buffers and state_dict keys
+        as the snnTorch module it replaces (a learnable ``beta`` / ``threshold`` is the source's
+        own ``nn.Parameter``, registered here only: the child reads it at every forward and
+        holds no parameter of its own); the membrane lives in ``self.neuron.mem`` and is
         exposed as ``.mem``. ``snntorch.utils.reset``, ``Leaky.reset_hidden()`` /
         ``detach_hidden()`` and ``snn_cuda.functional.reset_net`` all reset it."""
 
-        def __init__(self, src, surrogate: sg.SurrogateFunction, beta: float, threshold: float,
-                     backend: str = "auto"):
+        def __init__(self, src, surrogate: sg.SurrogateFunction, backend: str = "auto"):
             nn.Module.__init__(self)  # not snn.Leaky.__init__: no snnTorch state function
             SpikingNeuron.instances.append(self)
-            for name in ("threshold", "graded_spikes_factor", "reset_mechanism_val", "beta"):
-                self.register_buffer(name, getattr(src, name).detach().clone())
+            # the source's Parameters themselves (an optimiser built before conversion keeps
+            # training them) and copies of its buffers, in its order: same state_dict
+            for name, p in src._parameters.items():
+                if p is not None:
+                    self.register_parameter(name, p)
+            for name, buf in src._buffers.items():
+                if name != "mem":
+                    self.register_buffer(name, buf.detach().clone(),
+                                         persistent=name not in src._non_persistent_buffers_set)
             self.spike_grad = src.spike_grad
             self.surrogate_disable = False
             self.init_hidden = bool(src.init_hidden)
@@ -264,11 +312,28 @@ def _snntorch_leaky_class() -> type:
             self.state_quant = False
             self.reset_delay = True
             self._reset_mechanism = src.reset_mechanism
-            self.neuron = Leaky(beta=beta, threshold=threshold, reset_mechanism=src.reset_mechanism,
-                                surrogate=surrogate, step_mode="s", backend=backend)
+            beta, th = self.beta, self.threshold
+            self.neuron = Leaky(beta=0.5 if _st_tensor_mode(beta) else _st_constant("beta", beta),
+                                threshold=1.0 if _st_tensor_mode(th) else _st_constant("threshold", th),
+                                reset_mechanism=src.reset_mechanism, surrogate=surrogate, step_mode="s",
+                                backend=backend)
+            self._bind()
             self.train(src.training)
             if src.mem.numel():
                 self.neuron.mem = src.mem
+
+        def _bind(self) -> None:
+            """Point the child's beta / threshold at this module's tensors (learnable or
+            per-neuron) -- plain attributes of the child, not registered there, so they are
+            neither duplicated in state_dict nor in parameters(). Redone at every forward:
+            .to() / DataParallel replicas / an assigned new Parameter are followed."""
+            d = self.neuron.__dict__
+            for name in ("beta", "threshold"):
+                t = getattr(self, name)
+                if _st_tensor_mode(t):
+                    d[name] = t
+                elif isinstance(d.get(name), Tensor):  # was a tensor, now a fixed scalar
+                    d[name] = _st_constant(name, t)
 
         # -- the membrane, as snnTorch's `mem` attribute ---------------------------------
         @property
@@ -301,6 +366,7 @@ def _snntorch_leaky_class() -> type:
             state = self.neuron.mem
             if isinstance(state, Tensor) and state.shape != input_.shape:
                 self.neuron.mem = 0.0  # snnTorch starts from zeros on a shape change
+            self._bind()
             spk, mem = self.neuron(input_)
             if self.output or not self.init_hidden:
                 return spk, mem
@@ -308,12 +374,14 @@ def _snntorch_leaky_class() -> type:
 
         def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
             super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-            # keep the kernel's constants in step with the loaded buffers
-            if float(self.graded_spikes_factor) != 1.0 or self.beta.numel() != 1 or self.threshold.numel() != 1:
-                raise RuntimeError("SnnTorchLeaky: the loaded state needs graded_spikes_factor == 1 and "
-                                   "scalar beta/threshold (not reproducible by snn_cuda)")
-            self.neuron.beta = float(self.beta.clamp(0, 1))
-            self.neuron.threshold = float(self.threshold)
+            if isinstance(self.graded_spikes_factor, nn.Parameter) or float(self.graded_spikes_factor) != 1.0:
+                raise RuntimeError("SnnTorchLeaky: the loaded state needs graded_spikes_factor == 1 "
+                                   "(not reproducible by snn_cuda)")
+            # keep the kernel's constants in step with the loaded buffers (tensors: read at forward)
+            for name in ("beta", "threshold"):
+                t = getattr(self, name)
+                if not _st_tensor_mode(t):
+                    self.neuron.__dict__[name] = _st_constant(name, t)
 
         def extra_repr(self) -> str:
             return f"init_hidden={self.init_hidden}, output={self.output}"
@@ -324,13 +392,33 @@ def _snntorch_leaky_class() -> type:
     return SnnTorchLeaky
 
 
+def _st_value(m: nn.Module, name: str) -> Tuple[Tensor, str]:
+    """beta / threshold of an snnTorch neuron, checked; returns (tensor, description)."""
+    t = getattr(m, name, None)
+    if not isinstance(t, Tensor):
+        raise _Skip(f"{name} of type {type(t).__name__}: not supported")
+    if t.dtype == torch.bool or t.is_complex():
+        raise _Skip(f"{name} of dtype {t.dtype}: not supported")
+    if not bool(torch.isfinite(t.detach()).all()):
+        raise _Skip(f"non-finite {name}: not supported")
+    what = []
+    if isinstance(t, nn.Parameter):
+        what.append("learnable")
+    if t.numel() != 1:
+        what.append(f"per-neuron{tuple(t.shape)}")
+    return t, " ".join(what + [name]) if what else ""
+
+
 def _convert_snntorch(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
     import snntorch as snn
     if type(m) is not snn.Leaky:
         raise _Skip("not an exact snnTorch Leaky: not supported")
     _no_hooks(m)
-    if any(isinstance(getattr(m, n, None), nn.Parameter) for n in ("beta", "threshold", "graded_spikes_factor")):
-        raise _Skip("learnable parameters: not yet supported")
+    if isinstance(getattr(m, "graded_spikes_factor", None), nn.Parameter):
+        raise _Skip("learnable graded_spikes_factor (learn_graded_spikes_factor=True): not supported "
+                    "(snn_cuda's spikes are 0/1)")
+    if set(m._parameters) - {"beta", "threshold"} or set(m._buffers) - set(_ST_STATE) - {"mem"}:
+        raise _Skip("unexpected parameters/buffers: not supported")
     if getattr(m, "surrogate_disable", False):
         raise _Skip("surrogate_disable=True: not supported")
     if getattr(m, "inhibition", False):
@@ -345,13 +433,19 @@ def _convert_snntorch(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
     if m.reset_mechanism not in ("subtract", "zero", "none"):
         raise _Skip(f"reset_mechanism={m.reset_mechanism!r}: not supported")
     surrogate = _snntorch_surrogate(m.spike_grad)
-    beta_raw = _real(m.beta, "beta")
-    beta = float(m.beta.detach().clamp(0, 1))  # what snnTorch computes with, in the buffer's dtype
-    threshold = _real(m.threshold, "threshold")
-    note = ""
-    if beta != beta_raw:
-        note = f"beta={beta_raw} clamped to {beta} as snnTorch does at every step"
-    return _snntorch_leaky_class()(m, surrogate, beta, threshold, backend), note
+    beta, beta_what = _st_value(m, "beta")
+    threshold, th_what = _st_value(m, "threshold")
+    notes = [w for w in (beta_what, th_what) if w]
+    if any(isinstance(t, nn.Parameter) for t in (beta, threshold)):
+        notes.append("the same nn.Parameters")
+    if _st_tensor_mode(beta):
+        if bool(((beta.detach() < 0) | (beta.detach() > 1)).any()):
+            notes.append("beta outside [0, 1] is clamped at every step as snnTorch does")
+    else:
+        beta_raw, beta_c = float(beta.detach()), _st_constant("beta", beta)
+        if beta_c != beta_raw:
+            notes.append(f"beta={beta_raw} clamped to {beta_c} as snnTorch does at every step")
+    return _snntorch_leaky_class()(m, surrogate, backend), "; ".join(notes)
 
 
 # ---------------------------------------------------------------------------------------
@@ -377,12 +471,14 @@ def _kind(m: nn.Module) -> Optional[str]:
 
 
 def convert(model: nn.Module, *, inplace: bool = True, backend: str = "auto") -> ConversionReport:
-    """Replace SpikingJelly IFNode/LIFNode and snnTorch Leaky modules of ``model`` by
-    snn_cuda ones that compute the same outputs and gradients (see the module docstring).
+    """Replace SpikingJelly IFNode/LIFNode/ParametricLIFNode and snnTorch Leaky modules of
+    ``model`` by snn_cuda ones that compute the same outputs and gradients (see the module
+    docstring).
 
     ``inplace=True`` (default) swaps the submodules of ``model`` itself; ``inplace=False``
     converts a deep copy and leaves ``model`` untouched. Parameters are the same objects
-    in place (an optimiser built before conversion keeps working). Returns a
+    in place, the neurons' learnable ones (``w``, ``beta``, ``threshold``) included: an
+    optimiser built before conversion keeps working. Returns a
     :class:`ConversionReport`; ``report.model`` is the converted model (differs from
     ``model`` when the root itself was a neuron, or with ``inplace=False``). Modules that
     cannot be reproduced exactly are left unchanged, with the reason in ``report.skipped``.
@@ -436,8 +532,8 @@ def convert(model: nn.Module, *, inplace: bool = True, backend: str = "auto") ->
     return report
 
 
-def __getattr__(name: str):  # SpikingJellyLIF / SpikingJellyIF / SnnTorchLeaky, for pickle
-    if name in ("SpikingJellyLIF", "SpikingJellyIF"):
+def __getattr__(name: str):  # SpikingJelly* / SnnTorchLeaky, for pickle
+    if name in ("SpikingJellyLIF", "SpikingJellyIF", "SpikingJellyParametricLIF"):
         return _sj_class(name)
     if name == "SnnTorchLeaky":
         return _snntorch_leaky_class()
