@@ -62,6 +62,11 @@ def _ext_modules():
             os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS
 
     cxx = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-fopenmp-simd"]
+    if _is_gcc():
+        # The CPU row kernels branch on a few per-call flags; GCC vectorises
+        # such a loop only by unswitching it on them, which its default size
+        # budget refuses for the larger backward rows (they then run scalar).
+        cxx.append("--param=max-unswitch-insns=400")
     link = []
     if platform.system() == "Linux":
         # at::parallel_for is a header template: with torch's OpenMP backend
@@ -115,10 +120,59 @@ def _write_build_info(torch, with_cuda, cuda_home):
     )
 
 
+def _is_gcc() -> bool:
+    """Whether the C++ compiler torch's build will use (CXX, else c++) is GCC (clang has no
+    --param)."""
+    import subprocess
+
+    cxx = os.environ.get("CXX", "c++")
+    try:
+        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except Exception:
+        return False
+    return "Free Software Foundation" in out and "clang" not in out.lower()
+
+
+def _cupy_wheel():
+    """The CuPy wheel for the `cupy` extra: the one matching torch's CUDA major version (CuPy's
+    NVRTC and headers must be of a CUDA the driver supports, and torch's CUDA is one), decided
+    when this package is built. Without a CUDA build of torch at build time: cupy-cuda12x (CUDA
+    12 wheels run on every driver from 525 on). The explicit extras cupy12 / cupy13 override."""
+    try:
+        import torch
+
+        major = int(str(torch.version.cuda).split(".")[0]) if torch.version.cuda else None
+    except Exception:
+        major = None
+    return {11: "cupy-cuda11x", 12: "cupy-cuda12x", 13: "cupy-cuda13x"}.get(major, "cupy-cuda12x")
+
+
+def _build_py_with_kernels():
+    """build_py that also ships csrc/kernels/*.h, *.cuh as snn_cuda/_kernels/: the CuPy path
+    compiles these very headers at run time (snn_cuda.cuda_source.kernel_dir)."""
+    from setuptools.command.build_py import build_py
+
+    class BuildPyWithKernels(build_py):
+        def run(self):
+            super().run()
+            src = ROOT / "csrc" / "kernels"
+            dst = Path(self.build_lib) / "snn_cuda" / "_kernels"
+            # an editable install reads csrc/kernels from the source tree
+            if getattr(self, "editable_mode", False) or not src.is_dir():
+                return
+            dst.mkdir(parents=True, exist_ok=True)
+            for f in sorted(src.iterdir()):
+                if f.suffix in (".h", ".cuh"):
+                    self.copy_file(str(f), str(dst / f.name))
+
+    return BuildPyWithKernels
+
+
 def main():
     ext_modules, cmdclass = [], {}
     if not _flag("SNN_CUDA_NO_EXTENSION"):
         ext_modules, cmdclass = _ext_modules()
+    cmdclass = dict(cmdclass, build_py=_build_py_with_kernels())
     setup(
         name="snn_cuda",
         version="0.1.0",
@@ -126,12 +180,15 @@ def main():
         long_description=(ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else "",
         long_description_content_type="text/markdown",
         packages=find_packages(include=["snn_cuda", "snn_cuda.*"]),
-        package_data={"snn_cuda": ["csrc/**/*", "csrc/*"]},
+        # csrc/kernels/ is copied in as snn_cuda/_kernels/ by build_py (see _build_py_with_kernels)
+        package_data={"snn_cuda": ["_kernels/*.h", "_kernels/*.cuh"]},
         python_requires=">=3.9",
         install_requires=["torch>=2.6", "numpy"],
         extras_require={
             "bench": ["torchvision", "tqdm", "matplotlib"],
             "test": ["pytest", "hypothesis", "expecttest"],
+            # the CuPy path: the CUDA kernels compiled at run time by NVRTC, no nvcc needed
+            "cupy": [_cupy_wheel()],
             "cupy12": ["cupy-cuda12x"],
             "cupy13": ["cupy-cuda13x"],
         },

@@ -53,14 +53,20 @@ struct Scratch {
   }
 };
 
+// The row kernels below fix every flag they can at compile time before the
+// loop (a local copy of the coefficients, constant-propagated): flags left to
+// run time are unswitched by the vectoriser, which gives up past a few, and a
+// loop it cannot unswitch runs scalar (measured 5x slower).
 template <int MODEL, int RESET, typename S>
 SNN_CPU_CLONES void fwd_row(const Coeffs<S> c, i64 len, S* __restrict v, const S* __restrict x,
                             S* __restrict saved, S* __restrict s) {
+  Coeffs<S> cc = c;
+  cc.plif = false;
 #pragma omp simd
   for (i64 j = 0; j < len; ++j) {
     S vj = v[j];
     S sv;
-    s[j] = forward_step<MODEL, RESET, S>(c, vj, x[j], sv);
+    s[j] = forward_step<MODEL, RESET, S>(cc, vj, x[j], sv);
     v[j] = vj;
     saved[j] = sv;
   }
@@ -70,17 +76,24 @@ template <int MODEL, int RESET, int SG, typename S>
 SNN_CPU_CLONES void bwd_row(const Coeffs<S> c, i64 len, const S* __restrict saved, const S* __restrict prev,
                             const S* __restrict gs, const S* __restrict gv, S* __restrict carry,
                             S* __restrict gx) {
+  Coeffs<S> cc = c;
+  cc.plif = false;
+  cc.learn_decay = false;
+  cc.learn_th = false;
 #pragma omp simd
   for (i64 j = 0; j < len; ++j) {
     S cj = carry[j];
     S unused_d = S(0), unused_t = S(0);
-    gx[j] = backward_step<MODEL, RESET, SG, S>(c, saved[j], prev[j], S(0), gs[j], gv[j], cj, unused_d, unused_t);
+    gx[j] = backward_step<MODEL, RESET, SG, S>(cc, saved[j], prev[j], S(0), gs[j], gv[j], cj, unused_d, unused_t);
     carry[j] = cj;
   }
 }
 
-// Per-neuron parameter rows (a separate instantiation, so that the scalar
-// kernels above keep their coefficients in registers).
+// Per-neuron parameter rows: a separate instantiation, so that the scalar
+// kernels above keep their coefficients in registers. PLIF: the ParametricLIF
+// charge (LIF combos only). These loops carry no `omp simd`: it would
+// privatise the per-element coefficient struct into an array and stop the
+// vectoriser; without it GCC scalarises the struct and vectorises.
 template <int MODEL, typename S>
 SNN_HD SNN_INLINE void row_coeffs(Coeffs<S>& c, S d, S th) {
   if (MODEL == MODEL_LEAKY) {
@@ -91,13 +104,14 @@ SNN_HD SNN_INLINE void row_coeffs(Coeffs<S>& c, S d, S th) {
   c.v_th = th;
 }
 
-template <int MODEL, int RESET, typename S>
+template <int MODEL, int RESET, typename S, bool PLIF>
 SNN_CPU_CLONES void fwd_row_p(const Coeffs<S> c, i64 len, S* __restrict v, const S* __restrict x,
                               S* __restrict saved, S* __restrict s, const S* __restrict pd,
                               const S* __restrict pt) {
-#pragma omp simd
+  Coeffs<S> cc = c;
+  cc.plif = PLIF;
   for (i64 j = 0; j < len; ++j) {
-    Coeffs<S> cj = c;
+    Coeffs<S> cj = cc;
     row_coeffs<MODEL, S>(cj, pd[j], pt[j]);
     S vj = v[j];
     S sv;
@@ -107,22 +121,35 @@ SNN_CPU_CLONES void fwd_row_p(const Coeffs<S> c, i64 len, S* __restrict v, const
   }
 }
 
-// prev: the state before the step (prev_is_state) or the saved value of the
-// step before, from which that state is rebuilt. x: X_t (ParametricLIF's
-// decay gradient). gd/gt: the per-neuron parameter gradient sums.
-template <int MODEL, int RESET, int SG, typename S>
-SNN_CPU_CLONES void bwd_row_p(const Coeffs<S> c, i64 len, const S* __restrict saved, const S* __restrict prev,
-                              bool prev_is_state, const S* __restrict x, const S* __restrict gs,
-                              const S* __restrict gv, S* __restrict carry, S* __restrict gx,
-                              const S* __restrict pd, const S* __restrict pt, S* __restrict gd,
-                              S* __restrict gt) {
-#pragma omp simd
+// The state after each step from the saved values of a row (V from H; the
+// backward's V_{t-1}).
+template <int MODEL, int RESET, typename S>
+SNN_CPU_CLONES void state_row(const Coeffs<S> c, i64 len, const S* __restrict saved, const S* __restrict pd,
+                              const S* __restrict pt, S* __restrict out) {
   for (i64 j = 0; j < len; ++j) {
     Coeffs<S> cj = c;
     row_coeffs<MODEL, S>(cj, pd[j], pt[j]);
-    const S pv = prev_is_state ? prev[j] : state_from_saved<MODEL, RESET, S>(cj, prev[j]);
+    out[j] = state_from_saved<MODEL, RESET, S>(cj, saved[j]);
+  }
+}
+
+// prev: the state before the step; x: X_t under decay_input, else 0.
+// Both parameter gradients are always accumulated (a few multiply-adds);
+// the driver writes out the requested ones.
+template <int MODEL, int RESET, int SG, typename S, bool PLIF>
+SNN_CPU_CLONES void bwd_row_p(const Coeffs<S> c, i64 len, const S* __restrict saved, const S* __restrict prev,
+                              const S* __restrict x, const S* __restrict gs, const S* __restrict gv,
+                              S* __restrict carry, S* __restrict gx, const S* __restrict pd,
+                              const S* __restrict pt, S* __restrict gd, S* __restrict gt) {
+  Coeffs<S> cc = c;
+  cc.plif = PLIF;
+  cc.learn_decay = true;
+  cc.learn_th = true;
+  for (i64 j = 0; j < len; ++j) {
+    Coeffs<S> cj = cc;
+    row_coeffs<MODEL, S>(cj, pd[j], pt[j]);
     S cy = carry[j], d = gd[j], t = gt[j];
-    gx[j] = backward_step<MODEL, RESET, SG, S>(cj, saved[j], pv, x[j], gs[j], gv[j], cy, d, t);
+    gx[j] = backward_step<MODEL, RESET, SG, S>(cj, saved[j], prev[j], x[j], gs[j], gv[j], cy, d, t);
     carry[j] = cy;
     gd[j] = d;
     gt[j] = t;
@@ -175,13 +202,16 @@ using BwdRow = void (*)(const Coeffs<S>, i64, const S*, const S*, const S*, cons
 template <typename S>
 using FwdRowP = void (*)(const Coeffs<S>, i64, S*, const S*, S*, S*, const S*, const S*);
 template <typename S>
-using BwdRowP = void (*)(const Coeffs<S>, i64, const S*, const S*, bool, const S*, const S*, const S*, S*, S*,
+using BwdRowP = void (*)(const Coeffs<S>, i64, const S*, const S*, const S*, const S*, const S*, S*, S*,
                          const S*, const S*, S*, S*);
+template <typename S>
+using StateRow = void (*)(const Coeffs<S>, i64, const S*, const S*, const S*, S*);
 
 template <typename S>
 struct Rows {
   FwdRow<S> fwd;
   FwdRowP<S> fwd_p;
+  StateRow<S> state;
   BwdRow<S> bwd;
   BwdRowP<S> bwd_p;
 };
@@ -275,6 +305,7 @@ void bwd_driver(const BwdParams& p, bool leaky, const Rows<typename StateOf<T>::
   const bool pv = p.decay_param || p.th_param;
   // The state before each step: Leaky's reset, ParametricLIF's decay gradient.
   const bool need_prev = leaky || c.learn_decay;
+  // X_t enters ParametricLIF's decay gradient under decay_input only (else 0).
   const bool need_x = !leaky && c.learn_decay && c.decay_input;
   const i64 N = p.N, blk = block_len(N), nblk = (N + blk - 1) / blk;
   const T* gs = (const T*)p.grad_spikes;
@@ -290,12 +321,12 @@ void bwd_driver(const BwdParams& p, bool leaky, const Rows<typename StateOf<T>::
   S* g_thr = (S*)p.grad_th;
   const bool const_input = p.const_input != 0;
   at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
-    constexpr int kRows = 14;
+    constexpr int kRows = 15;
     Scratch<S> scratch(kRows + kChunk);
     S *carry = scratch.row(0), *zero = scratch.row(1), *u0 = scratch.row(2), *gsb = scratch.row(3);
     S *gxb = scratch.row(4), *acc = scratch.row(5), *xb = scratch.row(6), *vb = scratch.row(7), *sb = scratch.row(8);
     S *pd = scratch.row(9), *pt = scratch.row(10), *gd = scratch.row(11), *gt = scratch.row(12);
-    S* xtb = scratch.row(13);
+    S *xtb = scratch.row(13), *vprev = scratch.row(14);
     S* hs[kChunk];
     for (int k = 0; k < kChunk; ++k) hs[k] = scratch.row(kRows + k);
     std::fill(zero, zero + blk, S(0));
@@ -329,17 +360,17 @@ void bwd_driver(const BwdParams& p, bool leaky, const Rows<typename StateOf<T>::
         for (i64 t = t0 + steps - 1; t >= t0; --t) {
           const i64 o = t * N + n0;
           const S* sv = ckpt ? hs[t - t0] : saved + o;
-          // prev: a state (the checkpoint, the initial state) or the saved
-          // value of step t-1.
+          // The state before step t: the checkpoint or initial state, else
+          // rebuilt from the saved value of step t-1 (Leaky: that value).
           const S* prev = zero;
-          bool prev_is_state = true;
           if (need_prev) {
-            if (ckpt) {
-              prev_is_state = t == t0;
-              prev = t > t0 ? hs[t - t0 - 1] : ckpt + ci * N + n0;
+            const bool is_state = ckpt ? t == t0 : t == 0;
+            const S* src = ckpt ? (t > t0 ? hs[t - t0 - 1] : ckpt + ci * N + n0) : (t > 0 ? saved + o - N : u0);
+            if (is_state || leaky) {
+              prev = src;
             } else {
-              prev_is_state = t == 0;
-              prev = t > 0 ? saved + o - N : u0;
+              rows.state(c, len, src, pd, pt, vprev);
+              prev = vprev;
             }
           }
           const S* gsr;
@@ -354,7 +385,7 @@ void bwd_driver(const BwdParams& p, bool leaky, const Rows<typename StateOf<T>::
           const S* gvr = gv ? gv + o : zero;
           if (pv) {
             const S* xr = need_x ? x_row(x, t * p.x_tstride + n0, len, xtb) : zero;
-            rows.bwd_p(c, len, sv, prev, prev_is_state, xr, gsr, gvr, carry, gxb, pd, pt, gd, gt);
+            rows.bwd_p(c, len, sv, prev, xr, gsr, gvr, carry, gxb, pd, pt, gd, gt);
           } else {
             rows.bwd(c, len, sv, prev, gsr, gvr, carry, gxb);
           }
@@ -384,29 +415,36 @@ void bwd_driver(const BwdParams& p, bool leaky, const Rows<typename StateOf<T>::
    F<MODEL_LEAKY, RESET_NONE, ##__VA_ARGS__>}
 
 template <int SG, typename S>
-void bwd_rows_sg(int combo, Rows<S>& r) {
+void bwd_rows_sg(int combo, bool plif, Rows<S>& r) {
   static const BwdRow<S> scalar[7] = SNN_COMBOS(bwd_row, SG, S);
-  static const BwdRowP<S> per_neuron[7] = SNN_COMBOS(bwd_row_p, SG, S);
+  static const BwdRowP<S> per_neuron[7] = SNN_COMBOS(bwd_row_p, SG, S, false);
+  static const BwdRowP<S> parametric[2] = {bwd_row_p<MODEL_LIF, RESET_HARD, SG, S, true>,
+                                           bwd_row_p<MODEL_LIF, RESET_SOFT, SG, S, true>};
   r.bwd = scalar[combo];
-  r.bwd_p = per_neuron[combo];
+  r.bwd_p = plif ? parametric[combo] : per_neuron[combo];
 }
 
+// combo: snn_host::combo_index (ParametricLIF shares LIF's); plif selects the
+// ParametricLIF rows; sg < 0: forward only.
 template <typename S>
-Rows<S> rows_for(int combo, int sg) {
+Rows<S> rows_for(int combo, bool plif, int sg) {
   static const FwdRow<S> fwd[7] = SNN_COMBOS(fwd_row, S);
-  static const FwdRowP<S> fwd_p[7] = SNN_COMBOS(fwd_row_p, S);
-  Rows<S> r{fwd[combo], fwd_p[combo], nullptr, nullptr};
+  static const FwdRowP<S> fwd_p[7] = SNN_COMBOS(fwd_row_p, S, false);
+  static const FwdRowP<S> fwd_plif[2] = {fwd_row_p<MODEL_LIF, RESET_HARD, S, true>,
+                                         fwd_row_p<MODEL_LIF, RESET_SOFT, S, true>};
+  static const StateRow<S> state[7] = SNN_COMBOS(state_row, S);
+  Rows<S> r{fwd[combo], plif ? fwd_plif[combo] : fwd_p[combo], state[combo], nullptr, nullptr};
   switch (sg) {
-    case SG_SIGMOID: bwd_rows_sg<SG_SIGMOID, S>(combo, r); break;
-    case SG_ATAN: bwd_rows_sg<SG_ATAN, S>(combo, r); break;
-    case SG_FAST_SIGMOID: bwd_rows_sg<SG_FAST_SIGMOID, S>(combo, r); break;
-    case SG_PIECEWISE_QUADRATIC: bwd_rows_sg<SG_PIECEWISE_QUADRATIC, S>(combo, r); break;
-    case SG_PIECEWISE_EXP: bwd_rows_sg<SG_PIECEWISE_EXP, S>(combo, r); break;
-    case SG_SOFT_SIGN: bwd_rows_sg<SG_SOFT_SIGN, S>(combo, r); break;
-    case SG_ERF: bwd_rows_sg<SG_ERF, S>(combo, r); break;
-    case SG_RECT: bwd_rows_sg<SG_RECT, S>(combo, r); break;
-    case SG_STRAIGHT_THROUGH: bwd_rows_sg<SG_STRAIGHT_THROUGH, S>(combo, r); break;
-    default: break;  // forward only (the surrogate was checked where it matters)
+    case SG_SIGMOID: bwd_rows_sg<SG_SIGMOID, S>(combo, plif, r); break;
+    case SG_ATAN: bwd_rows_sg<SG_ATAN, S>(combo, plif, r); break;
+    case SG_FAST_SIGMOID: bwd_rows_sg<SG_FAST_SIGMOID, S>(combo, plif, r); break;
+    case SG_PIECEWISE_QUADRATIC: bwd_rows_sg<SG_PIECEWISE_QUADRATIC, S>(combo, plif, r); break;
+    case SG_PIECEWISE_EXP: bwd_rows_sg<SG_PIECEWISE_EXP, S>(combo, plif, r); break;
+    case SG_SOFT_SIGN: bwd_rows_sg<SG_SOFT_SIGN, S>(combo, plif, r); break;
+    case SG_ERF: bwd_rows_sg<SG_ERF, S>(combo, plif, r); break;
+    case SG_RECT: bwd_rows_sg<SG_RECT, S>(combo, plif, r); break;
+    case SG_STRAIGHT_THROUGH: bwd_rows_sg<SG_STRAIGHT_THROUGH, S>(combo, plif, r); break;
+    default: break;  // forward only
   }
   return r;
 }
@@ -419,12 +457,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cpu(
   auto f = snn_host::prepare_forward(x, v0, decay_param, threshold_param, T, model, reset, surrogate, sg_param, tau,
                                      v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor, save_mode,
                                      store_v_seq);
-  const bool leaky = model == MODEL_LEAKY;
+  const bool leaky = model == MODEL_LEAKY, plif = model == MODEL_PLIF;
   switch (f.dt) {
-    case snn_host::DT_F32: fwd_driver<float>(f.p, leaky, rows_for<float>(f.combo, -1)); break;
-    case snn_host::DT_F64: fwd_driver<double>(f.p, leaky, rows_for<double>(f.combo, -1)); break;
-    case snn_host::DT_F16: fwd_driver<half_t>(f.p, leaky, rows_for<float>(f.combo, -1)); break;
-    case snn_host::DT_BF16: fwd_driver<bf16_t>(f.p, leaky, rows_for<float>(f.combo, -1)); break;
+    case snn_host::DT_F32: fwd_driver<float>(f.p, leaky, rows_for<float>(f.combo, plif, -1)); break;
+    case snn_host::DT_F64: fwd_driver<double>(f.p, leaky, rows_for<double>(f.combo, plif, -1)); break;
+    case snn_host::DT_F16: fwd_driver<half_t>(f.p, leaky, rows_for<float>(f.combo, plif, -1)); break;
+    case snn_host::DT_BF16: fwd_driver<bf16_t>(f.p, leaky, rows_for<float>(f.combo, plif, -1)); break;
   }
   return snn_host::outputs(f);
 }
@@ -441,12 +479,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_backward_cpu(
                                       threshold_param, T, save_mode, model, reset, surrogate, sg_param, tau, v_th,
                                       v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset,
                                       grad_decay, grad_threshold, x_dtype);
-  const bool leaky = model == MODEL_LEAKY;
+  const bool leaky = model == MODEL_LEAKY, plif = model == MODEL_PLIF;
   switch (b.dt) {
-    case snn_host::DT_F32: bwd_driver<float>(b.p, leaky, rows_for<float>(b.combo, b.sg)); break;
-    case snn_host::DT_F64: bwd_driver<double>(b.p, leaky, rows_for<double>(b.combo, b.sg)); break;
-    case snn_host::DT_F16: bwd_driver<half_t>(b.p, leaky, rows_for<float>(b.combo, b.sg)); break;
-    case snn_host::DT_BF16: bwd_driver<bf16_t>(b.p, leaky, rows_for<float>(b.combo, b.sg)); break;
+    case snn_host::DT_F32: bwd_driver<float>(b.p, leaky, rows_for<float>(b.combo, plif, b.sg)); break;
+    case snn_host::DT_F64: bwd_driver<double>(b.p, leaky, rows_for<double>(b.combo, plif, b.sg)); break;
+    case snn_host::DT_F16: bwd_driver<half_t>(b.p, leaky, rows_for<float>(b.combo, plif, b.sg)); break;
+    case snn_host::DT_BF16: bwd_driver<bf16_t>(b.p, leaky, rows_for<float>(b.combo, plif, b.sg)); break;
   }
   return snn_host::outputs(b);
 }

@@ -113,7 +113,10 @@ SNN_HD SNN_INLINE S forward_step(const Coeffs<S>& c, S& v, S x, S& saved) {
 //   saved:   what forward_step stored at step t
 //   prev:    the state before step t (V_{t-1}, U_{t-1}; the initial state at
 //            t = 0). Read by Leaky, and by ParametricLIF's decay gradient.
-//   x:       X_t; read only by ParametricLIF's decay gradient with decay_input
+//   x:       X_t under decay_input, else 0; read only by ParametricLIF's decay
+//            gradient (dH/dk = X_t - (V_{t-1} - Vr), or -(V_{t-1} - Vr): one
+//            expression for both, so that the CPU rows need no select on a
+//            flag and vectorise)
 //   gs:      gradient on S_t
 //   gv:      gradient on the membrane output at t (V_t / U_t), 0 if none
 //   carry:   in: gradient reaching V_t from step t+1 (gH_{t+1} dH/dV);
@@ -171,7 +174,7 @@ SNN_HD SNN_INLINE S backward_step(const Coeffs<S>& c, S saved, S prev, S x, S gs
       if (c.plif) {
         if (c.learn_decay) {
           const S vr = RESET == RESET_HARD ? c.v_reset : S(0);
-          g_decay += gh * (c.decay_input ? x - (prev - vr) : -(prev - vr));
+          g_decay += gh * (x - (prev - vr));
         }
         carry = gh - gh * c.tau;
         return c.decay_input ? gh * c.tau : gh;

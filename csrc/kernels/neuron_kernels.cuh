@@ -83,7 +83,8 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_bwd
   // The state before each step: Leaky's reset reads it, and so does the
   // ParametricLIF decay gradient (with X_t as well under decay_input).
   const bool need_prev = MODEL == MODEL_LEAKY || (MODEL == MODEL_LIF && base.learn_decay);
-  const bool need_x = ckpt != nullptr || (MODEL == MODEL_LIF && base.learn_decay && base.decay_input);
+  const bool x_in_grad = MODEL == MODEL_LIF && base.learn_decay && base.decay_input;
+  const bool need_x = ckpt != nullptr || x_in_grad;
   const i64 N = p.N;
   const i64 stride = (i64)blockDim.x * gridDim.x;
   for (i64 n = (i64)blockIdx.x * blockDim.x + threadIdx.x; n < N; n += stride) {
@@ -125,7 +126,7 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_bwd
           const i64 o = (t0 + k) * N + n;
           const S prev = need_prev ? (k > 0 ? state_from_saved<MODEL, RESET, S>(c, hs[k > 0 ? k - 1 : 0]) : before)
                                    : S(0);
-          const S xv = need_x ? xs[k] : S(0);
+          const S xv = x_in_grad ? xs[k] : S(0);
           const S g_s = gs ? to_state(gs[o]) : S(0);
           const S g_v = gv ? gv[o] : S(0);
           const S g_x = backward_step<MODEL, RESET, SG, S>(c, hs[k], prev, xv, g_s, g_v, carry, gd_sum, gt_sum);
