@@ -186,7 +186,7 @@ def test_surrogate_by_name_accepted(kind):
 def test_unknown_step_mode_and_backend(kind):
     with pytest.raises(ValueError, match=r"step_mode must be one of 's', 'm', got 'multi'"):
         LAYERS[kind](step_mode="multi")
-    with pytest.raises(ValueError, match=r"backend must be one of 'auto', 'fused', 'torch', got 'cuda'"):
+    with pytest.raises(ValueError, match=r"backend must be one of 'auto', 'fused', 'torch', 'cupy', got 'cuda'"):
         LAYERS[kind](backend="cuda")
 
 

@@ -1,12 +1,20 @@
-"""The kernel headers compile through NVRTC (the CuPy run-time path, for
-installs without nvcc) for sm_80 and sm_90, with the exact source, template
-names and options that path uses (snn_cuda.cuda_source). NVRTC comes from
-PyPI (cuda-bindings + nvidia-cuda-nvrtc) and needs no GPU or driver."""
+"""The kernel headers compile through NVRTC (the CuPy run-time path, for installs without nvcc)
+for sm_80 and sm_90, with the exact program text, options and template names that path uses
+(snn_cuda.cuda_source.runtime_source / runtime_options; every instance the ops can request,
+snn_cuda.cupy_backend.dispatch_names). NVRTC comes from PyPI (cuda-bindings +
+nvidia-cuda-nvrtc) and needs no GPU or driver. The run time compiles one program per instance;
+here all instances go into one program per arch (same source and options, one front-end pass),
+the two archs in parallel threads (NVRTC releases the GIL)."""
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from snn_cuda import cuda_source as cs
+from snn_cuda import cupy_backend as cb
 
 nvrtc = pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-bindings (NVRTC from PyPI) is not installed")
+
+ARCHS = ("sm_80", "sm_90")
 
 
 def _check(res):
@@ -14,41 +22,58 @@ def _check(res):
     return res[1] if len(res) == 2 else None
 
 
-def _names():
-    # Every template argument value at least once, without compiling the full
-    # 4 x 7 x 10 product twice (CuPy compiles instances lazily, one by one).
-    names = []
-    for dt in cs.STORAGE:
-        for c in range(len(cs.MODELS)):
-            names.append(cs.forward_name(c, dt))
-            names.append(cs.backward_name(c, 1, dt))
-        names.append(cs.poisson_name(dt))
-    names += [cs.backward_name(0, s, "float32") for s in range(len(cs.SURROGATES))]
-    names += [cs.backward_name(3, s, "bfloat16") for s in range(len(cs.SURROGATES))]
-    return list(dict.fromkeys(names))
+def _compile(arch: str, names, inc: str) -> dict:
+    # The run-time path's program: the headers come from the include path kernel_dir(), not
+    # from in-memory copies.
+    prog = _check(nvrtc.nvrtcCreateProgram(cs.runtime_source().encode(), b"snn_cuda_kernels.cu", 0, [], []))
+    try:
+        for n in names:
+            _check(nvrtc.nvrtcAddNameExpression(prog, n.encode()))
+        opts = [o.encode() for o in cs.runtime_options(arch, inc)]
+        res = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+        size = _check(nvrtc.nvrtcGetProgramLogSize(prog))
+        log = b" " * size
+        nvrtc.nvrtcGetProgramLog(prog, log)
+        out = {"ok": res[0] == nvrtc.nvrtcResult.NVRTC_SUCCESS, "log": log.decode(errors="replace"), "lowered": {}}
+        if out["ok"]:
+            for n in names:
+                out["lowered"][n] = _check(nvrtc.nvrtcGetLoweredName(prog, n.encode()))
+            out["cubin_size"] = _check(nvrtc.nvrtcGetCUBINSize(prog))
+        return out
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)
 
 
-@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
-def test_kernels_compile_with_nvrtc(arch):
+@pytest.fixture(scope="module")
+def compiled():
     inc = cs.cuda_include_dirs()
     if not inc:
         pytest.skip("no cuda_fp16.h found (neither a CUDA toolkit nor nvidia-cuda-runtime headers)")
-    hdr = cs.headers()
-    prog = _check(nvrtc.nvrtcCreateProgram(cs.source().encode(), b"snn_cuda.cu", len(hdr),
-                                           [v.encode() for v in hdr.values()], [k.encode() for k in hdr]))
-    names = _names()
+    names = cb.dispatch_names()
+    with ThreadPoolExecutor(len(ARCHS)) as ex:
+        futures = {a: ex.submit(_compile, a, names, inc[0]) for a in ARCHS}
+        return names, {a: f.result() for a, f in futures.items()}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_kernel_instance_compiles_with_nvrtc(compiled, arch):
+    names, results = compiled
+    res = results[arch]
+    assert res["ok"], res["log"][-6000:]
+    assert len(names) == 4 * (7 * 10 + 1)  # dtypes x (7 model/reset combos x (fwd + 9 bwd) + Poisson)
     for n in names:
-        _check(nvrtc.nvrtcAddNameExpression(prog, n.encode()))
-    opts = [o.encode() for o in cs.options(arch)] + [f"--include-path={inc[0]}".encode()]
-    res = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
-    size = _check(nvrtc.nvrtcGetProgramLogSize(prog))
-    log = b" " * size
-    nvrtc.nvrtcGetProgramLog(prog, log)
-    assert res[0] == nvrtc.nvrtcResult.NVRTC_SUCCESS, log.decode(errors="replace")
-    for n in names:
-        lowered = _check(nvrtc.nvrtcGetLoweredName(prog, n.encode()))
-        assert lowered.startswith(b"_ZN3snn"), (n, lowered)
-    assert _check(nvrtc.nvrtcGetCUBINSize(prog)) > 0
+        assert res["lowered"][n].startswith(b"_ZN3snn"), (n, res["lowered"][n])
+    assert len(set(res["lowered"].values())) == len(names)
+    assert res["cubin_size"] > 0
+
+
+def test_runtime_options_pin_the_arithmetic():
+    opts = cs.runtime_options("sm_90", "/x")
+    for o in ("--fmad=false", "--prec-div=true", "--prec-sqrt=true", "--ftz=false"):
+        assert o in opts
+    assert not any("fast-math" in o or "use_fast_math" in o for o in opts)
+    assert [o for o in opts if "ftz" in o] == ["--ftz=false"]  # NVRTC honours the last -ftz
+    assert f"--include-path={cs.kernel_dir()}" in opts and "--include-path=/x" in opts
 
 
 def test_headers_are_self_contained():

@@ -17,7 +17,8 @@ from snn_cuda import surrogate as sg
 # ------------------------------------------------------------------------------------------
 # devices and dtypes
 # ------------------------------------------------------------------------------------------
-CUDA_OK = bool(torch.cuda.is_available() and snn_cuda.build_info()["cuda"])
+# CUDA kernels from the build or from the CuPy path (build_info()["cuda_backend"]).
+CUDA_OK = bool(torch.cuda.is_available() and snn_cuda.build_info()["cuda_backend"] is not None)
 
 DEVICES: List[torch.device] = [torch.device("cpu")] + ([torch.device("cuda")] if CUDA_OK else [])
 DEVICE_IDS = [d.type for d in DEVICES]

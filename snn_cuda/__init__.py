@@ -22,7 +22,11 @@ __all__ = [
 
 
 def build_info() -> dict:
-    """What was compiled and why a backend may be missing."""
+    """What was compiled and why a backend may be missing. `cuda` is the compiled CUDA kernels;
+    `cuda_backend` says what runs CUDA tensors ("compiled", "cupy": the same kernels compiled at
+    run time through CuPy/NVRTC, or None: the reference), and `cupy` describes the CuPy path
+    (CuPy, CUDA runtime/driver and NVRTC versions it found, or why it cannot run)."""
+    cuda_reason = _ext.unavailable_reason("cuda")
     return {
         "version": __version__,
         "torch": torch.__version__,
@@ -32,6 +36,8 @@ def build_info() -> dict:
         "cuda_device_visible": torch.cuda.is_available(),
         "load_error": _ext.load_error,
         "cpu_reason": _ext.unavailable_reason("cpu"),
-        "cuda_reason": _ext.unavailable_reason("cuda"),
+        "cuda_reason": cuda_reason,
+        "cuda_backend": _ext.cuda_backend() if not cuda_reason else None,
+        "cupy": _ext.cupy_info(),
         "built_with": dict(_ext.build),
     }

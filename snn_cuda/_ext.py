@@ -4,6 +4,7 @@ usable extension everything runs on the reference backend, and
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 
 import torch
@@ -83,7 +84,9 @@ def cuda_available() -> bool:
 
 
 def unavailable_reason(device_type: str) -> str:
-    """Why no fused kernel runs on this device type ('' if one does)."""
+    """Why no fused kernel runs on this device type ('' if one does). On CUDA: the compiled
+    kernels, else the CuPy path (kernels compiled at run time by NVRTC), else the reason and how
+    to get either."""
     if not loaded:
         return load_error or "the compiled extension is not loaded"
     if device_type == "cpu":
@@ -91,8 +94,153 @@ def unavailable_reason(device_type: str) -> str:
     if device_type == "cuda":
         if cuda_available():
             return ""
+        why = _cupy_serves_cuda()
+        if not why:
+            return ""
         return (
-            "snn_cuda was built without CUDA kernels (CPU-only build); rebuild with a CUDA build of torch, "
-            "nvcc on PATH and CUDA_HOME set: SNN_CUDA_FORCE_CUDA=1 " + _REBUILD
+            f"snn_cuda was built without CUDA kernels (CPU-only build) and the CuPy path cannot run ({why}); "
+            f'for fused GPU kernels either install CuPy (no CUDA compiler needed): {_CUPY_HINT}, or rebuild '
+            "with a CUDA build of torch, nvcc on PATH and CUDA_HOME set: SNN_CUDA_FORCE_CUDA=1 " + _REBUILD
         )
     return f"no fused kernels for device type {device_type!r}"
+
+
+# ------------------------------------------------------------------------------------------
+# The CuPy path (snn_cuda/cupy_backend.py): the same kernel headers compiled at run time by
+# NVRTC, registered as the ops' CUDA kernels when the extension has none. Registering is cheap
+# and happens at import when CuPy is installed (CuPy itself is imported on first use only);
+# SNN_CUDA_DISABLE_CUPY=1 turns the path off.
+# ------------------------------------------------------------------------------------------
+_CUPY_HINT = 'pip install "snn_cuda[cupy]"'
+cupy_register_error: str | None = None
+
+
+def _cupy_disabled() -> bool:
+    return os.environ.get("SNN_CUDA_DISABLE_CUPY", "") not in ("", "0")
+
+
+def _cupy_installed() -> bool:
+    try:
+        return importlib.util.find_spec("cupy") is not None
+    except Exception:  # pragma: no cover - a broken finder
+        return False
+
+
+def cupy_reason() -> str:
+    """Why the CuPy path cannot run CUDA tensors here ('' when it can). Imports CuPy."""
+    if not loaded:
+        return "the snn_cuda ops are not registered (" + (load_error or "the compiled extension is not loaded") + ")"
+    if _cupy_disabled():
+        return "disabled by SNN_CUDA_DISABLE_CUPY"
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is not a CUDA build"
+    from . import cupy_backend
+
+    return cupy_backend.unavailable_reason()
+
+
+def _assume_constant(fn):
+    # torch.compile runs these while tracing and keeps the result (they import CuPy and may
+    # register kernels on first use, which must not be traced).
+    deco = getattr(getattr(torch, "compiler", None), "assume_constant_result", None)
+    return deco(fn) if deco is not None else fn
+
+
+@_assume_constant
+def _cupy_serves_cuda() -> str:
+    """'' when the CuPy kernels serve the CUDA key (registering them now if the import-time
+    registration did not happen), else why not. Only called without compiled CUDA kernels."""
+    why = cupy_reason()
+    if why:
+        return why
+    from . import cupy_backend
+
+    if cupy_backend.registered() is None:
+        try:
+            cupy_backend.register("CUDA")
+        except Exception as e:  # pragma: no cover - torch.library refused
+            return f"registering the CuPy kernels failed ({type(e).__name__}: {e})"
+    return ""
+
+
+_cupy_forced_warned = False
+
+
+@_assume_constant
+def cupy_unavailable_reason(device_type: str) -> str:
+    """For backend="cupy": '' when the CuPy kernels serve this device type (making them the CUDA
+    kernels of the snn_cuda ops, in place of compiled ones, for the rest of the process), else
+    why they cannot."""
+    global _cupy_forced_warned
+    if device_type != "cuda":
+        return f"the CuPy path runs CUDA tensors only, got a {device_type} tensor"
+    why = cupy_reason()
+    if why:
+        return why
+    from . import cupy_backend
+
+    if cupy_backend.registered() is None:
+        try:
+            cupy_backend.register("CUDA")
+        except Exception as e:  # pragma: no cover - torch.library refused
+            return f"registering the CuPy kernels failed ({type(e).__name__}: {e})"
+        if cuda_available() and not _cupy_forced_warned:
+            _cupy_forced_warned = True
+            import warnings
+
+            warnings.warn(
+                "snn_cuda: backend='cupy': the CuPy-compiled kernels now serve every CUDA call of the snn_cuda ops "
+                "in this process, in place of the compiled CUDA kernels (snn_cuda.cupy_backend.unregister() "
+                "restores them)", RuntimeWarning, stacklevel=4)
+    return ""
+
+
+def cuda_backend() -> str | None:
+    """Which kernels run CUDA tensors now: "compiled", "cupy", or None (the reference)."""
+    if not loaded:
+        return None
+    try:
+        from . import cupy_backend
+
+        if cupy_backend.registered() == "CUDA":
+            return "cupy"
+    except Exception:  # pragma: no cover
+        pass
+    return "compiled" if cuda_available() else None
+
+
+def cupy_info() -> dict:
+    """The CuPy path for build_info(): whether it can run, why not, the versions it found."""
+    out = {"installed": _cupy_installed(), "available": False, "reason": "", "registered_for": None}
+    try:
+        from . import cupy_backend
+
+        out["registered_for"] = cupy_backend.registered()
+        if not out["installed"]:
+            out["reason"] = f"CuPy is not installed; {_CUPY_HINT}"
+        else:
+            why = cupy_reason()
+            out.update({k: v for k, v in cupy_backend.info().items() if k not in ("available", "reason")})
+            out["available"] = not why
+            out["reason"] = why
+            out["registered_for"] = cupy_backend.registered()
+    except Exception as e:  # build_info() must never fail
+        out["reason"] = f"{type(e).__name__}: {e}"
+    if cupy_register_error:
+        out["register_error"] = cupy_register_error
+    return out
+
+
+def _register_cupy_at_import() -> None:
+    global cupy_register_error
+    if not loaded or _CUDA_OK or torch.version.cuda is None or _cupy_disabled() or not _cupy_installed():
+        return
+    try:
+        from . import cupy_backend
+
+        cupy_backend.register("CUDA")
+    except Exception as e:  # import never fails
+        cupy_register_error = f"{type(e).__name__}: {e}"
+
+
+_register_cupy_at_import()

@@ -6,6 +6,9 @@ It checks the installed package on this machine and writes a report to send back
   against the pure-PyTorch reference (``backend="torch"``) over a compact matrix of models,
   resets, surrogates, dtypes, initial states, shapes and save modes, on CUDA when a GPU is
   visible and always on the CPU;
+* the CuPy path (the same kernels compiled at run time by NVRTC through CuPy, for installs
+  without nvcc) when CuPy is installed: against the reference over the same matrix and against
+  the compiled CUDA kernels, and its op timings beside theirs in the benchmark;
 * ``compute-sanitizer`` memcheck / racecheck / initcheck over a focused subset (this module
   re-run under the tool with a hidden ``--sanitizer-subset`` flag) when the tool is on PATH;
 * without a GPU: the host emulation of the real CUDA ``__global__`` bodies under ASan/UBSan
@@ -449,6 +452,99 @@ def _failure_text(rec) -> str:
 
 
 # ------------------------------------------------------------------------------------------
+# the CuPy path (snn_cuda.cupy_backend)
+# ------------------------------------------------------------------------------------------
+def cupy_status() -> dict:
+    """build_info()'s description of the CuPy path ({"available", "reason", versions ...})."""
+    try:
+        return dict(snn_cuda.build_info().get("cupy") or {})
+    except Exception as e:  # pragma: no cover
+        return {"available": False, "reason": f"{type(e).__name__}: {e}"}
+
+
+def _cupy_kernels(on: bool, device: str = "cuda"):
+    """Within the block the CuPy implementations serve the ops of `device` (when `on`). On CUDA
+    that is the CuPy path; "cpu" is for the tests, which give it a host-emulation launcher."""
+    if not on:
+        import contextlib
+
+        return contextlib.nullcontext()
+    from snn_cuda import cupy_backend
+
+    return cupy_backend.serving("CUDA" if device == "cuda" else device.upper())
+
+
+def run_cupy_vs_reference(quick: bool, sm_count: int = 0, log=print, device: str = "cuda") -> dict:
+    """The fused-vs-reference matrix on CUDA with the CuPy-compiled kernels serving the ops."""
+    with _cupy_kernels(True, device):
+        res = run_matrix(device, quick, sm_count, log=log)
+    res["name"] = f"CuPy path vs reference ({device})"
+    log(f"  (the above: {res['name']})")
+    return res
+
+
+def run_cupy_vs_compiled(quick: bool, sm_count: int = 0, log=print, device: str = "cuda") -> dict:
+    """The CuPy-compiled kernels against the compiled (nvcc) CUDA kernels on the same inputs:
+    the same source and arithmetic flags, so spikes and membranes must be bit-identical;
+    gradients are compared with the reference tolerances (another CUDA version's math library
+    may round exp/atan differently) and reported as bitwise when they are. Poisson: bitwise."""
+    t0 = time.perf_counter()
+    recs = []
+    for case in build_matrix(quick, device, sm_count):
+        rec = {"name": case.name, "device": device, "passed": False, "comparisons": [], "error": None}
+        try:
+            x, v0, g = _inputs(case, device)
+            with _SaveMode(device, case.save_mode):
+                compiled = _run_layer(case, "fused", x, v0, g)
+                with _cupy_kernels(True, device):
+                    viacupy = _run_layer(case, "fused", x, v0, g)
+            rtol, atol = GRAD_TOL[case.dtype]
+            comps = [compare_tensors(k, viacupy[k], compiled[k], exact=True) for k in ("spikes", "mem_seq", "mem_last")]
+            for k in ("grad_x", "grad_v0"):
+                if k in compiled:
+                    c = compare_tensors(k, viacupy[k], compiled[k], exact=False, rtol=rtol, atol=atol)
+                    c["bitwise"] = c["passed"] and c["max_abs_err"] in (0.0, None)
+                    comps.append(c)
+            rec["comparisons"] = comps
+            rec["passed"] = all(c["passed"] for c in comps)
+        except Exception as e:
+            rec["error"] = f"{type(e).__name__}: {e}"
+            rec["traceback"] = traceback.format_exc(limit=6)
+        recs.append(rec)
+        if not rec["passed"] and sum(not r["passed"] for r in recs) <= 20:
+            log(f"  FAIL cupy-vs-compiled {case.name}: {_failure_text(rec)}")
+    for dt in ([torch.float32, torch.bfloat16] if quick else DTYPES):
+        rec = {"name": f"poisson_encode {DTYPE_NAMES[dt]}", "device": device, "passed": False, "comparisons": [],
+               "error": None}
+        try:
+            x = torch.linspace(0, 1, 4099, dtype=torch.float64).to(device=device, dtype=dt)
+            a = torch.ops.snn_cuda.poisson_encode(x, 37, 12345)
+            with _cupy_kernels(True, device):
+                b = torch.ops.snn_cuda.poisson_encode(x, 37, 12345)
+            rec["comparisons"] = [compare_tensors("spikes", b, a, exact=True)]
+            rec["passed"] = rec["comparisons"][0]["passed"]
+        except Exception as e:
+            rec["error"] = f"{type(e).__name__}: {e}"
+        recs.append(rec)
+    failed = [r for r in recs if not r["passed"]]
+    grads = [c for r in recs for c in r["comparisons"] if c["name"].startswith("grad")]
+    summary = {
+        "name": "CuPy path vs compiled CUDA kernels" if device == "cuda" else f"CuPy path vs compiled ({device})",
+        "device": device,
+        "passed": not failed,
+        "cases": len(recs),
+        "failed": len(failed),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "max_err": _max_errors(recs),
+        "gradients_bitwise": f"{sum(bool(c.get('bitwise')) for c in grads)}/{len(grads)}",
+        "records": recs,
+    }
+    log(f"  {summary['name']}: {len(recs) - len(failed)}/{len(recs)} passed in {summary['seconds']} s "
+        f"(gradients bit-identical in {summary['gradients_bitwise']})")
+    return summary
+
+
+# ------------------------------------------------------------------------------------------
 # host emulation of the CUDA kernels (source checkout only)
 # ------------------------------------------------------------------------------------------
 _EMU_DEFAULTS = dict(
@@ -728,7 +824,9 @@ def _sj_runners(device):
     return runners, version
 
 
-def run_benchmarks(device: str, quick: bool, budget: float, log=print) -> dict:
+def run_benchmarks(device: str, quick: bool, budget: float, log=print, cupy: Optional[str] = None) -> dict:
+    """cupy: None, "beside" (extra rows with the CuPy-compiled kernels next to the compiled
+    ones) or "only" (the CUDA ops are served by CuPy: the fused rows are labelled so)."""
     res = {"device": device, "rows": [], "copy": None, "notes": []}
     try:
         if device == "cuda":
@@ -761,8 +859,13 @@ def run_benchmarks(device: str, quick: bool, budget: float, log=print) -> dict:
             x = (torch.randn(T, N, generator=gen) * 0.5 + 0.6).to(device=device, dtype=dtype).requires_grad_(True)
             gout = torch.randn(T, N, generator=gen).to(device=device, dtype=dtype)
             candidates = []
+            fused_label = "snn_cuda fused [CuPy kernels]" if cupy == "only" else "snn_cuda fused"
             for m in modes:
-                candidates.append((f"snn_cuda fused" + (f" (save {m})" if m else ""), "fused", m))
+                candidates.append((fused_label + (f" (save {m})" if m else ""), "fused", m))
+            if cupy == "beside":
+                for m in modes:
+                    candidates.append(("snn_cuda fused [CuPy kernels]" + (f" (save {m})" if m else ""),
+                                       "fused-cupy", m))
             candidates.append(("snn_cuda reference (torch loop)", "torch", None))
             if dtype == torch.float32:
                 for be, fn in sj_runners.items():
@@ -774,14 +877,15 @@ def run_benchmarks(device: str, quick: bool, budget: float, log=print) -> dict:
                     if isinstance(backend, tuple):
                         fn = backend[1]
                     else:
-                        fn = _lif_runner(backend, device)
-                    with _SaveMode(device, mode), warnings.catch_warnings():
+                        fn = _lif_runner("fused" if backend == "fused-cupy" else backend, device)
+                    with _SaveMode(device, mode), warnings.catch_warnings(), \
+                            _cupy_kernels(backend == "fused-cupy", device):
                         warnings.simplefilter("ignore")
                         r = _time_fn(lambda: fn(x, gout), device, budget)
                     row.update(r)
                     row["neuron_steps_per_s"] = T * N / r["median_s"]
                     row["GB_s_at_save_h_bytes"] = T * N * _bytes_per_step(dtype, "h") / r["median_s"] / 1e9
-                    if mode is not None or backend == "fused":
+                    if mode is not None or backend in ("fused", "fused-cupy"):
                         eff_mode = mode or "h"
                         row["bytes_per_step_min"] = _bytes_per_step(dtype, eff_mode)
                         row["GB_s_at_own_bytes"] = T * N * row["bytes_per_step_min"] / r["median_s"] / 1e9
@@ -809,6 +913,11 @@ def run_benchmarks(device: str, quick: bool, budget: float, log=print) -> dict:
             del x, gout
             if device == "cuda":
                 torch.cuda.empty_cache()
+    if cupy == "beside":
+        res["notes"].append("[CuPy kernels]: the same kernels compiled at run time by NVRTC through CuPy (the path "
+                            "of installs without nvcc); the first call's compile is excluded (warm-up)")
+    elif cupy == "only":
+        res["notes"].append("this install has no compiled CUDA kernels: the fused rows ran the CuPy-compiled kernels")
     if sj_runners and len(sj_runners) > 1:
         res["notes"].append("SpikingJelly: the fastest of its backends per shape is marked *")
     elif sj_runners:
@@ -856,6 +965,11 @@ def environment(device: str) -> dict:
             env[f"{mod}_version"] = version(mod if mod != "cupy" else "cupy") if importlib.util.find_spec(mod) else None
         except Exception:
             env[f"{mod}_version"] = None
+    cp = env["build_info"].get("cupy") or {}
+    env["cupy_version"] = cp.get("cupy") or env.get("cupy_version")
+    env["cuda_backend"] = env["build_info"].get("cuda_backend")
+    env["cupy_path"] = ("available" if cp.get("available") else f"unavailable: {cp.get('reason')}") + "".join(
+        f", {k} {cp[k]}" for k in ("cuda_runtime", "cuda_driver", "nvrtc") if cp.get(k))
     if device == "cuda":
         p = torch.cuda.get_device_properties(0)
         smi = _nvidia_smi()
@@ -904,7 +1018,8 @@ def render_markdown(rep: dict) -> str:
     L += ["## Environment", "", "| | |", "|---|---|"]
     keys = ["gpu", "compute_capability", "sm_count", "gpu_memory_GiB", "driver_version", "driver_cuda_version",
             "cuda_runtime", "torch", "torch_cuda", "snn_cuda", "python", "platform", "cpu_count",
-            "spikingjelly_version", "snntorch_version", "cupy_version", "triton_version", "compute_sanitizer",
+            "spikingjelly_version", "snntorch_version", "cupy_version", "cuda_backend", "cupy_path",
+            "triton_version", "compute_sanitizer",
             "source_checkout", "time_utc"]
     for k in keys:
         if k in env:
@@ -976,6 +1091,7 @@ def parse_args(argv=None):
     p.add_argument("--no-bench", action="store_true", help="skip the benchmark")
     p.add_argument("--no-emulation", action="store_true", help="skip the host emulation of the CUDA kernels")
     p.add_argument("--no-sanitizer", action="store_true", help="skip compute-sanitizer")
+    p.add_argument("--no-cupy", action="store_true", help="skip the CuPy path (NVRTC-compiled kernels)")
     p.add_argument("--bench-budget", type=float, default=None, help="seconds per benchmark row (default 2, quick 0.5)")
     p.add_argument("--sanitizer-subset", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--selftest-fail", action="store_true", help=argparse.SUPPRESS)
@@ -1011,13 +1127,29 @@ def main(argv=None) -> int:
             gpu_note = "--device cpu: the GPU was not used; the fused CPU kernels were checked against the reference."
         log(f"snn_cuda.check: {gpu_note}")
     checks = []
+    cupy = build.get("cupy") or {}
+    cupy_mode = None
     if gpu:
         log("Checking the fused CUDA ops against the reference ...")
         c = run_matrix("cuda", args.quick, env.get("sm_count", 0), inject_fault=args.selftest_fail, log=log)
         if not build.get("cuda"):
-            c["passed"] = False
-            c["error"] = f"CUDA kernels not built/loaded: {build.get('cuda_reason') or build.get('load_error')}"
+            if build.get("cuda_backend") == "cupy":
+                c["name"] = "fused vs reference (cuda, CuPy kernels: no compiled CUDA kernels)"
+                cupy_mode = "only"
+            else:
+                c["passed"] = False
+                c["error"] = f"CUDA kernels not built/loaded: {build.get('cuda_reason') or build.get('load_error')}"
         checks.append(c)
+        if build.get("cuda") and cupy.get("available") and not args.no_cupy:
+            cupy_mode = "beside"
+            log("Checking the CuPy path (kernels compiled by NVRTC through CuPy) ...")
+            checks.append(run_cupy_vs_reference(args.quick, env.get("sm_count", 0), log=log))
+            checks.append(run_cupy_vs_compiled(args.quick, env.get("sm_count", 0), log=log))
+        elif build.get("cuda"):
+            why = "--no-cupy" if args.no_cupy else cupy.get("reason")
+            checks.append({"name": "CuPy path", "device": "cuda", "skipped": True, "passed": True,
+                           "detail": f"not checked: {why}"})
+            log(f"  CuPy path not checked: {why}")
     log("Checking the fused CPU ops against the reference ...")
     checks.append(run_matrix("cpu", args.quick, inject_fault=args.selftest_fail and not gpu, log=log))
     if gpu and not args.no_sanitizer:
@@ -1043,7 +1175,7 @@ def main(argv=None) -> int:
         log(f"Benchmark ({device}) ...")
         budget = args.bench_budget if args.bench_budget is not None else (0.5 if args.quick else 2.0)
         try:
-            bench = run_benchmarks(device, args.quick, budget, log=log)
+            bench = run_benchmarks(device, args.quick, budget, log=log, cupy=cupy_mode if gpu else None)
         except Exception as e:
             bench = {"device": device, "rows": [], "notes": [f"benchmark failed: {type(e).__name__}: {e}"]}
     passed = all(c["passed"] or c.get("advisory") for c in checks)

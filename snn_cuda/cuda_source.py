@@ -1,12 +1,20 @@
 """The CUDA kernel source as the run-time (NVRTC / CuPy) path compiles it.
 
 The source is csrc/kernels/ itself (shipped inside the package as
-snn_cuda/_kernels by setup.py, read from the source tree otherwise), the
+snn_cuda/_kernels by setup.py, read from the source tree otherwise), reached
+through an include path, not a copy: the program text is two #include lines
+plus a digest of the headers (so cached binaries follow header edits). The
 template instances are named by `name_expressions`, and the options pin the
-same arithmetic as the nvcc build (no FMA contraction, IEEE division).
+same arithmetic as the nvcc build (no FMA contraction, IEEE division and
+square root, no flush-to-zero).
+
+`runtime_source()` / `runtime_options()` are exactly what snn_cuda.cupy_backend
+hands to NVRTC; python_tests/test_nvrtc.py compiles the same for sm_80/sm_90.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -32,13 +40,41 @@ def kernel_dir() -> Path:
 
 
 def headers() -> Dict[str, str]:
-    """name -> text of every kernel header (NVRTC gets them as in-memory headers)."""
+    """name -> text of every kernel header (for inspection: NVRTC reads them through the
+    include path kernel_dir(), see runtime_options)."""
     d = kernel_dir()
     return {p.name: p.read_text() for p in sorted(d.glob("*.h")) + sorted(d.glob("*.cuh"))}
 
 
 def source() -> str:
     return "".join(f'#include "{f}"\n' for f in KERNEL_FILES)
+
+
+def kernel_files() -> List[Path]:
+    d = kernel_dir()
+    return sorted(d.glob("*.h")) + sorted(d.glob("*.cuh"))
+
+
+@functools.lru_cache(maxsize=None)
+def _digest(paths_and_mtimes: tuple) -> str:
+    h = hashlib.sha256()
+    for path, _mtime in paths_and_mtimes:
+        p = Path(path)
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def headers_digest() -> str:
+    """sha256 over the names and contents of every kernel header."""
+    files = kernel_files()
+    return _digest(tuple((str(p), p.stat().st_mtime_ns) for p in files))
+
+
+def runtime_source() -> str:
+    """The program text of the run-time path: the digest comment (part of
+    every cache key) and the #include lines; the headers come from the include
+    path `kernel_dir()`."""
+    return f"// snn_cuda CUDA kernels, headers sha256 {headers_digest()}\n" + source()
 
 
 def forward_name(combo: int, dtype: str) -> str:
@@ -74,9 +110,15 @@ def options(arch: str) -> List[str]:
         "--fmad=false",           # bit parity with the CPU kernels and the reference
         "--prec-div=true",
         "--prec-sqrt=true",
-        "--ftz=false",
+        "--ftz=false",            # must stay last of its kind: NVRTC honours the last -ftz
         "-default-device",
     ]
+
+
+def runtime_options(arch: str, cuda_include: str) -> List[str]:
+    """The full NVRTC option list of the run-time path: `options(arch)` plus
+    the include paths of the kernel headers and of cuda_fp16.h/cuda_bf16.h."""
+    return options(arch) + [f"--include-path={kernel_dir()}", f"--include-path={cuda_include}"]
 
 
 def cuda_include_dirs() -> List[str]:

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from . import _ext, ops, reference
 from . import surrogate as sg
 
-BACKENDS = ("auto", "fused", "torch")
+BACKENDS = ("auto", "fused", "torch", "cupy")
 STEP_MODES = ("s", "m")
 
 _warned: set = set()
@@ -62,7 +62,9 @@ class MemoryModule(nn.Module):
     # -- backend selection ---------------------------------------------------
     def _use_fused(self, x: Tensor, surrogate: sg.SurrogateFunction) -> bool:
         """True to run the fused op; False for the reference loop. 'auto' warns
-        once per reason when it falls back; 'fused' raises instead."""
+        once per reason when it falls back; 'fused' raises instead. On CUDA the
+        fused op runs the compiled kernels, else the CuPy-compiled ones;
+        'cupy' forces the latter (raising when CuPy or a GPU is missing)."""
         backend = self.backend
         if backend == "torch":
             return False
@@ -71,12 +73,14 @@ class MemoryModule(nn.Module):
             reason = f"dtype {x.dtype} has no fused kernel (float32/float64/float16/bfloat16 do)"
         elif surrogate.kind_id is None:
             reason = f"the Python-defined surrogate {type(surrogate).__name__} runs on the reference backend only"
+        elif backend == "cupy":
+            reason = _ext.cupy_unavailable_reason(x.device.type)
         else:
             reason = _ext.unavailable_reason(x.device.type)
         if not reason:
             return True
-        if backend == "fused":
-            raise RuntimeError(f"snn_cuda: backend='fused' cannot run here: {reason}")
+        if backend in ("fused", "cupy"):
+            raise RuntimeError(f"snn_cuda: backend={backend!r} cannot run here: {reason}")
         _warn_once(f"snn_cuda: falling back to the reference backend (slow): {reason}")
         return False
 
