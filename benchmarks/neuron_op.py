@@ -14,6 +14,23 @@ Rows (whichever are installed; a missing one is skipped with a message, never a 
                x.unbind(0) (fastest) and over x[t] (tutorial style). snnTorch has no LIF with
                tau, so for --neurons lif it is a Leaky: other dynamics, other firing rate.
 
+Learnable-parameter modes (gradients w.r.t. x AND every nn.Parameter, .grad cleared each
+iteration; every row starts from the same values, so all compute the same spikes and gradients,
+checked against the peer and printed BEFORE timing):
+
+  --neurons plif         fused LIF tau=2 (baseline, fixed), fused ParametricLIF (scalar w;
+                         per-neuron w, param_shape = the feature shape; scalar w +
+                         learn_threshold), fused LIF learn_threshold, the reference
+                         ParametricLIF (backend="torch"), SpikingJelly ParametricLIFNode
+                         (step_mode="m"; init_tau=2, ATan(2), hard reset 0, decay_input=True)
+  --neurons leaky-learn  fused Leaky beta=0.5 (baseline, fixed), fused Leaky learn_beta +
+                         learn_threshold (scalar; per-neuron), the reference (backend="torch"),
+                         snnTorch Leaky(learn_beta=True, learn_threshold=True) in an unbind loop
+
+  Columns: overhead = row ms / baseline ms (the cost of the parameter gradients), × reference
+  and × peer = their ms / row ms. Fused rows are also checked against the same layer on
+  backend="torch" (covers learn_threshold, which the peers do not have).
+
 Each timed iteration: reset the layer state, x.grad = None, spikes = layer(x),
 spikes.backward(g) with a fixed random g (a spikes.sum()-style loss with random weights).
 Times are medians over reps taken in interleaved rounds (row A, row B, ..., repeat), so slow
@@ -21,12 +38,15 @@ drift of the machine hits every row alike. Ratios are only meaningful within one
 
 Effective GB/s uses the minimal traffic of a fused save-h pass: forward reads x, writes s and
 h; backward reads gs and h, writes gx: 4 storage elements + 2 state elements per neuron-step
-(24 B for fp32, 16 B for fp16/bf16 with an fp32 state, 48 B for fp64).
+(24 B for fp32, 16 B for fp16/bf16 with an fp32 state, 48 B for fp64). The learnable modes keep
+that nominal figure (ParametricLIF's dw re-reads x in the backward: its real traffic is higher).
 
 Examples:
   python benchmarks/neuron_op.py                          # fp32 LIF [64, 64, 4096] on CPU
   python benchmarks/neuron_op.py --neurons leaky --json out.json
   python benchmarks/neuron_op.py --device cuda --sweep    # + small and SpikingJelly shapes
+  python benchmarks/neuron_op.py --neurons plif --json benchmarks/results/cpu/neuron_op_plif_fp32.json
+  python benchmarks/neuron_op.py --neurons leaky-learn --shape 32 64 8192
 """
 from __future__ import annotations
 
@@ -167,7 +187,7 @@ def _snn_layer(model, backend):
     return snn_cuda, layer
 
 
-def fused_factory(model, dtype, device):
+def fused_factory(model, dtype, device, shape=None):
     snn_cuda = _import_snn_cuda()
     if not hasattr(snn_cuda, "build_info"):
         raise _Skip("snn_cuda.build_info() does not exist yet (package incomplete)")
@@ -191,7 +211,7 @@ def fused_factory(model, dtype, device):
     return run
 
 
-def reference_factory(model, dtype, device):
+def reference_factory(model, dtype, device, shape=None):
     snn_cuda = _import_snn_cuda()
     if hasattr(snn_cuda, {"lif": "LIF", "if": "IF", "leaky": "Leaky"}[model]):
         snn_cuda, layer = _snn_layer(model, "torch")
@@ -218,7 +238,7 @@ def reference_factory(model, dtype, device):
     return lambda x: reference.lif_reference(x, model=model, tau=2.0, surrogate=sur)[0]
 
 
-def sj_factory(model, dtype, device):
+def sj_factory(model, dtype, device, shape=None):
     if model == "leaky":
         raise _Skip("SpikingJelly has no snnTorch-style Leaky")
     try:
@@ -239,7 +259,7 @@ def sj_factory(model, dtype, device):
 
 
 def snntorch_factory(indexing):
-    def factory(model, dtype, device):
+    def factory(model, dtype, device, shape=None):
         if model == "if":
             raise _Skip("snnTorch has no IF neuron")
         try:
@@ -264,7 +284,7 @@ def snntorch_factory(indexing):
 
 
 def loop_factory(indexing):
-    def factory(model, dtype, device):
+    def factory(model, dtype, device, shape=None):
         return make_loop(model, dtype, indexing=indexing)
     return factory
 
@@ -281,6 +301,147 @@ ROWS = [
 ]
 
 
+
+# ------------------------------------------------------------------------------------------
+# Learnable-parameter modes (--neurons plif | leaky-learn): fwd+bwd with the gradients w.r.t. x
+# AND the layer's nn.Parameters (cleared every iteration like x.grad, as
+# optimizer.zero_grad(set_to_none=True) does). Every row computes the same dynamics from the
+# same initial values (tau = 2 <=> w = 0, k = sigmoid(0) = 0.5; beta = 0.5, threshold = 1),
+# so spikes and gradients are checked against the peer before timing.
+# ------------------------------------------------------------------------------------------
+def feature_shape(shape):
+    """Per-neuron parameter shape: one sample's feature dims (x.shape[2:]; x.shape[1:] for [T, N])."""
+    shape = list(shape)
+    return tuple(shape[2:]) if len(shape) > 2 else tuple(shape[1:])
+
+
+def _snn_run(snn_cuda, layer):
+    reset = snn_cuda.functional.reset_net
+
+    def run(x):
+        reset(layer)
+        out = layer(x)
+        return out[0] if isinstance(out, tuple) else out
+
+    run.params = dict(layer.named_parameters())
+    run.layer = layer
+    return run
+
+
+def _check_fused_available(snn_cuda, device):
+    info = snn_cuda.build_info()
+    if not info.get(device):
+        why = info.get(f"{device}_reason") or info.get("load_error") or ""
+        raise _Skip(f"snn_cuda.build_info()[{device!r}] is {info.get(device)!r}" + (f": {why}" if why else ""))
+
+
+def snn_learn_factory(cls_name, backend, per_neuron=False, **kw):
+    """An snn_cuda layer (ATan(2) surrogate). per_neuron: param_shape = the feature shape.
+    Fused rows also carry .reference(): the same layer on backend="torch" (for the check)."""
+
+    def build(device, shape, be):
+        snn_cuda = _import_snn_cuda()
+        cls = getattr(snn_cuda, cls_name, None)
+        if cls is None:
+            raise _Skip(f"snn_cuda has no {cls_name}")
+        args = dict(kw)
+        if per_neuron:
+            args["param_shape"] = feature_shape(shape)
+        try:
+            layer = cls(surrogate=snn_cuda.surrogate.ATan(), backend=be, step_mode="m", **args)
+        except TypeError as e:  # a switch not implemented yet
+            raise _Skip(f"snn_cuda.{cls_name}({', '.join(f'{k}={v!r}' for k, v in args.items())}): {e}")
+        return snn_cuda, layer.to(device)
+
+    def factory(model, dtype, device, shape=None):
+        snn_cuda, layer = build(device, shape, backend)
+        if backend == "fused":
+            _check_fused_available(snn_cuda, device)
+        run = _snn_run(snn_cuda, layer)
+        if backend == "fused":
+            run.reference = lambda: _snn_run(*build(device, shape, "torch"))
+        return run
+
+    return factory
+
+
+def sj_plif_factory(model, dtype, device, shape=None):
+    try:
+        from spikingjelly.activation_based import functional, neuron, surrogate
+    except Exception as e:
+        raise _Skip(f"spikingjelly not importable: {type(e).__name__}: {e}")
+    # SpikingJelly 2.0.0's ParametricLIFNode has no `backend` argument: on CPU (ATan, scalar w,
+    # fp32) it runs its torch op sj_plif (a per-step torch loop with a hand-written backward).
+    layer = neuron.ParametricLIFNode(init_tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0,
+                                     surrogate_function=surrogate.ATan(alpha=2.0), detach_reset=False,
+                                     step_mode="m").to(device)
+
+    def run(x):
+        functional.reset_net(layer)
+        return layer(x)
+
+    run.params = dict(layer.named_parameters())
+    run.note = "step_mode='m', torch (no backend arg in 2.0.0)"
+    return run
+
+
+def snntorch_learn_factory(model, dtype, device, shape=None):
+    try:
+        import snntorch
+        from snntorch import surrogate
+    except Exception as e:
+        raise _Skip(f"snntorch not importable: {type(e).__name__}: {e}")
+    lif = snntorch.Leaky(beta=0.5, threshold=1.0, spike_grad=surrogate.atan(alpha=2.0),
+                         learn_beta=True, learn_threshold=True).to(device)
+
+    def run(x):
+        mem = lif.init_leaky()
+        out = []
+        for xt in x.unbind(0):
+            spk, mem = lif(xt, mem)
+            out.append(spk)
+        return torch.stack(out)
+
+    run.params = dict(lif.named_parameters())
+    return run
+
+
+PLIF_ROWS = [
+    ("lif", "fused LIF, fixed tau=2 (baseline)", snn_learn_factory("LIF", "fused", tau=2.0), False),
+    ("plif", "fused ParametricLIF, scalar w", snn_learn_factory("ParametricLIF", "fused", init_tau=2.0), False),
+    ("plif_pn", "fused ParametricLIF, per-neuron w",
+     snn_learn_factory("ParametricLIF", "fused", per_neuron=True, init_tau=2.0), False),
+    ("plif_th", "fused ParametricLIF, scalar w + learn_threshold",
+     snn_learn_factory("ParametricLIF", "fused", init_tau=2.0, learn_threshold=True), False),
+    ("lif_th", "fused LIF, learn_threshold (scalar)",
+     snn_learn_factory("LIF", "fused", tau=2.0, learn_threshold=True), False),
+    ("reference", "reference ParametricLIF (backend=\"torch\"), scalar w",
+     snn_learn_factory("ParametricLIF", "torch", init_tau=2.0), False),
+    ("sj", "SpikingJelly ParametricLIFNode", sj_plif_factory, False),
+]
+
+LEAKY_LEARN_ROWS = [
+    ("leaky", "fused Leaky, fixed beta=0.5 (baseline)", snn_learn_factory("Leaky", "fused", beta=0.5), False),
+    ("leaky_learn", "fused Leaky, learn_beta + learn_threshold (scalar)",
+     snn_learn_factory("Leaky", "fused", beta=0.5, learn_beta=True, learn_threshold=True), False),
+    ("leaky_learn_pn", "fused Leaky, learn_beta + learn_threshold (per-neuron)",
+     snn_learn_factory("Leaky", "fused", per_neuron=True, beta=0.5, learn_beta=True, learn_threshold=True),
+     False),
+    ("reference", "reference Leaky (backend=\"torch\"), learn_beta + learn_threshold",
+     snn_learn_factory("Leaky", "torch", beta=0.5, learn_beta=True, learn_threshold=True), False),
+    ("snntorch", "snnTorch Leaky(learn_beta, learn_threshold), unbind loop", snntorch_learn_factory, False),
+]
+
+# Per mode: the rows, and for the learnable modes the fixed-parameter fused baseline (overhead
+# = row time / baseline time), the reference and the peer (speed-up = their time / row time);
+# the peer is also what spikes and gradients are checked against (the reference if no peer).
+MODE_ROWS = {"lif": ROWS, "if": ROWS, "leaky": ROWS, "plif": PLIF_ROWS, "leaky-learn": LEAKY_LEARN_ROWS}
+LEARN_MODES = {"plif": dict(baseline="lif", reference="reference", peer="sj", peer_name="SpikingJelly"),
+               "leaky-learn": dict(baseline="leaky", reference="reference", peer="snntorch",
+                                   peer_name="snnTorch")}
+# canonical parameter names across implementations (SJ: w; snnTorch: beta, threshold)
+_PARAM_ALIAS = {"v_threshold": "threshold"}
+
 def _peer_versions():
     out = {}
     for mod in ("spikingjelly", "snntorch"):
@@ -293,7 +454,14 @@ def _peer_versions():
 
 
 def _label(key, model, versions):
-    lab = dict((k, l) for k, l, _, _ in ROWS)[key]
+    lab = dict((k, l) for k, l, _, _ in MODE_ROWS[model])[key]
+    if model in LEARN_MODES:
+        peer = LEARN_MODES[model]["peer"]
+        mod = "spikingjelly" if peer == "sj" else "snntorch"
+        if key == peer and versions.get(mod):
+            lab = lab.replace("SpikingJelly", f"SpikingJelly {versions[mod]}").replace(
+                "snnTorch", f"snnTorch {versions[mod]}")
+        return lab
     if key == "sj" and versions.get("spikingjelly"):
         node = {"lif": " LIFNode", "if": " IFNode"}.get(model, "")
         lab = f"SpikingJelly {versions['spikingjelly']}{node}"
@@ -312,6 +480,8 @@ def _sync(device):
 
 def _iteration(fn, x, g, device):
     x.grad = None
+    for prm in getattr(fn, "params", {}).values():
+        prm.grad = None
     _sync(device)
     t0 = time.perf_counter()
     s = fn(x)
@@ -337,6 +507,33 @@ def copy_bandwidth(device, mbytes=256, reps=10):
             "best_GB_s": 2 * n * 4 / min(ts) / 1e9}
 
 
+def _param_grads(fn):
+    """{canonical name: grad (float64)} of a row's learnable parameters after a backward."""
+    out = {}
+    for name, prm in getattr(fn, "params", {}).items():
+        if prm.grad is not None:
+            out[_PARAM_ALIAS.get(name, name)] = prm.grad.detach().double().clone()
+    return out
+
+
+def _compare(row_s, row_gx, row_gp, base_s, base_gx, base_gp):
+    """Spike mismatches, max |gx - gx_base| / max |gx_base|, and the same per shared parameter
+    (a per-neuron gradient is summed when the other side is a scalar)."""
+    out = {"spike_mismatch": int((row_s.float() != base_s.float()).sum())}
+    gb, gr = base_gx.double(), row_gx.double()
+    out["gx_max_rel_err"] = float((gr - gb).abs().max() / gb.abs().max().clamp_min(1e-30))
+    prm = {}
+    for name in sorted(set(row_gp) & set(base_gp)):
+        a, b = row_gp[name], base_gp[name]
+        if a.shape != b.shape:
+            a, b = (a.sum(), b) if b.numel() == 1 else (a, b.sum()) if a.numel() == 1 else (None, None)
+        if a is None:
+            continue
+        prm[name] = float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+    out["param_grad_rel_err"] = prm
+    return out
+
+
 def bench_shape(shape, model, dtype, device, keys, args, versions, verbose=True):
     numel = math.prod(shape)
     gen = torch.Generator(device="cpu").manual_seed(0)
@@ -346,9 +543,10 @@ def bench_shape(shape, model, dtype, device, keys, args, versions, verbose=True)
     e = torch.empty((), dtype=dtype).element_size()
     se = torch.empty((), dtype=_STATE[dtype]).element_size()
     bytes_per_step = 4 * e + 2 * se
+    learn = LEARN_MODES.get(model)
 
     rows, live = [], []
-    for key, _, factory, slow in ROWS:
+    for key, _, factory, slow in MODE_ROWS[model]:
         if key not in keys:
             continue
         label = _label(key, model, versions)
@@ -358,15 +556,33 @@ def bench_shape(shape, model, dtype, device, keys, args, versions, verbose=True)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                fn = factory(model, dtype, device)
+                fn = factory(model, dtype, device, shape=shape)
             row["note"] = getattr(fn, "note", "")
-            # warm-up + a checked pass (spikes / grads kept for agreement with the unbind loop)
+            # warm-up + a checked pass (spikes / grads kept for the agreement check)
+            for prm in getattr(fn, "params", {}).values():
+                prm.grad = None
             x.grad = None
             s = fn(x)
             s.backward(g)
             row["firing_rate"] = float(s.detach().float().mean())
             row["_s"] = s.detach()
             row["_gx"] = x.grad.detach().clone()
+            row["_gp"] = _param_grads(fn)
+            if learn:
+                row["learnable"] = {n: list(p.shape) for n, p in getattr(fn, "params", {}).items()}
+                row["param_grad_sum"] = {n: float(v.sum()) for n, v in row["_gp"].items()}
+            if learn and hasattr(fn, "reference"):
+                # the same layer on backend="torch": checks the parameter gradients of every
+                # fused row, also those the peer has no counterpart for (learn_threshold)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    rfn = fn.reference()
+                x.grad = None
+                rs = rfn(x)
+                rs.backward(g)
+                row["vs_own_reference"] = _compare(row["_s"], row["_gx"], row["_gp"], rs.detach(),
+                                                   x.grad.detach(), _param_grads(rfn))
+                del rfn, rs
             warm = [_iteration(fn, x, g, device)]
             while len(warm) < (1 if slow else 3) and sum(warm) < 2.0:
                 warm.append(_iteration(fn, x, g, device))
@@ -385,6 +601,50 @@ def bench_shape(shape, model, dtype, device, keys, args, versions, verbose=True)
         if verbose and "skipped" in row:
             print(f"  [skip] {label}: {row['skipped']}", file=sys.stderr)
 
+    ref = {r["key"]: r for r in rows}
+    # agreement, checked BEFORE timing. Fixed-parameter modes: against the unbind loop (same
+    # dynamics only; snnTorch is a Leaky, SJ a LIF/IF). Learnable modes: against the peer
+    # (SpikingJelly ParametricLIFNode / snnTorch learnable Leaky), else the reference.
+    if learn:
+        base_key = next((k for k in (learn["peer"], learn["reference"]) if "_s" in ref.get(k, {})), None)
+    else:
+        base_key = "unbind"
+    base = ref.get(base_key) if base_key else None
+    bs = base.get("_s") if base else None
+    for row in rows:
+        if "_s" not in row:
+            continue
+        same_model = learn or not (model != "leaky" and row["key"].startswith("snntorch"))
+        if bs is not None and row is not base and same_model:
+            c = _compare(row["_s"], row["_gx"], row["_gp"], bs, base["_gx"], base["_gp"])
+            row["spike_mismatch"] = c["spike_mismatch"]
+            row["gx_max_rel_err"] = c["gx_max_rel_err"]
+            if learn:
+                row["param_grad_rel_err"] = c["param_grad_rel_err"]
+    if learn and verbose:
+        print(f"\ncheck before timing (x ~ N({args.x_mean}, {args.x_std}^2), {list(shape)}; "
+              f"vs {base['impl'] if base else 'nothing'}):")
+        for row in rows:
+            if "_s" not in row:
+                continue
+            msg = f"  {row['impl']}: firing rate {row['firing_rate']:.4f}"
+            if "spike_mismatch" in row:
+                msg += (f"; spikes != base: {row['spike_mismatch']} of {numel}; gx max rel err "
+                        f"{row['gx_max_rel_err']:.1e}")
+                for n, v in row.get("param_grad_rel_err", {}).items():
+                    msg += f"; d{n} rel err {v:.1e}"
+            elif row is base:
+                msg += " (the base)"
+            own = row.get("vs_own_reference")
+            if own:
+                msg += (f" | vs same layer backend='torch': spikes != {own['spike_mismatch']}, gx "
+                        f"{own['gx_max_rel_err']:.1e}"
+                        + "".join(f", d{n} {v:.1e}" for n, v in own["param_grad_rel_err"].items()))
+            if row.get("param_grad_sum"):
+                msg += " | grad sums " + ", ".join(f"{n}={v:.6g}" for n, v in row["param_grad_sum"].items())
+            print(msg)
+        sys.stdout.flush()
+
     # interleaved rounds
     for _ in range(args.rounds):
         for row, fn in live:
@@ -399,38 +659,40 @@ def bench_shape(shape, model, dtype, device, keys, args, versions, verbose=True)
                 print(f"  [round] {row['impl']}: {n} reps, median so far "
                       f"{statistics.median(row['_times']) * 1e3:.1f} ms", file=sys.stderr, flush=True)
 
-    ref = {r["key"]: r for r in rows}
-    base = ref.get("unbind")
     for row, _ in live:
         ts = row.pop("_times")
         row.pop("_est")
         t = statistics.median(ts)
         row.update(reps=len(ts), median_s=t, min_s=min(ts),
                    neuron_steps_per_s=numel / t, eff_GB_s=numel * bytes_per_step / t / 1e9)
-    # agreement with the unbind loop (same dynamics only; snnTorch is a Leaky, SJ a LIF/IF)
-    bs = base.get("_s") if base else None
-    for row in rows:
-        if "_s" not in row:
-            continue
-        same_model = not (model != "leaky" and row["key"].startswith("snntorch"))
-        if bs is not None and row is not base and same_model:
-            s = row["_s"].float()
-            row["spike_mismatch"] = int((s != bs.float()).sum())
-            gb, gr = base["_gx"].double(), row["_gx"].double()
-            row["gx_max_rel_err"] = float((gr - gb).abs().max() / gb.abs().max().clamp_min(1e-30))
+        if args.keep_times:
+            row["times_s"] = ts
     for row in rows:
         row.pop("_s", None)
         row.pop("_gx", None)
-    t_unbind = base.get("median_s") if base else None
-    t_sj = ref.get("sj", {}).get("median_s")
-    t_snt = ref.get("snntorch", {}).get("median_s")
-    for row in rows:
-        if "median_s" in row:
-            row["x_unbind"] = t_unbind / row["median_s"] if t_unbind else None
-            row["x_sj"] = t_sj / row["median_s"] if t_sj else None
-            row["x_snntorch"] = t_snt / row["median_s"] if t_snt else None
+        row.pop("_gp", None)
+    if learn:
+        t_base = ref.get(learn["baseline"], {}).get("median_s")
+        tmin_base = ref.get(learn["baseline"], {}).get("min_s")
+        t_ref = ref.get(learn["reference"], {}).get("median_s")
+        t_peer = ref.get(learn["peer"], {}).get("median_s")
+        for row in rows:
+            if "median_s" in row:
+                row["overhead_vs_fixed"] = row["median_s"] / t_base if t_base else None
+                row["overhead_vs_fixed_min"] = row["min_s"] / tmin_base if tmin_base else None
+                row["x_reference"] = t_ref / row["median_s"] if t_ref else None
+                row["x_peer"] = t_peer / row["median_s"] if t_peer else None
+    else:
+        t_unbind = base.get("median_s") if base else None
+        t_sj = ref.get("sj", {}).get("median_s")
+        t_snt = ref.get("snntorch", {}).get("median_s")
+        for row in rows:
+            if "median_s" in row:
+                row["x_unbind"] = t_unbind / row["median_s"] if t_unbind else None
+                row["x_sj"] = t_sj / row["median_s"] if t_sj else None
+                row["x_snntorch"] = t_snt / row["median_s"] if t_snt else None
     return {"shape": list(shape), "numel": numel, "bytes_per_neuron_step": bytes_per_step,
-            "rows": rows}
+            "check_base": base_key if base else None, "rows": rows}
 
 
 # ------------------------------------------------------------------------------------------
@@ -494,6 +756,36 @@ def markdown(res, model, cols_snt):
     return "\n".join(lines)
 
 
+
+def _learn_str(r):
+    lp = r.get("learnable")
+    if not lp:
+        return "—"
+    return ", ".join(f"{n}{'' if not sh else '[' + 'x'.join(map(str, sh)) + ']'}" for n, sh in lp.items())
+
+
+def markdown_learn(res, model):
+    lm = LEARN_MODES[model]
+    peer = lm["peer_name"]
+    head = ("| implementation | learnable | ms / fwd+bwd | reps | neuron-steps/s | eff. GB/s "
+            "| ÷ fixed fused (overhead) | × reference | × " + peer + " | firing rate "
+            "| spikes ≠ check base | gx rel err | param-grad rel err |")
+    sep = "|" + "---|" * (head.count("|") - 1)
+    lines = [head, sep]
+    for r in res["rows"]:
+        if "median_s" not in r:
+            continue
+        mism = r.get("spike_mismatch")
+        pg = r.get("param_grad_rel_err") or {}
+        lines.append(
+            f"| {r['impl']} | {_learn_str(r)} | {r['median_s'] * 1e3:.1f} | {r['reps']} "
+            f"| {_rate(r['neuron_steps_per_s'])} | {r['eff_GB_s']:.1f} | {_f(r['overhead_vs_fixed'], '.3f')} "
+            f"| {_f(r['x_reference'], '.2f')} | {_f(r['x_peer'], '.2f')} | {r['firing_rate']:.4f} "
+            f"| {'base' if res.get('check_base') == r['key'] else _f(mism, 'd')} "
+            f"| {_f(r.get('gx_max_rel_err'), '.0e')} "
+            f"| {', '.join(f'd{n} {v:.0e}' for n, v in pg.items()) or '—'} |")
+    return "\n".join(lines)
+
 def sj_shapes(scale, ts):
     shapes = []
     for n in ([64, 32768], [1 << 20], [64, 65536]):
@@ -512,11 +804,17 @@ def main(argv=None):
     p.add_argument("--shape", type=int, nargs="+", default=[64, 64, 4096], metavar="D",
                    help="T B N (or any [T, ...]); default 64 64 4096")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "float64"])
-    p.add_argument("--neurons", default="lif", choices=["lif", "if", "leaky"])
+    p.add_argument("--neurons", default="lif", choices=["lif", "if", "leaky", "plif", "leaky-learn"],
+                   help="lif/if/leaky: fixed-parameter layers vs the loops and peers; plif: learnable "
+                        "tau (ParametricLIF) and threshold vs fixed LIF, the reference and SpikingJelly's "
+                        "ParametricLIFNode; leaky-learn: Leaky learn_beta+learn_threshold vs fixed "
+                        "Leaky, the reference and snnTorch's learnable Leaky")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    p.add_argument("--rows", default=",".join(k for k, *_ in ROWS),
-                   help="comma-separated subset of: " + ",".join(k for k, *_ in ROWS))
+    p.add_argument("--rows", default=None,
+                   help="comma-separated subset of the mode's rows (default all): lif/if/leaky: "
+                        + ",".join(k for k, *_ in ROWS) + "; plif: " + ",".join(k for k, *_ in PLIF_ROWS)
+                        + "; leaky-learn: " + ",".join(k for k, *_ in LEAKY_LEARN_ROWS))
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     p.add_argument("--budget", type=float, default=3.0,
                    help="seconds of timed reps per row, split over rounds (default 3)")
@@ -535,6 +833,7 @@ def main(argv=None):
     p.add_argument("--x-std", type=float, default=1.0, help="default 1.0 (LIF fires ~20%%)")
     p.add_argument("--json", default=None, metavar="PATH", help="write all results as JSON")
     p.add_argument("--verbose", action="store_true", help="print tracebacks of failing rows")
+    p.add_argument("--keep-times", action="store_true", help="store every timed rep in the JSON")
     args = p.parse_args(argv)
 
     if args.threads is not None:
@@ -542,14 +841,25 @@ def main(argv=None):
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda but torch.cuda.is_available() is False")
     dtype = getattr(torch, args.dtype)
-    keys = [k.strip() for k in args.rows.split(",") if k.strip()]
+    mode_rows = MODE_ROWS[args.neurons]
+    keys = ([k.strip() for k in args.rows.split(",") if k.strip()] if args.rows
+            else [k for k, *_ in mode_rows])
+    bad = [k for k in keys if k not in dict((kk, 0) for kk, *_ in mode_rows)]
+    if bad:
+        p.error(f"--rows {','.join(bad)}: not a row of --neurons {args.neurons} "
+                f"({','.join(k for k, *_ in mode_rows)})")
+    learn = LEARN_MODES.get(args.neurons)
     scale = args.scale if args.scale is not None else (16 if args.device == "cpu" else 1)
 
     versions = _peer_versions()
     hw = hardware(args.device, torch.get_num_threads())
     info = snn_cuda_build_info()
-    print(f"# snn_cuda neuron_op benchmark: {args.neurons.upper()} layer, {args.dtype}, fwd+bwd, "
-          f"ATan surrogate, device={args.device}")
+    if learn:
+        print(f"# snn_cuda neuron_op benchmark: {args.neurons.upper()} (learnable parameters), {args.dtype}, "
+              f"fwd+bwd with gradients w.r.t. x and every nn.Parameter, ATan(2) surrogate, device={args.device}")
+    else:
+        print(f"# snn_cuda neuron_op benchmark: {args.neurons.upper()} layer, {args.dtype}, fwd+bwd, "
+              f"ATan surrogate, device={args.device}")
     hwline = (f"CPU: {hw['cpu']} ({hw['cpu_isa']}), {hw['cores']} cores, torch {hw['torch']}, "
               f"{hw['threads']} threads, Python {hw['python']}")
     if args.device == "cuda":
@@ -579,12 +889,25 @@ def main(argv=None):
           f"{main_res['bytes_per_neuron_step']} B/neuron-step; "
           f"copy {cb['GB_s']:.0f} GB/s)")
     print()
-    print(markdown(main_res, args.neurons, cols_snt))
+    print(markdown_learn(main_res, args.neurons) if learn else markdown(main_res, args.neurons, cols_snt))
     for r in main_res["rows"]:
         if "skipped" in r:
             print(f"\n- skipped {r['impl']}: {r['skipped']}")
     fr = main_res["rows"]
     fused = next((r for r in fr if r["key"] == "fused" and "median_s" in r), None)
+    if learn:
+        byk = {r["key"]: r for r in fr if "median_s" in r}
+        b = byk.get(learn["baseline"])
+        print(f"\n(overhead = ms / ms of '{b['impl'] if b else learn['baseline']}' in this run, median "
+              "[min-based in brackets]; × reference / × peer = their ms / this row's ms)")
+        for r in fr:
+            if "median_s" not in r or not r.get("learnable") or r["key"] in (learn["reference"], learn["peer"]):
+                continue
+            print(f"- {r['impl']}: parameter-gradient overhead {_f(r['overhead_vs_fixed'], '.3f')}× "
+                  f"[{_f(r['overhead_vs_fixed_min'], '.3f')}×] "
+                  f"({(r['overhead_vs_fixed'] - 1) * 100:+.1f}%), {_f(r['x_reference'], '.2f')}× the reference, "
+                  f"{_f(r['x_peer'], '.2f')}× {learn['peer_name']}, "
+                  f"{r['eff_GB_s'] / cb['GB_s'] * 100:.0f}% of copy bandwidth")
     if fused is not None:
         print(f"\nfused: {_f(fused['x_unbind'], '.2f')}× the unbind loop, "
               f"{_f(fused['x_sj'], '.2f')}× SpikingJelly, {fused['eff_GB_s'] / cb['GB_s'] * 100:.0f}% "
@@ -592,7 +915,7 @@ def main(argv=None):
 
     sweep = []
     if args.sweep:
-        sweep_keys = [k for k in keys if not dict((kk, s) for kk, _, _, s in ROWS)[k] or args.sweep_all]
+        sweep_keys = [k for k in keys if not dict((kk, s) for kk, _, _, s in mode_rows)[k] or args.sweep_all]
         shapes = SMALL_SHAPES + sj_shapes(scale, args.sweep_T)
         sargs = argparse.Namespace(**vars(args))
         sargs.budget = min(args.budget, 1.0)
@@ -601,7 +924,8 @@ def main(argv=None):
               f"dim / {scale}; rows: {','.join(sweep_keys)})\n")
         names = [k for k in sweep_keys]
         print("| shape | " + " | ".join(f"{k} steps/s" for k in names)
-              + " | fused × unbind | fused × SJ |")
+              + (" | learnable fused ÷ fixed | learnable fused × peer |" if learn
+                 else " | fused × unbind | fused × SJ |"))
         print("|" + "---|" * (len(names) + 3))
         for shp in shapes:
             r = bench_shape(shp, args.neurons, dtype, args.device, sweep_keys, sargs, versions,
@@ -611,9 +935,21 @@ def main(argv=None):
             cells = [_rate(by[k]["neuron_steps_per_s"]) if "median_s" in by.get(k, {}) else "—"
                      for k in names]
             fu = by.get("fused", {})
+            if learn:  # last two columns: overhead of the first learnable fused row, its × peer
+                lr = next((rr for rr in r["rows"] if rr.get("learnable") and "median_s" in rr
+                           and rr["key"] not in (learn["reference"], learn["peer"])), {})
+                print(f"| {shp} | " + " | ".join(cells)
+                      + f" | {_f(lr.get('overhead_vs_fixed'), '.3f')} | {_f(lr.get('x_peer'), '.2f')} |",
+                      flush=True)
+                continue
             print(f"| {shp} | " + " | ".join(cells)
                   + f" | {_f(fu.get('x_unbind'), '.2f')} | {_f(fu.get('x_sj'), '.2f')} |", flush=True)
 
+    try:
+        hw["loadavg_end"] = os.getloadavg()[0]
+        print(f"\nload average at end {hw['loadavg_end']:.2f}")
+    except OSError:
+        pass
     print(f"\n(benchmark time {time.perf_counter() - t0:.0f} s; command: "
           f"python benchmarks/neuron_op.py {' '.join(sys.argv[1:] if argv is None else argv)})")
     if args.json:
