@@ -144,6 +144,24 @@ def neuron_configs() -> List[Tuple[str, str, dict]]:
     for reset in ("subtract", "zero", "none"):
         out.append((f"leaky-{reset}", "leaky", dict(beta=0.85, threshold=0.9, reset_mechanism=reset)))
     out.append(("synaptic", "synaptic", dict(decay=0.8)))
+    # learnable / per-neuron parameters (their gradients are compared too)
+    for v_reset, rname in ((-0.1, "hard"), (None, "soft")):
+        for decay_input in (True, False):
+            out.append((f"plif-{rname}-{'decay' if decay_input else 'nodecay'}-learn_th", "plif",
+                        dict(init_tau=1.7, decay_input=decay_input, v_threshold=0.9, v_reset=v_reset,
+                             learn_threshold=True)))
+    out.append(("plif-hard-detach-per_neuron", "plif",
+                dict(init_tau=2.5, v_threshold=0.9, v_reset=-0.1, detach_reset=True, param_shape="features")))
+    out.append(("lif-soft-learn_th-per_neuron", "lif",
+                dict(tau=1.7, v_threshold=0.9, v_reset=None, learn_threshold=True, param_shape="features")))
+    out.append(("if-hard-floor-learn_th", "if", dict(v_threshold=1.1, v_reset=-0.1, v_floor=-0.3,
+                                                       learn_threshold=True)))
+    for reset in ("subtract", "zero"):
+        out.append((f"leaky-{reset}-learn_beta_th-per_neuron", "leaky",
+                    dict(beta=0.85, threshold=0.9, reset_mechanism=reset, learn_beta=True, learn_threshold=True,
+                         param_shape="features")))
+    out.append(("leaky-none-learn_beta", "leaky", dict(beta=0.85, threshold=0.9, reset_mechanism="none",
+                                                       learn_beta=True)))
     return out
 
 
@@ -194,7 +212,7 @@ def build_matrix(quick: bool, device: str, sm_count: int = 0) -> List[Case]:
         name, kind, kwargs = by_name[cfg_name]
         smodes = kw.pop("save_modes", None)
         if smodes is None:
-            smodes = modes if kind in ("lif", "if") else [None]
+            smodes = modes if kind in ("lif", "if", "plif") else [None]
         for m in smodes:
             cases.append(Case(name, kind, kwargs, dtype, sur, tuple(shape), save_mode=m, **kw))
 
@@ -257,17 +275,29 @@ def sanitizer_matrix() -> List[Case]:
 # ------------------------------------------------------------------------------------------
 # running one case
 # ------------------------------------------------------------------------------------------
-def _make_layer(case: Case, backend: str):
+def _make_layer(case: Case, backend: str, device: str = "cpu"):
     kw = dict(case.kwargs)
     if case.kind == "synaptic":
         return snn_cuda.SynapticCurrent(step_mode="m", backend=backend, **kw)
     if case.surrogate is not None:
         kw["surrogate"] = case.surrogate
+    if kw.get("param_shape") == "features":  # one parameter per neuron of a step
+        kw["param_shape"] = tuple(case.shape[1:] if case.const_T else case.shape[2:]) or (1,)
     if case.kind == "lif":
-        return snn_cuda.LIF(step_mode="m", backend=backend, store_v_seq=True, **kw)
-    if case.kind == "if":
-        return snn_cuda.IF(step_mode="m", backend=backend, store_v_seq=True, **kw)
-    return snn_cuda.Leaky(step_mode="m", backend=backend, **kw)
+        layer = snn_cuda.LIF(step_mode="m", backend=backend, store_v_seq=True, **kw)
+    elif case.kind == "plif":
+        layer = snn_cuda.ParametricLIF(step_mode="m", backend=backend, store_v_seq=True, **kw)
+    elif case.kind == "if":
+        layer = snn_cuda.IF(step_mode="m", backend=backend, store_v_seq=True, **kw)
+    else:
+        layer = snn_cuda.Leaky(step_mode="m", backend=backend, **kw)
+    layer = layer.to(device)
+    with torch.no_grad():  # distinct per-element values, the same for both backends
+        for _, p in sorted(layer.named_parameters()):
+            p.add_(torch.linspace(-0.05, 0.05, p.numel(), dtype=p.dtype, device=p.device).reshape(p.shape))
+    if case.dtype == torch.float64:
+        layer = layer.double()
+    return layer
 
 
 def _state_attr(case: Case) -> str:
@@ -291,7 +321,7 @@ def _inputs(case: Case, device: str):
 
 
 def _run_layer(case: Case, backend: str, x, v0, g):
-    layer = _make_layer(case, backend)
+    layer = _make_layer(case, backend, x.device.type)
     attr = _state_attr(case)
     x = x.detach().clone() if not case.noncontig else x.detach().transpose(-1, -2).clone().transpose(-1, -2)
     x.requires_grad_(case.backward)
@@ -317,10 +347,13 @@ def _run_layer(case: Case, backend: str, x, v0, g):
             if t is not None and t.requires_grad:
                 outs.append(t)
                 grads.append(torch.randn(tuple(t.shape), generator=gen, dtype=torch.float64).to(t.device, t.dtype))
-        inputs = [x] + ([v0] if v0 is not None else [])
+        params = sorted(layer.named_parameters())
+        inputs = [x] + ([v0] if v0 is not None else []) + [p for _, p in params]
         gs = torch.autograd.grad(outs, inputs, grads, allow_unused=True)
         out["grad_x"] = gs[0]
         out["grad_v0"] = gs[1] if v0 is not None else None
+        for (pname, _), gp in zip(params, gs[len(gs) - len(params):]):
+            out[f"grad_{pname}"] = gp
     return {k: (None if v is None else v.detach()) for k, v in out.items()}
 
 
@@ -356,7 +389,8 @@ def run_case(case: Case, device: str, inject_fault: bool = False) -> dict:
         for key in ("spikes", "mem_seq", "mem_last"):
             comps.append(compare_tensors(key, fused[key], ref[key], exact=True))
         if case.backward:
-            for key in ("grad_x", "grad_v0"):
+            for key in ["grad_x", "grad_v0"] + sorted(k for k in ref if k.startswith("grad_") and
+                                                       k not in ("grad_x", "grad_v0")):
                 want = ref[key]
                 if key == "grad_x" and case.const_T and want is not None and fused[key] is not None:
                     # the kernel sums over T in the state dtype and rounds once; autograd's expand
