@@ -10,7 +10,9 @@ same initial weights, seed and data path, so the speed-ups are measured side by 
     dense_if   from-scratch surrogate-gradient (001)  100  500    Adam 1e-3
 (see benchmarks/nets.py for the networks and what each implementation does). Every implementation
 gets the same optimiser: --adam fused (default; torch's single-kernel Adam, same
-hyper-parameters), foreach, or for-loop (torch's CPU default, ~1 ms slower per tutorial5 step).
+hyper-parameters), foreach, or for-loop (torch's CPU default, ~1 ms slower per tutorial5 step);
+and the same host allocator settings: glibc keeps freed memory for reuse (tune_malloc;
+--no-malloc-tune for glibc's defaults, whose page faults made CPU timings erratic here).
 
 Each (net, impl) trains in its own process (a child of this script), so its peak memory is its
 own: CUDA max allocated, or on the CPU the peak RSS above the baseline taken after imports, data
@@ -121,6 +123,9 @@ def parse_args(argv=None):
                         "fused, one kernel per parameter, or foreach where the device has no fused Adam). Same "
                         "hyper-parameters either way; 'foreach' is bitwise equal to torch's default for-loop on "
                         "the CPU, 'fused' rounds differently (about 1 ulp). 'for-loop' = torch's CPU default")
+    p.add_argument("--no-malloc-tune", action="store_true",
+                   help="keep glibc's default malloc thresholds (by default every process of the run keeps freed "
+                        "memory for reuse: see tune_malloc)")
     p.add_argument("--warmup", type=int, default=2, help="training steps excluded from samples/s")
     p.add_argument("--no-profile", action="store_true", help="skip the one profiled training step per run")
     p.add_argument("--no-plots", action="store_true")
@@ -162,6 +167,44 @@ def parse_args(argv=None):
 # ---------------------------------------------------------------------------------------------
 # Measurement helpers
 # ---------------------------------------------------------------------------------------------
+MALLOC_KEEP_BYTES = 1 << 30
+
+
+def _malloc_trim() -> None:
+    """glibc malloc_trim(0): return every free heap page to the kernel (no-op elsewhere)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+
+def tune_malloc(enable: bool = True) -> str:
+    """Make glibc's malloc keep freed memory in the process for reuse (mmap threshold and trim
+    threshold 1 GiB), in every process of the run, for every implementation alike.
+
+    With glibc's defaults a training step's large temporaries (e.g. tutorial5's [T*B, 1000]
+    gradient, 12.8 MB) are now and then mmap'ed afresh or trimmed back to the kernel, and the next
+    step page-faults them in again: ~3,100 faults for 12.8 MB, which on this VM cost from ~0.3 ms
+    up to ~26 ms per step (a fused tutorial5 step is ~10 ms), an erratic share of the time that
+    has nothing to do with either implementation. Returns a description for results.json."""
+    if not enable:
+        return "glibc defaults (--no-malloc-tune)"
+    if not sys.platform.startswith("linux"):
+        return "defaults (not Linux)"
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        ok = libc.mallopt(M_MMAP_THRESHOLD, MALLOC_KEEP_BYTES) == 1
+        ok = libc.mallopt(M_TRIM_THRESHOLD, MALLOC_KEEP_BYTES) == 1 and ok
+    except (OSError, AttributeError) as e:  # not glibc
+        return f"defaults (mallopt unavailable: {e})"
+    return ("glibc mallopt M_MMAP_THRESHOLD = M_TRIM_THRESHOLD = 1 GiB" if ok
+            else "defaults (mallopt refused the thresholds)")
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -216,6 +259,9 @@ class PeakMemory:
             self.base = torch.cuda.memory_allocated(self.device)
             self.method = "cuda max_memory_allocated above baseline"
             return
+        # Free heap memory left over from loading (kept by tune_malloc's thresholds) would let
+        # training reuse pages already counted in the baseline: hand it back first.
+        _malloc_trim()
         self.base = _proc_status("VmRSS")
         reset = False
         try:
@@ -448,6 +494,7 @@ def run_one(net: str, impl: str, args, ds, ddp: bool = False) -> dict:
         "train_curve": train_curve, "epochs": args.epochs, "dataset": ds.name,
         "train_batches_per_epoch": n_train, "timed_steps": gstep - min(gstep, args.warmup),
         "lr": spec.lr, "betas": list(spec.betas), "optimizer": opt_desc, "seed": args.seed, "profile": prof,
+        "malloc": getattr(args, "malloc", None),
         "implementation": impl_description(net, impl),
     }
 
@@ -475,6 +522,7 @@ def impl_description(net: str, impl: str) -> str:
 
 
 def child_main(args) -> int:
+    args.malloc = tune_malloc(not args.no_malloc_tune)
     if args.threads:
         torch.set_num_threads(args.threads)
     net, impl = args._child.split(",")
@@ -561,7 +609,7 @@ def spawn_child(net, impl, args, dataset) -> dict:
             cmd += ["--threads", str(args.threads)]
         if args.T:
             cmd += ["-T", str(args.T)]
-        for flag in ("no_profile", "no_progress"):
+        for flag in ("no_profile", "no_progress", "no_malloc_tune"):
             if getattr(args, flag):
                 cmd.append("--" + flag.replace("_", "-"))
         proc = subprocess.run(cmd, stdout=sys.stderr)
@@ -595,11 +643,17 @@ def markdown(result) -> str:
     lines = [f"# MNIST-style training benchmark ({runs[0]['dataset'] if runs else '?'})", "",
              f"{m.get('date')}, device `{m.get('device')}` ({m.get('gpu') or m.get('cpu')}, "
              f"{m.get('cpu_count')} CPUs, torch {m.get('torch')}, {m.get('torch_threads')} threads), "
-             f"snn_cuda commit {m.get('git_commit')}.", ""]
+             f"snn_cuda commit {m.get('git_commit')}"
+             + (f" (snn_cuda imported from {m['snn_cuda']['path']})"
+                if (m.get("snn_cuda") or {}).get("path") and not os.path.abspath(m["snn_cuda"]["path"]).startswith(
+                    os.path.join(_ROOT, "")) else "") + ".", ""]
     notes = list(result.get("notes", []))
     opts = sorted({r["optimizer"] for r in runs if r.get("optimizer")})
     if opts:
         notes.append("Optimiser, the same for every implementation: " + "; ".join(opts) + ".")
+    mallocs = sorted({r["malloc"] for r in runs if r.get("malloc")})
+    if mallocs:
+        notes.append("Host allocator, the same for every implementation: " + "; ".join(mallocs) + ".")
     for n in notes:
         lines.append(f"> {n}")
     if notes:
@@ -854,6 +908,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args._child:
         return child_main(args)
+    args.malloc = tune_malloc(not args.no_malloc_tune)
     if args.ddp:
         return ddp_main(args)
     if args.threads:
