@@ -126,7 +126,9 @@ def parse_args(argv=None):
     p.add_argument("--no-malloc-tune", action="store_true",
                    help="keep glibc's default malloc thresholds (by default every process of the run keeps freed "
                         "memory for reuse: see tune_malloc)")
-    p.add_argument("--warmup", type=int, default=2, help="training steps excluded from samples/s")
+    p.add_argument("--warmup", type=int, default=5,
+                   help="training steps excluded from samples/s (default 5: on the CPU the process heap grows to "
+                        "its working size, page-faulting, during the first 3-4 steps)")
     p.add_argument("--no-profile", action="store_true", help="skip the one profiled training step per run")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
