@@ -146,13 +146,9 @@ def _assume_constant(fn):
     return deco(fn) if deco is not None else fn
 
 
-@_assume_constant
-def _cupy_serves_cuda() -> str:
-    """'' when the CuPy kernels serve the CUDA key (registering them now if the import-time
-    registration did not happen), else why not. Only called without compiled CUDA kernels."""
-    why = cupy_reason()
-    if why:
-        return why
+def _register_cupy() -> str:
+    """Registers the CuPy kernels for the CUDA key unless they already are: '' on success, else
+    why it failed."""
     from . import cupy_backend
 
     if cupy_backend.registered() is None:
@@ -161,6 +157,16 @@ def _cupy_serves_cuda() -> str:
         except Exception as e:  # pragma: no cover - torch.library refused
             return f"registering the CuPy kernels failed ({type(e).__name__}: {e})"
     return ""
+
+
+@_assume_constant
+def _cupy_serves_cuda() -> str:
+    """'' when the CuPy kernels serve the CUDA key (registering them now if the import-time
+    registration did not happen), else why not. Only called without compiled CUDA kernels."""
+    why = cupy_reason()
+    if why:
+        return why
+    return _register_cupy()
 
 
 _cupy_forced_warned = False
@@ -180,10 +186,9 @@ def cupy_unavailable_reason(device_type: str) -> str:
     from . import cupy_backend
 
     if cupy_backend.registered() is None:
-        try:
-            cupy_backend.register("CUDA")
-        except Exception as e:  # pragma: no cover - torch.library refused
-            return f"registering the CuPy kernels failed ({type(e).__name__}: {e})"
+        why = _register_cupy()
+        if why:
+            return why
         if cuda_available() and not _cupy_forced_warned:
             _cupy_forced_warned = True
             import warnings

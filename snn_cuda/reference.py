@@ -298,21 +298,8 @@ class _LeakyParams:
             )
         self.reset_mechanism = reset_mechanism.lower()
         if isinstance(beta, Tensor):
-            if not beta.is_floating_point():
-                raise TypeError(f"beta must be a float or a floating tensor, got dtype {beta.dtype}")
-            if beta.device != device:
-                raise ValueError(f"beta is on {beta.device} but the input is on {device}")
-            try:
-                ok = torch.broadcast_shapes(beta.shape, shape) == shape
-            except RuntimeError:
-                ok = False
-            if not ok:
-                raise ValueError(
-                    f"beta must be a scalar or broadcast to x_seq.shape[1:] = {tuple(shape)}, "
-                    f"got shape {tuple(beta.shape)}"
-                )
             # learnable beta: clamped to [0, 1] in forward, gradient as autograd gives
-            self.beta = beta.to(dtype).clamp(0, 1)
+            self.beta = _param("beta", beta, dtype, device, shape).clamp(0, 1)
         else:
             b = _finite("beta", beta)
             if not 0.0 <= b <= 1.0:
