@@ -76,7 +76,8 @@ def _ext_modules():
         link.append("-fopenmp")
     elif platform.system() == "Windows":
         cxx = ["/O2", "/fp:precise", "/openmp"]
-    sources = ["csrc/ops.cpp", "csrc/cpu/neuron_cpu.cpp", "csrc/cpu/host_cache.cpp", "csrc/cpu/encoder_cpu.cpp"]
+    sources = ["csrc/ops.cpp", "csrc/cpu/neuron_cpu.cpp", "csrc/cpu/host_cache.cpp", "csrc/cpu/encoder_cpu.cpp",
+               "csrc/cpu/spike_linear_cpu.cpp"]
     define_macros = []
     if want_cuda:
         sources += [

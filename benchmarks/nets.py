@@ -264,25 +264,27 @@ class Tutorial5Reference(nn.Module):
 
 
 class Tutorial5Fused(nn.Module):
-    """fc1 once; Leaky over the constant current for T steps; fc2 once over [T*B, 1000]."""
+    """fc1 once; the hidden Leaky over the constant current for T steps with fc2 applied to its
+    spikes in the same op (NeuronLinear: the [T, B, 1000] spikes exist only as bytes)."""
 
     def __init__(self, T: int, beta: float = 0.95):
         super().__init__()
         self.T = T
         self.fc1 = nn.Linear(28 * 28, 1000)
-        # The hidden membrane feeds no loss: never materialise it.
-        self.lif1 = snn_cuda.Leaky(beta=beta, step_mode="m", backend="fused", return_mem=False)
-        self.fc2 = snn_cuda.SeqToANN(snn_cuda.SpikeLinear(1000, 10))
+        # The hidden membrane feeds no loss: never materialised (checkpoints only).
+        self.hidden = snn_cuda.NeuronLinear(
+            snn_cuda.Leaky(beta=beta, step_mode="m", backend="fused", return_mem=False),
+            snn_cuda.SpikeLinear(1000, 10))
         self.lif2 = snn_cuda.Leaky(beta=beta, step_mode="m", backend="fused")
 
     def linears(self):
-        return [self.fc1, self.fc2[0]]
+        return [self.fc1, self.hidden.linear]
 
     def forward(self, img):
         reset_net(self)
-        cur1 = self.fc1(img.flatten(1))        # [B, 1000], once
-        spk1 = self.lif1(cur1, T=self.T)       # [T, B, 1000], input read at every step
-        spk2, mem2 = self.lif2(self.fc2(spk1))  # [T, B, 10]
+        cur1 = self.fc1(img.flatten(1))          # [B, 1000], once
+        cur2 = self.hidden(cur1, T=self.T)       # [T, B, 10]: Leaky over T steps, then fc2
+        spk2, mem2 = self.lif2(cur2)
         return spk2, mem2
 
 

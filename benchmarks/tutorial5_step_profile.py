@@ -60,6 +60,10 @@ def classify(name: str, shapes) -> str:
         backward = name == "snn_cuda::neuron_backward" or name.endswith("Backward")
         return ("Leaky 1 (hidden) " if 1000 in first else "Leaky 2 (output) ") + (
             "backward" if backward else "forward")
+    if name == "snn_cuda::spike_linear":
+        return "fc2 forward (spike_linear, byte spikes)"
+    if name == "snn_cuda::spike_linear_weight_grad":
+        return "fc2 weight grad (spike_linear_weight_grad)"
     if name == "snn_cuda::binary_to_uint8":
         return "spikes -> uint8 (SpikeLinear save)"
     if name == "snn_cuda::uint8_to":

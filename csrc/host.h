@@ -198,7 +198,7 @@ inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::T
                                const c10::optional<at::Tensor>& threshold_param, int64_t T_const,
                                int64_t model, int64_t reset, int64_t surrogate, double sg_param, double tau, double v_th, double v_reset,
                                double v_floor, double beta, double v_init, bool decay_input, bool has_floor,
-                               int64_t save_mode, bool store_v_seq) {
+                               int64_t save_mode, bool store_v_seq, bool spikes_uint8) {
   Forward f;
   f.dt = dtype_code(x_in.scalar_type(), "x");
   f.combo = combo_index(model, reset);
@@ -231,7 +231,7 @@ inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::T
   // Leaky returns its membrane sequence when store_v_seq: that tensor is then
   // also what its backward reads, so it is the saved one.
   if (leaky && store_v_seq) save_mode = snn::SAVE_H;
-  f.spikes = alloc(seq, x_in.options());
+  f.spikes = alloc(seq, spikes_uint8 ? x_in.options().dtype(at::kByte) : x_in.options());
   if (save_mode == snn::SAVE_H) {
     f.saved = alloc(seq, sopt);
   } else if (save_mode == snn::SAVE_CKPT) {
@@ -249,6 +249,7 @@ inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::T
   p.x = f.x.data_ptr();
   p.v0 = f.v0.defined() ? f.v0.data_ptr() : nullptr;
   p.spikes = f.spikes.data_ptr();
+  p.spikes_u8 = spikes_uint8 ? 1 : 0;
   p.saved = (save_mode == snn::SAVE_H && f.saved.numel()) ? f.saved.data_ptr() : nullptr;
   p.ckpt = (save_mode == snn::SAVE_CKPT && f.saved.numel()) ? f.saved.data_ptr() : nullptr;
   p.v_seq = f.v_seq.numel() ? f.v_seq.data_ptr() : nullptr;

@@ -22,8 +22,9 @@ TORCH_LIBRARY(snn_cuda, m) {
   // ([T, ...]), 2 the membrane before every 8th step ([ceil(T/8), ...]; the
   // backward re-reads x and rebuilds the rest). A Leaky with store_v_seq
   // uses 1 and returns that membrane sequence as `saved` (v_seq stays empty).
-  // Returns (spikes [T, ...] in x's dtype, saved, v_seq (empty unless
-  // store_v_seq), v_last), the last three in the state dtype.
+  // Returns (spikes [T, ...] in x's dtype, or uint8 0/1 when spikes_uint8,
+  // saved, v_seq (empty unless store_v_seq), v_last), the last three in the
+  // state dtype.
   // decay_param / threshold_param: tensor-valued (learnable or per-neuron)
   // parameters in the state dtype, one element or the shape of the trailing
   // dims of a step; they override the scalars. decay_param is k = sigmoid(w)
@@ -32,17 +33,21 @@ TORCH_LIBRARY(snn_cuda, m) {
       "neuron_forward(Tensor x, Tensor? v0, Tensor? decay_param, Tensor? threshold_param, int T, int model, "
       "int reset, int surrogate, float surrogate_param, float tau, float v_threshold, float v_reset, "
       "float v_floor, float beta, float v_init, bool decay_input, bool has_floor, bool detach_reset, "
-      "int save_mode, bool store_v_seq) -> (Tensor, Tensor, Tensor, Tensor)");
+      "int save_mode, bool store_v_seq, bool spikes_uint8=False) -> (Tensor, Tensor, Tensor, Tensor)");
   // Returns (grad_x in x_dtype: [T, ...], or [...] summed over T when T >= 0;
   // grad_v0 in the state dtype; then, when grad_decay / grad_threshold, the
   // per-neuron sums over time of the parameter gradients ([...], state dtype;
   // empty otherwise), which the caller reduces to the parameter's shape).
+  // readout_grad [T, ..., K] / readout_weight [K, F] (CPU, fp32/fp64; with
+  // grad_spikes None): the neurons feed a Linear layer (NeuronLinear) and
+  // grad_spikes = readout_grad @ readout_weight is computed in the kernel.
   m.def(
       "neuron_backward(Tensor? grad_spikes, Tensor? grad_v_seq, Tensor? grad_v_last, Tensor saved, Tensor? x, "
       "Tensor? v0, Tensor? decay_param, Tensor? threshold_param, int T, int save_mode, int model, int reset, "
       "int surrogate, float surrogate_param, float tau, float v_threshold, float v_reset, float v_floor, "
       "float beta, float v_init, bool decay_input, bool has_floor, bool detach_reset, bool grad_decay, "
-      "bool grad_threshold, ScalarType x_dtype) -> (Tensor, Tensor, Tensor, Tensor)");
+      "bool grad_threshold, ScalarType x_dtype, Tensor? readout_grad=None, Tensor? readout_weight=None) -> "
+      "(Tensor, Tensor, Tensor, Tensor)");
   // Rate coding: x [...] of probabilities -> [T, ...] spikes in x's dtype,
   // element (t, n) firing when Philox(seed)'s uniform for t*N+n is < x[n].
   m.def("poisson_encode(Tensor x, int T, int seed) -> Tensor");
@@ -50,4 +55,12 @@ TORCH_LIBRARY(snn_cuda, m) {
   m.def("binary_to_uint8(Tensor x) -> Tensor");
   // 0/1 bytes back to `dtype` (the inverse of binary_to_uint8).
   m.def("uint8_to(Tensor x, ScalarType dtype) -> Tensor");
+  // A Linear layer whose input is spikes stored one byte per element (a
+  // nonzero byte is a spike): spikes [..., N] uint8, weight [K, N], bias [K]
+  // or None -> [..., K] in weight's dtype. Each product spike * weight is
+  // exact, so only the summation order is a choice (see cpu/spike_linear_cpu.cpp).
+  m.def("spike_linear(Tensor spikes, Tensor weight, Tensor? bias) -> Tensor");
+  // Its weight gradient: grad_out [..., K], spikes [..., N] uint8 -> [K, N]
+  // in grad_out's dtype (the sum over rows of grad_out[r, k] where spike[r, n]).
+  m.def("spike_linear_weight_grad(Tensor grad_out, Tensor spikes) -> Tensor");
 }

@@ -10,8 +10,9 @@ with the most spikes).
 
 The tutorial recomputes `cur1 = fc1(x)` at every step; the input does not change, so here fc1 runs
 once and the first Leaky layer reads that constant current at each of the 25 steps inside its
-kernel (`lif1(cur1, T=25)`); fc2 runs once over all steps ([T*B, 1000]), and each Leaky layer is
-one fused op over the sequence.
+kernel; `NeuronLinear` applies fc2 to its spikes in the same op, over all steps at once, with the
+[T, B, 1000] spikes kept as bytes (never as floats); each Leaky layer is one fused op over the
+sequence.
 
     python examples/snntorch_tutorial5.py                             # MNIST (downloads it)
     python examples/snntorch_tutorial5.py --data-dir ../shared/data   # Fashion-MNIST here
@@ -44,15 +45,16 @@ class Net(nn.Module):
         super().__init__()
         self.num_steps = num_steps
         self.fc1 = nn.Linear(num_inputs, num_hidden)
-        self.lif1 = snn_cuda.Leaky(beta=beta)  # ATan surrogate, subtract reset: snnTorch's defaults
-        self.fc2 = snn_cuda.SeqToANN(nn.Linear(num_hidden, num_outputs))
+        # lif1 -> fc2 as one op. ATan surrogate, subtract reset: snnTorch's defaults.
+        self.hidden = snn_cuda.NeuronLinear(snn_cuda.Leaky(beta=beta, return_mem=False),
+                                            nn.Linear(num_hidden, num_outputs))
         self.lif2 = snn_cuda.Leaky(beta=beta)
 
     def forward(self, x):
         functional.reset_net(self)
         cur1 = self.fc1(x)                            # [B, 1000], once
-        spk1, _ = self.lif1(cur1, T=self.num_steps)   # [T, B, 1000]
-        spk2, mem2 = self.lif2(self.fc2(spk1))        # [T, B, 10] each
+        cur2 = self.hidden(cur1, T=self.num_steps)    # [T, B, 10]: lif1 over T steps, then fc2
+        spk2, mem2 = self.lif2(cur2)                  # [T, B, 10] each
         return spk2, mem2
 
 

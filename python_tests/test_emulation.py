@@ -124,6 +124,9 @@ def test_emulated_kernels_match_oracle(driver):
     # Parameter gradients compared bitwise across two grid shapes (SM counts).
     determinism = re.search(r"determinism_checks=(\d+)", proc.stdout)
     assert determinism and int(determinism.group(1)) > 0, "no case checked grid-shape determinism"
+    # Byte spikes (spikes_u8, NeuronLinear) against the oracle on a third of the cases.
+    u8 = re.search(r"u8_spike_checks=(\d+)", proc.stdout)
+    assert u8 and int(u8.group(1)) >= MIN_CASES // 4, "too few cases checked the uint8 spike output"
 
 
 @pytest.mark.parametrize(

@@ -302,7 +302,8 @@ _OP_DEFAULTS = dict(
     x=None, v0=None, T=-1, model=0, reset=0, surrogate=0, surrogate_param=4.0, tau=2.0, v_threshold=1.0,
     v_reset=0.0, v_floor=0.0, beta=0.9, v_init=0.0, decay_input=True, has_floor=False, detach_reset=False,
     store_v_seq=False, grad_spikes=None, grad_v_seq=None, grad_v_last=None, saved=None, x_dtype=torch.float32,
-    decay_param=None, threshold_param=None, grad_decay=False, grad_threshold=False,
+    decay_param=None, threshold_param=None, grad_decay=False, grad_threshold=False, spikes_uint8=False,
+    readout_grad=None, readout_weight=None,
 )
 
 

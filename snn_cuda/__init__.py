@@ -9,14 +9,15 @@ from __future__ import annotations
 import torch
 
 from . import _ext, functional, ops, reference, surrogate
+from . import spike_ops  # spike_linear ops: fake kernels and autograd (registered if the extension loaded)
 from .convert import convert
 from .layers import PoissonEncoder, SeqToANN, SpikeLinear, poisson_encode
-from .neuron import IF, LIF, Leaky, MemoryModule, ParametricLIF, SynapticCurrent
+from .neuron import IF, LIF, Leaky, MemoryModule, NeuronLinear, ParametricLIF, SynapticCurrent
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "LIF", "IF", "ParametricLIF", "Leaky", "SynapticCurrent", "MemoryModule", "SeqToANN", "SpikeLinear", "PoissonEncoder", "poisson_encode",
+    "LIF", "IF", "ParametricLIF", "Leaky", "SynapticCurrent", "NeuronLinear", "MemoryModule", "SeqToANN", "SpikeLinear", "PoissonEncoder", "poisson_encode",
     "convert", "surrogate", "functional", "reference", "ops", "build_info",
 ]
 

@@ -72,6 +72,7 @@ class FwdParams(ctypes.Structure):
         ("decay_input", _int), ("has_floor", _int),
         ("plif", _int),
         ("decay_param", _ptr), ("th_param", _ptr), ("P", _i64),
+        ("spikes_u8", _int),
     ]
 
 
@@ -303,7 +304,8 @@ class Prepared(NamedTuple):
 
 
 def prepare_forward(x, v0, decay_param, threshold_param, T_const, model, reset, surrogate, sg_param, tau, v_th,
-                    v_reset, v_floor, beta, v_init, decay_input, has_floor, save_mode, store_v_seq) -> Prepared:
+                    v_reset, v_floor, beta, v_init, decay_input, has_floor, save_mode, store_v_seq,
+                    spikes_uint8=False) -> Prepared:
     dt = _dtype_name(x.dtype, "x")
     combo = combo_index(model, reset)
     _check_surrogate(surrogate, sg_param)
@@ -335,7 +337,7 @@ def prepare_forward(x, v0, decay_param, threshold_param, T_const, model, reset, 
         raise ValueError(f"snn_cuda: save_mode must be 0 (none), 1 (save h) or 2 (checkpoints), got {save_mode}")
     if leaky and store_v_seq:
         save_mode = SAVE_H
-    spikes = torch.empty(seq, dtype=x.dtype, device=dev)
+    spikes = torch.empty(seq, dtype=torch.uint8 if spikes_uint8 else x.dtype, device=dev)
     if save_mode == SAVE_H:
         saved = torch.empty(seq, dtype=sdt, device=dev)
     elif save_mode == SAVE_CKPT:
@@ -352,6 +354,7 @@ def prepare_forward(x, v0, decay_param, threshold_param, T_const, model, reset, 
     p.x = xk.data_ptr()
     p.v0 = _ptr_or_null(v0c)
     p.spikes = spikes.data_ptr()
+    p.spikes_u8 = 1 if spikes_uint8 else 0
     p.saved = _ptr_or_null(saved, save_mode == SAVE_H and saved.numel() > 0)
     p.ckpt = _ptr_or_null(saved, save_mode == SAVE_CKPT and saved.numel() > 0)
     p.v_seq = _ptr_or_null(v_seq, v_seq.numel() > 0)
@@ -489,18 +492,22 @@ def _run(prep: Prepared, device: torch.device) -> None:
 
 def neuron_forward(x, v0, decay_param, threshold_param, T, model, reset, surrogate, surrogate_param, tau,
                    v_threshold, v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset, save_mode,
-                   store_v_seq):
+                   store_v_seq, spikes_uint8=False):
     with _guard(x.device):
         prep = prepare_forward(x, v0, decay_param, threshold_param, T, model, reset, surrogate, surrogate_param,
                                tau, v_threshold, v_reset, v_floor, beta, v_init, decay_input, has_floor, save_mode,
-                               store_v_seq)
+                               store_v_seq, spikes_uint8)
         _run(prep, x.device)
     return prep.outputs
 
 
 def neuron_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param, threshold_param, T, save_mode,
                     model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
-                    decay_input, has_floor, detach_reset, grad_decay, grad_threshold, x_dtype):
+                    decay_input, has_floor, detach_reset, grad_decay, grad_threshold, x_dtype, readout_grad=None,
+                    readout_weight=None):
+    if readout_grad is not None or readout_weight is not None:
+        raise ValueError("snn_cuda: readout_grad / readout_weight are only supported by the CPU kernels; "
+                         "pass grad_spikes")
     with _guard(saved.device):
         prep = prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param, threshold_param, T,
                                 save_mode, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset,

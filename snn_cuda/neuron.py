@@ -13,6 +13,7 @@ from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from . import _ext, ops, reference
 from . import surrogate as sg
@@ -246,6 +247,10 @@ class _LIFBase(MemoryModule):
             self.v = self.v.detach()
 
     def forward(self, x: Tensor, T: Optional[int] = None) -> Tensor:
+        return self._forward(x, T, None)
+
+    def _forward(self, x: Tensor, T: Optional[int], readout) -> Tensor:
+        # readout: (weight, bias) of a Linear applied to the spikes (NeuronLinear).
         _check_input(x, self.step_mode, T)
         single = self.step_mode == "s"
         rest = tuple(x.shape) if (single or T is not None) else tuple(x.shape[1:])
@@ -273,6 +278,7 @@ class _LIFBase(MemoryModule):
                 save_mode=_STORAGE[_check_choice("backward_storage", self.backward_storage, tuple(_STORAGE))],
                 decay_param=_op_param(k, rest, "w"),
                 threshold_param=_op_param(th_t, rest, "v_threshold"),
+                readout=readout,
             )
         else:
             xs = x.unsqueeze(0) if single else (x.unsqueeze(0).expand(T, *x.shape) if T is not None else x)
@@ -288,6 +294,8 @@ class _LIFBase(MemoryModule):
                 v_floor=self.v_floor,
                 k=k,
             )
+            if readout is not None:
+                spikes = F.linear(spikes, *readout)
         self.v = v_last
         if single:
             return spikes[0]
@@ -451,6 +459,11 @@ class Leaky(MemoryModule):
             self.mem = self.mem.detach()
 
     def forward(self, x: Tensor, mem: Union[None, float, Tensor] = None, T: Optional[int] = None):
+        return self._forward(x, mem, T, None)
+
+    def _forward(self, x: Tensor, mem, T: Optional[int], readout):
+        # readout: (weight, bias) of a Linear applied to the spikes (NeuronLinear),
+        # which then is the only output.
         _check_input(x, self.step_mode, T)
         single = self.step_mode == "s"
         rest = tuple(x.shape) if (single or T is not None) else tuple(x.shape[1:])
@@ -460,6 +473,7 @@ class Leaky(MemoryModule):
         beta, th = self.beta, self.threshold
         if isinstance(beta, Tensor):
             beta = beta.clamp(0, 1)
+        mem_out = readout is None and (single or self.return_mem)
         if self._use_fused(x, self.surrogate_function):
             spikes, mem_seq, _, mem_last = ops.neuron_multistep(
                 x.unsqueeze(0) if single else x, u0,
@@ -471,19 +485,24 @@ class Leaky(MemoryModule):
                 v_threshold=1.0 if isinstance(th, Tensor) else th,
                 beta=1.0 if isinstance(beta, Tensor) else beta,
                 v_init=u_init,
-                store_v_seq=single or self.return_mem,
+                store_v_seq=mem_out,
                 # Without a membrane output, checkpoints are the whole saving:
                 # 1/8 of a membrane sequence (measured no slower on CPU either).
-                save_mode=None if (single or self.return_mem) else ops.SAVE_CKPT,
+                save_mode=None if mem_out else ops.SAVE_CKPT,
                 decay_param=_op_param(beta if isinstance(beta, Tensor) else None, rest, "beta"),
                 threshold_param=_op_param(th if isinstance(th, Tensor) else None, rest, "threshold"),
+                readout=readout,
             )
         else:
             xs = x.unsqueeze(0) if single else (x.unsqueeze(0).expand(T, *x.shape) if T is not None else x)
             spikes, mem_seq, mem_last = reference.leaky_reference(
                 xs, u0 if u0 is not None else u_init, beta=beta, threshold=th,
                 reset_mechanism=self.reset_mechanism, surrogate=self.surrogate_function)
+            if readout is not None:
+                spikes = F.linear(spikes, *readout)
         self.mem = mem_last
+        if readout is not None:
+            return spikes[0] if single else spikes
         if single:
             return spikes[0], mem_seq[0]
         if not self.return_mem:
@@ -494,6 +513,49 @@ class Leaky(MemoryModule):
         return (f"beta={_param_repr(self.beta)}, threshold={_param_repr(self.threshold)}, "
                 f"reset_mechanism={self.reset_mechanism!r}, "
                 f"surrogate={self.surrogate_function!r}, " + super().extra_repr())
+
+
+class NeuronLinear(nn.Module):
+    """A spiking neuron layer followed by a Linear layer, `linear(neuron(x))`,
+    with the spikes between them kept as one byte each.
+
+    The fused path never materialises the spikes as floats: the neuron kernel
+    writes 0/1 bytes, `spike_linear` multiplies them (a spike times a weight is
+    exact, so only the summation order differs from `nn.Linear`), and the
+    weight gradient reads the same bytes. For a hidden layer of N neurons over
+    T steps that removes 4 bytes written, 4 read and the separate compact save
+    per neuron-step; the backward rebuilds the neuron state from its own
+    saved values (Leaky: a checkpoint every 8 steps).
+
+        hidden = snn_cuda.NeuronLinear(snn_cuda.Leaky(beta=0.95), snn_cuda.SpikeLinear(1000, 10))
+        y = hidden(cur, T=25)          # [T, B, 10]; or hidden(x_seq) for [T, B, 1000]
+
+    Parameters and state stay on the two modules (`neuron.*`, `linear.*` in
+    `state_dict`; the membrane in `neuron.v` / `neuron.mem`, reset by
+    `functional.reset_net`). Only the Linear output is returned: a Leaky's
+    membrane sequence and a LIF's `store_v_seq` are not produced. The reference
+    backend (`backend="torch"` on the neuron, or a fallback) computes
+    `F.linear(neuron(x), ...)` step by step with the same results.
+    """
+
+    def __init__(self, neuron: nn.Module, linear: nn.Linear):
+        super().__init__()
+        if not isinstance(neuron, (_LIFBase, Leaky)):
+            raise TypeError("neuron must be a snn_cuda LIF, IF, ParametricLIF or Leaky layer, got "
+                            f"{type(neuron).__name__}")
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be a torch.nn.Linear (or snn_cuda.SpikeLinear), got {type(linear).__name__}")
+        self.neuron = neuron
+        self.linear = linear
+
+    def forward(self, x: Tensor, T: Optional[int] = None) -> Tensor:
+        if isinstance(x, Tensor) and x.dim() >= 1 and x.shape[-1] != self.linear.in_features:
+            raise ValueError(f"x has {x.shape[-1]} features in its last dim but linear expects "
+                             f"in_features={self.linear.in_features}")
+        readout = (self.linear.weight, self.linear.bias)
+        if isinstance(self.neuron, Leaky):
+            return self.neuron._forward(x, None, T, readout)
+        return self.neuron._forward(x, T, readout)
 
 
 class SynapticCurrent(MemoryModule):

@@ -56,11 +56,11 @@ if _ext.loaded:
     @torch.library.register_fake("snn_cuda::neuron_forward")
     def _forward_fake(x, v0, decay_param, threshold_param, T, model, reset, surrogate, surrogate_param, tau,
                       v_threshold, v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset, save_mode,
-                      store_v_seq):
+                      store_v_seq, spikes_uint8=False):
         seq, rest = _seq_shapes(x, T)
         sdt = state_dtype(x.dtype)
         leaky = model == MODEL_LEAKY
-        spikes = x.new_empty(seq)
+        spikes = x.new_empty(seq, dtype=torch.uint8 if spikes_uint8 else x.dtype)
         if (leaky and store_v_seq) or save_mode == SAVE_H:
             saved = x.new_empty(seq, dtype=sdt)
         elif save_mode == SAVE_CKPT:
@@ -74,7 +74,8 @@ if _ext.loaded:
     @torch.library.register_fake("snn_cuda::neuron_backward")
     def _backward_fake(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param, threshold_param, T,
                        save_mode, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta,
-                       v_init, decay_input, has_floor, detach_reset, grad_decay, grad_threshold, x_dtype):
+                       v_init, decay_input, has_floor, detach_reset, grad_decay, grad_threshold, x_dtype,
+                       readout_grad=None, readout_weight=None):
         rest = tuple(saved.shape[1:])
         if T >= 0:
             gx_shape = rest
@@ -86,10 +87,11 @@ if _ext.loaded:
         return (gx, saved.new_empty(rest), saved.new_empty(rest if grad_decay else (0,)),
                 saved.new_empty(rest if grad_threshold else (0,)))
 
-    def _forward_setup_context(ctx, inputs, output):
+    def _neuron_saved(inputs, saved):
+        """What a neuron_forward call keeps for its backward: (tensors to save, the backward's
+        arguments, x's dtype). Shared by the op's autograd and _NeuronLinearFn."""
         (x, v0, decay_param, threshold_param, T, model, reset, surrogate, surrogate_param, tau, v_threshold,
-         v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset, save_mode, store_v_seq) = inputs
-        _, saved, _, _ = output
+         v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset, save_mode, store_v_seq) = inputs[:20]
         if model == MODEL_LEAKY and store_v_seq:
             save_mode = SAVE_H  # the membrane sequence it returns is what it saves
         grad_decay = decay_param is not None and decay_param.requires_grad
@@ -98,13 +100,17 @@ if _ext.loaded:
         plif_decay = model == MODEL_PLIF and grad_decay
         keep_x = save_mode == SAVE_CKPT or (plif_decay and decay_input)
         keep_v0 = model == MODEL_LEAKY or plif_decay
+        tensors = (saved, x if keep_x else None, v0 if keep_v0 else None, decay_param, threshold_param)
+        args = (T, save_mode, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta,
+                v_init, decay_input, has_floor, detach_reset, grad_decay, grad_th)
+        return tensors, args, x.dtype
+
+    def _forward_setup_context(ctx, inputs, output):
         # Unused outputs (v_seq when not stored, spikes under a membrane-only
         # loss) must reach the kernel as None, not as materialised zeros.
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(saved, x if keep_x else None, v0 if keep_v0 else None, decay_param, threshold_param)
-        ctx.args = (T, save_mode, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta,
-                    v_init, decay_input, has_floor, detach_reset, grad_decay, grad_th)
-        ctx.x_dtype = x.dtype
+        tensors, ctx.args, ctx.x_dtype = _neuron_saved(inputs, output[1])
+        ctx.save_for_backward(*tensors)
 
     def _reduce_param_grad(partial: Tensor, param: Tensor) -> Tensor:
         # Per-neuron sums -> the parameter's shape, in a fixed order (torch's
@@ -113,23 +119,73 @@ if _ext.loaded:
         g = partial.reshape(-1, P).sum(0) if P > 1 else partial.sum()
         return g.reshape(param.shape)
 
-    def _forward_backward(ctx, g_spikes, g_saved, g_v_seq, g_v_last):
-        saved, x, v0, decay_param, threshold_param = ctx.saved_tensors
+    def _neuron_grads(tensors, args, x_dtype, needs, g_spikes, g_saved, g_v_seq, g_v_last, readout=()):
+        """Gradients (x, v0, decay_param, threshold_param) of a neuron_forward call; `needs`
+        says which of the last three are wanted; `readout=(gy, W)` has the kernel compute
+        g_spikes = gy W itself (CPU)."""
+        saved, x, v0, decay_param, threshold_param = tensors
         (T, save_mode, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
-         decay_input, has_floor, detach_reset, grad_decay, grad_th) = ctx.args
+         decay_input, has_floor, detach_reset, grad_decay, grad_th) = args
         if model == MODEL_LEAKY and save_mode == SAVE_H:
             g_v_seq = g_saved  # Leaky's saved tensor is the membrane sequence it returns
         elif g_v_seq is not None and g_v_seq.numel() == 0:
             g_v_seq = None
-        grad_decay = grad_decay and ctx.needs_input_grad[2]
-        grad_th = grad_th and ctx.needs_input_grad[3]
+        grad_decay = grad_decay and needs[1]
+        grad_th = grad_th and needs[2]
         gx, gv0, gd, gt = torch.ops.snn_cuda.neuron_backward(
             g_spikes, g_v_seq, g_v_last, saved, x, v0, decay_param, threshold_param, T, save_mode, model, reset,
             surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init, decay_input, has_floor,
-            detach_reset, grad_decay, grad_th, ctx.x_dtype)
-        return (gx, gv0 if ctx.needs_input_grad[1] else None,
+            detach_reset, grad_decay, grad_th, x_dtype, *readout)
+        return (gx, gv0 if needs[0] else None,
                 _reduce_param_grad(gd, decay_param) if grad_decay else None,
-                _reduce_param_grad(gt, threshold_param) if grad_th else None) + (None,) * 16
+                _reduce_param_grad(gt, threshold_param) if grad_th else None)
+
+    def _forward_backward(ctx, g_spikes, g_saved, g_v_seq, g_v_last):
+        return _neuron_grads(ctx.saved_tensors, ctx.args, ctx.x_dtype, ctx.needs_input_grad[1:4], g_spikes,
+                             g_saved, g_v_seq, g_v_last) + (None,) * 17
+
+    class _NeuronLinearFn(torch.autograd.Function):
+        """A neuron followed by a Linear layer in one autograd node, so that the spikes between
+        them never exist as floats: the neuron kernel writes them as bytes, spike_linear reads
+        those, and they are what the weight gradient reads (1 byte per neuron-step where an
+        fp32 spike tensor costs 4 written, 4 read forward, and the compact save's passes).
+        Backward: grad_spikes = grad_y W, then the neuron's backward from its own saved state
+        (it never needs the spikes). On the CPU (fp32/fp64) the backward kernel computes
+        grad_y W per row itself instead of reading a materialised [T, ..., N] product."""
+
+        @staticmethod
+        def forward(ctx, weight, bias, *inputs):
+            spikes, saved, v_seq, v_last = torch.ops.snn_cuda.neuron_forward(*inputs, True)
+            y = torch.ops.snn_cuda.spike_linear(spikes, weight, bias)
+            ctx.set_materialize_grads(False)
+            ctx.neuron = inputs[18] != SAVE_NONE  # save_mode: SAVE_NONE when no neuron input needs grad
+            tensors, ctx.args, ctx.x_dtype = _neuron_saved(inputs, saved) if ctx.neuron else ((None,) * 5, None, None)
+            ctx.save_for_backward(spikes if weight.requires_grad else None, weight, *tensors)
+            ctx.has_bias = bias is not None
+            return y, saved, v_seq, v_last
+
+        @staticmethod
+        def backward(ctx, gy, g_saved, g_v_seq, g_v_last):
+            spikes, weight, *tensors = ctx.saved_tensors
+            gw = gb = None
+            g_spikes = None
+            readout = ()
+            if gy is not None:
+                if ctx.needs_input_grad[0]:
+                    gw = torch.ops.snn_cuda.spike_linear_weight_grad(gy, spikes)
+                if ctx.has_bias and ctx.needs_input_grad[1]:
+                    gb = gy.reshape(-1, gy.shape[-1]).sum(0)
+                if ctx.neuron:
+                    if (gy.device.type == "cpu" and ctx.x_dtype in (torch.float32, torch.float64)
+                            and gy.dtype == ctx.x_dtype and weight.dtype == ctx.x_dtype and tensors[0].dim() >= 2):
+                        readout = (gy, weight.detach())
+                    else:
+                        g_spikes = gy.matmul(weight.to(gy.dtype)).to(ctx.x_dtype)
+            grads = (None,) * 4
+            if ctx.neuron and (readout or any(g is not None for g in (g_spikes, g_saved, g_v_seq, g_v_last))):
+                grads = _neuron_grads(tensors, ctx.args, ctx.x_dtype, ctx.needs_input_grad[3:6], g_spikes,
+                                      g_saved, g_v_seq, g_v_last, readout)
+            return (gw, gb) + grads + (None,) * 16
 
     torch.library.register_autograd(
         "snn_cuda::neuron_forward", _forward_backward, setup_context=_forward_setup_context)
@@ -175,13 +231,17 @@ def neuron_multistep(
     save_mode: Optional[int] = None,
     decay_param: Optional[Tensor] = None,
     threshold_param: Optional[Tensor] = None,
+    readout: Optional[Tuple[Tensor, Optional[Tensor]]] = None,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Runs the fused op. Returns (spikes, saved, v_seq, v_last); for Leaky
     `saved` is the membrane sequence. Nothing is saved for backward unless
     autograd will need it. `decay_param` (ParametricLIF's k, Leaky's beta) and
     `threshold_param` are tensors (learnable or per-neuron) that override the
     scalars; they are cast to the state dtype here, so autograd carries their
-    gradients back to the caller's dtype."""
+    gradients back to the caller's dtype. `readout=(weight, bias)` applies a
+    Linear layer to the spikes inside the op (`_NeuronLinearFn`): the first
+    output is then `spikes @ weight.T + bias` and the spikes only ever exist
+    as bytes."""
     sdt = state_dtype(x.dtype)
     if decay_param is not None:
         decay_param = decay_param.to(sdt)
@@ -193,7 +253,14 @@ def neuron_multistep(
         save_mode = SAVE_NONE
     elif save_mode is None:
         save_mode = DEFAULT_SAVE_MODE.get(x.device.type, SAVE_H)
-    return torch.ops.snn_cuda.neuron_forward(
-        x, v0, decay_param, threshold_param, T, model, reset, surrogate_id, float(surrogate_param), float(tau),
-        float(v_threshold), float(v_reset), 0.0 if v_floor is None else float(v_floor), float(beta), float(v_init),
-        bool(decay_input), v_floor is not None, bool(detach_reset), int(save_mode), bool(store_v_seq))
+    args = (x, v0, decay_param, threshold_param, T, model, reset, surrogate_id, float(surrogate_param), float(tau),
+            float(v_threshold), float(v_reset), 0.0 if v_floor is None else float(v_floor), float(beta),
+            float(v_init), bool(decay_input), v_floor is not None, bool(detach_reset), int(save_mode),
+            bool(store_v_seq))
+    if readout is None:
+        return torch.ops.snn_cuda.neuron_forward(*args)
+    weight, bias = readout
+    if torch.is_grad_enabled() and (need_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
+        return _NeuronLinearFn.apply(weight, bias, *args)
+    spikes, saved, v_seq, v_last = torch.ops.snn_cuda.neuron_forward(*args, True)
+    return torch.ops.snn_cuda.spike_linear(spikes, weight, bias), saved, v_seq, v_last

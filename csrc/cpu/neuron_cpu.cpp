@@ -195,6 +195,14 @@ inline void store_row(const S* __restrict src, i64 len, T* __restrict dst) {
   for (i64 j = 0; j < len; ++j) dst[j] = store_as<T>(src[j]);
 }
 
+// Spikes (exactly 0 or 1) as bytes. Plain stores: the consumer (spike_linear)
+// reads them next, and a quarter of the fp32 bytes stays in cache more often.
+template <typename S>
+SNN_CPU_CLONES void store_bytes(const S* __restrict src, i64 len, uint8_t* __restrict dst) {
+#pragma omp simd
+  for (i64 j = 0; j < len; ++j) dst[j] = src[j] != S(0) ? 1 : 0;
+}
+
 template <typename S>
 using FwdRow = void (*)(const Coeffs<S>, i64, S*, const S*, S*, S*);
 template <typename S>
@@ -241,6 +249,7 @@ void fwd_driver(const FwdParams& p, bool leaky, const Rows<typename StateOf<T>::
   const T* x = (const T*)p.x;
   const S* v0 = (const S*)p.v0;
   T* spikes = (T*)p.spikes;
+  uint8_t* spikes8 = p.spikes_u8 ? (uint8_t*)p.spikes : nullptr;
   S* saved = (S*)p.saved;
   S* v_seq = (S*)p.v_seq;
   S* v_last = (S*)p.v_last;
@@ -269,7 +278,9 @@ void fwd_driver(const FwdParams& p, bool leaky, const Rows<typename StateOf<T>::
         } else {
           rows.fwd(c, len, v, xs, hb, sb);
         }
-        if constexpr (direct) {
+        if (spikes8) {
+          store_bytes(sb, len, spikes8 + o);
+        } else if constexpr (direct) {
           stream_row(spikes + o, sb, len);
         } else {
           store_row(sb, len, spikes + o);
@@ -281,6 +292,56 @@ void fwd_driver(const FwdParams& p, bool leaky, const Rows<typename StateOf<T>::
     }
     stream_fence();
   });
+}
+
+// NeuronLinear's backward (CPU): the spike gradient of step t is
+// gy_t W (gy [T, R, K], W [K, F], neurons n = r * F + f), computed per row
+// segment here instead of being materialised as a [T, R, F] tensor by a
+// matrix product and read back (for tutorial5's 1000 -> 10 readout: 12.8 MB
+// written and read per step for 10 multiply-adds per neuron-step).
+template <typename S>
+struct Readout {
+  const S* gy;
+  const S* w;
+  i64 K, F;
+};
+
+// out[j] = sum_k gy[t, r, k] W[k, f] for neurons n0 + j, k ascending (the
+// order is fixed, so the result does not depend on the ISA or the blocking).
+template <typename S>
+SNN_CPU_CLONES void readout_row(const S* __restrict gy_t, const S* __restrict w, i64 K, i64 F, i64 n0, i64 len,
+                                S* __restrict out) {
+  i64 j = 0;
+  while (j < len) {
+    const i64 n = n0 + j, r = n / F, f0 = n - r * F, seg = std::min(len - j, F - f0);
+    const S* __restrict g = gy_t + r * K;
+    const S* __restrict wf = w + f0;
+    S* __restrict o = out + j;
+    // Outputs k-blocks at a time over the (L1-resident) segment: contiguous,
+    // vectorised loops, and one store per element per 4 outputs.
+    for (i64 f = 0; f < seg; ++f) o[f] = S(0);
+    i64 k = 0;
+    for (; k + 4 <= K; k += 4) {
+      const S g0 = g[k], g1 = g[k + 1], g2 = g[k + 2], g3 = g[k + 3];
+      const S *w0 = wf + k * F, *w1 = w0 + F, *w2 = w1 + F, *w3 = w2 + F;
+#pragma omp simd
+      for (i64 f = 0; f < seg; ++f) {
+        S a = o[f];
+        a += g0 * w0[f];
+        a += g1 * w1[f];
+        a += g2 * w2[f];
+        a += g3 * w3[f];
+        o[f] = a;
+      }
+    }
+    for (; k < K; ++k) {
+      const S gk = g[k];
+      const S* wk = wf + k * F;
+#pragma omp simd
+      for (i64 f = 0; f < seg; ++f) o[f] += gk * wk[f];
+    }
+    j += seg;
+  }
 }
 
 // Input row t of x as state-typed values (converted into buf unless T == S).
@@ -295,7 +356,8 @@ inline const S* x_row(const T* x, i64 off, i64 len, S* buf) {
 }
 
 template <typename T>
-void bwd_driver(const BwdParams& p, bool leaky, const Rows<typename StateOf<T>::type>& rows) {
+void bwd_driver(const BwdParams& p, bool leaky, const Rows<typename StateOf<T>::type>& rows,
+                const Readout<typename StateOf<T>::type>* ro = nullptr) {
   typedef typename StateOf<T>::type S;
   constexpr bool direct = std::is_same<T, S>::value;
   Coeffs<S> c = make_coeffs<S>(p, p.sg_param);
@@ -374,7 +436,10 @@ void bwd_driver(const BwdParams& p, bool leaky, const Rows<typename StateOf<T>::
             }
           }
           const S* gsr;
-          if (!gs) {
+          if (ro) {
+            readout_row(ro->gy + t * (N / ro->F) * ro->K, ro->w, ro->K, ro->F, n0, len, gsb);
+            gsr = gsb;
+          } else if (!gs) {
             gsr = zero;
           } else if constexpr (direct) {
             gsr = gs + o;
@@ -453,10 +518,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cpu(
     const at::Tensor& x, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& decay_param,
     const c10::optional<at::Tensor>& threshold_param, int64_t T, int64_t model, int64_t reset,
     int64_t surrogate, double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta,
-    double v_init, bool decay_input, bool has_floor, bool detach_reset, int64_t save_mode, bool store_v_seq) {
+    double v_init, bool decay_input, bool has_floor, bool detach_reset, int64_t save_mode, bool store_v_seq,
+    bool spikes_uint8) {
   auto f = snn_host::prepare_forward(x, v0, decay_param, threshold_param, T, model, reset, surrogate, sg_param, tau,
                                      v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor, save_mode,
-                                     store_v_seq);
+                                     store_v_seq, spikes_uint8);
   const bool leaky = model == MODEL_LEAKY, plif = model == MODEL_PLIF;
   switch (f.dt) {
     case snn_host::DT_F32: fwd_driver<float>(f.p, leaky, rows_for<float>(f.combo, plif, -1)); break;
@@ -474,15 +540,55 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_backward_cpu(
     const c10::optional<at::Tensor>& threshold_param, int64_t T, int64_t save_mode, int64_t model, int64_t reset,
     int64_t surrogate, double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta,
     double v_init, bool decay_input, bool has_floor, bool detach_reset, bool grad_decay, bool grad_threshold,
-    at::ScalarType x_dtype) {
+    at::ScalarType x_dtype, const c10::optional<at::Tensor>& readout_grad,
+    const c10::optional<at::Tensor>& readout_weight) {
+  const bool readout = readout_grad.has_value() && readout_grad->defined();
+  TORCH_CHECK_VALUE(readout == (readout_weight.has_value() && readout_weight->defined()),
+                    "snn_cuda: readout_grad and readout_weight must be given together");
+  TORCH_CHECK_VALUE(!readout || !(grad_spikes.has_value() && grad_spikes->defined()),
+                    "snn_cuda: grad_spikes must be None when readout_grad is given (it is computed from it)");
   auto b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param,
                                       threshold_param, T, save_mode, model, reset, surrogate, sg_param, tau, v_th,
                                       v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset,
                                       grad_decay, grad_threshold, x_dtype);
   const bool leaky = model == MODEL_LEAKY, plif = model == MODEL_PLIF;
+  at::Tensor gy, w;
+  Readout<float> ro32{};
+  Readout<double> ro64{};
+  if (readout) {
+    TORCH_CHECK_TYPE(x_dtype == at::kFloat || x_dtype == at::kDouble,
+                     "snn_cuda: readout_grad needs float32 or float64 spikes (x_dtype), got ", x_dtype);
+    const at::Tensor& g = *readout_grad;
+    const at::Tensor& wt = *readout_weight;
+    TORCH_CHECK_TYPE(g.scalar_type() == x_dtype && wt.scalar_type() == x_dtype, "snn_cuda: readout_grad and ",
+                     "readout_weight must be ", x_dtype, ", got ", g.scalar_type(), " and ", wt.scalar_type());
+    TORCH_CHECK_VALUE(g.device() == saved.device() && wt.device() == saved.device(),
+                      "snn_cuda: readout_grad and readout_weight must be on ", saved.device());
+    TORCH_CHECK_VALUE(saved.dim() >= 2, "snn_cuda: readout needs neurons with a feature dim, got saved of shape ",
+                      saved.sizes());
+    const int64_t F = saved.size(-1);
+    TORCH_CHECK_VALUE(wt.dim() == 2 && wt.size(1) == F, "snn_cuda: readout_weight must be [K, ", F, "], got ",
+                      wt.sizes());
+    std::vector<int64_t> want = snn_host::rest_sizes(saved, 1);
+    want.insert(want.begin(), b.p.T);
+    want.back() = wt.size(0);
+    TORCH_CHECK_VALUE(g.sizes().vec() == want, "snn_cuda: readout_grad must have shape ", at::IntArrayRef(want),
+                      ", got ", g.sizes());
+    gy = g.contiguous();
+    w = wt.contiguous();
+    if (x_dtype == at::kFloat) {
+      ro32 = {gy.data_ptr<float>(), w.data_ptr<float>(), wt.size(0), F};
+    } else {
+      ro64 = {gy.data_ptr<double>(), w.data_ptr<double>(), wt.size(0), F};
+    }
+  }
   switch (b.dt) {
-    case snn_host::DT_F32: bwd_driver<float>(b.p, leaky, rows_for<float>(b.combo, plif, b.sg)); break;
-    case snn_host::DT_F64: bwd_driver<double>(b.p, leaky, rows_for<double>(b.combo, plif, b.sg)); break;
+    case snn_host::DT_F32:
+      bwd_driver<float>(b.p, leaky, rows_for<float>(b.combo, plif, b.sg), readout ? &ro32 : nullptr);
+      break;
+    case snn_host::DT_F64:
+      bwd_driver<double>(b.p, leaky, rows_for<double>(b.combo, plif, b.sg), readout ? &ro64 : nullptr);
+      break;
     case snn_host::DT_F16: bwd_driver<half_t>(b.p, leaky, rows_for<float>(b.combo, plif, b.sg)); break;
     case snn_host::DT_BF16: bwd_driver<bf16_t>(b.p, leaky, rows_for<float>(b.combo, plif, b.sg)); break;
   }

@@ -28,11 +28,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cuda(
     const at::Tensor& x, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& decay_param,
     const c10::optional<at::Tensor>& threshold_param, int64_t T, int64_t model, int64_t reset,
     int64_t surrogate, double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta,
-    double v_init, bool decay_input, bool has_floor, bool detach_reset, int64_t save_mode, bool store_v_seq) {
+    double v_init, bool decay_input, bool has_floor, bool detach_reset, int64_t save_mode, bool store_v_seq,
+    bool spikes_uint8) {
   const c10::cuda::CUDAGuard guard(x.device());
   auto f = snn_host::prepare_forward(x, v0, decay_param, threshold_param, T, model, reset, surrogate, sg_param, tau,
                                      v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor, save_mode,
-                                     store_v_seq);
+                                     store_v_seq, spikes_uint8);
   const int dev = x.get_device();
   check_launch(snn_launch::forward(f.p, f.dt, f.combo, sm_count(dev), c10::cuda::getCurrentCUDAStream(dev).stream()),
                "neuron forward");
@@ -46,7 +47,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_backward_cuda(
     const c10::optional<at::Tensor>& threshold_param, int64_t T, int64_t save_mode, int64_t model, int64_t reset,
     int64_t surrogate, double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta,
     double v_init, bool decay_input, bool has_floor, bool detach_reset, bool grad_decay, bool grad_threshold,
-    at::ScalarType x_dtype) {
+    at::ScalarType x_dtype, const c10::optional<at::Tensor>& readout_grad,
+    const c10::optional<at::Tensor>& readout_weight) {
+  // On the GPU the spike gradient is one cuBLAS product; the fused readout is
+  // a CPU-side saving (snn_cuda/ops.py only asks for it there).
+  TORCH_CHECK_VALUE(!(readout_grad.has_value() && readout_grad->defined()) &&
+                        !(readout_weight.has_value() && readout_weight->defined()),
+                    "snn_cuda: readout_grad / readout_weight are only supported by the CPU kernels; pass grad_spikes");
   const c10::cuda::CUDAGuard guard(saved.device());
   auto b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param,
                                       threshold_param, T, save_mode, model, reset, surrogate, sg_param, tau, v_th,

@@ -52,7 +52,11 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_fwd
           S sv;
           const S s = forward_step<MODEL, RESET, S>(c, v, xs[k], sv);
           const i64 o = (t0 + k) * N + n;
-          spikes[o] = store_as<T>(s);
+          if (p.spikes_u8) {
+            ((unsigned char*)p.spikes)[o] = s != S(0) ? 1 : 0;
+          } else {
+            spikes[o] = store_as<T>(s);
+          }
           if (saved) saved[o] = sv;
           if (v_seq) v_seq[o] = v;
         }

@@ -46,6 +46,9 @@ struct FwdParams {
   const void* decay_param;
   const void* th_param;
   i64 P;
+  // 1: spikes are written as uint8 0/1 (one byte per element, for a consumer
+  // such as spike_linear that takes them so) instead of T.
+  int spikes_u8;
 };
 
 struct BwdParams {

@@ -665,6 +665,7 @@ void check_close(Failure& F, const char* name, const V* k, const std::vector<typ
 struct Stats {
   long long passed = 0, failed = 0, printed = 0;
   long long fwd_launches = 0, bwd_launches = 0, wrapped_grids = 0, determinism_checks = 0;
+  long long u8_spike_checks = 0;
 };
 
 template <typename S>
@@ -814,6 +815,31 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
   }
   if (sh.v_seq) check_exact<S>(F, "v_seq", v_seq.p, rf.v_seq, N);
   check_exact<S>(F, "v_last", v_last.p, rf.v_last, N);
+
+  // The same launch with spikes_u8 (NeuronLinear's byte spikes) on every
+  // third case: bytes 0/1 equal to the oracle's spikes, every other output
+  // unchanged. The byte buffer starts at 0xAB so an element left unwritten
+  // shows.
+  if (seed % 3 == 0) {
+    std::vector<unsigned char> sp8(TT * N, 0xAB);
+    Buf<S> v_last8(N);
+    snn::FwdParams fp8 = fp;
+    fp8.spikes = sp8.data();
+    fp8.spikes_u8 = 1;
+    fp8.v_last = v_last8.p;
+    fwd((unsigned)grid, fp8);
+    st.fwd_launches++;
+    st.u8_spike_checks++;
+    for (long long i = 0; i < TT * N; ++i) {
+      const unsigned char want = rf.spikes[i] != (S)0 ? 1 : 0;
+      if (sp8[i] != want) {
+        F.fail("u8 spikes[t=" + std::to_string(i / N) + ",n=" + std::to_string(i % N) + "] kernel=" +
+               std::to_string((int)sp8[i]) + " ref=" + std::to_string((int)want));
+        break;
+      }
+    }
+    check_exact<S>(F, "v_last (u8 spikes)", v_last8.p, rf.v_last, N);
+  }
 
   if (sh.saved) {
     Buf<T> gs;
@@ -1298,8 +1324,10 @@ int main(int argc, char** argv) {
   run_learnable<snn::bf16_t>(st, lcounter);
 #endif
   g_current_case = "(done)";
-  std::printf("EMU: launches fwd=%lld bwd=%lld emulated_threads=%llu wrapped_grids=%lld determinism_checks=%lld\n",
-              st.fwd_launches, st.bwd_launches, emu_launch_stats().threads, st.wrapped_grids, st.determinism_checks);
+  std::printf("EMU: launches fwd=%lld bwd=%lld emulated_threads=%llu wrapped_grids=%lld determinism_checks=%lld "
+              "u8_spike_checks=%lld\n",
+              st.fwd_launches, st.bwd_launches, emu_launch_stats().threads, st.wrapped_grids, st.determinism_checks,
+              st.u8_spike_checks);
   std::printf("EMU: %lld cases passed, %lld failed\n", st.passed, st.failed);
   return st.failed == 0 ? 0 : 1;
 }
