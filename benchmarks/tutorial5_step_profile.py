@@ -8,8 +8,10 @@ of the step by its name and input shapes:
 
     fc1 forward / weight grad          addmm / mm on [B, 784] x [784, 1000]
     Leaky 1 (hidden)                   snn_cuda::neuron_forward / _backward on B*1000 neurons
-    spikes -> uint8 / uint8 -> float   SpikeLinear's compact copy of the spikes for backward
-    fc2 forward / grad input / weight  addmm / mm on the [T*B, 1000] spikes
+                                       (with NeuronLinear the backward includes fc2's grad input)
+    fc2 forward / weight grad          snn_cuda::spike_linear / _weight_grad on the byte spikes
+                                       (older builds: addmm / mm on fp32 spikes, plus SpikeLinear's
+                                       uint8 copy: spikes -> uint8 / uint8 -> float)
     Leaky 2 (output), loss, Adam, other (autograd engine, Python, small ops)
 
 Also times the same steps without the profiler (wall clock, median) and writes a Markdown

@@ -204,7 +204,7 @@ def _ordered_readout(gy, w):
     ("leaky", 7, 1000, 10),      # blocks of neurons start and end inside rows
     ("lif", 5, 37, 3),           # features not a multiple of the vector width
     ("plif_th", 3, 16, 1),
-    ("leaky_learn", 4, 16, 17),
+    ("leaky_learn", 4, 16, 17),  # the op takes any K (NeuronLinear only uses it up to 16)
     ("if_floor", 2, 3000, 4),    # a row longer than a block
 ])
 def test_readout_backward_bitwise(name, rows, feat, K, dtype):
