@@ -392,7 +392,11 @@ def test_spike_linear_matches_linear_and_saves_uint8():
         y1 = lin(x1)
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             y2 = sl(x2)
-        assert torch.equal(y1, y2)
+        if binary:
+            # spike_linear on the bytes (7 outputs): nn.Linear's value up to the summation order.
+            torch.testing.assert_close(y2, y1, rtol=1e-6, atol=30 * torch.finfo(torch.float32).eps * 30)
+        else:
+            assert torch.equal(y1, y2)
         g = torch.randn_like(y1)
         y1.backward(g)
         y2.backward(g)

@@ -80,17 +80,33 @@ def _uint8_to(x: Tensor, dtype: torch.dtype) -> Tensor:
     return x.to(dtype)
 
 
+# Outputs up to which spike_linear's byte kernel beats MKL on the fp32 spikes (csrc/cpu/spike_linear_cpu.cpp,
+# kFwdMaxK: measured crossover 40-48 on the 2-core AVX-512 machine).
+_BYTE_FORWARD_MAX_OUT = 40
+
+
 class _SpikeLinearFn(torch.autograd.Function):
     """y = x W^T + b, saving a binary x as uint8 (1 byte instead of 4 per
-    element for fp32 spikes). A non-binary x is saved as is."""
+    element for fp32 spikes). A non-binary x is saved as is. On the CPU, for
+    a few outputs, a binary x is multiplied as bytes (spike_linear) and the
+    weight gradient read from them (spike_linear_weight_grad)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias):
-        y = torch.nn.functional.linear(x, weight, bias)
         # Only the weight gradient reads x; a binary x loses nothing as uint8.
         narrow = None
-        if weight.requires_grad:
+        byte_ops = (x.device.type == "cpu" and _ext.cpu_available() and x.dtype in (torch.float32, torch.float64)
+                    and weight.dtype == x.dtype)
+        small = byte_ops and weight.shape[0] <= _BYTE_FORWARD_MAX_OUT
+        if weight.requires_grad or small:
             narrow = _binary_to_uint8(x)
+        if small and narrow is not None:
+            y = torch.ops.snn_cuda.spike_linear(narrow, weight, bias)
+        else:
+            y = torch.nn.functional.linear(x, weight, bias)
+        if not weight.requires_grad:
+            narrow = None
+        ctx.byte_ops = byte_ops
         ctx.binary = narrow is not None
         ctx.x_dtype = x.dtype
         ctx.has_bias = bias is not None
@@ -104,8 +120,11 @@ class _SpikeLinearFn(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             gx = gy.matmul(weight.to(gy.dtype))
         if ctx.needs_input_grad[1]:
-            x = _uint8_to(xs, ctx.x_dtype) if ctx.binary else xs
-            gw = gy.reshape(-1, gy.shape[-1]).t().matmul(x.reshape(-1, x.shape[-1]).to(gy.dtype))
+            if ctx.binary and ctx.byte_ops and gy.dtype == ctx.x_dtype:
+                gw = torch.ops.snn_cuda.spike_linear_weight_grad(gy, xs)
+            else:
+                x = _uint8_to(xs, ctx.x_dtype) if ctx.binary else xs
+                gw = gy.reshape(-1, gy.shape[-1]).t().matmul(x.reshape(-1, x.shape[-1]).to(gy.dtype))
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = gy.reshape(-1, gy.shape[-1]).sum(0)
         return gx, gw, gb
@@ -114,8 +133,11 @@ class _SpikeLinearFn(torch.autograd.Function):
 class SpikeLinear(nn.Linear):
     """`nn.Linear` for spike inputs: same parameters and state_dict, but a
     binary input (spikes) is saved for backward as uint8, 4x less activation
-    memory than fp32 spikes (2x for 16-bit). A non-binary input is saved as
-    is; values and gradients are those of `nn.Linear` either way."""
+    memory than fp32 spikes (2x for 16-bit). On the CPU (fp32/fp64) the
+    weight gradient is computed from those bytes, and with up to 40 outputs
+    the forward too (`spike_linear`): values and gradients are `nn.Linear`'s
+    up to the summation order (each spike-times-weight product is exact). A
+    non-binary input is saved as is and goes through `F.linear`."""
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
