@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import platform
 import statistics
 import sys
 import time
@@ -33,20 +32,12 @@ OP = torch.ops.snn_cuda
 
 
 def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-            else:
-                name = platform.processor()
-        with open("/proc/cpuinfo") as f:
-            flags = next((ln for ln in f if ln.startswith("flags")), "")
-        isa = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "no AVX2"
-        return f"{name} ({isa})"
-    except OSError:
-        return platform.processor() or platform.machine()
+    # neuron_op.hardware reads /proc/cpuinfo for the model name and the widest ISA.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from neuron_op import hardware
+
+    hw = hardware("cpu", torch.get_num_threads())
+    return f"{hw['cpu']} ({hw['cpu_isa']})"
 
 
 def median_ms(fns, reps: int, rounds: int = 3):
