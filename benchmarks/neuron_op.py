@@ -799,6 +799,12 @@ def sj_shapes(scale, ts):
 SMALL_SHAPES = [[4, 1, 1024], [8, 16, 1024], [16, 32, 512], [32, 8, 256], [64, 1, 4096]]
 
 
+def _scrub(obj):
+    """obj with the machine's paths (checkout, venv, home, temporary folders) as placeholders."""
+    from snn_cuda._paths import scrub_paths
+    return scrub_paths(obj, root=_ROOT)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", type=int, nargs="+", default=[64, 64, 4096], metavar="D",
@@ -871,7 +877,7 @@ def main(argv=None):
     except OSError:
         pass
     print(hwline)
-    print(f"snn_cuda build_info: {json.dumps(info, default=str)}")
+    print(f"snn_cuda build_info: {json.dumps(_scrub(info), default=str)}")
     print(f"peers: spikingjelly {versions['spikingjelly']}, snntorch {versions['snntorch']}")
     if args.neurons == "lif":
         print("note: snnTorch rows are Leaky(beta=0.5) (snnTorch has no tau-LIF): other dynamics, "
@@ -911,7 +917,7 @@ def main(argv=None):
     if fused is not None:
         print(f"\nfused: {_f(fused['x_unbind'], '.2f')}× the unbind loop, "
               f"{_f(fused['x_sj'], '.2f')}× SpikingJelly, {fused['eff_GB_s'] / cb['GB_s'] * 100:.0f}% "
-              f"of copy bandwidth (goal on CPU: ≥ 4× unbind, ≥ 8× SpikingJelly)")
+              f"of copy bandwidth")
 
     sweep = []
     if args.sweep:
@@ -951,11 +957,12 @@ def main(argv=None):
     except OSError:
         pass
     print(f"\n(benchmark time {time.perf_counter() - t0:.0f} s; command: "
-          f"python benchmarks/neuron_op.py {' '.join(sys.argv[1:] if argv is None else argv)})")
+          f"python benchmarks/neuron_op.py {_scrub(' '.join(sys.argv[1:] if argv is None else argv))})")
     if args.json:
         out = {"hardware": hw, "snn_cuda_build_info": info, "peers": versions,
                "args": vars(args), "copy_bandwidth": cb, "model": args.neurons,
                "dtype": args.dtype, "main": main_res, "sweep": sweep}
+        out = _scrub(json.loads(json.dumps(out, default=str)))  # no machine paths in results
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1, default=str)
