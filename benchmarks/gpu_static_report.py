@@ -693,7 +693,7 @@ def main(argv=None):
     sj_ref = {d: (f"{b['fwd'] + b['bwd']:g} (fwd {b['fwd']:g} + bwd {b['bwd']:g}, from its SASS)" if len(b) == 2 else "—")
               for d, b in sj_bytes.items()}
     if not sj_bytes:
-        sj_ref = {"fp32": "24 (DESIGN.md; not compiled in this run)", "fp16": "16 (DESIGN.md)", "bf16": "16 (DESIGN.md)"}
+        sj_ref = {"fp32": "24 (its source; not compiled in this run)", "fp16": "16 (its source)", "bf16": "16 (its source)"}
     for dtype in DTYPE_ORDER:
         f = fb_totals.get(dtype, {})
         sh = f.get("save-h", None), f.get("bwd save-h", None)
@@ -814,15 +814,17 @@ def main(argv=None):
       "`k < len`), the check only shows that the loop can carry the mode, not which ops a given call executes. “no loop in this build” = the compiled kernel has no loop that can carry that mode (e.g. a "
       "checkpoint mode in a build older than the chunked kernels).")
     P("- **fwd + bwd table**: save-h = forward save-h + backward save-h, recompute = forward checkpoint + backward recompute; targets "
-      "from the issue: ≤ 21 B fp32, ≤ 11 B 16-bit (SpikingJelly moves 24 / 16 B). fp64 has no target.")
-    md = "\n".join(lines) + "\n"
+      "(docs/benchmarks.md): ≤ 21 B fp32, ≤ 11 B 16-bit (SpikingJelly moves 24 / 16 B). fp64 has no target.")
+    from snn_cuda._paths import scrub_paths  # no machine paths in the report
+    root = str(Path(__file__).resolve().parent.parent)
+    md = scrub_paths("\n".join(lines) + "\n", root=root)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(md)
     jall = {m: {k: v[k] for k in ("name", "kind", "storage", "regs", "stack", "local", "spill_bytes", "occupancy", "block")} |
             {"loops": [dict(head=lp["head"], k=lp["k"], inflight=lp["inflight"], loads=fmt_ops(lp["ops"], "load"),
                             stores=fmt_ops(lp["ops"], "store")) for lp in v["loops"]]} for m, v in ours.items()}
-    out.with_suffix(".json").write_text(json.dumps(dict(arch=a.arch, so=str(so), block=block, kChunk=K, generated=now,
+    out.with_suffix(".json").write_text(json.dumps(dict(arch=a.arch, so=scrub_paths(str(so), root=root), block=block, kChunk=K, generated=now,
                                                         main=rows_json, spikingjelly=sj_json, kernels=jall), indent=1))
     print(md)
     if not a.keep:

@@ -9,7 +9,7 @@ two implementations must then agree to ~1e-15 if they compute the same function)
 gradient against the float64 one, and, as a yardstick, the reference against itself with a
 different thread count (a different summation order inside the matrix products).
 
-    python benchmarks/grad_check.py --data-dir ../shared/data
+    python benchmarks/grad_check.py --dataset fashion-mnist --data-dir ./data
 """
 from __future__ import annotations
 
@@ -65,8 +65,9 @@ def main(argv=None) -> int:
     x, y = next(data_mod.batches(ds.train, 128, shuffle=True, generator=torch.Generator().manual_seed(args.seed),
                                  drop_last=True))
     threads = torch.get_num_threads()
+    from snn_cuda._paths import scrub_paths
     print(f"dataset {ds.name}, batch 128, seed {args.seed}, torch {torch.__version__}, {threads} threads, "
-          f"snn_cuda from {os.path.dirname(nets.snn_cuda.__file__)}")
+          f"snn_cuda from {scrub_paths(os.path.dirname(nets.snn_cuda.__file__), root=os.path.dirname(_HERE))}")
 
     net = "tutorial5"
     w = nets.init_weights(net, args.seed)

@@ -1,9 +1,9 @@
 """The three tutorial networks, each in up to three implementations.
 
     net        tutorial                                      T    batch  loss
-    lif_fc     SpikingJelly lif_fc_mnist (seed 000)          100  128    MSE(out rate, one-hot)
-    tutorial5  snnTorch tutorial 5 (seed 003)                25   128    sum_t CE(mem_t, y)
-    dense_if   from-scratch surrogate-gradient tut. (001)    100  500    NLL(log_softmax(mean rate))
+    lif_fc     SpikingJelly lif_fc_mnist                     100  128    MSE(out rate, one-hot)
+    tutorial5  snnTorch tutorial 5                           25   128    sum_t CE(mem_t, y)
+    dense_if   from-scratch surrogate-gradient tutorial      100  500    NLL(log_softmax(mean rate))
 
     impl       what it is
     reference  the tutorial's per-step Python loop on snn_cuda's reference neurons
@@ -11,7 +11,7 @@
                encoding per step
     fused      multi-step layers: Linear once over [T*B, ...] (SeqToANN), each neuron layer one
                fused op over the whole sequence, the fused Poisson encoder, and for tutorial5 /
-               dense_if's input layer the constant-input form layer(x, T=n) (DESIGN.md section 2)
+               dense_if's input layer the constant-input form layer(x, T=n) (docs/neuron_semantics.md, constant input)
     peer       the tutorial's own code on its library (SpikingJelly 2.0.0 / snnTorch 1.0);
                dense_if has no peer
 
@@ -137,7 +137,7 @@ def peer_available(net: str) -> str:
     """'' when the peer of ``net`` can run, else why not."""
     lib = NETS[net].peer_lib
     if lib is None:
-        return f"no peer library implements {net} (seed 001 is plain PyTorch)"
+        return f"no peer library implements {net} (the tutorial is plain PyTorch)"
     if importlib.util.find_spec(lib) is None:
         return f"{lib} is not installed (pip install --no-deps -r benchmarks/requirements-peers.txt)"
     try:
@@ -161,7 +161,7 @@ def loss_fn(net: str, impl: str):
 
 
 # ---------------------------------------------------------------------------------------------
-# lif_fc (SpikingJelly lif_fc_mnist, seed 000)
+# lif_fc (SpikingJelly lif_fc_mnist)
 # ---------------------------------------------------------------------------------------------
 class LifFcReference(nn.Module):
     """The tutorial's loop: for t in range(T): out_fr += net(encoder(img))."""
@@ -232,7 +232,7 @@ class LifFcPeer(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# tutorial5 (snnTorch tutorial 5, seed 003)
+# tutorial5 (snnTorch tutorial 5)
 # ---------------------------------------------------------------------------------------------
 class Tutorial5Reference(nn.Module):
     """The tutorial's loop: fc1(x) recomputed at every step, Leaky stepped with explicit mem."""
@@ -319,7 +319,7 @@ class Tutorial5Peer(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# dense_if (from-scratch surrogate-gradient tutorial, seed 001)
+# dense_if (from-scratch surrogate-gradient tutorial)
 # ---------------------------------------------------------------------------------------------
 SYN_DECAY = math.exp(-1.0)
 INPUT_GAIN, INPUT_BIAS = 1.0, 0.0

@@ -17,7 +17,7 @@ of the step by its name and input shapes:
 Also times the same steps without the profiler (wall clock, median) and writes a Markdown
 table (--out). Uses the same optimiser choice as mnist_train.py (--adam).
 
-    python benchmarks/tutorial5_step_profile.py --data-dir ../shared/data --out t5_profile.md
+    python benchmarks/tutorial5_step_profile.py --dataset fashion-mnist --data-dir ./data --out t5_profile.md
 """
 from __future__ import annotations
 
@@ -140,7 +140,8 @@ def main(argv=None) -> int:
              "| part of the step | ms / step | % |", "|---|---|---|"]
     for k, v in sorted(parts.items(), key=lambda kv: -kv[1]):
         lines.append(f"| {k} | {v:.2f} | {100 * v / total:.1f} |")
-    md = "\n".join(lines) + "\n"
+    from snn_cuda._paths import scrub_paths
+    md = scrub_paths("\n".join(lines) + "\n", root=os.path.dirname(_HERE))  # no machine paths
     print(md)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The from-scratch surrogate-gradient tutorial's dense IF network (seed 001) on snn_cuda.
+"""The from-scratch surrogate-gradient tutorial's dense IF network on snn_cuda.
 
     pixels -> rate-encoding IF input layer (current = gain * pixel + bias; gain 1, bias 0)
            -> [Linear(bias=False) -> synaptic current -> IF] x 3   (784-256-256-10)
@@ -16,7 +16,7 @@ Fused: the input layer reads the constant current at every step inside its kerne
 IF are one fused op each over the sequence. The dense Linear layers dominate the time.
 
     python examples/dense_if_mnist.py                             # MNIST (downloads it)
-    python examples/dense_if_mnist.py --data-dir ../shared/data   # Fashion-MNIST here
+    python examples/dense_if_mnist.py --data-dir DIR   # DIR/MNIST/raw or DIR/FashionMNIST/raw (default ./data)
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""SpikingJelly's lif_fc_mnist (seed 000) on snn_cuda's fused layers.
+"""SpikingJelly's lif_fc_mnist on snn_cuda's fused layers.
 
     Flatten -> Linear(784, 10, bias=False) -> LIF(tau=2.0, ATan surrogate)
 
@@ -16,7 +16,7 @@ the spikes of the output layer (a heatmap of v[t, neuron], the trace of the labe
 its spikes, and a raster of the 10 output neurons).
 
     python examples/lif_fc_mnist.py                                    # MNIST (downloads it)
-    python examples/lif_fc_mnist.py --data-dir ../shared/data          # Fashion-MNIST here
+    python examples/lif_fc_mnist.py --data-dir DIR     # DIR/MNIST/raw or DIR/FashionMNIST/raw (default ./data)
     python examples/lif_fc_mnist.py --epochs 5 --device cuda
 """
 from __future__ import annotations

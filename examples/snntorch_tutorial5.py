@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""snnTorch tutorial 5 (seed 003) on snn_cuda's fused layers.
+"""snnTorch tutorial 5 on snn_cuda's fused layers.
 
     784 -> Linear -> Leaky(beta=0.95) -> 1000 -> Linear -> Leaky(beta=0.95) -> 10
 
@@ -15,7 +15,7 @@ kernel; `NeuronLinear` applies fc2 to its spikes in the same op, over all steps 
 sequence.
 
     python examples/snntorch_tutorial5.py                             # MNIST (downloads it)
-    python examples/snntorch_tutorial5.py --data-dir ../shared/data   # Fashion-MNIST here
+    python examples/snntorch_tutorial5.py --data-dir DIR   # DIR/MNIST/raw or DIR/FashionMNIST/raw (default ./data)
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""The CUDA path proven without a GPU (DESIGN.md section 4, "One kernel source, three compilers").
+"""The CUDA path proven without a GPU (docs/verification.md, "One kernel source, three compilers").
 
 The real ``__global__`` bodies in ``csrc/kernels/neuron_kernels.cuh`` are compiled by g++ through
 ``python_tests/emulation/host_shim.h`` and run serially over the launcher's exact grid under
-AddressSanitizer + UBSan, against an independent scalar oracle written from DESIGN.md section 1
+AddressSanitizer + UBSan, against an independent scalar oracle written from docs/neuron_semantics.md
 (``python_tests/emulation/emu_neuron.cpp``). No torch, no GPU: only g++.
 
 The mutation tests prove the harness bites: each applies one deliberate indexing / alignment bug to
@@ -39,7 +39,7 @@ CXXFLAGS = [
     "-ffp-contract=off",
 ]
 # 4 dtypes x (11 model/reset/variant combos x detach x 9 surrogates x 12 shapes = 2376, plus the
-# learnable/per-neuron-parameter matrix of issue 11: 26 configurations x 2-3 surrogates x 11
+# learnable/per-neuron-parameter matrix: 26 configurations x 2-3 surrogates x 11
 # shapes = 715) + 60 Poisson encoder cases + 1 shim check: 12425 today. Fewer means the matrix
 # silently shrank.
 MIN_CASES = 12350
@@ -196,7 +196,7 @@ MUTANTS = {
         "(const S*)((const char*)p.saved + sizeof(S) / 2)",
         r"runtime error: load of misaligned address",
     ),
-    # (d) learnable / per-neuron parameters (issue 11): a [P] parameter read per neuron without
+    # (d) learnable / per-neuron parameters: a [P] parameter read per neuron without
     # the n % P broadcast; a per-neuron threshold-gradient output left partly unwritten.
     "param_broadcast": (
         "params.h",

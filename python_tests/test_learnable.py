@@ -1,4 +1,4 @@
-"""Learnable and per-neuron neuron parameters in the fused kernels (issue 11): ParametricLIF
+"""Learnable and per-neuron neuron parameters in the fused kernels: ParametricLIF
 (learnable w, k = sigmoid(w)), learn_threshold on LIF / IF / ParametricLIF / Leaky, learn_beta
 on Leaky, scalar or per-neuron / per-channel.
 

@@ -1,7 +1,7 @@
 """benchmarks/mnist_train.py: the IDX loader, the offline error, the three networks'
 implementations agreeing with each other, and a smoke run of the script on synthetic data.
 
-Nothing here times anything or reads ../shared/data; the IDX files are written by the tests."""
+Nothing here times anything or reads a real data set; the IDX files are written by the tests."""
 from __future__ import annotations
 
 import importlib.util

@@ -423,7 +423,7 @@ def test_default_surrogates():
 
 
 # ------------------------------------------------------------------------------------------
-# gradients: hand-derived and against the DESIGN.md backward recurrences
+# gradients: hand-derived and against the backward recurrences of docs/neuron_semantics.md
 # ------------------------------------------------------------------------------------------
 def _sig4(z):
     s = 1 / (1 + math.exp(-4 * z))
@@ -450,7 +450,7 @@ def test_lif_gradient_hand_derived():
 
 def _lif_backward_recurrence(x, v0, gS, gV, *, model, tau, decay_input, vth, v_reset,
                              detach_reset, v_floor, sp):
-    """Forward in float64 python + the DESIGN.md §1 backward recurrence, one neuron."""
+    """Forward in float64 python + the backward recurrence of docs/neuron_semantics.md, one neuron."""
     T = len(x)
     hard = v_reset is not None
     vr = v_reset if hard else 0.0

@@ -1232,6 +1232,8 @@ def main(argv=None) -> int:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    from ._paths import scrub_paths  # reports are shared: no home, venv or checkout paths
+    rep = scrub_paths(json.loads(json.dumps(rep, default=str)))
     (out / "report.json").write_text(json.dumps(rep, indent=1, default=str))
     (out / "report.md").write_text(render_markdown(rep))
     log(f"{'PASS' if passed else 'FAIL'}: {summary}")

@@ -11,7 +11,7 @@ layers behave as with the compiled kernels.
   ``cuda_source.runtime_options(arch)`` (``--fmad=false``, IEEE division/sqrt, no FTZ).
   NVRTC is CuPy's (``cupy.cuda.nvrtc``): ``cupy.RawModule(code=...)`` is not used because CuPy
   appends ``-ftz=true`` after the caller's options and NVRTC honours the last one, which would
-  flush denormals and break bit parity with the reference (DESIGN.md section 1).
+  flush denormals and break bit parity with the reference (docs/neuron_semantics.md, rounding).
 * Cache: binaries in memory per (arch, options, instance), and on disk under
   ``$CUPY_CACHE_DIR/snn_cuda`` (default ``~/.cupy/kernel_cache/snn_cuda``; ``SNN_CUDA_CUPY_CACHE_DIR``
   overrides, ``CUPY_CACHE_IN_MEMORY=1`` disables), keyed by the source (which carries a digest of

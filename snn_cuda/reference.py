@@ -1,4 +1,4 @@
-"""Pure-PyTorch reference neurons (DESIGN.md §1, §2).
+"""Pure-PyTorch reference neurons (docs/neuron_semantics.md).
 
 This is the test oracle for the fused kernels and the "plain torch loop" baseline of the
 benchmarks. It is written to be obviously correct, not fast:
@@ -10,7 +10,7 @@ benchmarks. It is written to be obviously correct, not fast:
   all arithmetic is done in the state dtype, every scalar is first rounded to the state dtype
   (as a 0-dim tensor on x's device, so that CUDA performs a real IEEE division by ``tau``
   rather than a multiply by its reciprocal), and each formula is evaluated in exactly the
-  order DESIGN.md writes it.
+  order docs/neuron_semantics.md writes it.
 
 Spikes are returned in x's dtype; membranes stay in the state dtype.
 """

@@ -1,7 +1,7 @@
 """Surrogate-gradient functions.
 
 The forward pass of every surrogate is the Heaviside step function; the backward pass
-multiplies the incoming gradient by the surrogate derivative sigma'(z) from DESIGN.md §1:
+multiplies the incoming gradient by the surrogate derivative sigma'(z) from docs/neuron_semantics.md:
 
 =====================  ===========  ================================================
 class                  default      derivative sigma'(z)

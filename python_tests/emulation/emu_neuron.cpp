@@ -1,7 +1,7 @@
 // Emulation test driver: runs the real CUDA __global__ neuron kernels
 // (csrc/kernels/neuron_kernels.cuh, unmodified) on the CPU through host_shim.h,
 // under AddressSanitizer + UBSan, and checks every output against an
-// independent scalar reference written here from DESIGN.md section 1.
+// independent scalar reference written here from docs/neuron_semantics.md.
 //
 // Build (python_tests/test_emulation.py does this and caches the binary):
 //   g++ -std=c++17 -O1 -g1 -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -17,8 +17,8 @@
 //      ./emu_neuron --selftest-overrun             must die in ASan (heap overflow)
 //
 // The oracle does NOT call anything from neuron.h / surrogate.h / common.h's
-// conversions: the formulas below are transcribed from DESIGN.md section 1,
-// and, for the learnable / per-neuron parameters of issue 11 (ParametricLIF's
+// conversions: the formulas below are transcribed from docs/neuron_semantics.md,
+// and, for the learnable / per-neuron parameters (ParametricLIF's
 // charge by k, per-neuron k / beta / threshold, the per-neuron sums over time
 // of the decay and threshold gradients), from the autograd of the reference.
 // Only the parameter structs (the ABI under test), the storage types and
@@ -161,7 +161,7 @@ template <> struct Stor<snn::bf16_t> {
 };
 
 // ---------------------------------------------------------------------------
-// The oracle, from DESIGN.md section 1. Runtime switches (no templates shared
+// The oracle, from docs/neuron_semantics.md. Runtime switches (no templates shared
 // with the kernels), state type S, each operation written in the order the
 // contract writes it.
 // ---------------------------------------------------------------------------
@@ -173,7 +173,7 @@ const char* kResetName[3][3] = {{"hard", "soft", "?"}, {"hard", "soft", "?"}, {"
 const char* kSgName[] = {"Sigmoid", "ATan", "FastSigmoid", "PiecewiseQuadratic", "PiecewiseExp",
                          "SoftSign", "Erf", "Rect", "StraightThrough"};
 
-// Surrogate derivative g'(z), DESIGN.md table.
+// Surrogate derivative g'(z), docs/neuron_semantics.md table.
 template <typename S>
 S ref_sg(int kind, S z, S alpha) {
   const S pi = (S)3.14159265358979323846;
@@ -213,7 +213,7 @@ struct Config {
   int model, reset, sg;
   bool decay_input, has_floor, detach_reset;
   double tau, v_th, v_reset, v_floor, beta, v_init, sg_param;
-  // Issue 11. plif: ParametricLIF (model LIF, charge multiplied by k; tau holds the scalar k).
+  // plif: ParametricLIF (model LIF, charge multiplied by k; tau holds the scalar k).
   // dec_pn / th_pn: per-neuron arrays (state dtype, P elements, neuron n reads n % P) for the
   // decay parameter (k, or Leaky's beta) and the threshold. learn_*: the backward also returns
   // the per-neuron sums over time of d loss / d decay and d loss / d threshold.
@@ -706,7 +706,7 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
   const long long TT = sh.T, N = sh.N;
   const S vfloor = (S)c.v_floor;
 
-  // Per-neuron parameters (issue 11): P state-typed values each, distinct per element. Drawn
+  // Per-neuron parameters: P state-typed values each, distinct per element. Drawn
   // only when present, so the cases without them keep their data.
   const long long P = c.P;
   Buf<S> dec_arr, th_arr;
@@ -1076,7 +1076,7 @@ void run_dtype(Stats& st, uint64_t& counter) {
 }
 
 // ---------------------------------------------------------------------------
-// Learnable / per-neuron parameters (issue 11): ParametricLIF (hard/soft x
+// Learnable / per-neuron parameters: ParametricLIF (hard/soft x
 // decay_input x detach_reset), per-neuron thresholds on LIF / IF, per-neuron
 // beta and threshold on Leaky; grad_decay / grad_th requested or not; the
 // shapes of the main matrix (both save modes, constant input, wrapping grids).

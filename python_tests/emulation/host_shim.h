@@ -1,7 +1,7 @@
 // Host shim: lets g++ compile the real CUDA __global__ bodies (csrc/kernels/*.cuh)
 // and run them on the CPU, serially, under AddressSanitizer and UBSan.
 //
-// DESIGN.md section 4, "One kernel source, three compilers": the kernels have no
+// docs/verification.md, "One kernel source, three compilers": the kernels have no
 // communication between the threads of a block (one thread owns its neurons and
 // walks time in registers), so running every (block, thread) of the grid to
 // completion, one after the other, computes exactly what the GPU computes. What
