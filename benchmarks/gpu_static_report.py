@@ -222,7 +222,7 @@ def find_loops(ins):
 
 def analyze_loop(body):
     """Memory ops of one loop body: (kind, width, conditional, opcode), and loads in flight."""
-    head, tail = body[0][0], body[-1][0]
+    tail = body[-1][0]
     regions = []  # forward branch regions inside the loop: code in them may be skipped
     for a, pred, op, opnds in body:
         if op.startswith("BRA") and a != tail:
@@ -800,7 +800,7 @@ def main(argv=None):
       "(optional outputs, `k < len` tail guards, the other mode's branch), so not executed on every iteration.")
     P("- **steps / iter**: time steps one loop iteration covers — forward: the number of x loads (every load of the forward loop is an "
       "x load); backward: the number of storage-width grad_x stores (`*` = taken from a sibling loop of the same kernel). "
-      f"A compiler-unrolled per-step loop shows 2–4; a `kChunk`-blocked loop shows kChunk.")
+      "A compiler-unrolled per-step loop shows 2–4; a `kChunk`-blocked loop shows kChunk.")
     P("- **loads in flight**: walking the loop body in program order, the most global loads issued whose destination registers have "
       "not yet been read (a static upper bound on the memory-level parallelism of one thread; the target is ≥ 4). Loads on both sides "
       "of an if/else inside the loop (e.g. the save-h and recompute branches of one backward loop) are both counted, so for such "

@@ -14,7 +14,7 @@ from .convert import convert
 from .layers import PoissonEncoder, SeqToANN, SpikeLinear, poisson_encode
 from .neuron import IF, LIF, Leaky, MemoryModule, NeuronLinear, ParametricLIF, SynapticCurrent
 
-__version__ = "0.1.0"
+from ._version import __version__  # the one version source (snn_cuda/_version.py)
 
 __all__ = [
     "LIF", "IF", "ParametricLIF", "Leaky", "SynapticCurrent", "NeuronLinear", "MemoryModule", "SeqToANN", "SpikeLinear", "PoissonEncoder", "poisson_encode",
