@@ -45,7 +45,7 @@ Examples:
   python benchmarks/neuron_op.py                          # fp32 LIF [64, 64, 4096] on CPU
   python benchmarks/neuron_op.py --neurons leaky --json out.json
   python benchmarks/neuron_op.py --device cuda --sweep    # + small and SpikingJelly shapes
-  python benchmarks/neuron_op.py --neurons plif --json benchmarks/results/cpu/neuron_op_plif_fp32.json
+  python benchmarks/neuron_op.py --neurons plif --json benchmarks/results/intel-xeon-avx512/neuron_op_plif_fp32.json
   python benchmarks/neuron_op.py --neurons leaky-learn --shape 32 64 8192
 """
 from __future__ import annotations
