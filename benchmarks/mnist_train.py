@@ -761,6 +761,7 @@ def summary(runs):
     if not speedups:
         return out
     device = next(r["device"] for r in runs)
+    device = "the CPU" if device == "cpu" else device
     lo, hi = min(s for _, s in speedups), max(s for _, s in speedups)
     slower = [n for n, s in speedups if s < 1.0]
     span = f"{lo:.1f}x" if len(speedups) == 1 or f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f}-{hi:.1f}x"
