@@ -43,7 +43,7 @@ git ls-files -z --cached --others --exclude-standard | tar --null --ignore-faile
 (cd "$WORK/src" && "$VPY" -m build --sdist --no-isolation --outdir "$WORK/dist" >"$WORK/sdist.log" 2>&1) \
     || { tail -n 40 "$WORK/sdist.log"; exit 1; }
 SDIST="$(ls "$WORK"/dist/snn_cuda-*.tar.gz)"
-tar -tzf "$SDIST" | sed 's|^[^/]*/||' | grep -v '/$' | sort >"$WORK/sdist.files"
+tar -tzf "$SDIST" | sed 's|^[^/]*/||' | grep -v -e '/$' -e '^$' | sort >"$WORK/sdist.files"
 echo "$(basename "$SDIST"): $(wc -l <"$WORK/sdist.files") files, $(du -k "$SDIST" | cut -f1) KB"
 missing="$(git ls-files csrc | sort | comm -23 - "$WORK/sdist.files")"
 [ -z "$missing" ] || { echo "FAIL: the sdist lacks tracked sources:"; echo "$missing"; exit 1; }
