@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 ROOT = Path(__file__).parent.resolve()
 DEFAULT_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
@@ -61,7 +61,14 @@ def _ext_modules():
         if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
             os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS
 
-    cxx = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-fopenmp-simd"]
+    # -ffp-contract=off: no FMA contraction, so the kernels round as the
+    # reference and every ISA variant alike. -fno-trapping-math: lets the
+    # vectoriser compute both arms of a select that divides (the LIF charge),
+    # which GCC otherwise refuses on AVX2 (no masked division) and leaves the
+    # row loops scalar; it changes no result (no reassociation, IEEE
+    # rounding, NaN and signed-zero rules all kept), only the promise that FP
+    # exception flags are raised exactly as written, which nothing reads.
+    cxx = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-fno-trapping-math", "-fopenmp-simd"]
     if _is_gcc():
         # The CPU row kernels branch on a few per-call flags; GCC vectorises
         # such a loop only by unswitching it on them, which its default size
@@ -77,7 +84,9 @@ def _ext_modules():
     elif platform.system() == "Windows":
         cxx = ["/O2", "/fp:precise", "/openmp"]
     sources = ["csrc/ops.cpp", "csrc/cpu/neuron_cpu.cpp", "csrc/cpu/host_cache.cpp", "csrc/cpu/encoder_cpu.cpp",
-               "csrc/cpu/spike_linear_cpu.cpp"]
+               "csrc/cpu/spike_linear_cpu.cpp", "csrc/cpu/cpu_isa.cpp",
+               # the CPU hot loops, one unit per ISA variant (csrc/cpu/cpu_kernels_impl.h)
+               "csrc/cpu/cpu_kernels_avx512.cpp", "csrc/cpu/cpu_kernels_avx2.cpp", "csrc/cpu/cpu_kernels_default.cpp"]
     define_macros = []
     if want_cuda:
         sources += [
@@ -169,33 +178,34 @@ def _build_py_with_kernels():
     return BuildPyWithKernels
 
 
+def _extras():
+    """The optional dependencies (pyproject.toml declares them dynamic): the `cupy` extra depends on
+    the torch present at build time, see _cupy_wheel."""
+    return {
+        # the CuPy path: the CUDA kernels compiled at run time by NVRTC, no nvcc needed
+        "cupy": [_cupy_wheel()],
+        "cupy12": ["cupy-cuda12x"],
+        "cupy13": ["cupy-cuda13x"],
+        # tests, benchmarks, examples, lint and packaging checks
+        "dev": ["pytest", "hypothesis", "expecttest", "numpy", "ninja", "tqdm", "matplotlib", "torchvision",
+                "ruff", "build", "pre-commit"],
+        # the peer libraries the benchmarks compare against (spikingjelly 2.0.0 declares dependencies
+        # that would replace torch: prefer `pip install --no-deps -r benchmarks/requirements-peers.txt`)
+        "peers": ["spikingjelly==2.0.0", "snntorch==1.0.0", "loguru>=0.7,<1"],
+    }
+
+
 def main():
+    # Metadata (name, version, dependencies, ...) is in pyproject.toml; the version in
+    # snn_cuda/_version.py. This file adds the compiled extension and the build-time extras.
     ext_modules, cmdclass = [], {}
     if not _flag("SNN_CUDA_NO_EXTENSION"):
         ext_modules, cmdclass = _ext_modules()
     cmdclass = dict(cmdclass, build_py=_build_py_with_kernels())
     setup(
-        name="snn_cuda",
-        version="0.1.0",
-        description="Fused multi-step spiking neuron kernels (LIF, IF, Leaky) for PyTorch, CPU and CUDA",
-        long_description=(ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else "",
-        long_description_content_type="text/markdown",
-        packages=find_packages(include=["snn_cuda", "snn_cuda.*"]),
-        # csrc/kernels/ is copied in as snn_cuda/_kernels/ by build_py (see _build_py_with_kernels)
-        package_data={"snn_cuda": ["_kernels/*.h", "_kernels/*.cuh"]},
-        python_requires=">=3.9",
-        install_requires=["torch>=2.6", "numpy"],
-        extras_require={
-            "bench": ["torchvision", "tqdm", "matplotlib"],
-            "test": ["pytest", "hypothesis", "expecttest"],
-            # the CuPy path: the CUDA kernels compiled at run time by NVRTC, no nvcc needed
-            "cupy": [_cupy_wheel()],
-            "cupy12": ["cupy-cuda12x"],
-            "cupy13": ["cupy-cuda13x"],
-        },
+        extras_require=_extras(),
         ext_modules=ext_modules,
         cmdclass=cmdclass,
-        zip_safe=False,
     )
 
 

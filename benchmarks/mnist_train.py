@@ -84,6 +84,7 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep torch.profiler quiet in t
 import torch  # noqa: E402
 
 import data as data_mod  # noqa: E402
+import machine  # noqa: E402  (benchmarks/machine.py)
 
 NET_NAMES = ("lif_fc", "tutorial5", "dense_if")
 IMPL_CHOICES = ("reference", "fused", "peer", "both", "all")
@@ -116,6 +117,7 @@ def parse_args(argv=None):
                         "(default ./data; MNIST is downloaded there when missing and online)")
     p.add_argument("--out", default=os.path.join("benchmarks", "out", "mnist_train"))
     p.add_argument("--seed", type=int, default=0)
+    machine.add_isa_argument(p)
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads for training (default: torch's). On a shared, busy CPU use 1: "
                         "OpenMP barriers between descheduled threads make per-step loops erratically slow")
@@ -570,12 +572,10 @@ def machine_info(device: str) -> dict:
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device,
         "argv": sys.argv[1:],
     }
-    try:
-        with open("/proc/cpuinfo") as f:
-            m = re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M)
-        info["cpu"] = m.group(1) if m else platform.processor()
-    except OSError:
-        info["cpu"] = platform.processor()
+    hw = machine.describe()
+    info.update(cpu=hw["cpu"], cpu_isa=hw["cpu_isa"], cpu_widest_isa=hw["cpu_widest_isa"])
+    if torch.device(device).type == "cpu":
+        info["copy_bandwidth"] = machine.copy_bandwidth("cpu")
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     try:
@@ -667,7 +667,10 @@ def markdown(result) -> str:
     m, runs = result["machine"], result["runs"]
     lines = [f"# MNIST-style training benchmark ({runs[0]['dataset'] if runs else '?'})", "",
              f"{m.get('date')}, device `{m.get('device')}` ({m.get('gpu') or m.get('cpu')}, "
-             f"{m.get('cpu_count')} CPUs, torch {m.get('torch')}, {m.get('torch_threads')} threads), "
+             f"{m.get('cpu_count')} CPUs, snn_cuda CPU kernels {m.get('cpu_isa')} variant, "
+             f"torch {m.get('torch')}, {m.get('torch_threads')} threads"
+             + (f", copy bandwidth {m['copy_bandwidth']['GB_s']:.1f} GB/s" if m.get("copy_bandwidth") else "")
+             + "), "
              f"snn_cuda commit {m.get('git_commit')}"
              + (f" (snn_cuda imported from {m['snn_cuda']['path']})"
                 if not str((m.get("snn_cuda") or {}).get("path") or "<repo>").startswith("<repo>") else "")
@@ -925,10 +928,10 @@ def ddp_main(args) -> int:
                                                     if single else ""))
         if rank == 0:
             add_ratios(runs)
-            machine = machine_info(args.device)
-            machine["world_size"] = world
-            machine["ddp_backend"] = backend
-            write_results({"machine": machine, "runs": runs, "skipped": skipped, "notes": notes}, args)
+            info = machine_info(args.device)
+            info["world_size"] = world
+            info["ddp_backend"] = backend
+            write_results({"machine": info, "runs": runs, "skipped": skipped, "notes": notes}, args)
         dist.barrier()
         return 0
     finally:
@@ -953,6 +956,7 @@ def write_results(result: dict, args) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    machine.apply_isa(args.isa)  # before any kernel runs; the child processes inherit it
     if args._child:
         return child_main(args)
     args.malloc = tune_malloc(not args.no_malloc_tune)
@@ -976,6 +980,8 @@ def main(argv=None) -> int:
         notes.append(msg)
         log(msg)
     todo, skipped = plan(args)
+    info = machine_info(args.device)
+    log(machine.line(machine.describe(), info.get("copy_bandwidth")))
     runs = []
     for net, impl in todo:
         log(f"== {net} / {impl} ==")
@@ -992,7 +998,7 @@ def main(argv=None) -> int:
         log(f"   {r['samples_per_s']:.0f} samples/s, saved {r['saved_mb']} MB, peak {r['peak_mem_mb']} MB, "
             f"test acc {r['test_acc']}%")
     add_ratios(runs)
-    write_results({"machine": machine_info(args.device), "runs": runs, "skipped": skipped, "notes": notes}, args)
+    write_results({"machine": info, "runs": runs, "skipped": skipped, "notes": notes}, args)
     failed = [s for s in skipped if s["reason"].startswith("failed")]
     return 1 if failed else 0
 

@@ -55,7 +55,6 @@ import importlib.util
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -69,6 +68,8 @@ import torch
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if importlib.util.find_spec("snn_cuda") is None and os.path.isdir(os.path.join(_ROOT, "snn_cuda")):
     sys.path.insert(0, _ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import machine  # noqa: E402  (benchmarks/machine.py)
 
 # ------------------------------------------------------------------------------------------
 # Plain-torch loops (kept here so the baseline exists even without snn_cuda)
@@ -491,20 +492,7 @@ def _iteration(fn, x, g, device):
 
 
 def copy_bandwidth(device, mbytes=256, reps=10):
-    n = mbytes * (1 << 20) // 4
-    src = torch.randn(n, device=device)
-    dst = torch.empty_like(src)
-    ts = []
-    for i in range(reps + 2):
-        _sync(device)
-        t0 = time.perf_counter()
-        dst.copy_(src)
-        _sync(device)
-        if i >= 2:
-            ts.append(time.perf_counter() - t0)
-    t = statistics.median(ts)
-    return {"bytes": 2 * n * 4, "median_s": t, "GB_s": 2 * n * 4 / t / 1e9,
-            "best_GB_s": 2 * n * 4 / min(ts) / 1e9}
+    return machine.copy_bandwidth(device, mbytes, reps)
 
 
 def _param_grads(fn):
@@ -699,27 +687,9 @@ def bench_shape(shape, model, dtype, device, keys, args, versions, verbose=True)
 # Output
 # ------------------------------------------------------------------------------------------
 def hardware(device, threads):
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    flags = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    fl = line.split()
-                    flags = "avx512f" if "avx512f" in fl else "avx2" if "avx2" in fl else "baseline"
-                    break
-    except OSError:
-        pass
-    hw = {"cpu": cpu, "cpu_isa": flags, "cores": os.cpu_count(), "torch": torch.__version__,
-          "threads": threads, "python": platform.python_version(), "device": device}
+    """The machine and the snn_cuda CPU kernels' ISA variant (benchmarks/machine.py)."""
+    hw = machine.describe(threads)
+    hw["device"] = device
     if device == "cuda":
         hw["gpu"] = torch.cuda.get_device_name()
         hw["cuda"] = torch.version.cuda
@@ -817,6 +787,7 @@ def main(argv=None):
                         "Leaky, the reference and snnTorch's learnable Leaky")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    machine.add_isa_argument(p)
     p.add_argument("--rows", default=None,
                    help="comma-separated subset of the mode's rows (default all): lif/if/leaky: "
                         + ",".join(k for k, *_ in ROWS) + "; plif: " + ",".join(k for k, *_ in PLIF_ROWS)
@@ -842,6 +813,7 @@ def main(argv=None):
     p.add_argument("--keep-times", action="store_true", help="store every timed rep in the JSON")
     args = p.parse_args(argv)
 
+    machine.apply_isa(args.isa)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -866,8 +838,7 @@ def main(argv=None):
     else:
         print(f"# snn_cuda neuron_op benchmark: {args.neurons.upper()} layer, {args.dtype}, fwd+bwd, "
               f"ATan surrogate, device={args.device}")
-    hwline = (f"CPU: {hw['cpu']} ({hw['cpu_isa']}), {hw['cores']} cores, torch {hw['torch']}, "
-              f"{hw['threads']} threads, Python {hw['python']}")
+    hwline = machine.line(hw)
     if args.device == "cuda":
         hwline += f"; GPU: {hw['gpu']} (CUDA {hw['cuda']})"
     try:

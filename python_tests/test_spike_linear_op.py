@@ -6,15 +6,10 @@ layer fed uint8 spikes.
   in the documented order (lanes of 64 bytes, then a halving tree, then + bias);
 - weight gradient on the kernel path bit for bit against the plain sequential sum over rows, on
   the fallback path within a bound;
-- determinism across calls, thread counts and ISAs (SNN_CUDA_SPIKE_LINEAR_ISA in a subprocess);
+- determinism across calls (across thread counts and ISA variants: test_isa.py);
 - opcheck, gradcheck, autograd, empty and non-contiguous inputs, and every argument check.
 """
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -28,7 +23,6 @@ pytestmark = pytest.mark.skipif(
     not (_ext.has_kernel("spike_linear", "CPU") and _ext.has_kernel("spike_linear_weight_grad", "CPU")),
     reason="no compiled CPU kernels for spike_linear")
 
-ROOT = Path(__file__).resolve().parents[1]
 OP = torch.ops.snn_cuda
 F32, F64, F16, BF16 = torch.float32, torch.float64, torch.float16, torch.bfloat16
 
@@ -328,69 +322,6 @@ def test_deterministic_across_calls_and_threads(dtype, K):
         assert_bitwise(gw, outs[0][1], "weight grad")
 
 
-_ISA_SCRIPT = r"""
-import sys, torch
-sys.path.insert(0, {root!r})
-import snn_cuda
-out = {{}}
-for dt in (torch.float32, torch.float64):
-    for K, M, N in ((1, 5, 3), (10, 301, 1003), (13, 64, 40), (40, 17, 16)):
-        g = torch.Generator().manual_seed(K + M)
-        fire = torch.rand(M, N, generator=g) < 0.3
-        spikes = torch.where(fire, torch.randint(1, 256, (M, N), generator=g, dtype=torch.uint8),
-                             torch.zeros((), dtype=torch.uint8)).to(torch.uint8)
-        W = torch.randn(K, N, generator=g, dtype=torch.float64).to(dt)
-        b = torch.randn(K, generator=g, dtype=torch.float64).to(dt)
-        gy = torch.randn(M, K, generator=g, dtype=torch.float64).to(dt)
-        out[(str(dt), K)] = (torch.ops.snn_cuda.spike_linear(spikes, W, b),
-                             torch.ops.snn_cuda.spike_linear_weight_grad(gy, spikes))
-torch.save(out, {path!r})
-"""
-
-
-def _run_isa(tmp_path, isa):
-    path = tmp_path / f"out_{isa or 'native'}.pt"
-    env = dict(os.environ)
-    env.pop("SNN_CUDA_SPIKE_LINEAR_ISA", None)
-    if isa:
-        env["SNN_CUDA_SPIKE_LINEAR_ISA"] = isa
-    r = subprocess.run([sys.executable, "-c", _ISA_SCRIPT.format(root=str(ROOT), path=str(path))],
-                       capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return torch.load(path)
-
-
-def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((ln for ln in f if ln.startswith("flags")), "").split()
-    except OSError:
-        return []
-
-
-def test_same_bits_on_every_isa(tmp_path):
-    """The AVX-512, AVX2+FMA and baseline kernels give the same bits (the FMA of an exact product
-    rounds like the add; the lane order is fixed)."""
-    native = _run_isa(tmp_path, None)
-    isas = ["default"] + (["avx2"] if "avx2" in _cpu_flags() and "fma" in _cpu_flags() else [])
-    for isa in isas:
-        other = _run_isa(tmp_path, isa)
-        assert native.keys() == other.keys()
-        for key in native:
-            assert_bitwise(other[key][0], native[key][0], f"{isa} forward {key}")
-            assert_bitwise(other[key][1], native[key][1], f"{isa} weight grad {key}")
-
-
-def test_bad_isa_variable_is_an_error():
-    env = dict(os.environ, SNN_CUDA_SPIKE_LINEAR_ISA="sse9")
-    code = ("import sys, torch; sys.path.insert(0, %r); import snn_cuda\n"
-            "try:\n    torch.ops.snn_cuda.spike_linear(torch.ones(2, 3, dtype=torch.uint8), torch.ones(2, 3), None)\n"
-            "except ValueError as e:\n    print('ERR', e)\n") % str(ROOT)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "ERR" in r.stdout and "SNN_CUDA_SPIKE_LINEAR_ISA must be avx512, avx2 or default" in r.stdout
-
-
 # ------------------------------------------------------------------------------------------
 # empty and non-contiguous inputs
 # ------------------------------------------------------------------------------------------
@@ -432,13 +363,29 @@ def test_non_contiguous_inputs(dtype, K):
     b = make_bias(2 * K, dtype)[::2]
     g = torch.randn(K, M, dtype=F64).to(dtype).t()
     assert not (spikes.is_contiguous() or W.is_contiguous() or b.is_contiguous() or g.is_contiguous())
-    assert_bitwise(OP.spike_linear(spikes, W, b),
-                   OP.spike_linear(spikes.contiguous(), W.contiguous(), b.contiguous()))
-    assert_bitwise(OP.spike_linear_weight_grad(g, spikes),
-                   OP.spike_linear_weight_grad(g.contiguous(), spikes.contiguous()))
+    # Our kernels copy strided operands and sum in a fixed order: the same bits. Above the kernel
+    # thresholds MKL multiplies the operands as given, and its blocking (so its summation order)
+    # may differ for a transposed operand: each result is then checked against the exact product
+    # within the rounding bound of any summation order.
+    y = OP.spike_linear(spikes, W, b)
+    y_c = OP.spike_linear(spikes.contiguous(), W.contiguous(), b.contiguous())
+    if kernel_fwd(dtype, K):
+        assert_bitwise(y, y_c)
+    else:
+        exact = F.linear(spikes01(spikes), W.double(), b.double())
+        for got in (y, y_c):
+            assert_within(got, exact, forward_bound(spikes, W, b, dtype), f"forward K={K}")
     # an expanded (stride-0) grad_out, as autograd produces for y.sum()
     ge = torch.ones((), dtype=dtype).expand(M, K)
-    assert_bitwise(OP.spike_linear_weight_grad(ge, spikes), OP.spike_linear_weight_grad(ge.contiguous(), spikes))
+    for go in (g, ge):
+        gw = OP.spike_linear_weight_grad(go, spikes)
+        gw_c = OP.spike_linear_weight_grad(go.contiguous(), spikes.contiguous())
+        if kernel_grad(dtype, K):
+            assert_bitwise(gw, gw_c)
+        else:
+            exact = go.double().t() @ spikes01(spikes)
+            for got in (gw, gw_c):
+                assert_within(got, exact, grad_bound(go, spikes, dtype), f"weight grad K={K}")
 
 
 # ------------------------------------------------------------------------------------------

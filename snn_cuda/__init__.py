@@ -33,6 +33,8 @@ def build_info() -> dict:
         "torch": torch.__version__,
         "extension_loaded": _ext.loaded,
         "cpu": _ext.cpu_available(),
+        # the CPU kernels' instruction-set variant (SNN_CUDA_CPU_ISA forces one)
+        "cpu_isa": _ext.cpu_isa(),
         "cuda": _ext.cuda_available(),
         "cuda_device_visible": torch.cuda.is_available(),
         "load_error": _ext.load_error,

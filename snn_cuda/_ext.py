@@ -79,6 +79,15 @@ def cpu_available() -> bool:
     return _CPU_OK
 
 
+def cpu_isa() -> str | None:
+    """The instruction-set variant the CPU kernels run: "avx512", "avx2" or "default" (the widest
+    the CPU has, or the one SNN_CUDA_CPU_ISA forces); None without CPU kernels. Raises the
+    ValueError of a misspelt SNN_CUDA_CPU_ISA or of a variant this CPU lacks."""
+    if not _CPU_OK or not hasattr(torch.ops.snn_cuda, "cpu_isa"):
+        return None
+    return torch.ops.snn_cuda.cpu_isa()
+
+
 def cuda_available() -> bool:
     return _CUDA_OK
 

@@ -1,7 +1,7 @@
 // CPU kernels: blocks of neurons in parallel (at::parallel_for), time outer
 // and contiguous neurons inner so the per-step row loop vectorises. The row
-// loops are compiled for several x86 ISAs and picked at load time (GCC
-// target_clones), so one portable build runs AVX-512 where it exists.
+// loops live in cpu_kernels_impl.h, compiled once per ISA variant; the
+// drivers here take the variant's table (snn_cpu::kernels()).
 #include <torch/library.h>
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -18,7 +18,7 @@
 #include "../host.h"
 #include "../kernels/neuron.h"
 
-#include "isa.h"
+#include "cpu_kernels.h"
 
 namespace {
 
@@ -62,109 +62,6 @@ struct Scratch {
   }
 };
 
-// The row kernels below fix every flag they can at compile time before the
-// loop (a local copy of the coefficients, constant-propagated): flags left to
-// run time are unswitched by the vectoriser, which gives up past a few, and a
-// loop it cannot unswitch runs scalar (measured 5x slower).
-template <int MODEL, int RESET, typename S>
-SNN_CPU_CLONES void fwd_row(const Coeffs<S> c, i64 len, S* __restrict v, const S* __restrict x,
-                            S* __restrict saved, S* __restrict s) {
-  Coeffs<S> cc = c;
-  cc.plif = false;
-#pragma omp simd
-  for (i64 j = 0; j < len; ++j) {
-    S vj = v[j];
-    S sv;
-    s[j] = forward_step<MODEL, RESET, S>(cc, vj, x[j], sv);
-    v[j] = vj;
-    saved[j] = sv;
-  }
-}
-
-template <int MODEL, int RESET, int SG, typename S>
-SNN_CPU_CLONES void bwd_row(const Coeffs<S> c, i64 len, const S* __restrict saved, const S* __restrict prev,
-                            const S* __restrict gs, const S* __restrict gv, S* __restrict carry,
-                            S* __restrict gx) {
-  Coeffs<S> cc = c;
-  cc.plif = false;
-  cc.learn_decay = false;
-  cc.learn_th = false;
-#pragma omp simd
-  for (i64 j = 0; j < len; ++j) {
-    S cj = carry[j];
-    S unused_d = S(0), unused_t = S(0);
-    gx[j] = backward_step<MODEL, RESET, SG, S>(cc, saved[j], prev[j], S(0), gs[j], gv[j], cj, unused_d, unused_t);
-    carry[j] = cj;
-  }
-}
-
-// Per-neuron parameter rows: a separate instantiation, so that the scalar
-// kernels above keep their coefficients in registers. PLIF: the ParametricLIF
-// charge (LIF combos only). These loops carry no `omp simd`: it would
-// privatise the per-element coefficient struct into an array and stop the
-// vectoriser; without it GCC scalarises the struct and vectorises.
-template <int MODEL, typename S>
-SNN_HD SNN_INLINE void row_coeffs(Coeffs<S>& c, S d, S th) {
-  if (MODEL == MODEL_LEAKY) {
-    c.beta = d;
-  } else {
-    c.tau = d;
-  }
-  c.v_th = th;
-}
-
-template <int MODEL, int RESET, typename S, bool PLIF>
-SNN_CPU_CLONES void fwd_row_p(const Coeffs<S> c, i64 len, S* __restrict v, const S* __restrict x,
-                              S* __restrict saved, S* __restrict s, const S* __restrict pd,
-                              const S* __restrict pt) {
-  Coeffs<S> cc = c;
-  cc.plif = PLIF;
-  for (i64 j = 0; j < len; ++j) {
-    Coeffs<S> cj = cc;
-    row_coeffs<MODEL, S>(cj, pd[j], pt[j]);
-    S vj = v[j];
-    S sv;
-    s[j] = forward_step<MODEL, RESET, S>(cj, vj, x[j], sv);
-    v[j] = vj;
-    saved[j] = sv;
-  }
-}
-
-// The state after each step from the saved values of a row (V from H; the
-// backward's V_{t-1}).
-template <int MODEL, int RESET, typename S>
-SNN_CPU_CLONES void state_row(const Coeffs<S> c, i64 len, const S* __restrict saved, const S* __restrict pd,
-                              const S* __restrict pt, S* __restrict out) {
-  for (i64 j = 0; j < len; ++j) {
-    Coeffs<S> cj = c;
-    row_coeffs<MODEL, S>(cj, pd[j], pt[j]);
-    out[j] = state_from_saved<MODEL, RESET, S>(cj, saved[j]);
-  }
-}
-
-// prev: the state before the step; x: X_t under decay_input, else 0.
-// Both parameter gradients are always accumulated (a few multiply-adds);
-// the driver writes out the requested ones.
-template <int MODEL, int RESET, int SG, typename S, bool PLIF>
-SNN_CPU_CLONES void bwd_row_p(const Coeffs<S> c, i64 len, const S* __restrict saved, const S* __restrict prev,
-                              const S* __restrict x, const S* __restrict gs, const S* __restrict gv,
-                              S* __restrict carry, S* __restrict gx, const S* __restrict pd,
-                              const S* __restrict pt, S* __restrict gd, S* __restrict gt) {
-  Coeffs<S> cc = c;
-  cc.plif = PLIF;
-  cc.learn_decay = true;
-  cc.learn_th = true;
-  for (i64 j = 0; j < len; ++j) {
-    Coeffs<S> cj = cc;
-    row_coeffs<MODEL, S>(cj, pd[j], pt[j]);
-    S cy = carry[j], d = gd[j], t = gt[j];
-    gx[j] = backward_step<MODEL, RESET, SG, S>(cj, saved[j], prev[j], x[j], gs[j], gv[j], cy, d, t);
-    carry[j] = cy;
-    gd[j] = d;
-    gt[j] = t;
-  }
-}
-
 // Row stores that bypass the cache (non-temporal): outputs are far larger
 // than the caches and are not read again soon, so a normal store's
 // read-for-ownership would add a third of the traffic. SSE2 is baseline
@@ -195,43 +92,50 @@ inline void stream_fence() {
 #endif
 }
 
-template <typename T, typename S>
-inline void load_row(const T* __restrict src, i64 len, S* __restrict dst) {
-  for (i64 j = 0; j < len; ++j) dst[j] = to_state(src[j]);
-}
-template <typename T, typename S>
-inline void store_row(const S* __restrict src, i64 len, T* __restrict dst) {
-  for (i64 j = 0; j < len; ++j) dst[j] = store_as<T>(src[j]);
-}
-
-// Spikes (exactly 0 or 1) as bytes. Plain stores: the consumer (spike_linear)
-// reads them next, and a quarter of the fp32 bytes stays in cache more often.
-template <typename S>
-SNN_CPU_CLONES void store_bytes(const S* __restrict src, i64 len, uint8_t* __restrict dst) {
-#pragma omp simd
-  for (i64 j = 0; j < len; ++j) dst[j] = src[j] != S(0) ? 1 : 0;
-}
-
-template <typename S>
-using FwdRow = void (*)(const Coeffs<S>, i64, S*, const S*, S*, S*);
-template <typename S>
-using BwdRow = void (*)(const Coeffs<S>, i64, const S*, const S*, const S*, const S*, S*, S*);
-template <typename S>
-using FwdRowP = void (*)(const Coeffs<S>, i64, S*, const S*, S*, S*, const S*, const S*);
-template <typename S>
-using BwdRowP = void (*)(const Coeffs<S>, i64, const S*, const S*, const S*, const S*, const S*, S*, S*,
-                         const S*, const S*, S*, S*);
-template <typename S>
-using StateRow = void (*)(const Coeffs<S>, i64, const S*, const S*, const S*, S*);
-
+// The row kernels of one state type, from the variant's table
+// (cpu_kernels.h), for one model x reset combination and surrogate.
 template <typename S>
 struct Rows {
-  FwdRow<S> fwd;
-  FwdRowP<S> fwd_p;
-  StateRow<S> state;
-  BwdRow<S> bwd;
-  BwdRowP<S> bwd_p;
+  snn_cpu::FwdRow<S> fwd;
+  snn_cpu::FwdRowP<S> fwd_p;
+  snn_cpu::StateRow<S> state;
+  snn_cpu::BwdRow<S> bwd;
+  snn_cpu::BwdRowP<S> bwd_p;
+  snn_cpu::ReadoutRow<S> readout;
+  snn_cpu::BytesRow<S> store_bytes;
 };
+
+// combo: snn_host::combo_index (ParametricLIF shares LIF's); plif selects the
+// ParametricLIF rows; sg < 0: forward only.
+template <typename S>
+Rows<S> rows_for(const snn_cpu::Kernels& k, int combo, bool plif, int sg) {
+  const snn_cpu::NeuronRows<S>& t = k.rows<S>();
+  Rows<S> r{t.fwd[combo], plif ? t.fwd_plif[combo] : t.fwd_p[combo], t.state[combo], nullptr, nullptr,
+            t.readout, t.store_bytes};
+  if (sg >= 0 && sg < SG_COUNT) {
+    r.bwd = t.bwd[sg][combo];
+    r.bwd_p = plif ? t.bwd_plif[sg][combo] : t.bwd_p[sg][combo];
+  }
+  return r;
+}
+
+// 16-bit storage rows <-> fp32 state rows, through the variant's loops.
+template <typename T, typename S>
+inline void load_row(const snn_cpu::Kernels& k, const T* src, i64 len, S* dst) {
+  if constexpr (std::is_same<T, S>::value) {
+    std::memcpy(dst, src, len * sizeof(S));
+  } else {
+    k.elem<T>().load(src, len, dst);
+  }
+}
+template <typename T, typename S>
+inline void store_row(const snn_cpu::Kernels& k, const S* src, i64 len, T* dst) {
+  if constexpr (std::is_same<T, S>::value) {
+    std::memcpy(dst, src, len * sizeof(S));
+  } else {
+    k.elem<T>().store(src, len, dst);
+  }
+}
 
 // The block's per-neuron parameter rows: element n0 + j of the [P] tensors
 // (or the scalar coefficient when a parameter is not per-neuron).
@@ -249,7 +153,8 @@ void fill_param_rows(const Prm& p, const Coeffs<S>& c, bool leaky, i64 n0, i64 l
 }
 
 template <typename T>
-void fwd_driver(const FwdParams& p, bool leaky, const Rows<typename StateOf<T>::type>& rows) {
+void fwd_driver(const snn_cpu::Kernels& k, const FwdParams& p, bool leaky,
+                const Rows<typename StateOf<T>::type>& rows) {
   typedef typename StateOf<T>::type S;
   constexpr bool direct = std::is_same<T, S>::value;
   const Coeffs<S> c = make_coeffs<S>(p, 0.0);
@@ -280,7 +185,7 @@ void fwd_driver(const FwdParams& p, bool leaky, const Rows<typename StateOf<T>::
         if constexpr (direct) {
           xs = xr;
         } else {
-          load_row(xr, len, xb);
+          load_row(k, xr, len, xb);
           xs = xb;
         }
         if (pv) {
@@ -289,11 +194,11 @@ void fwd_driver(const FwdParams& p, bool leaky, const Rows<typename StateOf<T>::
           rows.fwd(c, len, v, xs, hb, sb);
         }
         if (spikes8) {
-          store_bytes(sb, len, spikes8 + o);
+          rows.store_bytes(sb, len, spikes8 + o);
         } else if constexpr (direct) {
           stream_row(spikes + o, sb, len);
         } else {
-          store_row(sb, len, spikes + o);
+          store_row(k, sb, len, spikes + o);
         }
         if (saved) stream_row(saved + o, hb, len);
         if (v_seq) std::memcpy(v_seq + o, v, len * sizeof(S));
@@ -316,57 +221,19 @@ struct Readout {
   i64 K, F;
 };
 
-// out[j] = sum_k gy[t, r, k] W[k, f] for neurons n0 + j, k ascending (the
-// order is fixed, so the result does not depend on the ISA or the blocking).
-template <typename S>
-SNN_CPU_CLONES void readout_row(const S* __restrict gy_t, const S* __restrict w, i64 K, i64 F, i64 n0, i64 len,
-                                S* __restrict out) {
-  i64 j = 0;
-  while (j < len) {
-    const i64 n = n0 + j, r = n / F, f0 = n - r * F, seg = std::min(len - j, F - f0);
-    const S* __restrict g = gy_t + r * K;
-    const S* __restrict wf = w + f0;
-    S* __restrict o = out + j;
-    // Outputs k-blocks at a time over the (L1-resident) segment: contiguous,
-    // vectorised loops, and one store per element per 4 outputs.
-    for (i64 f = 0; f < seg; ++f) o[f] = S(0);
-    i64 k = 0;
-    for (; k + 4 <= K; k += 4) {
-      const S g0 = g[k], g1 = g[k + 1], g2 = g[k + 2], g3 = g[k + 3];
-      const S *w0 = wf + k * F, *w1 = w0 + F, *w2 = w1 + F, *w3 = w2 + F;
-#pragma omp simd
-      for (i64 f = 0; f < seg; ++f) {
-        S a = o[f];
-        a += g0 * w0[f];
-        a += g1 * w1[f];
-        a += g2 * w2[f];
-        a += g3 * w3[f];
-        o[f] = a;
-      }
-    }
-    for (; k < K; ++k) {
-      const S gk = g[k];
-      const S* wk = wf + k * F;
-#pragma omp simd
-      for (i64 f = 0; f < seg; ++f) o[f] += gk * wk[f];
-    }
-    j += seg;
-  }
-}
-
 // Input row t of x as state-typed values (converted into buf unless T == S).
 template <typename T, typename S>
-inline const S* x_row(const T* x, i64 off, i64 len, S* buf) {
+inline const S* x_row(const snn_cpu::Kernels& k, const T* x, i64 off, i64 len, S* buf) {
   if constexpr (std::is_same<T, S>::value) {
     return x + off;
   } else {
-    load_row(x + off, len, buf);
+    load_row(k, x + off, len, buf);
     return buf;
   }
 }
 
 template <typename T>
-void bwd_driver(const BwdParams& p, bool leaky, const Rows<typename StateOf<T>::type>& rows,
+void bwd_driver(const snn_cpu::Kernels& k, const BwdParams& p, bool leaky, const Rows<typename StateOf<T>::type>& rows,
                 const Readout<typename StateOf<T>::type>* ro = nullptr) {
   typedef typename StateOf<T>::type S;
   constexpr bool direct = std::is_same<T, S>::value;
@@ -402,7 +269,7 @@ void bwd_driver(const BwdParams& p, bool leaky, const Rows<typename StateOf<T>::
     S *pd = scratch.row(9), *pt = scratch.row(10), *gd = scratch.row(11), *gt = scratch.row(12);
     S *xtb = scratch.row(13), *vprev = scratch.row(14);
     S* hs[kChunk];
-    for (int k = 0; k < kChunk; ++k) hs[k] = scratch.row(kRows + k);
+    for (int i = 0; i < kChunk; ++i) hs[i] = scratch.row(kRows + i);
     std::fill(zero, zero + blk, S(0));
     for (i64 b = b0; b < b1; ++b) {
       const i64 n0 = b * blk, len = std::min(blk, N - n0);
@@ -422,12 +289,12 @@ void bwd_driver(const BwdParams& p, bool leaky, const Rows<typename StateOf<T>::
           // Rebuild the chunk's saved values from its checkpoint, as the
           // forward computed them (same row kernel, same rounding).
           std::memcpy(vb, ckpt + ci * N + n0, len * sizeof(S));
-          for (i64 k = 0; k < steps; ++k) {
-            const S* xr = x_row(x, (t0 + k) * p.x_tstride + n0, len, xb);
+          for (i64 s = 0; s < steps; ++s) {
+            const S* xr = x_row(k, x, (t0 + s) * p.x_tstride + n0, len, xb);
             if (pv) {
-              rows.fwd_p(c, len, vb, xr, hs[k], sb, pd, pt);
+              rows.fwd_p(c, len, vb, xr, hs[s], sb, pd, pt);
             } else {
-              rows.fwd(c, len, vb, xr, hs[k], sb);
+              rows.fwd(c, len, vb, xr, hs[s], sb);
             }
           }
         }
@@ -449,19 +316,19 @@ void bwd_driver(const BwdParams& p, bool leaky, const Rows<typename StateOf<T>::
           }
           const S* gsr;
           if (ro) {
-            readout_row(ro->gy + t * (N / ro->F) * ro->K, ro->w, ro->K, ro->F, n0, len, gsb);
+            rows.readout(ro->gy + t * (N / ro->F) * ro->K, ro->w, ro->K, ro->F, n0, len, gsb);
             gsr = gsb;
           } else if (!gs) {
             gsr = zero;
           } else if constexpr (direct) {
             gsr = gs + o;
           } else {
-            load_row(gs + o, len, gsb);
+            load_row(k, gs + o, len, gsb);
             gsr = gsb;
           }
           const S* gvr = gv ? gv + o : zero;
           if (pv) {
-            const S* xr = need_x ? x_row(x, t * p.x_tstride + n0, len, xtb) : zero;
+            const S* xr = need_x ? x_row(k, x, t * p.x_tstride + n0, len, xtb) : zero;
             rows.bwd_p(c, len, sv, prev, xr, gsr, gvr, carry, gxb, pd, pt, gd, gt);
           } else {
             rows.bwd(c, len, sv, prev, gsr, gvr, carry, gxb);
@@ -471,59 +338,17 @@ void bwd_driver(const BwdParams& p, bool leaky, const Rows<typename StateOf<T>::
           } else if constexpr (direct) {
             stream_row(gx + o, gxb, len);
           } else {
-            store_row(gxb, len, gx + o);
+            store_row(k, gxb, len, gx + o);
           }
         }
       }
       std::memcpy(gv0 + n0, carry, len * sizeof(S));
-      if (const_input) store_row(acc, len, gx + n0);
+      if (const_input) store_row(k, acc, len, gx + n0);
       if (g_dec) std::memcpy(g_dec + n0, gd, len * sizeof(S));
       if (g_thr) std::memcpy(g_thr + n0, gt, len * sizeof(S));
     }
     stream_fence();
   });
-}
-
-// Tables of compiled row kernels, indexed by snn_host::combo_index.
-#define SNN_COMBOS(F, ...)                                                                          \
-  {F<MODEL_LIF, RESET_HARD, ##__VA_ARGS__>,   F<MODEL_LIF, RESET_SOFT, ##__VA_ARGS__>,                \
-   F<MODEL_IF, RESET_HARD, ##__VA_ARGS__>,    F<MODEL_IF, RESET_SOFT, ##__VA_ARGS__>,                 \
-   F<MODEL_LEAKY, RESET_HARD, ##__VA_ARGS__>, F<MODEL_LEAKY, RESET_SOFT, ##__VA_ARGS__>,              \
-   F<MODEL_LEAKY, RESET_NONE, ##__VA_ARGS__>}
-
-template <int SG, typename S>
-void bwd_rows_sg(int combo, bool plif, Rows<S>& r) {
-  static const BwdRow<S> scalar[7] = SNN_COMBOS(bwd_row, SG, S);
-  static const BwdRowP<S> per_neuron[7] = SNN_COMBOS(bwd_row_p, SG, S, false);
-  static const BwdRowP<S> parametric[2] = {bwd_row_p<MODEL_LIF, RESET_HARD, SG, S, true>,
-                                           bwd_row_p<MODEL_LIF, RESET_SOFT, SG, S, true>};
-  r.bwd = scalar[combo];
-  r.bwd_p = plif ? parametric[combo] : per_neuron[combo];
-}
-
-// combo: snn_host::combo_index (ParametricLIF shares LIF's); plif selects the
-// ParametricLIF rows; sg < 0: forward only.
-template <typename S>
-Rows<S> rows_for(int combo, bool plif, int sg) {
-  static const FwdRow<S> fwd[7] = SNN_COMBOS(fwd_row, S);
-  static const FwdRowP<S> fwd_p[7] = SNN_COMBOS(fwd_row_p, S, false);
-  static const FwdRowP<S> fwd_plif[2] = {fwd_row_p<MODEL_LIF, RESET_HARD, S, true>,
-                                         fwd_row_p<MODEL_LIF, RESET_SOFT, S, true>};
-  static const StateRow<S> state[7] = SNN_COMBOS(state_row, S);
-  Rows<S> r{fwd[combo], plif ? fwd_plif[combo] : fwd_p[combo], state[combo], nullptr, nullptr};
-  switch (sg) {
-    case SG_SIGMOID: bwd_rows_sg<SG_SIGMOID, S>(combo, plif, r); break;
-    case SG_ATAN: bwd_rows_sg<SG_ATAN, S>(combo, plif, r); break;
-    case SG_FAST_SIGMOID: bwd_rows_sg<SG_FAST_SIGMOID, S>(combo, plif, r); break;
-    case SG_PIECEWISE_QUADRATIC: bwd_rows_sg<SG_PIECEWISE_QUADRATIC, S>(combo, plif, r); break;
-    case SG_PIECEWISE_EXP: bwd_rows_sg<SG_PIECEWISE_EXP, S>(combo, plif, r); break;
-    case SG_SOFT_SIGN: bwd_rows_sg<SG_SOFT_SIGN, S>(combo, plif, r); break;
-    case SG_ERF: bwd_rows_sg<SG_ERF, S>(combo, plif, r); break;
-    case SG_RECT: bwd_rows_sg<SG_RECT, S>(combo, plif, r); break;
-    case SG_STRAIGHT_THROUGH: bwd_rows_sg<SG_STRAIGHT_THROUGH, S>(combo, plif, r); break;
-    default: break;  // forward only
-  }
-  return r;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cpu(
@@ -536,11 +361,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cpu(
                                      v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor, save_mode,
                                      store_v_seq, spikes_uint8);
   const bool leaky = model == MODEL_LEAKY, plif = model == MODEL_PLIF;
+  const snn_cpu::Kernels& k = snn_cpu::kernels();
   switch (f.dt) {
-    case snn_host::DT_F32: fwd_driver<float>(f.p, leaky, rows_for<float>(f.combo, plif, -1)); break;
-    case snn_host::DT_F64: fwd_driver<double>(f.p, leaky, rows_for<double>(f.combo, plif, -1)); break;
-    case snn_host::DT_F16: fwd_driver<half_t>(f.p, leaky, rows_for<float>(f.combo, plif, -1)); break;
-    case snn_host::DT_BF16: fwd_driver<bf16_t>(f.p, leaky, rows_for<float>(f.combo, plif, -1)); break;
+    case snn_host::DT_F32: fwd_driver<float>(k, f.p, leaky, rows_for<float>(k, f.combo, plif, -1)); break;
+    case snn_host::DT_F64: fwd_driver<double>(k, f.p, leaky, rows_for<double>(k, f.combo, plif, -1)); break;
+    case snn_host::DT_F16: fwd_driver<half_t>(k, f.p, leaky, rows_for<float>(k, f.combo, plif, -1)); break;
+    case snn_host::DT_BF16: fwd_driver<bf16_t>(k, f.p, leaky, rows_for<float>(k, f.combo, plif, -1)); break;
   }
   return snn_host::outputs(f);
 }
@@ -594,15 +420,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_backward_cpu(
       ro64 = {gy.data_ptr<double>(), w.data_ptr<double>(), wt.size(0), F};
     }
   }
+  const snn_cpu::Kernels& k = snn_cpu::kernels();
   switch (b.dt) {
     case snn_host::DT_F32:
-      bwd_driver<float>(b.p, leaky, rows_for<float>(b.combo, plif, b.sg), readout ? &ro32 : nullptr);
+      bwd_driver<float>(k, b.p, leaky, rows_for<float>(k, b.combo, plif, b.sg), readout ? &ro32 : nullptr);
       break;
     case snn_host::DT_F64:
-      bwd_driver<double>(b.p, leaky, rows_for<double>(b.combo, plif, b.sg), readout ? &ro64 : nullptr);
+      bwd_driver<double>(k, b.p, leaky, rows_for<double>(k, b.combo, plif, b.sg), readout ? &ro64 : nullptr);
       break;
-    case snn_host::DT_F16: bwd_driver<half_t>(b.p, leaky, rows_for<float>(b.combo, plif, b.sg)); break;
-    case snn_host::DT_BF16: bwd_driver<bf16_t>(b.p, leaky, rows_for<float>(b.combo, plif, b.sg)); break;
+    case snn_host::DT_F16: bwd_driver<half_t>(k, b.p, leaky, rows_for<float>(k, b.combo, plif, b.sg)); break;
+    case snn_host::DT_BF16: bwd_driver<bf16_t>(k, b.p, leaky, rows_for<float>(k, b.combo, plif, b.sg)); break;
   }
   return snn_host::outputs(b);
 }

@@ -39,9 +39,9 @@
 #include <vector>
 
 #include "../host.h"
-#include "isa.h"
+#include "cpu_isa.h"
 
-#if SNN_CPU_ISA_CLONES
+#if SNN_CPU_MULTI_ISA
 #include <immintrin.h>
 #define SL_X86 1
 #else
@@ -509,40 +509,11 @@ struct Ops<double> {
 #endif  // SL_X86
 
 // ---------------------------------------------------------------------------
-// ISA choice: the widest the CPU has (AVX-512 here means F+BW+VL).
-// SNN_CUDA_SPIKE_LINEAR_ISA=avx2 or =default caps it (to reproduce or test another machine's path; the results
-// are the same bits).
+// ISA choice: the variant of every CPU kernel (cpu_isa.h; SNN_CUDA_CPU_ISA
+// forces one). Every variant gives the same bits.
 // ---------------------------------------------------------------------------
-enum class Isa { kDefault = 0, kAvx2 = 1, kAvx512 = 2 };
-
-Isa detect_isa() {
-  Isa best = Isa::kDefault;
-#if SL_X86
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
-    best = Isa::kAvx512;
-  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    best = Isa::kAvx2;
-#endif
-  const char* env = std::getenv("SNN_CUDA_SPIKE_LINEAR_ISA");
-  if (env == nullptr || *env == '\0') return best;
-  const std::string v(env);
-  Isa cap = best;
-  if (v == "avx512")
-    cap = Isa::kAvx512;
-  else if (v == "avx2")
-    cap = Isa::kAvx2;
-  else if (v == "default")
-    cap = Isa::kDefault;
-  else
-    TORCH_CHECK_VALUE(false, "snn_cuda: SNN_CUDA_SPIKE_LINEAR_ISA must be avx512, avx2 or default, got '", v, "'");
-  return std::min(best, cap);
-}
-
-Isa isa() {
-  static const Isa v = detect_isa();
-  return v;
-}
+using snn_cpu::Isa;
+inline Isa isa() { return snn_cpu::isa(); }
 
 template <class T>
 void run_forward(const FwdArgs<T>& a) {

@@ -70,9 +70,86 @@ SNN_HD SNN_INLINE float snn_exp(float x) { return expf(x); }
 SNN_HD SNN_INLINE double snn_exp(double x) { return exp(x); }
 SNN_HD SNN_INLINE float snn_abs(float x) { return fabsf(x); }
 SNN_HD SNN_INLINE double snn_abs(double x) { return fabs(x); }
-#else
+#elif defined(SNN_HOST_SHIM)
+// The host emulation of the CUDA kernels: libm stands in for CUDA's expf.
 SNN_HD SNN_INLINE float snn_exp(float x) { return std::exp(x); }
 SNN_HD SNN_INLINE double snn_exp(double x) { return std::exp(x); }
+SNN_HD SNN_INLINE float snn_abs(float x) { return std::fabs(x); }
+SNN_HD SNN_INLINE double snn_abs(double x) { return std::fabs(x); }
+#else
+// The CPU kernels: a libm call would keep the surrogate loops scalar, and a
+// vector math library rounds differently per vector width. exp_fixed is
+// plain arithmetic in a fixed order (no FMA, no table), so it vectorises and
+// gives the same bits on every ISA variant and in scalar code: Cephes'
+// Cody-Waite reduction and polynomial (float) / Pade form (double), scaled by
+// 2^n in two steps so that results near overflow and gradual underflow round
+// once. Measured against expl: at most 1.00 ulp (float, every 7th float in
+// [-110, 95]) and 1.66 ulp (double, 2e7 random points in [-750, 715]);
+// +-inf give inf / 0 and NaN propagates.
+SNN_INLINE float exp_fixed(float x) {
+  float xc = x > 89.0f ? 89.0f : x;  // beyond: inf (2^128) / 0 (below 2^-150)
+  xc = xc < -104.0f ? -104.0f : xc;
+  // Adding 1.5 * 2^23 rounds to an integer, which then sits in the low bits.
+  const float magic = 12582912.0f;
+  const float t = xc * 1.44269504088896341f + magic;
+  unsigned int tb, mb;
+  std::memcpy(&tb, &t, 4);
+  std::memcpy(&mb, &magic, 4);
+  const int n = (int)(tb - mb);
+  const float fn = t - magic;
+  float r = xc - fn * 0.693359375f;
+  r = r - fn * -2.12194440e-4f;
+  const float z = r * r;
+  float p = 1.9875691500E-4f;
+  p = p * r + 1.3981999507E-3f;
+  p = p * r + 8.3334519073E-3f;
+  p = p * r + 4.1665795894E-2f;
+  p = p * r + 1.6666665459E-1f;
+  p = p * r + 5.0000001201E-1f;
+  float y = p * z + r + 1.0f;
+  const int k1 = n >> 1, k2 = n - k1;
+  const unsigned int b1 = (unsigned int)(k1 + 127) << 23, b2 = (unsigned int)(k2 + 127) << 23;
+  float s1, s2;
+  std::memcpy(&s1, &b1, 4);
+  std::memcpy(&s2, &b2, 4);
+  y = (y * s1) * s2;
+  return x != x ? x : y;
+}
+SNN_INLINE double exp_fixed(double x) {
+  double xc = x > 710.0 ? 710.0 : x;
+  xc = xc < -746.0 ? -746.0 : xc;
+  const double magic = 6755399441055744.0;  // 1.5 * 2^52
+  const double t = xc * 1.4426950408889634074 + magic;
+  unsigned long long tb, mb;
+  std::memcpy(&tb, &t, 8);
+  std::memcpy(&mb, &magic, 8);
+  const long long n = (long long)(tb - mb);
+  const double fn = t - magic;
+  double r = xc - fn * 6.93145751953125E-1;
+  r = r - fn * 1.42860682030941723212E-6;
+  const double xx = r * r;
+  double px = 1.26177193074810590878E-4;
+  px = px * xx + 3.02994407707441961300E-2;
+  px = px * xx + 9.99999999999999999910E-1;
+  px = px * r;
+  double q = 3.00198505138664455042E-6;
+  q = q * xx + 2.52448340349684104192E-3;
+  q = q * xx + 2.27265548208155028766E-1;
+  q = q * xx + 2.00000000000000000009E0;
+  double y = px / (q - px);
+  y = y + y + 1.0;
+  // n + 2048 > 0, so a logical shift halves it (AVX2 has no 64-bit
+  // arithmetic shift).
+  const long long k1 = (long long)(((unsigned long long)n + 2048) >> 1) - 1024, k2 = n - k1;
+  const unsigned long long b1 = (unsigned long long)(k1 + 1023) << 52, b2 = (unsigned long long)(k2 + 1023) << 52;
+  double s1, s2;
+  std::memcpy(&s1, &b1, 8);
+  std::memcpy(&s2, &b2, 8);
+  y = (y * s1) * s2;
+  return x != x ? x : y;
+}
+SNN_INLINE float snn_exp(float x) { return exp_fixed(x); }
+SNN_INLINE double snn_exp(double x) { return exp_fixed(x); }
 SNN_HD SNN_INLINE float snn_abs(float x) { return std::fabs(x); }
 SNN_HD SNN_INLINE double snn_abs(double x) { return std::fabs(x); }
 #endif

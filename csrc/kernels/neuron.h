@@ -1,5 +1,5 @@
 // The neuron math, written once for the CPU kernels, the CUDA kernels, the
-// NVRTC (CuPy) path and the host emulation. DESIGN.md section 1 is the
+// NVRTC (CuPy) path and the host emulation. docs/neuron_semantics.md is the
 // contract; every expression below is evaluated in the order the contract
 // writes it, in the state type, so the fused spikes equal the reference's bit
 // for bit (builds use -ffp-contract=off / --fmad=false: no FMA contraction).
