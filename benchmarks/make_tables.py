@@ -16,7 +16,9 @@ The generated text sits between marker comments in the Markdown files,
     <!-- make_tables: NAME -->  ...  <!-- /make_tables: NAME -->
 
 and everything outside the markers is left alone. Blocks: `readme-speedup` (README.md: the
-headline table), `cpu-results` and `gpu-results` (docs/benchmarks.md: one section per machine kind).
+headline table), `cpu-results` and `gpu-results` (docs/benchmarks.md: one section per machine kind),
+`cpu-isa` (docs/benchmarks.md: the LIF op benchmark per machine kind and CPU-kernel variant, from
+neuron_op_lif_fp32.json and the neuron_op_lif_fp32_isa-VARIANT.json of `--isa VARIANT` runs).
 
     python benchmarks/make_tables.py            # rewrite the blocks
     python benchmarks/make_tables.py --check    # exit 1 if a block is out of date
@@ -82,7 +84,7 @@ def describe(name, res) -> str:
             hw = op["hardware"]
             dev = f"{hw['gpu']} (CUDA {hw.get('cuda')}), " if hw.get("gpu") else ""
             cb = op.get("copy_bandwidth", {}).get("GB_s")
-            return (f"{dev}{hw['cpu']} ({hw.get('cpu_isa', '?')}), {hw.get('cores', '?')} cores, torch {hw['torch']}, "
+            return (f"{dev}{hw['cpu']} ({machine_isa(hw) or '?'}), {hw.get('cores', '?')} cores, torch {hw['torch']}, "
                     f"{hw.get('threads', '?')} threads" + (f"; copy bandwidth {cb:.0f} GB/s (read+write)" if cb else ""))
     m = res["train"]["machine"] if res["train"] else None
     if m:
@@ -90,7 +92,13 @@ def describe(name, res) -> str:
     return name
 
 
-ISA_NAMES = {"avx512f": "AVX-512", "avx2": "AVX2", "avx": "AVX", "sse4_2": "SSE4.2"}
+ISA_NAMES = {"avx512f": "AVX-512", "avx512": "AVX-512", "avx2": "AVX2", "avx": "AVX", "sse4_2": "SSE4.2",
+             "default": "baseline x86-64"}
+
+
+def machine_isa(hw) -> str:
+    """The CPU's widest instruction set (newer records name the kernels' variant separately)."""
+    return hw.get("cpu_widest_isa") or hw.get("cpu_isa")
 
 
 def short_machine(name, res) -> str:
@@ -103,7 +111,7 @@ def short_machine(name, res) -> str:
                 return hw["gpu"]
             cpu = re.sub(r"\((R|TM)\)|\bProcessor\b|\bCPU\b|@.*$", "", hw["cpu"])
             cpu = re.sub(r"\s+", " ", cpu).strip()
-            isa = ISA_NAMES.get(hw.get("cpu_isa"), hw.get("cpu_isa"))
+            isa = ISA_NAMES.get(machine_isa(hw), machine_isa(hw))
             return f"{cpu}" + (f" ({isa})" if isa else "") + f", {hw.get('cores', '?')} cores"
     return name
 
@@ -269,6 +277,32 @@ def block_results(gpu: bool) -> str:
     return "\n".join(line for sec in secs for line in sec).rstrip("\n") + "\n"
 
 
+def block_isa() -> str:
+    """One row per machine kind and CPU-kernel variant: the LIF op benchmark run with --isa
+    (neuron_op_lif_fp32.json is the variant chosen automatically; neuron_op_lif_fp32_isa-V.json
+    the one forced with --isa V)."""
+    lines = ["| machine | CPU kernels | fused ms / fwd+bwd | eff. GB/s | % of copy bandwidth (same run) | "
+             "× unbind loop | × SpikingJelly 2.0 |", "|---|---|---|---|---|---|---|"]
+    for d in sorted(p for p in RESULTS.iterdir() if p.is_dir()):
+        for path in sorted(d.glob("neuron_op_lif_fp32*.json")):
+            op = _load(path)
+            if op is None or op["hardware"].get("device", "cpu") != "cpu":
+                continue
+            hw = op["hardware"]
+            rows = {r["key"]: r for r in op["main"]["rows"] if "median_s" in r}
+            f = rows.get("fused")
+            if not f:
+                continue
+            cb = op.get("copy_bandwidth", {}).get("GB_s")
+            variant = hw.get("cpu_isa") if hw.get("cpu_widest_isa") else None  # older records: not recorded
+            variant = (ISA_NAMES.get(variant, variant) if variant else
+                       "target_clones, AVX-512 clone (before the per-variant units)")
+            lines.append(f"| {d.name} | {variant} | {_ms(f):.1f} | {f['eff_GB_s']:.1f} | "
+                         + (f"{100 * f['eff_GB_s'] / cb:.0f} % of {cb:.1f} GB/s" if cb else "—")
+                         + f" | {_x(f.get('x_unbind'))} | {_x(f.get('x_sj'))} |")
+    return "\n".join(lines) + "\n"
+
+
 def block_readme() -> str:
     lines = ["| workload (fp32, forward + backward) | machine | pure-PyTorch reference | snn_cuda fused | speed-up |",
              "|---|---|---|---|---|"]
@@ -296,6 +330,7 @@ def block_readme() -> str:
 BLOCKS = {
     "readme-speedup": ("README.md", block_readme),
     "cpu-results": ("docs/benchmarks.md", lambda: block_results(gpu=False)),
+    "cpu-isa": ("docs/benchmarks.md", block_isa),
     "gpu-results": ("docs/benchmarks.md", lambda: block_results(gpu=True)),
 }
 
