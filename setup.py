@@ -10,6 +10,7 @@ Environment switches:
   MAX_JOBS                parallel compile jobs (ninja)
 Install: pip install --no-build-isolation .
 """
+
 import os
 import platform
 import shutil
@@ -83,10 +84,18 @@ def _ext_modules():
         link.append("-fopenmp")
     elif platform.system() == "Windows":
         cxx = ["/O2", "/fp:precise", "/openmp"]
-    sources = ["csrc/ops.cpp", "csrc/cpu/neuron_cpu.cpp", "csrc/cpu/host_cache.cpp", "csrc/cpu/encoder_cpu.cpp",
-               "csrc/cpu/spike_linear_cpu.cpp", "csrc/cpu/cpu_isa.cpp",
-               # the CPU hot loops, one unit per ISA variant (csrc/cpu/cpu_kernels_impl.h)
-               "csrc/cpu/cpu_kernels_avx512.cpp", "csrc/cpu/cpu_kernels_avx2.cpp", "csrc/cpu/cpu_kernels_default.cpp"]
+    sources = [
+        "csrc/ops.cpp",
+        "csrc/cpu/neuron_cpu.cpp",
+        "csrc/cpu/host_cache.cpp",
+        "csrc/cpu/encoder_cpu.cpp",
+        "csrc/cpu/spike_linear_cpu.cpp",
+        "csrc/cpu/cpu_isa.cpp",
+        # the CPU hot loops, one unit per ISA variant (csrc/cpu/cpu_kernels_impl.h)
+        "csrc/cpu/cpu_kernels_avx512.cpp",
+        "csrc/cpu/cpu_kernels_avx2.cpp",
+        "csrc/cpu/cpu_kernels_default.cpp",
+    ]
     define_macros = []
     if want_cuda:
         sources += [
@@ -107,8 +116,9 @@ def _ext_modules():
             define_macros=define_macros + [("SNN_WITH_CUDA", "1")],
         )
     else:
-        ext = CppExtension("snn_cuda._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link,
-                           define_macros=define_macros)
+        ext = CppExtension(
+            "snn_cuda._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link, define_macros=define_macros
+        )
     _write_build_info(torch, want_cuda, cuda_home)
     return [ext], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}
 
@@ -187,8 +197,19 @@ def _extras():
         "cupy12": ["cupy-cuda12x"],
         "cupy13": ["cupy-cuda13x"],
         # tests, benchmarks, examples, lint and packaging checks
-        "dev": ["pytest", "hypothesis", "expecttest", "numpy", "ninja", "tqdm", "matplotlib", "torchvision",
-                "ruff", "build", "pre-commit"],
+        "dev": [
+            "pytest",
+            "hypothesis",
+            "expecttest",
+            "numpy",
+            "ninja",
+            "tqdm",
+            "matplotlib",
+            "torchvision",
+            "ruff",
+            "build",
+            "pre-commit",
+        ],
         # the peer libraries the benchmarks compare against (spikingjelly 2.0.0 declares dependencies
         # that would replace torch: prefer `pip install --no-deps -r benchmarks/requirements-peers.txt`)
         "peers": ["spikingjelly==2.0.0", "snntorch==1.0.0", "loguru>=0.7,<1"],

@@ -20,6 +20,7 @@ offline, :class:`DatasetUnavailable` says which files to put where.
 
 Set ``SNN_CUDA_NO_DOWNLOAD=1`` to never try the network.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -85,8 +86,14 @@ class Dataset:
 # ---------------------------------------------------------------------------------------------
 # IDX files
 # ---------------------------------------------------------------------------------------------
-_IDX_DTYPES = {0x08: torch.uint8, 0x09: torch.int8, 0x0B: torch.int16, 0x0C: torch.int32,
-               0x0D: torch.float32, 0x0E: torch.float64}
+_IDX_DTYPES = {
+    0x08: torch.uint8,
+    0x09: torch.int8,
+    0x0B: torch.int16,
+    0x0C: torch.int32,
+    0x0D: torch.float32,
+    0x0E: torch.float64,
+}
 
 
 def read_idx(path: str) -> torch.Tensor:
@@ -99,7 +106,7 @@ def read_idx(path: str) -> torch.Tensor:
     code, ndim = data[2], data[3]
     if code not in _IDX_DTYPES:
         raise ValueError(f"{path}: unknown IDX element type 0x{code:02x}")
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
     dtype = _IDX_DTYPES[code]
     n = 1
     for d in dims:
@@ -158,8 +165,10 @@ def _load_split(paths: dict, split: str) -> Split:
     images = read_idx(paths[img_stem])
     labels = read_idx(paths[lbl_stem])
     if images.dim() != 3 or labels.dim() != 1 or images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{paths[img_stem]} / {paths[lbl_stem]}: shapes {tuple(images.shape)} and "
-                         f"{tuple(labels.shape)} are not [N, H, W] images with [N] labels")
+        raise ValueError(
+            f"{paths[img_stem]} / {paths[lbl_stem]}: shapes {tuple(images.shape)} and "
+            f"{tuple(labels.shape)} are not [N, H, W] images with [N] labels"
+        )
     return Split(images.to(torch.uint8), labels.to(torch.int64))
 
 
@@ -167,8 +176,9 @@ def load_idx_dataset(name: str, data_dir: str) -> Optional[Dataset]:
     paths = find_files(name, data_dir)
     if paths is None:
         return None
-    return Dataset(name, _load_split(paths, "train"), _load_split(paths, "test"),
-                   os.path.dirname(paths[FILES["train"][0]]))
+    return Dataset(
+        name, _load_split(paths, "train"), _load_split(paths, "test"), os.path.dirname(paths[FILES["train"][0]])
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,13 +206,16 @@ def download(name: str, data_dir: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> N
 def missing_message(name: str, data_dir: str, why: str = "") -> str:
     names = [stem + "[.gz]" for split in ("train", "test") for stem in FILES[split]]
     where = candidate_dirs(name, data_dir)
-    msg = [f"{PRETTY[name]} is not in --data-dir {data_dir!r} and could not be downloaded"
-           + (f" ({why})" if why else "") + ".",
-           "Put these four IDX files (gzip-compressed or not)",
-           *[f"    {n}" for n in names],
-           "into one of",
-           *[f"    {d}" for d in where],
-           "or run where torchvision can download them, or use another dataset:"]
+    msg = [
+        f"{PRETTY[name]} is not in --data-dir {data_dir!r} and could not be downloaded"
+        + (f" ({why})" if why else "")
+        + ".",
+        "Put these four IDX files (gzip-compressed or not)",
+        *[f"    {n}" for n in names],
+        "into one of",
+        *[f"    {d}" for d in where],
+        "or run where torchvision can download them, or use another dataset:",
+    ]
     if name == "mnist":
         msg.append("    --dataset fashion-mnist --data-dir <folder holding FashionMNIST/raw>   (same shape, real data)")
     else:
@@ -235,8 +248,9 @@ def synthetic(n_train: int = 60000, n_test: int = 10000, seed: int = 0) -> Datas
 # ---------------------------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------------------------
-def load_dataset(dataset: str = "auto", data_dir: str = "./data", *, allow_download: bool = True,
-                 log=None, seed: int = 0) -> Dataset:
+def load_dataset(
+    dataset: str = "auto", data_dir: str = "./data", *, allow_download: bool = True, log=None, seed: int = 0
+) -> Dataset:
     """Loads ``dataset`` (see the module docstring) on the CPU. Raises DatasetUnavailable for an
     explicit mnist / fashion-mnist that is neither on disk nor downloadable."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
@@ -268,8 +282,15 @@ def load_dataset(dataset: str = "auto", data_dir: str = "./data", *, allow_downl
     raise DatasetUnavailable(missing_message(name, data_dir, why))
 
 
-def batches(split: Split, batch_size: int, *, shuffle: bool, generator: Optional[torch.Generator] = None,
-            drop_last: bool = False, limit: Optional[int] = None) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    split: Split,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    generator: Optional[torch.Generator] = None,
+    drop_last: bool = False,
+    limit: Optional[int] = None,
+) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
     """Yields (images float32 [B, 1, 28, 28] in [0, 1], labels int64 [B]) on the split's device."""
     n = len(split)
     order = torch.randperm(n, generator=generator).to(split.images.device) if shuffle else None
@@ -281,7 +302,7 @@ def batches(split: Split, batch_size: int, *, shuffle: bool, generator: Optional
             idx = slice(i * batch_size, min(n, (i + 1) * batch_size))
             img, lbl = split.images[idx], split.labels[idx]
         else:
-            idx = order[i * batch_size:(i + 1) * batch_size]
+            idx = order[i * batch_size : (i + 1) * batch_size]
             img, lbl = split.images.index_select(0, idx), split.labels.index_select(0, idx)
         yield img.unsqueeze(1).to(torch.float32).div_(255.0), lbl
 
@@ -305,6 +326,8 @@ def load_for_example(dataset: str = "auto", data_dir: str = "./data", log=None) 
         ds = load_idx_dataset("fashion-mnist", data_dir)
         if ds is None:
             raise DatasetUnavailable(str(e) + "\n(Fashion-MNIST was not found there either.)") from None
-        log(f"MNIST unavailable: using Fashion-MNIST from {ds.source} (same shape; accuracies are lower than "
-            "the tutorials' MNIST figures)")
+        log(
+            f"MNIST unavailable: using Fashion-MNIST from {ds.source} (same shape; accuracies are lower than "
+            "the tutorials' MNIST figures)"
+        )
         return ds

@@ -27,6 +27,7 @@ the number of per-step marker operations (forward: x loads; backward: grad_x
 stores of the storage width); a mode is "SASS-consistent" when some loop has,
 for every (load/store, width), unconditional <= expected(k) <= total.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,7 +69,9 @@ def find_tool(name):
         cands.append(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name)
     except Exception:
         pass
-    for p in glob.glob(str(REPO / ".venv" / "lib" / "python3*" / "site-packages" / "triton" / "backends" / "nvidia" / "bin" / name)):
+    for p in glob.glob(
+        str(REPO / ".venv" / "lib" / "python3*" / "site-packages" / "triton" / "backends" / "nvidia" / "bin" / name)
+    ):
         cands.append(Path(p))
     home = os.environ.get("CUDA_HOME") or "/usr/local/cuda"
     cands.append(Path(home) / "bin" / name)
@@ -127,7 +130,7 @@ def read_enum(path, prefix):
         text = Path(path).read_text()
     except OSError:
         return {}
-    return {int(v): k[len(prefix):] for k, v in re.findall(r"\b(%s\w+)\s*=\s*(\d+)" % prefix, text)}
+    return {int(v): k[len(prefix) :] for k, v in re.findall(r"\b(%s\w+)\s*=\s*(\d+)" % prefix, text)}
 
 
 # ----------------------------------------------------------------------------- SASS parsing
@@ -425,10 +428,24 @@ def analyze_module(sass_text, res_text, arch, block_of):
             if lp["k"] is None:
                 lp["k"], lp["k_inferred"] = kfall, True
         out[mangled] = dict(
-            name=dem, kind=kind, base=base, args=args, storage=storage, t=t, regs=r.get("reg"),
-            stack=r.get("stack"), local=r.get("local"), shared=r.get("shared"), spill_ins=len(spill),
-            spill_bytes=spill_bytes, block=block, occupancy=occ, blocks_per_sm=blocks, loops=loops,
-            n_ins=len(ins))
+            name=dem,
+            kind=kind,
+            base=base,
+            args=args,
+            storage=storage,
+            t=t,
+            regs=r.get("reg"),
+            stack=r.get("stack"),
+            local=r.get("local"),
+            shared=r.get("shared"),
+            spill_ins=len(spill),
+            spill_bytes=spill_bytes,
+            block=block,
+            occupancy=occ,
+            blocks_per_sm=blocks,
+            loops=loops,
+            n_ins=len(ins),
+        )
     return out
 
 
@@ -470,8 +487,13 @@ def dump_fast(tool_cuobjdump, tool_nvdisasm, path, arch, workdir):
     run([tool_cuobjdump, "-xelf", "all", os.path.abspath(path)], cwd=d)
     procs = []
     for c in cubins:
-        procs.append((c, subprocess.Popen([tool_cuobjdump, "-sass", str(d / c)], stdout=subprocess.PIPE, text=True),
-                      subprocess.Popen([tool_cuobjdump, "-res-usage", str(d / c)], stdout=subprocess.PIPE, text=True)))
+        procs.append(
+            (
+                c,
+                subprocess.Popen([tool_cuobjdump, "-sass", str(d / c)], stdout=subprocess.PIPE, text=True),
+                subprocess.Popen([tool_cuobjdump, "-res-usage", str(d / c)], stdout=subprocess.PIPE, text=True),
+            )
+        )
     sass, res = [], []
     for c, ps, pr in procs:
         sass.append(ps.communicate()[0])
@@ -510,8 +532,23 @@ def build_spikingjelly(workdir, arch, version="2.0.0", log=print):
     src_root = None
     for extra in (["--no-binary", ":all:"], []):
         try:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", *extra, f"spikingjelly=={version}",
-                            "-d", str(wd / "dl")], check=True, capture_output=True, text=True, timeout=300)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    *extra,
+                    f"spikingjelly=={version}",
+                    "-d",
+                    str(wd / "dl"),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
         except Exception as e:
             log(f"spikingjelly: pip download {' '.join(extra)} failed: {e}")
             continue
@@ -545,8 +582,19 @@ def build_spikingjelly(workdir, arch, version="2.0.0", log=print):
     (mirror / "native_layout.cuh").write_text("#pragma once\n#include <cstdint>\n" + m.group(0))
     (mirror / "sj_lif_wrapper.cu").write_text(SJ_WRAPPER)
     cubin = wd / f"sj_lif.{arch}.cubin"
-    cmd = [nvcc, "-O3", "--fmad=false", "-std=c++17", f"-arch={arch}", "-cubin", "-Xptxas", "-v",
-           "-o", str(cubin), str(mirror / "sj_lif_wrapper.cu")]
+    cmd = [
+        nvcc,
+        "-O3",
+        "--fmad=false",
+        "-std=c++17",
+        f"-arch={arch}",
+        "-cubin",
+        "-Xptxas",
+        "-v",
+        "-o",
+        str(cubin),
+        str(mirror / "sj_lif_wrapper.cu"),
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True)
     (wd / "ptxas.log").write_text(p.stdout + p.stderr)
     if p.returncode != 0:
@@ -567,7 +615,9 @@ def main(argv=None):
 
     so = a.so or default_so()
     if not so or not Path(so).exists():
-        sys.exit("no compiled extension found (build it: CUDA_HOME=/usr/local/cuda python setup.py build_ext --inplace)")
+        sys.exit(
+            "no compiled extension found (build it: CUDA_HOME=/usr/local/cuda python setup.py build_ext --inplace)"
+        )
     cuobjdump, nvdisasm = find_tool("cuobjdump"), find_tool("nvdisasm")
     if not cuobjdump:
         sys.exit("cuobjdump not found (pip install triton, or set CUDA_HOME)")
@@ -612,7 +662,14 @@ def main(argv=None):
         cubin, sj_how = build_spikingjelly(work, a.arch, log=lambda m: print(m, file=sys.stderr))
         if cubin:
             ssass, sres = dump(cuobjdump, cubin, a.arch)
-            sj_res = analyze_module(ssass, sres, a.arch, lambda kind, args: 256 // int(args[2]) if kind == "bwd" and len(args) > 2 and args[2].isdigit() else 256)
+            sj_res = analyze_module(
+                ssass,
+                sres,
+                a.arch,
+                lambda kind, args: (
+                    256 // int(args[2]) if kind == "bwd" and len(args) > 2 and args[2].isdigit() else 256
+                ),
+            )
     sj_bytes = {}
     for v in (sj_res or {}).values():
         for mode, mops in sj_modes(v["kind"], v["t"]).items():
@@ -622,22 +679,39 @@ def main(argv=None):
     P = lines.append
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     P(f"# snn_cuda static GPU report ({a.arch})\n")
-    P(f"- generated {now} by `benchmarks/gpu_static_report.py` from `{os.path.relpath(so, REPO) if str(so).startswith(str(REPO)) else so}`"
-      f" ({Path(so).stat().st_size / 2**20:.1f} MiB, modified {datetime.datetime.fromtimestamp(Path(so).stat().st_mtime).strftime('%Y-%m-%d %H:%M')})")
-    P(f"- cuobjdump {tool_version(cuobjdump)}; nvdisasm {tool_version(nvdisasm)}; nvcc {tool_version(find_tool('nvcc'))}")
-    P(f"- arch {a.arch} (H100 limits: 65536 regs/SM, 2048 threads/SM, 32 blocks/SM, registers allocated per warp in units of 256);"
-      f" block size `snn::kBlockThreads` = {block}; `snn::kChunk` in csrc/kernels/params.h = {K or 'absent'}")
+    P(
+        f"- generated {now} by `benchmarks/gpu_static_report.py` from `{os.path.relpath(so, REPO) if str(so).startswith(str(REPO)) else so}`"
+        f" ({Path(so).stat().st_size / 2**20:.1f} MiB, modified {datetime.datetime.fromtimestamp(Path(so).stat().st_mtime).strftime('%Y-%m-%d %H:%M')})"
+    )
+    P(
+        f"- cuobjdump {tool_version(cuobjdump)}; nvdisasm {tool_version(nvdisasm)}; nvcc {tool_version(find_tool('nvcc'))}"
+    )
+    P(
+        f"- arch {a.arch} (H100 limits: 65536 regs/SM, 2048 threads/SM, 32 blocks/SM, registers allocated per warp in units of 256);"
+        f" block size `snn::kBlockThreads` = {block}; `snn::kChunk` in csrc/kernels/params.h = {K or 'absent'}"
+    )
     P(f"- kernels in the {a.arch} cubins: {len(ours)}")
-    newer = [str(f.relative_to(REPO)) for f in sorted((REPO / "csrc").rglob("*")) if f.suffix in (".h", ".cuh", ".cu")
-             and f.stat().st_mtime > Path(so).stat().st_mtime] if str(so).endswith(".so") else []
+    newer = (
+        [
+            str(f.relative_to(REPO))
+            for f in sorted((REPO / "csrc").rglob("*"))
+            if f.suffix in (".h", ".cuh", ".cu") and f.stat().st_mtime > Path(so).stat().st_mtime
+        ]
+        if str(so).endswith(".so")
+        else []
+    )
     if newer:
-        P(f"- **note: the .so is older than {', '.join(newer)}** — this report describes the kernels as built, not the current source")
+        P(
+            f"- **note: the .so is older than {', '.join(newer)}** — this report describes the kernels as built, not the current source"
+        )
     P("")
 
     # ---- main table
     P("## Representative kernels: LIF, hard reset (backward: ATan surrogate)\n")
-    hdr = ("| kernel | dtype | mode | regs | spill B | local B | occupancy | loop loads / iter | loop stores / iter | steps / iter | loads in flight | "
-           "B / neuron-step | SASS check | regs ≤ 64, no spill, occ ≥ 50 % |")
+    hdr = (
+        "| kernel | dtype | mode | regs | spill B | local B | occupancy | loop loads / iter | loop stores / iter | steps / iter | loads in flight | "
+        "B / neuron-step | SASS check | regs ≤ 64, no spill, occ ≥ 50 % |"
+    )
     P(hdr)
     P("|" + "|".join(["---"] * (hdr.count("|") - 1)) + "|")
     fb_totals = defaultdict(dict)
@@ -674,26 +748,55 @@ def main(argv=None):
                 else:
                     lds = sts = steps = inflight = "—"
                     check = "no loop in this build"
-                P(f"| {'fwd' if kind == 'fwd' else 'bwd'} {label(v)} | {dtype} | {mode} | {v['regs']} | {v['spill_bytes']} | "
-                  f"{v['local']} | {pct(v['occupancy'])} | {lds} | {sts} | {steps} | {inflight} | {b:g} | {check} | "
-                  f"{'yes' if basic_ok else 'NO'} |")
-                rows_json.append(dict(kernel=v["name"], dtype=dtype, mode=mode, regs=v["regs"], spill_bytes=v["spill_bytes"],
-                                      local=v["local"], occupancy=v["occupancy"], bytes_per_step=b, sass_consistent=bool(hit),
-                                      loop=(dict(head=hit[1]["head"], k=hit[1]["k"], loads=fmt_ops(hit[1]["ops"], "load"),
-                                                 stores=fmt_ops(hit[1]["ops"], "store"), inflight=hit[1]["inflight"])
-                                            if hit else None)))
+                P(
+                    f"| {'fwd' if kind == 'fwd' else 'bwd'} {label(v)} | {dtype} | {mode} | {v['regs']} | {v['spill_bytes']} | "
+                    f"{v['local']} | {pct(v['occupancy'])} | {lds} | {sts} | {steps} | {inflight} | {b:g} | {check} | "
+                    f"{'yes' if basic_ok else 'NO'} |"
+                )
+                rows_json.append(
+                    dict(
+                        kernel=v["name"],
+                        dtype=dtype,
+                        mode=mode,
+                        regs=v["regs"],
+                        spill_bytes=v["spill_bytes"],
+                        local=v["local"],
+                        occupancy=v["occupancy"],
+                        bytes_per_step=b,
+                        sass_consistent=bool(hit),
+                        loop=(
+                            dict(
+                                head=hit[1]["head"],
+                                k=hit[1]["k"],
+                                loads=fmt_ops(hit[1]["ops"], "load"),
+                                stores=fmt_ops(hit[1]["ops"], "store"),
+                                inflight=hit[1]["inflight"],
+                            )
+                            if hit
+                            else None
+                        ),
+                    )
+                )
     P("")
 
     # ---- fwd+bwd byte targets
     P("## Bytes per neuron-step, forward + backward (training), against the targets\n")
-    P("| dtype | save-h (fwd save-h + bwd save-h) | recompute (fwd checkpoint + bwd recompute) | target | recompute meets target | "
-      "SpikingJelly 2.0.0 (save-h, fp32 h) |")
+    P(
+        "| dtype | save-h (fwd save-h + bwd save-h) | recompute (fwd checkpoint + bwd recompute) | target | recompute meets target | "
+        "SpikingJelly 2.0.0 (save-h, fp32 h) |"
+    )
     P("|---|---|---|---|---|---|")
     targets = {"fp32": 21, "fp16": 11, "bf16": 11}
-    sj_ref = {d: (f"{b['fwd'] + b['bwd']:g} (fwd {b['fwd']:g} + bwd {b['bwd']:g}, from its SASS)" if len(b) == 2 else "—")
-              for d, b in sj_bytes.items()}
+    sj_ref = {
+        d: (f"{b['fwd'] + b['bwd']:g} (fwd {b['fwd']:g} + bwd {b['bwd']:g}, from its SASS)" if len(b) == 2 else "—")
+        for d, b in sj_bytes.items()
+    }
     if not sj_bytes:
-        sj_ref = {"fp32": "24 (its source; not compiled in this run)", "fp16": "16 (its source)", "bf16": "16 (its source)"}
+        sj_ref = {
+            "fp32": "24 (its source; not compiled in this run)",
+            "fp16": "16 (its source)",
+            "bf16": "16 (its source)",
+        }
     for dtype in DTYPE_ORDER:
         f = fb_totals.get(dtype, {})
         sh = f.get("save-h", None), f.get("bwd save-h", None)
@@ -707,23 +810,27 @@ def main(argv=None):
 
     # ---- all kernels
     P("## All kernels in the extension\n")
-    P("| kind | dtype | kernels | regs (min–max) | max-reg kernel | spills (STL/LDL) | stack / local B | occupancy (min–max) | "
-      "loads in flight (min over loops) | ≤ 64 regs & ≥ 50 % |")
+    P(
+        "| kind | dtype | kernels | regs (min–max) | max-reg kernel | spills (STL/LDL) | stack / local B | occupancy (min–max) | "
+        "loads in flight (min over loops) | ≤ 64 regs & ≥ 50 % |"
+    )
     P("|---|---|---|---|---|---|---|---|---|---|")
     groups = defaultdict(list)
     for v in ours.values():
         groups[(v["kind"], dt(v))].append(v)
-    for (kind, dtype) in sorted(groups, key=lambda q: (q[0], DTYPE_ORDER.index(q[1]) if q[1] in DTYPE_ORDER else 9)):
+    for kind, dtype in sorted(groups, key=lambda q: (q[0], DTYPE_ORDER.index(q[1]) if q[1] in DTYPE_ORDER else 9)):
         g = [v for v in groups[(kind, dtype)] if v["regs"] is not None]
         if not g:
             continue
         mx = max(g, key=lambda v: v["regs"])
         infl = [lp["inflight"] for v in g for lp in v["loops"] if any(o["kind"] == "load" for o in lp["ops"])]
         bad = [v for v in g if v["regs"] > 64 or v["occupancy"] < 50]
-        P(f"| {kind} | {dtype} | {len(g)} | {min(v['regs'] for v in g)}–{mx['regs']} | {label(mx)} | "
-          f"{sum(v['spill_ins'] for v in g)} | {max(v['stack'] for v in g)} / {max(v['local'] for v in g)} | "
-          f"{min(v['occupancy'] for v in g):.1f}–{max(v['occupancy'] for v in g):.1f} % | {min(infl) if infl else '—'} | "
-          f"{'all' if not bad else '%d fail' % len(bad)} |")
+        P(
+            f"| {kind} | {dtype} | {len(g)} | {min(v['regs'] for v in g)}–{mx['regs']} | {label(mx)} | "
+            f"{sum(v['spill_ins'] for v in g)} | {max(v['stack'] for v in g)} / {max(v['local'] for v in g)} | "
+            f"{min(v['occupancy'] for v in g):.1f}–{max(v['occupancy'] for v in g):.1f} % | {min(infl) if infl else '—'} | "
+            f"{'all' if not bad else '%d fail' % len(bad)} |"
+        )
     allk = [v for v in ours.values() if v["regs"] is not None]
     if allk:
         mx = max(allk, key=lambda v: v["regs"])
@@ -731,24 +838,33 @@ def main(argv=None):
         spills = sum(v["spill_ins"] for v in allk) + sum(v["stack"] + v["local"] for v in allk)
         over = [v for v in allk if v["regs"] > 64]
         P("")
-        P(f"**Summary over all {len(allk)} kernels:** max registers {mx['regs']} (`{mx['name']}`); "
-          f"spills: {'none' if not spills else 'YES'} (STL/LDL instructions {sum(v['spill_ins'] for v in allk)}, "
-          f"max stack {max(v['stack'] for v in allk)} B, max local {max(v['local'] for v in allk)} B); "
-          f"min occupancy {mn['occupancy']:.1f} % (`{mn['name']}`); kernels over 64 registers: {len(over)}.")
+        P(
+            f"**Summary over all {len(allk)} kernels:** max registers {mx['regs']} (`{mx['name']}`); "
+            f"spills: {'none' if not spills else 'YES'} (STL/LDL instructions {sum(v['spill_ins'] for v in allk)}, "
+            f"max stack {max(v['stack'] for v in allk)} B, max local {max(v['local'] for v in allk)} B); "
+            f"min occupancy {mn['occupancy']:.1f} % (`{mn['name']}`); kernels over 64 registers: {len(over)}."
+        )
         if over:
             P("")
             srt = sorted(over, key=lambda v: -v["regs"])
-            P("Kernels over 64 registers (highest first): " + "; ".join(f"`{label(v)} {dt(v)} {v['kind']}` {v['regs']}" for v in srt[:12])
-              + (f"; … and {len(srt) - 12} more (all in the .json)" if len(srt) > 12 else ""))
-        bad_main = [r for r in rows_json if r["sass_consistent"] and (r["regs"] > 64 or r["spill_bytes"] or r["occupancy"] < 50)]
+            P(
+                "Kernels over 64 registers (highest first): "
+                + "; ".join(f"`{label(v)} {dt(v)} {v['kind']}` {v['regs']}" for v in srt[:12])
+                + (f"; … and {len(srt) - 12} more (all in the .json)" if len(srt) > 12 else "")
+            )
+        bad_main = [
+            r for r in rows_json if r["sass_consistent"] and (r["regs"] > 64 or r["spill_bytes"] or r["occupancy"] < 50)
+        ]
         n_bad = len([v for v in allk if v["regs"] > 64 or v["occupancy"] < 50])
         reg_verdict = "met by every kernel" if not n_bad else f"NOT met by {n_bad} of {len(allk)} kernels"
         if bad_main:
             names = sorted({r["dtype"] + " " + r["kernel"].split("::")[1].split("<")[0] for r in bad_main})
             reg_verdict += " (including the representative " + ", ".join(names) + ")"
         P("")
-        P(f"**Verdict:** spills {'none' if not spills else 'PRESENT'}; ≤ 64 registers / ≥ 50 % occupancy: {reg_verdict}; "
-          "byte targets: see the fwd + bwd table.")
+        P(
+            f"**Verdict:** spills {'none' if not spills else 'PRESENT'}; ≤ 64 registers / ≥ 50 % occupancy: {reg_verdict}; "
+            "byte targets: see the fwd + bwd table."
+        )
     P("")
 
     # ---- SpikingJelly
@@ -758,14 +874,21 @@ def main(argv=None):
         how = sj_how
         if sj_res:
             sj = sj_res
-            P(f"Built from the PyPI sdist's `ops/lif/kernels.cuh` (contiguous `SjLinearLayout` instantiations, as its launcher uses"
-              f" for dense tensors) with `{how}`; block size 256 (backward `Elements=2`: 128, used when N ≥ 2^21 with hard reset"
-              f" or detach_reset). State and saved h are fp32 for every storage dtype.\n")
-            P("| kernel | dtype | regs | spill B | local B | occupancy | loop loads / iter | loop stores / iter | steps / iter | "
-              "loads in flight | B / neuron-step | SASS check |")
+            P(
+                f"Built from the PyPI sdist's `ops/lif/kernels.cuh` (contiguous `SjLinearLayout` instantiations, as its launcher uses"
+                f" for dense tensors) with `{how}`; block size 256 (backward `Elements=2`: 128, used when N ≥ 2^21 with hard reset"
+                f" or detach_reset). State and saved h are fp32 for every storage dtype.\n"
+            )
+            P(
+                "| kernel | dtype | regs | spill B | local B | occupancy | loop loads / iter | loop stores / iter | steps / iter | "
+                "loads in flight | B / neuron-step | SASS check |"
+            )
             P("|---|---|---|---|---|---|---|---|---|---|---|---|")
             sj_json = []
-            for v in sorted(sj.values(), key=lambda v: (v["kind"] != "fwd", DTYPE_ORDER.index(dt(v)) if dt(v) in DTYPE_ORDER else 9, v["name"])):
+            for v in sorted(
+                sj.values(),
+                key=lambda v: (v["kind"] != "fwd", DTYPE_ORDER.index(dt(v)) if dt(v) in DTYPE_ORDER else 9, v["name"]),
+            ):
                 if v["kind"] not in ("fwd", "bwd"):
                     continue
                 for mode, mops in sj_modes(v["kind"], v["t"]).items():
@@ -774,14 +897,34 @@ def main(argv=None):
                     nm = "lif_forward" if v["kind"] == "fwd" else f"lif_backward ATan, Elements={v['args'][2]}"
                     if hit:
                         lp = hit[1]
-                        cells = (fmt_ops(lp["ops"], "load"), fmt_ops(lp["ops"], "store"), lp["k"], lp["inflight"], f"✓ loop 0x{lp['head']:x}")
+                        cells = (
+                            fmt_ops(lp["ops"], "load"),
+                            fmt_ops(lp["ops"], "store"),
+                            lp["k"],
+                            lp["inflight"],
+                            f"✓ loop 0x{lp['head']:x}",
+                        )
                     else:
                         cells = ("—", "—", "—", "—", "no match")
-                    P(f"| {nm} | {dt(v)} | {v['regs']} | {v['spill_bytes']} | {v['local']} | {pct(v['occupancy'])} | "
-                      f"{cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | {b:g} | {cells[4]} |")
-                    sj_json.append(dict(kernel=v["name"], dtype=dt(v), regs=v["regs"], spill_bytes=v["spill_bytes"], local=v["local"],
-                                        occupancy=v["occupancy"], bytes_per_step=b, sass_consistent=bool(hit),
-                                        loop=(dict(loads=cells[0], stores=cells[1], k=cells[2], inflight=cells[3]) if hit else None)))
+                    P(
+                        f"| {nm} | {dt(v)} | {v['regs']} | {v['spill_bytes']} | {v['local']} | {pct(v['occupancy'])} | "
+                        f"{cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | {b:g} | {cells[4]} |"
+                    )
+                    sj_json.append(
+                        dict(
+                            kernel=v["name"],
+                            dtype=dt(v),
+                            regs=v["regs"],
+                            spill_bytes=v["spill_bytes"],
+                            local=v["local"],
+                            occupancy=v["occupancy"],
+                            bytes_per_step=b,
+                            sass_consistent=bool(hit),
+                            loop=(
+                                dict(loads=cells[0], stores=cells[1], k=cells[2], inflight=cells[3]) if hit else None
+                            ),
+                        )
+                    )
             P("")
         else:
             P(f"Skipped: {how}.\n")
@@ -790,42 +933,81 @@ def main(argv=None):
 
     # ---- how to read
     P("## How to read\n")
-    P(f"- **regs / spill / local / occupancy**: `cuobjdump -res-usage -arch {a.arch}` gives REG, STACK and LOCAL per function; "
-      "spill B counts the bytes of `STL`/`LDL` instructions in the SASS (spill stores + loads; 0 = no spills). Occupancy is theoretical: "
-      f"blocks/SM = min(⌊⌊65536 / (⌈regs·32/256⌉·256)⌋ / warps-per-block⌋, 2048 / block, 32) for the launcher's {block}-thread blocks; "
-      "≤ 64 registers keeps ≥ 50 %.")
-    P("- **loop loads / stores**: global memory instructions (`LDG`/`STG`, generic `LD`/`ST`) inside an innermost SASS loop "
-      "(a backward `BRA` and its target; the compiler may emit several versions of the time loop, unswitched on which optional "
-      "pointers are null), counted by width in bits; `cond` = predicated or inside a forward-branch region of the loop body "
-      "(optional outputs, `k < len` tail guards, the other mode's branch), so not executed on every iteration.")
-    P("- **steps / iter**: time steps one loop iteration covers — forward: the number of x loads (every load of the forward loop is an "
-      "x load); backward: the number of storage-width grad_x stores (`*` = taken from a sibling loop of the same kernel). "
-      "A compiler-unrolled per-step loop shows 2–4; a `kChunk`-blocked loop shows kChunk.")
-    P("- **loads in flight**: walking the loop body in program order, the most global loads issued whose destination registers have "
-      "not yet been read (a static upper bound on the memory-level parallelism of one thread; the target is ≥ 4). Loads on both sides "
-      "of an if/else inside the loop (e.g. the save-h and recompute branches of one backward loop) are both counted, so for such "
-      "loops the figure overstates what one mode keeps in flight.")
-    P("- **B / neuron-step** is analytic: the bytes one neuron-step must move in that mode — forward: x (storage type T) + spike (T) "
-      "[+ saved h (state type S, fp32 for 16-bit storage) in save-h mode | + one checkpoint S per kChunk steps in recompute mode]; "
-      "backward: grad_spike (T) + grad_x (T) + [saved h (S) | x (T) + checkpoint S / kChunk]. Optional tensors (v_seq, grad_v_seq, "
-      "v0, v_last) are excluded. **SASS check** ✓ means an innermost loop of the compiled kernel carries exactly that traffic: for every "
-      "(load/store, width), unconditional ops ≤ expected ops for `steps/iter` steps ≤ all ops; the bytes shown are then recomputed from "
-      "those SASS op counts ÷ steps. When every op of the loop is conditional (kChunk-blocked loops guard each step with "
-      "`k < len`), the check only shows that the loop can carry the mode, not which ops a given call executes. “no loop in this build” = the compiled kernel has no loop that can carry that mode (e.g. a "
-      "checkpoint mode in a build older than the chunked kernels).")
-    P("- **fwd + bwd table**: save-h = forward save-h + backward save-h, recompute = forward checkpoint + backward recompute; targets "
-      "(docs/benchmarks.md): ≤ 21 B fp32, ≤ 11 B 16-bit (SpikingJelly moves 24 / 16 B). fp64 has no target.")
+    P(
+        f"- **regs / spill / local / occupancy**: `cuobjdump -res-usage -arch {a.arch}` gives REG, STACK and LOCAL per function; "
+        "spill B counts the bytes of `STL`/`LDL` instructions in the SASS (spill stores + loads; 0 = no spills). Occupancy is theoretical: "
+        f"blocks/SM = min(⌊⌊65536 / (⌈regs·32/256⌉·256)⌋ / warps-per-block⌋, 2048 / block, 32) for the launcher's {block}-thread blocks; "
+        "≤ 64 registers keeps ≥ 50 %."
+    )
+    P(
+        "- **loop loads / stores**: global memory instructions (`LDG`/`STG`, generic `LD`/`ST`) inside an innermost SASS loop "
+        "(a backward `BRA` and its target; the compiler may emit several versions of the time loop, unswitched on which optional "
+        "pointers are null), counted by width in bits; `cond` = predicated or inside a forward-branch region of the loop body "
+        "(optional outputs, `k < len` tail guards, the other mode's branch), so not executed on every iteration."
+    )
+    P(
+        "- **steps / iter**: time steps one loop iteration covers — forward: the number of x loads (every load of the forward loop is an "
+        "x load); backward: the number of storage-width grad_x stores (`*` = taken from a sibling loop of the same kernel). "
+        "A compiler-unrolled per-step loop shows 2–4; a `kChunk`-blocked loop shows kChunk."
+    )
+    P(
+        "- **loads in flight**: walking the loop body in program order, the most global loads issued whose destination registers have "
+        "not yet been read (a static upper bound on the memory-level parallelism of one thread; the target is ≥ 4). Loads on both sides "
+        "of an if/else inside the loop (e.g. the save-h and recompute branches of one backward loop) are both counted, so for such "
+        "loops the figure overstates what one mode keeps in flight."
+    )
+    P(
+        "- **B / neuron-step** is analytic: the bytes one neuron-step must move in that mode — forward: x (storage type T) + spike (T) "
+        "[+ saved h (state type S, fp32 for 16-bit storage) in save-h mode | + one checkpoint S per kChunk steps in recompute mode]; "
+        "backward: grad_spike (T) + grad_x (T) + [saved h (S) | x (T) + checkpoint S / kChunk]. Optional tensors (v_seq, grad_v_seq, "
+        "v0, v_last) are excluded. **SASS check** ✓ means an innermost loop of the compiled kernel carries exactly that traffic: for every "
+        "(load/store, width), unconditional ops ≤ expected ops for `steps/iter` steps ≤ all ops; the bytes shown are then recomputed from "
+        "those SASS op counts ÷ steps. When every op of the loop is conditional (kChunk-blocked loops guard each step with "
+        "`k < len`), the check only shows that the loop can carry the mode, not which ops a given call executes. “no loop in this build” = the compiled kernel has no loop that can carry that mode (e.g. a "
+        "checkpoint mode in a build older than the chunked kernels)."
+    )
+    P(
+        "- **fwd + bwd table**: save-h = forward save-h + backward save-h, recompute = forward checkpoint + backward recompute; targets "
+        "(docs/benchmarks.md): ≤ 21 B fp32, ≤ 11 B 16-bit (SpikingJelly moves 24 / 16 B). fp64 has no target."
+    )
     from snn_cuda._paths import scrub_paths  # no machine paths in the report
+
     root = str(Path(__file__).resolve().parent.parent)
     md = scrub_paths("\n".join(lines) + "\n", root=root)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(md)
-    jall = {m: {k: v[k] for k in ("name", "kind", "storage", "regs", "stack", "local", "spill_bytes", "occupancy", "block")} |
-            {"loops": [dict(head=lp["head"], k=lp["k"], inflight=lp["inflight"], loads=fmt_ops(lp["ops"], "load"),
-                            stores=fmt_ops(lp["ops"], "store")) for lp in v["loops"]]} for m, v in ours.items()}
-    out.with_suffix(".json").write_text(json.dumps(dict(arch=a.arch, so=scrub_paths(str(so), root=root), block=block, kChunk=K, generated=now,
-                                                        main=rows_json, spikingjelly=sj_json, kernels=jall), indent=1))
+    jall = {
+        m: {k: v[k] for k in ("name", "kind", "storage", "regs", "stack", "local", "spill_bytes", "occupancy", "block")}
+        | {
+            "loops": [
+                dict(
+                    head=lp["head"],
+                    k=lp["k"],
+                    inflight=lp["inflight"],
+                    loads=fmt_ops(lp["ops"], "load"),
+                    stores=fmt_ops(lp["ops"], "store"),
+                )
+                for lp in v["loops"]
+            ]
+        }
+        for m, v in ours.items()
+    }
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            dict(
+                arch=a.arch,
+                so=scrub_paths(str(so), root=root),
+                block=block,
+                kChunk=K,
+                generated=now,
+                main=rows_json,
+                spikingjelly=sj_json,
+                kernels=jall,
+            ),
+            indent=1,
+        )
+    )
     print(md)
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -4,6 +4,7 @@ Shared by neuron_op.py and mnist_train.py, so that every result names the machin
 kernel variant it measured (``--isa`` picks the variant: it sets SNN_CUDA_CPU_ISA before the first
 kernel call, and child processes inherit it).
 """
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,13 @@ ISA_CHOICES = ("avx512", "avx2", "default")
 
 
 def add_isa_argument(parser) -> None:
-    parser.add_argument("--isa", choices=ISA_CHOICES, default=None,
-                        help="run the snn_cuda CPU kernels' variant for this instruction set "
-                             "(sets SNN_CUDA_CPU_ISA; default: the widest this CPU has)")
+    parser.add_argument(
+        "--isa",
+        choices=ISA_CHOICES,
+        default=None,
+        help="run the snn_cuda CPU kernels' variant for this instruction set "
+        "(sets SNN_CUDA_CPU_ISA; default: the widest this CPU has)",
+    )
 
 
 def apply_isa(isa) -> None:
@@ -79,20 +84,34 @@ def copy_bandwidth(device="cpu", mbytes=256, reps=10) -> dict:
         if i >= 2:
             ts.append(time.perf_counter() - t0)
     t = statistics.median(ts)
-    return {"mbytes": mbytes, "bytes": 2 * n * 4, "median_s": t, "GB_s": 2 * n * 4 / t / 1e9,
-            "best_GB_s": 2 * n * 4 / min(ts) / 1e9}
+    return {
+        "mbytes": mbytes,
+        "bytes": 2 * n * 4,
+        "median_s": t,
+        "GB_s": 2 * n * 4 / t / 1e9,
+        "best_GB_s": 2 * n * 4 / min(ts) / 1e9,
+    }
 
 
 def describe(threads=None) -> dict:
-    return {"cpu": cpu_model(), "cpu_widest_isa": cpu_widest_isa(), "cpu_isa": kernel_isa(),
-            "cores": os.cpu_count(), "threads": threads if threads is not None else torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine()}
+    return {
+        "cpu": cpu_model(),
+        "cpu_widest_isa": cpu_widest_isa(),
+        "cpu_isa": kernel_isa(),
+        "cores": os.cpu_count(),
+        "threads": threads if threads is not None else torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
 
 
 def line(hw: dict, cb: dict | None = None) -> str:
     """CPU: <model>, snn_cuda CPU kernels <variant> (CPU: <widest>), N cores, T threads[, copy X GB/s]."""
-    s = (f"CPU: {hw['cpu']}; snn_cuda CPU kernels: {hw['cpu_isa']} variant (the CPU has {hw['cpu_widest_isa']}); "
-         f"{hw['cores']} cores, {hw['threads']} threads; torch {hw['torch']}, Python {hw['python']}")
+    s = (
+        f"CPU: {hw['cpu']}; snn_cuda CPU kernels: {hw['cpu_isa']} variant (the CPU has {hw['cpu_widest_isa']}); "
+        f"{hw['cores']} cores, {hw['threads']} threads; torch {hw['torch']}, Python {hw['python']}"
+    )
     if cb:
         s += f"; copy bandwidth {cb['GB_s']:.1f} GB/s ({cb['mbytes']} MB dst.copy_(src), read+write, median)"
     return s

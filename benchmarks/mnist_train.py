@@ -56,6 +56,7 @@ rank 0 alone, without DDP, at the same per-rank batch (the other ranks wait at a
 scaling efficiency = total samples/s / (world_size x one-process samples/s) in the same invocation.
 Without it, run the script once without --ddp (same --threads, batch size and limits) and divide.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,7 +64,6 @@ import contextlib
 import datetime
 import importlib.util
 import json
-import math
 import os
 import platform
 import re
@@ -97,50 +97,90 @@ def log(msg: str) -> None:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     p.add_argument("--net", default="all", choices=NET_NAMES + ("all",))
-    p.add_argument("--impl", default="both", choices=IMPL_CHOICES,
-                   help="both = reference and fused; all = + peer (skipped when not installed)")
+    p.add_argument(
+        "--impl",
+        default="both",
+        choices=IMPL_CHOICES,
+        help="both = reference and fused; all = + peer (skipped when not installed)",
+    )
     p.add_argument("--device", default=None, help="cpu / cuda / cuda:N (default: cuda when available)")
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--limit-batches", type=int, default=None,
-                   help=f"training batches per epoch (0 = all; default on CPU {CPU_DEFAULT_LIMIT}, on CUDA all)")
-    p.add_argument("--limit-test-batches", type=int, default=None,
-                   help=f"test batches per evaluation (0 = all; default: all, or {CPU_DEFAULT_TEST_LIMIT} "
-                        "when the training batches are limited)")
+    p.add_argument(
+        "--limit-batches",
+        type=int,
+        default=None,
+        help=f"training batches per epoch (0 = all; default on CPU {CPU_DEFAULT_LIMIT}, on CUDA all)",
+    )
+    p.add_argument(
+        "--limit-test-batches",
+        type=int,
+        default=None,
+        help=f"test batches per evaluation (0 = all; default: all, or {CPU_DEFAULT_TEST_LIMIT} "
+        "when the training batches are limited)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="default: each tutorial's (128, 128, 500)")
     p.add_argument("-T", type=int, default=None, help="time steps (default: each tutorial's: 100, 25, 100)")
     p.add_argument("--dataset", default="auto", choices=data_mod.DATASETS)
-    p.add_argument("--data-dir", default=os.path.join(".", "data"),
-                   help="folder with MNIST/raw, FashionMNIST/raw (torchvision layout) or the IDX files "
-                        "(default ./data; MNIST is downloaded there when missing and online)")
+    p.add_argument(
+        "--data-dir",
+        default=os.path.join(".", "data"),
+        help="folder with MNIST/raw, FashionMNIST/raw (torchvision layout) or the IDX files "
+        "(default ./data; MNIST is downloaded there when missing and online)",
+    )
     p.add_argument("--out", default=os.path.join("benchmarks", "out", "mnist_train"))
     p.add_argument("--seed", type=int, default=0)
     machine.add_isa_argument(p)
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch.set_num_threads for training (default: torch's). On a shared, busy CPU use 1: "
-                        "OpenMP barriers between descheduled threads make per-step loops erratically slow")
-    p.add_argument("--adam", default="fused", choices=ADAM_IMPLS,
-                   help="torch.optim.Adam implementation, the same for every implementation compared (default: "
-                        "fused, one kernel per parameter, or foreach where the device has no fused Adam). Same "
-                        "hyper-parameters either way; 'foreach' is bitwise equal to torch's default for-loop on "
-                        "the CPU, 'fused' rounds differently (about 1 ulp). 'for-loop' = torch's CPU default")
-    p.add_argument("--no-malloc-tune", action="store_true",
-                   help="keep glibc's default malloc thresholds (by default every process of the run keeps freed "
-                        "memory for reuse: see tune_malloc)")
-    p.add_argument("--warmup", type=int, default=5,
-                   help="training steps excluded from samples/s (default 5: on the CPU the process heap grows to "
-                        "its working size, page-faulting, during the first 3-4 steps)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads for training (default: torch's). On a shared, busy CPU use 1: "
+        "OpenMP barriers between descheduled threads make per-step loops erratically slow",
+    )
+    p.add_argument(
+        "--adam",
+        default="fused",
+        choices=ADAM_IMPLS,
+        help="torch.optim.Adam implementation, the same for every implementation compared (default: "
+        "fused, one kernel per parameter, or foreach where the device has no fused Adam). Same "
+        "hyper-parameters either way; 'foreach' is bitwise equal to torch's default for-loop on "
+        "the CPU, 'fused' rounds differently (about 1 ulp). 'for-loop' = torch's CPU default",
+    )
+    p.add_argument(
+        "--no-malloc-tune",
+        action="store_true",
+        help="keep glibc's default malloc thresholds (by default every process of the run keeps freed "
+        "memory for reuse: see tune_malloc)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=5,
+        help="training steps excluded from samples/s (default 5: on the CPU the process heap grows to "
+        "its working size, page-faulting, during the first 3-4 steps)",
+    )
     p.add_argument("--no-profile", action="store_true", help="skip the one profiled training step per run")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
-    p.add_argument("--in-process", action="store_true",
-                   help="train every (net, impl) in this process (peak memory then is not per implementation)")
-    p.add_argument("--ddp", action="store_true",
-                   help="DistributedDataParallel under torchrun (gloo on CPU, nccl on CUDA); see below")
-    p.add_argument("--ddp-baseline", action="store_true",
-                   help="with --ddp: first a one-process run on rank 0 for the scaling efficiency")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="train every (net, impl) in this process (peak memory then is not per implementation)",
+    )
+    p.add_argument(
+        "--ddp",
+        action="store_true",
+        help="DistributedDataParallel under torchrun (gloo on CPU, nccl on CUDA); see below",
+    )
+    p.add_argument(
+        "--ddp-baseline",
+        action="store_true",
+        help="with --ddp: first a one-process run on rank 0 for the scaling efficiency",
+    )
     p.add_argument("--_child", default=None, help=argparse.SUPPRESS)  # "net,impl"
     p.add_argument("--_child-out", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -180,6 +220,7 @@ def _malloc_trim() -> None:
     if sys.platform.startswith("linux"):
         try:
             import ctypes
+
             ctypes.CDLL("libc.so.6").malloc_trim(0)
         except (OSError, AttributeError):
             pass
@@ -200,14 +241,18 @@ def tune_malloc(enable: bool = True) -> str:
         return "defaults (not Linux)"
     try:
         import ctypes
+
         libc = ctypes.CDLL("libc.so.6")
         M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
         ok = libc.mallopt(M_MMAP_THRESHOLD, MALLOC_KEEP_BYTES) == 1
         ok = libc.mallopt(M_TRIM_THRESHOLD, MALLOC_KEEP_BYTES) == 1 and ok
     except (OSError, AttributeError) as e:  # not glibc
         return f"defaults (mallopt unavailable: {e})"
-    return ("glibc mallopt M_MMAP_THRESHOLD = M_TRIM_THRESHOLD = 1 GiB" if ok
-            else "defaults (mallopt refused the thresholds)")
+    return (
+        "glibc mallopt M_MMAP_THRESHOLD = M_TRIM_THRESHOLD = 1 GiB"
+        if ok
+        else "defaults (mallopt refused the thresholds)"
+    )
 
 
 def _sync(device: torch.device) -> None:
@@ -278,7 +323,6 @@ class PeakMemory:
         if reset:
             self.method = "cpu VmHWM (reset at baseline) - VmRSS baseline"
         else:
-            import resource
             self.base = self.base or 0
             self.method = "cpu ru_maxrss - VmRSS baseline (process-wide peak, may include loading)"
         self._hwm = reset
@@ -291,6 +335,7 @@ class PeakMemory:
             peak = _proc_status("VmHWM")
         else:
             import resource
+
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         return (peak - self.base) / 2**20, self.base / 2**20
 
@@ -318,6 +363,7 @@ def _quiet_stderr_fd():
 def profile_step(step, device: torch.device, top: int = 8):
     """Self time per op over one training step; the linear-layer share and the neuron share."""
     from torch.profiler import ProfilerActivity, profile
+
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with _quiet_stderr_fd():
         with profile(activities=acts) as prof:
@@ -359,6 +405,7 @@ def make_adam(params, spec, which: str, device: torch.device):
         # foreach elsewhere rather than fail.
         try:
             from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
             supported = device.type in _get_fused_kernels_supported_devices()
         except ImportError:  # a private helper: assume the devices torch >= 2.4 supports
             supported = device.type in ("cpu", "cuda")
@@ -407,13 +454,15 @@ def run_one(net: str, impl: str, args, ds, ddp: bool = False) -> dict:
         import torch.distributed as dist
         from torch.nn.parallel import DistributedDataParallel as DDP
         from torch.utils.data import DistributedSampler
+
         rank, world = dist.get_rank(), dist.get_world_size()
         # the encoders' randomness differs per rank (each rank encodes its own samples)
         torch.manual_seed(args.seed * 1000 + rank)
         # The neuron state is a plain attribute (not a buffer): broadcast_buffers has nothing to send.
         train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-        sampler = DistributedSampler(ds.train, num_replicas=world, rank=rank, shuffle=True, seed=args.seed,
-                                     drop_last=True)
+        sampler = DistributedSampler(
+            ds.train, num_replicas=world, rank=rank, shuffle=True, seed=args.seed, drop_last=True
+        )
     opt, opt_desc = make_adam(model.parameters(), spec, args.adam, device)
     lossf = nets.loss_fn(net, impl)
 
@@ -450,11 +499,18 @@ def run_one(net: str, impl: str, args, ds, ddp: bool = False) -> dict:
             it = shard_batches(ds.train, list(sampler), batch_size, n_train)
         else:
             gen = torch.Generator().manual_seed(args.seed * 1000 + epoch)  # same batch order for every impl
-            it = data_mod.batches(ds.train, batch_size, shuffle=True, generator=gen, drop_last=True,
-                                  limit=args.limit_batches or None)
-        bar = tqdm(it, total=n_train, desc=f"{net}/{impl} epoch {epoch + 1}/{args.epochs}"
-                   + (f" rank {rank}/{world}" if ddp else ""), file=sys.stderr,
-                   disable=args.no_progress or rank != 0, mininterval=0.5, dynamic_ncols=True)
+            it = data_mod.batches(
+                ds.train, batch_size, shuffle=True, generator=gen, drop_last=True, limit=args.limit_batches or None
+            )
+        bar = tqdm(
+            it,
+            total=n_train,
+            desc=f"{net}/{impl} epoch {epoch + 1}/{args.epochs}" + (f" rank {rank}/{world}" if ddp else ""),
+            file=sys.stderr,
+            disable=args.no_progress or rank != 0,
+            mininterval=0.5,
+            dynamic_ncols=True,
+        )
         correct = count = 0
         _sync(device)
         t_epoch = time.perf_counter()
@@ -480,8 +536,11 @@ def run_one(net: str, impl: str, args, ds, ddp: bool = False) -> dict:
             count += y.numel()
             seen += y.numel()
             train_curve.append([seen, round(100.0 * c / y.numel(), 2), round(loss_v, 5)])
-            bar.set_postfix(loss=f"{loss_v:.4f}", acc=f"{100.0 * correct / count:.1f}%",
-                            sps=f"{timed_samples / timed_s:.0f}" if timed_s else "-")
+            bar.set_postfix(
+                loss=f"{loss_v:.4f}",
+                acc=f"{100.0 * correct / count:.1f}%",
+                sps=f"{timed_samples / timed_s:.0f}" if timed_s else "-",
+            )
         bar.close()
         _sync(device)
         epoch_s.append(time.perf_counter() - t_epoch)
@@ -489,9 +548,11 @@ def run_one(net: str, impl: str, args, ds, ddp: bool = False) -> dict:
         acc, n_test = evaluate(model, spec, ds.test, batch_size, args.limit_test_batches, device)
         test_acc.append(round(acc, 3))
         if rank == 0:
-            log(f"  {net}/{impl}{f' (DDP, {world} ranks, rank 0)' if ddp else ''} epoch {epoch + 1}: "
+            log(
+                f"  {net}/{impl}{f' (DDP, {world} ranks, rank 0)' if ddp else ''} epoch {epoch + 1}: "
                 f"train {epoch_s[-1]:.1f} s, train acc "
-                f"{100.0 * correct / max(count, 1):.2f}%, test acc {acc:.2f}% ({n_test} images)")
+                f"{100.0 * correct / max(count, 1):.2f}%, test acc {acc:.2f}% ({n_test} images)"
+            )
     peak_mb, base_mb = mem.peak_mb() if mem is not None else (None, None)
     if timed_s == 0.0:  # fewer steps than --warmup: time them all rather than report nothing
         log(f"  note: only {gstep} steps (<= --warmup {args.warmup}); samples/s includes warm-up steps")
@@ -506,8 +567,14 @@ def run_one(net: str, impl: str, args, ds, ddp: bool = False) -> dict:
         except Exception as e:  # the profiler is a nice-to-have
             prof = {"error": f"{type(e).__name__}: {e}"}
     return {
-        "net": net, "impl": impl, "device": str(device), "dtype": "float32", "T": T, "batch_size": batch_size,
-        "samples_per_s": round(sps, 2), "epoch_s": round(sum(epoch_s) / len(epoch_s), 3),
+        "net": net,
+        "impl": impl,
+        "device": str(device),
+        "dtype": "float32",
+        "T": T,
+        "batch_size": batch_size,
+        "samples_per_s": round(sps, 2),
+        "epoch_s": round(sum(epoch_s) / len(epoch_s), 3),
         "epoch_s_all": [round(e, 3) for e in epoch_s],
         "full_epoch_s_est": round(len(ds.train) / sps, 1),
         "saved_mb": round(saved_bytes / 2**20, 3) if saved_bytes is not None else None,
@@ -515,12 +582,23 @@ def run_one(net: str, impl: str, args, ds, ddp: bool = False) -> dict:
         "peak_mem_baseline_mb": None if base_mb is None else round(base_mb, 2),
         "peak_mem_method": mem.method if mem is not None else "not measured under --ddp (every rank trains in-process)",
         "in_own_process": not args.in_process and not args.ddp,
-        "world_size": world, "global_batch_size": batch_size * world,
-        "timed_s": round(timed_s, 4), "timed_samples": timed_samples,
-        "test_acc": test_acc[-1] if test_acc else None, "test_acc_curve": test_acc, "test_samples": n_test,
-        "train_curve": train_curve, "epochs": args.epochs, "dataset": ds.name,
-        "train_batches_per_epoch": n_train, "timed_steps": gstep - min(gstep, args.warmup),
-        "lr": spec.lr, "betas": list(spec.betas), "optimizer": opt_desc, "seed": args.seed, "profile": prof,
+        "world_size": world,
+        "global_batch_size": batch_size * world,
+        "timed_s": round(timed_s, 4),
+        "timed_samples": timed_samples,
+        "test_acc": test_acc[-1] if test_acc else None,
+        "test_acc_curve": test_acc,
+        "test_samples": n_test,
+        "train_curve": train_curve,
+        "epochs": args.epochs,
+        "dataset": ds.name,
+        "train_batches_per_epoch": n_train,
+        "timed_steps": gstep - min(gstep, args.warmup),
+        "lr": spec.lr,
+        "betas": list(spec.betas),
+        "optimizer": opt_desc,
+        "seed": args.seed,
+        "profile": prof,
         "malloc": getattr(args, "malloc", None),
         "implementation": impl_description(net, impl),
     }
@@ -530,7 +608,7 @@ def shard_batches(split, indices, batch_size: int, nb: int):
     """Batches of this rank's DistributedSampler indices, index_select on the split's device."""
     idx_all = torch.tensor(indices, dtype=torch.int64).to(split.images.device)
     for i in range(nb):
-        idx = idx_all[i * batch_size:(i + 1) * batch_size]
+        idx = idx_all[i * batch_size : (i + 1) * batch_size]
         img, lbl = split.images.index_select(0, idx), split.labels.index_select(0, idx)
         yield img.unsqueeze(1).to(torch.float32).div_(255.0), lbl
 
@@ -543,6 +621,7 @@ def impl_description(net: str, impl: str) -> str:
     lib = {"lif_fc": "spikingjelly", "tutorial5": "snntorch"}.get(net)
     try:
         from importlib.metadata import version
+
         return f"{lib} {version(lib)}, the tutorial's code"
     except Exception:
         return f"{lib}, the tutorial's code"
@@ -553,8 +632,9 @@ def child_main(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     net, impl = args._child.split(",")
-    ds = data_mod.load_dataset(args.dataset, args.data_dir, allow_download=False, seed=args.seed,
-                               log=lambda s: None)  # the parent already said it
+    ds = data_mod.load_dataset(
+        args.dataset, args.data_dir, allow_download=False, seed=args.seed, log=lambda s: None
+    )  # the parent already said it
     ds = ds.to(args.device)
     result = run_one(net, impl, args, ds)
     with open(args._child_out, "w") as f:
@@ -568,8 +648,12 @@ def child_main(args) -> int:
 def machine_info(device: str) -> dict:
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
         "argv": sys.argv[1:],
     }
     hw = machine.describe()
@@ -580,6 +664,7 @@ def machine_info(device: str) -> dict:
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     try:
         import snn_cuda
+
         b = snn_cuda.build_info()
         info["snn_cuda"] = {k: b.get(k) for k in ("version", "cpu", "cuda", "cpu_reason", "cuda_reason")}
         info["snn_cuda"]["path"] = os.path.dirname(os.path.abspath(snn_cuda.__file__))  # which build ran
@@ -588,12 +673,17 @@ def machine_info(device: str) -> dict:
     for lib in ("spikingjelly", "snntorch"):
         try:
             from importlib.metadata import version
+
             info[lib] = version(lib)
         except Exception:
             info[lib] = None
     try:
-        info["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_ROOT, capture_output=True,
-                                            text=True, timeout=5).stdout.strip() or None
+        info["git_commit"] = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=_ROOT, capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or None
+        )
     except Exception:
         info["git_commit"] = None
     return info
@@ -601,6 +691,7 @@ def machine_info(device: str) -> dict:
 
 def plan(args):
     import nets
+
     names = NET_NAMES if args.net == "all" else (args.net,)
     impls = {"both": ("reference", "fused"), "all": ("reference", "fused", "peer")}.get(args.impl, (args.impl,))
     todo, skipped = [], []
@@ -623,11 +714,32 @@ def plan(args):
 def spawn_child(net, impl, args, dataset) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "result.json")
-        cmd = [sys.executable, os.path.abspath(__file__), "--_child", f"{net},{impl}", "--_child-out", out,
-               "--device", args.device, "--epochs", str(args.epochs), "--limit-batches", str(args.limit_batches),
-               "--limit-test-batches", str(args.limit_test_batches), "--dataset", dataset,
-               "--data-dir", args.data_dir, "--seed", str(args.seed), "--warmup", str(args.warmup),
-               "--adam", args.adam]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--_child",
+            f"{net},{impl}",
+            "--_child-out",
+            out,
+            "--device",
+            args.device,
+            "--epochs",
+            str(args.epochs),
+            "--limit-batches",
+            str(args.limit_batches),
+            "--limit-test-batches",
+            str(args.limit_test_batches),
+            "--dataset",
+            dataset,
+            "--data-dir",
+            args.data_dir,
+            "--seed",
+            str(args.seed),
+            "--warmup",
+            str(args.warmup),
+            "--adam",
+            args.adam,
+        ]
         if args.batch_size:
             cmd += ["--batch-size", str(args.batch_size)]
         if args.threads:
@@ -649,10 +761,14 @@ def add_ratios(runs) -> None:
     for r in runs:
         base = ref.get((r["net"], r.get("world_size", 1)))
         r["speedup_vs_reference"] = round(r["samples_per_s"] / base["samples_per_s"], 2) if base else None
-        r["saved_ratio_vs_reference"] = (round(r["saved_mb"] / base["saved_mb"], 4)
-                                         if base and base.get("saved_mb") and r.get("saved_mb") is not None else None)
-        r["acc_diff_vs_reference"] = (round(r["test_acc"] - base["test_acc"], 3)
-                                      if base and r.get("test_acc") is not None else None)
+        r["saved_ratio_vs_reference"] = (
+            round(r["saved_mb"] / base["saved_mb"], 4)
+            if base and base.get("saved_mb") and r.get("saved_mb") is not None
+            else None
+        )
+        r["acc_diff_vs_reference"] = (
+            round(r["test_acc"] - base["test_acc"], 3) if base and r.get("test_acc") is not None else None
+        )
 
 
 def _fmt(v, nd=1):
@@ -665,16 +781,23 @@ def _fmt(v, nd=1):
 
 def markdown(result) -> str:
     m, runs = result["machine"], result["runs"]
-    lines = [f"# MNIST-style training benchmark ({runs[0]['dataset'] if runs else '?'})", "",
-             f"{m.get('date')}, device `{m.get('device')}` ({m.get('gpu') or m.get('cpu')}, "
-             f"{m.get('cpu_count')} CPUs, snn_cuda CPU kernels {m.get('cpu_isa')} variant, "
-             f"torch {m.get('torch')}, {m.get('torch_threads')} threads"
-             + (f", copy bandwidth {m['copy_bandwidth']['GB_s']:.1f} GB/s" if m.get("copy_bandwidth") else "")
-             + "), "
-             f"snn_cuda commit {m.get('git_commit')}"
-             + (f" (snn_cuda imported from {m['snn_cuda']['path']})"
-                if not str((m.get("snn_cuda") or {}).get("path") or "<repo>").startswith("<repo>") else "")
-             + ".", ""]
+    lines = [
+        f"# MNIST-style training benchmark ({runs[0]['dataset'] if runs else '?'})",
+        "",
+        f"{m.get('date')}, device `{m.get('device')}` ({m.get('gpu') or m.get('cpu')}, "
+        f"{m.get('cpu_count')} CPUs, snn_cuda CPU kernels {m.get('cpu_isa')} variant, "
+        f"torch {m.get('torch')}, {m.get('torch_threads')} threads"
+        + (f", copy bandwidth {m['copy_bandwidth']['GB_s']:.1f} GB/s" if m.get("copy_bandwidth") else "")
+        + "), "
+        f"snn_cuda commit {m.get('git_commit')}"
+        + (
+            f" (snn_cuda imported from {m['snn_cuda']['path']})"
+            if not str((m.get("snn_cuda") or {}).get("path") or "<repo>").startswith("<repo>")
+            else ""
+        )
+        + ".",
+        "",
+    ]
     notes = list(result.get("notes", []))
     opts = sorted({r["optimizer"] for r in runs if r.get("optimizer")})
     if opts:
@@ -686,17 +809,33 @@ def markdown(result) -> str:
         lines.append(f"> {n}")
     if notes:
         lines.append("")
-    lines += ["| net | impl | T | batch | samples/s | speed-up vs ref | epoch s | full epoch s (est.) | "
-              "saved MB | saved vs ref | peak MB | test acc % | epochs |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "| net | impl | T | batch | samples/s | speed-up vs ref | epoch s | full epoch s (est.) | "
+        "saved MB | saved vs ref | peak MB | test acc % | epochs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
-        lines.append("| " + " | ".join([
-            r["net"], r["impl"] + (f" (DDP ×{r['world_size']})" if r.get("world_size", 1) > 1 else ""),
-            str(r["T"]), str(r["batch_size"]), _fmt(r["samples_per_s"], 0),
-            (_fmt(r.get("speedup_vs_reference"), 2) + "×") if r.get("speedup_vs_reference") else "–",
-            _fmt(r["epoch_s"], 2), _fmt(r.get("full_epoch_s_est"), 0), _fmt(r["saved_mb"], 2),
-            (_fmt(r.get("saved_ratio_vs_reference"), 3) + "×") if r.get("saved_ratio_vs_reference") else "–",
-            _fmt(r["peak_mem_mb"], 1), _fmt(r["test_acc"], 2), str(r["epochs"])]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["net"],
+                    r["impl"] + (f" (DDP ×{r['world_size']})" if r.get("world_size", 1) > 1 else ""),
+                    str(r["T"]),
+                    str(r["batch_size"]),
+                    _fmt(r["samples_per_s"], 0),
+                    (_fmt(r.get("speedup_vs_reference"), 2) + "×") if r.get("speedup_vs_reference") else "–",
+                    _fmt(r["epoch_s"], 2),
+                    _fmt(r.get("full_epoch_s_est"), 0),
+                    _fmt(r["saved_mb"], 2),
+                    (_fmt(r.get("saved_ratio_vs_reference"), 3) + "×") if r.get("saved_ratio_vs_reference") else "–",
+                    _fmt(r["peak_mem_mb"], 1),
+                    _fmt(r["test_acc"], 2),
+                    str(r["epochs"]),
+                ]
+            )
+            + " |"
+        )
     for s in result.get("skipped", []):
         lines.append(f"| {s['net']} | {s['impl']} | skipped: {s['reason']} |" + " |" * 10)
     summ = summary([r for r in runs if r.get("world_size", 1) == 1])
@@ -704,35 +843,63 @@ def markdown(result) -> str:
         lines += ["", "## Summary", ""] + [f"- {c}" for c in summ[:-1]] + ["", summ[-1]]
     prof = [r for r in runs if r.get("profile") and "top" in (r["profile"] or {})]
     if prof:
-        lines += ["", "## Where a training step's time goes (torch.profiler, self time, one step)", "",
-                  "| net | impl | step ms | linear (mm/addmm) % | snn_cuda ops % | top ops (% self time) |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Where a training step's time goes (torch.profiler, self time, one step)",
+            "",
+            "| net | impl | step ms | linear (mm/addmm) % | snn_cuda ops % | top ops (% self time) |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in prof:
             p = r["profile"]
             top = ", ".join(f"{k} {v}" for k, v in p["top"][:5])
-            lines.append(f"| {r['net']} | {r['impl']} | {p['total_ms']} | {p['linear_pct']} | "
-                         f"{p['snn_cuda_ops_pct']} | {top} |")
+            lines.append(
+                f"| {r['net']} | {r['impl']} | {p['total_ms']} | {p['linear_pct']} | {p['snn_cuda_ops_pct']} | {top} |"
+            )
     ddp_runs = [r for r in runs if r.get("world_size", 1) > 1]
     if ddp_runs:
-        lines += ["", "## Multi-process (DistributedDataParallel)", "",
-                  "| net | impl | world size | backend | batch per rank | global batch | total samples/s | "
-                  "per-rank samples/s | one-process samples/s | scaling efficiency | test acc % (rank 0) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Multi-process (DistributedDataParallel)",
+            "",
+            "| net | impl | world size | backend | batch per rank | global batch | total samples/s | "
+            "per-rank samples/s | one-process samples/s | scaling efficiency | test acc % (rank 0) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in ddp_runs:
             eff = r.get("scaling_efficiency")
-            lines.append("| " + " | ".join([
-                r["net"], r["impl"], str(r["world_size"]), r.get("backend", "?"), str(r["batch_size"]),
-                str(r["global_batch_size"]), _fmt(r["samples_per_s"], 0),
-                ", ".join(_fmt(v, 0) for v in r.get("per_rank_samples_per_s", [])),
-                _fmt(r.get("single_process_samples_per_s"), 0),
-                f"{100 * eff:.0f}%" if eff is not None else "– (no --ddp-baseline)",
-                _fmt(r["test_acc"], 2)]) + " |")
-        lines += ["", "total samples/s = sum over ranks of the samples each trained / the slowest rank's timed "
-                  "seconds; scaling efficiency = total / (world size x one-process samples/s at the same "
-                  "per-rank batch). Under --ddp peak memory is not measured (each rank trains in-process)."]
-    lines += ["", "samples/s: training steps after warm-up, device synchronised. saved MB: distinct storages "
-              "saved for backward in one training step, parameters excluded. peak MB: "
-              + (runs[0]["peak_mem_method"] if runs else "") + ", each implementation in its own process."]
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        r["net"],
+                        r["impl"],
+                        str(r["world_size"]),
+                        r.get("backend", "?"),
+                        str(r["batch_size"]),
+                        str(r["global_batch_size"]),
+                        _fmt(r["samples_per_s"], 0),
+                        ", ".join(_fmt(v, 0) for v in r.get("per_rank_samples_per_s", [])),
+                        _fmt(r.get("single_process_samples_per_s"), 0),
+                        f"{100 * eff:.0f}%" if eff is not None else "– (no --ddp-baseline)",
+                        _fmt(r["test_acc"], 2),
+                    ]
+                )
+                + " |"
+            )
+        lines += [
+            "",
+            "total samples/s = sum over ranks of the samples each trained / the slowest rank's timed "
+            "seconds; scaling efficiency = total / (world size x one-process samples/s at the same "
+            "per-rank batch). Under --ddp peak memory is not measured (each rank trains in-process).",
+        ]
+    lines += [
+        "",
+        "samples/s: training steps after warm-up, device synchronised. saved MB: distinct storages "
+        "saved for backward in one training step, parameters excluded. peak MB: "
+        + (runs[0]["peak_mem_method"] if runs else "")
+        + ", each implementation in its own process.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -749,17 +916,23 @@ def summary(runs):
         s = f.get("speedup_vs_reference")
         if s:
             speedups.append((net, s))
-            parts.append(f"{s:.2f}x the reference's samples/s ({f['samples_per_s']:,.0f} vs "
-                         f"{ref['samples_per_s']:,.0f})")
+            parts.append(
+                f"{s:.2f}x the reference's samples/s ({f['samples_per_s']:,.0f} vs {ref['samples_per_s']:,.0f})"
+            )
         if f.get("saved_ratio_vs_reference") is not None:
-            parts.append(f"{f['saved_ratio_vs_reference']:.2f}x its saved-for-backward bytes "
-                         f"({f['saved_mb']:.1f} vs {ref['saved_mb']:.1f} MB)")
+            parts.append(
+                f"{f['saved_ratio_vs_reference']:.2f}x its saved-for-backward bytes "
+                f"({f['saved_mb']:.1f} vs {ref['saved_mb']:.1f} MB)"
+            )
         if f.get("peak_mem_mb") is not None and ref.get("peak_mem_mb") is not None:
             parts.append(f"peak memory {f['peak_mem_mb']:,.0f} vs {ref['peak_mem_mb']:,.0f} MB")
         if f.get("acc_diff_vs_reference") is not None:
-            parts.append(f"test accuracy {f['test_acc']:.2f}% vs {ref['test_acc']:.2f}% "
-                         f"({f['acc_diff_vs_reference']:+.2f} points"
-                         + (", synthetic data: meaningless" if f.get("dataset") == "synthetic" else "") + ")")
+            parts.append(
+                f"test accuracy {f['test_acc']:.2f}% vs {ref['test_acc']:.2f}% "
+                f"({f['acc_diff_vs_reference']:+.2f} points"
+                + (", synthetic data: meaningless" if f.get("dataset") == "synthetic" else "")
+                + ")"
+            )
         out.append(f"{net}: fused " + ", ".join(parts))
     if not speedups:
         return out
@@ -769,17 +942,22 @@ def summary(runs):
     slower = [n for n, s in speedups if s < 1.0]
     span = f"{lo:.1f}x" if len(speedups) == 1 or f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f}-{hi:.1f}x"
     if slower:
-        verdict = (f"Verdict: on {device} the fused layers were slower than the per-step reference for "
-                   f"{', '.join(slower)} ({span} its speed).")
+        verdict = (
+            f"Verdict: on {device} the fused layers were slower than the per-step reference for "
+            f"{', '.join(slower)} ({span} its speed)."
+        )
     else:
-        verdict = (f"Verdict: on {device} the fused layers trained {span} as fast as the per-step reference "
-                   f"({', '.join(f'{n} {s:.1f}x' for n, s in speedups)}).")
+        verdict = (
+            f"Verdict: on {device} the fused layers trained {span} as fast as the per-step reference "
+            f"({', '.join(f'{n} {s:.1f}x' for n, s in speedups)})."
+        )
     return out + [verdict]
 
 
 def plots(result, out_dir) -> list:
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except Exception as e:
@@ -800,7 +978,13 @@ def plots(result, out_dir) -> list:
             if r is None:
                 continue
             x = i + (j - (len(impls) - 1) / 2) * w
-            ax.bar(x, r["samples_per_s"], w, color=colors[impl], label=impl if i == 0 or not ax.get_legend_handles_labels()[1].count(impl) else None)
+            ax.bar(
+                x,
+                r["samples_per_s"],
+                w,
+                color=colors[impl],
+                label=impl if i == 0 or not ax.get_legend_handles_labels()[1].count(impl) else None,
+            )
             s = r.get("speedup_vs_reference")
             if s and impl != "reference":
                 ax.text(x, r["samples_per_s"], f"{s:.1f}×", ha="center", va="bottom", fontsize=9)
@@ -808,8 +992,13 @@ def plots(result, out_dir) -> list:
     uniq = dict(zip(labels, handles))
     ax.legend(uniq.values(), uniq.keys())
     ax.set_xticks(range(len(nets_)))
-    ax.set_xticklabels([f"{n}\nT={next(r['T'] for r in runs if r['net'] == n)}, "
-                        f"B={next(r['batch_size'] for r in runs if r['net'] == n)}" for n in nets_])
+    ax.set_xticklabels(
+        [
+            f"{n}\nT={next(r['T'] for r in runs if r['net'] == n)}, "
+            f"B={next(r['batch_size'] for r in runs if r['net'] == n)}"
+            for n in nets_
+        ]
+    )
     ax.set_yscale("log")
     ax.set_ylabel("training samples / s (log)")
     ax.set_title(f"Training throughput on {runs[0]['device']} (× = speed-up vs reference)")
@@ -839,7 +1028,10 @@ def plots(result, out_dir) -> list:
         ax.set_ylabel("accuracy %")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Accuracy ({runs[0]['dataset']})" + (" -- SYNTHETIC DATA: MEANINGLESS" if runs[0]["dataset"] == "synthetic" else ""))
+    fig.suptitle(
+        f"Accuracy ({runs[0]['dataset']})"
+        + (" -- SYNTHETIC DATA: MEANINGLESS" if runs[0]["dataset"] == "synthetic" else "")
+    )
     fig.tight_layout()
     p = os.path.join(out_dir, "accuracy.png")
     fig.savefig(p, dpi=120)
@@ -851,13 +1043,16 @@ def plots(result, out_dir) -> list:
 def ddp_main(args) -> int:
     """--ddp: one process per rank (under torchrun); rank 0 gathers and writes the results."""
     import torch.distributed as dist
+
     device = torch.device(args.device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        log("error: --ddp needs torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT): "
-            "torchrun --nproc_per_node=N benchmarks/mnist_train.py --ddp ...")
+        log(
+            "error: --ddp needs torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT): "
+            "torchrun --nproc_per_node=N benchmarks/mnist_train.py --ddp ..."
+        )
         return 2
     dist.init_process_group(backend)
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -878,15 +1073,21 @@ def ddp_main(args) -> int:
             return 2
         if rank != 0:
             ds = data_mod.load_dataset(name[0], args.data_dir, seed=args.seed, log=say, allow_download=False)
-        say(f"dataset: {ds.pretty} ({len(ds.train)} train / {len(ds.test)} test images, from {ds.source}); "
-            f"DDP: {world} ranks, backend {backend}, {torch.get_num_threads()} torch threads per rank")
-        notes = [f"DistributedDataParallel: {world} processes, backend {backend}, --batch-size per rank; "
-                 "peak memory not measured (every rank trains in-process)."]
+        say(
+            f"dataset: {ds.pretty} ({len(ds.train)} train / {len(ds.test)} test images, from {ds.source}); "
+            f"DDP: {world} ranks, backend {backend}, {torch.get_num_threads()} torch threads per rank"
+        )
+        notes = [
+            f"DistributedDataParallel: {world} processes, backend {backend}, --batch-size per rank; "
+            "peak memory not measured (every rank trains in-process)."
+        ]
         if ds.name == "synthetic":
             notes.append("SYNTHETIC data: accuracy is meaningless; speed and memory are valid.")
         if args.limit_batches:
-            notes.append(f"Short run: {args.limit_batches} training batches per epoch and rank, "
-                         f"{args.limit_test_batches or 'all'} test batches.")
+            notes.append(
+                f"Short run: {args.limit_batches} training batches per epoch and rank, "
+                f"{args.limit_test_batches or 'all'} test batches."
+            )
         todo, skipped = plan(args)
         ds = ds.to(device)
         runs = []
@@ -903,8 +1104,9 @@ def ddp_main(args) -> int:
             say(f"== {net} / {impl}: DDP over {world} processes ==")
             mine = run_one(net, impl, args, ds, ddp=True)
             gathered = [None] * world
-            dist.all_gather_object(gathered, {k: mine[k] for k in ("samples_per_s", "timed_s", "timed_samples",
-                                                                     "epoch_s", "test_acc")})
+            dist.all_gather_object(
+                gathered, {k: mine[k] for k in ("samples_per_s", "timed_s", "timed_samples", "epoch_s", "test_acc")}
+            )
             if rank != 0:
                 continue
             r = dict(mine)
@@ -912,20 +1114,24 @@ def ddp_main(args) -> int:
             r["per_rank_samples_per_s"] = [g["samples_per_s"] for g in gathered]
             r["per_rank_epoch_s"] = [g["epoch_s"] for g in gathered]
             r["per_rank_test_acc"] = [g["test_acc"] for g in gathered]
-            r["samples_per_s"] = round(sum(g["timed_samples"] for g in gathered)
-                                       / max(g["timed_s"] for g in gathered), 2)
+            r["samples_per_s"] = round(
+                sum(g["timed_samples"] for g in gathered) / max(g["timed_s"] for g in gathered), 2
+            )
             r["full_epoch_s_est"] = round(len(ds.train) / r["samples_per_s"], 1)
             r["single_process_samples_per_s"] = single["samples_per_s"] if single else None
-            r["scaling_efficiency"] = (round(r["samples_per_s"] / (world * single["samples_per_s"]), 3)
-                                       if single else None)
+            r["scaling_efficiency"] = (
+                round(r["samples_per_s"] / (world * single["samples_per_s"]), 3) if single else None
+            )
             if single:
                 r["speedup_vs_one_process"] = round(r["samples_per_s"] / single["samples_per_s"], 2)
                 runs.append(single)
                 log(f"   one process: {single['samples_per_s']:.0f} samples/s")
             runs.append(r)
-            log(f"   DDP x{world}: {r['samples_per_s']:.0f} samples/s in total, per rank "
-                f"{r['per_rank_samples_per_s']}" + (f", scaling efficiency {100 * r['scaling_efficiency']:.0f}%"
-                                                    if single else ""))
+            log(
+                f"   DDP x{world}: {r['samples_per_s']:.0f} samples/s in total, per rank "
+                f"{r['per_rank_samples_per_s']}"
+                + (f", scaling efficiency {100 * r['scaling_efficiency']:.0f}%" if single else "")
+            )
         if rank == 0:
             add_ratios(runs)
             info = machine_info(args.device)
@@ -942,6 +1148,7 @@ def write_results(result: dict, args) -> None:
     """results.json, results.md and the plots into --out; the table to stdout. Machine paths
     (checkout, venv, home, temporary folders) are replaced by placeholders first."""
     from snn_cuda._paths import scrub_paths
+
     result = scrub_paths(result, root=_ROOT)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
@@ -974,9 +1181,12 @@ def main(argv=None) -> int:
     if ds.name == "synthetic":
         notes.append("SYNTHETIC data: accuracy is meaningless; speed and memory are valid.")
     if args.limit_batches:
-        msg = (f"Short run: {args.limit_batches} training batches per epoch, "
-               f"{args.limit_test_batches or 'all'} test batches"
-               + (" (the CPU default; --limit-batches 0 for full epochs)" if args.limited_by_default else "") + ".")
+        msg = (
+            f"Short run: {args.limit_batches} training batches per epoch, "
+            f"{args.limit_test_batches or 'all'} test batches"
+            + (" (the CPU default; --limit-batches 0 for full epochs)" if args.limited_by_default else "")
+            + "."
+        )
         notes.append(msg)
         log(msg)
     todo, skipped = plan(args)
@@ -995,8 +1205,10 @@ def main(argv=None) -> int:
             skipped.append({"net": net, "impl": impl, "reason": f"failed: {type(e).__name__}: {e}"})
             continue
         runs.append(r)
-        log(f"   {r['samples_per_s']:.0f} samples/s, saved {r['saved_mb']} MB, peak {r['peak_mem_mb']} MB, "
-            f"test acc {r['test_acc']}%")
+        log(
+            f"   {r['samples_per_s']:.0f} samples/s, saved {r['saved_mb']} MB, peak {r['peak_mem_mb']} MB, "
+            f"test acc {r['test_acc']}%"
+        )
     add_ratios(runs)
     write_results({"machine": info, "runs": runs, "skipped": skipped, "notes": notes}, args)
     failed = [s for s in skipped if s["reason"].startswith("failed")]

@@ -19,6 +19,7 @@ Every implementation exposes ``linears()`` (its nn.Linear modules in a fixed ord
 from the same weights (``init_weights`` + ``load_weights``), and ``forward(img)`` on a batch of
 images ``[B, 1, 28, 28]`` in [0, 1] returning what ``NETS[net].loss`` / ``.predict`` take.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -111,12 +112,42 @@ def _init_dense_if():
 
 
 NETS = {
-    "lif_fc": NetSpec("lif_fc", 100, 128, 1e-3, (0.9, 0.999), _lif_fc_loss, _rate_predict, _init_lif_fc,
-                      "spikingjelly", "784-10 LIF(tau=2, ATan), Poisson input, MSE on rate"),
-    "tutorial5": NetSpec("tutorial5", 25, 128, 5e-4, (0.9, 0.999), _tutorial5_loss, _tutorial5_predict,
-                         _init_tutorial5, "snntorch", "784-1000-10 Leaky(beta=0.95), constant current, sum_t CE(mem)"),
-    "dense_if": NetSpec("dense_if", 100, 500, 1e-3, (0.9, 0.999), _dense_if_loss, _rate_predict, _init_dense_if,
-                        None, "IF input + 784-256-256-10 Linear->syn current(e^-1)->IF(floor 0), NLL(log_softmax(rate))"),
+    "lif_fc": NetSpec(
+        "lif_fc",
+        100,
+        128,
+        1e-3,
+        (0.9, 0.999),
+        _lif_fc_loss,
+        _rate_predict,
+        _init_lif_fc,
+        "spikingjelly",
+        "784-10 LIF(tau=2, ATan), Poisson input, MSE on rate",
+    ),
+    "tutorial5": NetSpec(
+        "tutorial5",
+        25,
+        128,
+        5e-4,
+        (0.9, 0.999),
+        _tutorial5_loss,
+        _tutorial5_predict,
+        _init_tutorial5,
+        "snntorch",
+        "784-1000-10 Leaky(beta=0.95), constant current, sum_t CE(mem)",
+    ),
+    "dense_if": NetSpec(
+        "dense_if",
+        100,
+        500,
+        1e-3,
+        (0.9, 0.999),
+        _dense_if_loss,
+        _rate_predict,
+        _init_dense_if,
+        None,
+        "IF input + 784-256-256-10 Linear->syn current(e^-1)->IF(floor 0), NLL(log_softmax(rate))",
+    ),
 }
 
 
@@ -211,6 +242,7 @@ class LifFcPeer(nn.Module):
     def __init__(self, T: int):
         super().__init__()
         from spikingjelly.activation_based import encoding, layer, neuron, surrogate
+
         self.T = T
         self.layer = nn.Sequential(
             layer.Flatten(),
@@ -224,6 +256,7 @@ class LifFcPeer(nn.Module):
 
     def forward(self, img):
         from spikingjelly.activation_based import functional
+
         functional.reset_net(self.layer)
         out_fr = 0.0
         for _ in range(self.T):
@@ -273,8 +306,8 @@ class Tutorial5Fused(nn.Module):
         self.fc1 = nn.Linear(28 * 28, 1000)
         # The hidden membrane feeds no loss: never materialised (checkpoints only).
         self.hidden = snn_cuda.NeuronLinear(
-            snn_cuda.Leaky(beta=beta, step_mode="m", backend="fused", return_mem=False),
-            snn_cuda.SpikeLinear(1000, 10))
+            snn_cuda.Leaky(beta=beta, step_mode="m", backend="fused", return_mem=False), snn_cuda.SpikeLinear(1000, 10)
+        )
         self.lif2 = snn_cuda.Leaky(beta=beta, step_mode="m", backend="fused")
 
     def linears(self):
@@ -282,8 +315,8 @@ class Tutorial5Fused(nn.Module):
 
     def forward(self, img):
         reset_net(self)
-        cur1 = self.fc1(img.flatten(1))          # [B, 1000], once
-        cur2 = self.hidden(cur1, T=self.T)       # [T, B, 10]: Leaky over T steps, then fc2
+        cur1 = self.fc1(img.flatten(1))  # [B, 1000], once
+        cur2 = self.hidden(cur1, T=self.T)  # [T, B, 10]: Leaky over T steps, then fc2
         spk2, mem2 = self.lif2(cur2)
         return spk2, mem2
 
@@ -294,6 +327,7 @@ class Tutorial5Peer(nn.Module):
     def __init__(self, T: int, beta: float = 0.95):
         super().__init__()
         import snntorch as snn
+
         self.T = T
         self.fc1 = nn.Linear(28 * 28, 1000)
         self.lif1 = snn.Leaky(beta=beta)
@@ -327,8 +361,15 @@ INPUT_GAIN, INPUT_BIAS = 1.0, 0.0
 
 def _dense_if_neuron(step_mode, backend):
     # rectified IF: floor 0, threshold 1, hard reset to 0, reset detached, fast sigmoid slope 100
-    return snn_cuda.IF(v_threshold=1.0, v_reset=0.0, v_floor=0.0, detach_reset=True,
-                       surrogate=sg.FastSigmoid(slope=100.0), step_mode=step_mode, backend=backend)
+    return snn_cuda.IF(
+        v_threshold=1.0,
+        v_reset=0.0,
+        v_floor=0.0,
+        detach_reset=True,
+        surrogate=sg.FastSigmoid(slope=100.0),
+        step_mode=step_mode,
+        backend=backend,
+    )
 
 
 class DenseIFReference(nn.Module):
@@ -339,8 +380,7 @@ class DenseIFReference(nn.Module):
         self.T = T
         self.inp = _dense_if_neuron("s", "torch")
         self.fcs = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.syns = nn.ModuleList(snn_cuda.SynapticCurrent(SYN_DECAY, step_mode="s", backend="torch")
-                                  for _ in self.fcs)
+        self.syns = nn.ModuleList(snn_cuda.SynapticCurrent(SYN_DECAY, step_mode="s", backend="torch") for _ in self.fcs)
         self.ifs = nn.ModuleList(_dense_if_neuron("s", "torch") for _ in self.fcs)
 
     def linears(self):
@@ -366,10 +406,10 @@ class DenseIFFused(nn.Module):
         super().__init__()
         self.T = T
         self.inp = _dense_if_neuron("m", "fused")
-        self.fcs = nn.ModuleList(snn_cuda.SeqToANN(snn_cuda.SpikeLinear(a, b, bias=False))
-                                 for a, b in zip(sizes[:-1], sizes[1:]))
-        self.syns = nn.ModuleList(snn_cuda.SynapticCurrent(SYN_DECAY, step_mode="m", backend="fused")
-                                  for _ in self.fcs)
+        self.fcs = nn.ModuleList(
+            snn_cuda.SeqToANN(snn_cuda.SpikeLinear(a, b, bias=False)) for a, b in zip(sizes[:-1], sizes[1:])
+        )
+        self.syns = nn.ModuleList(snn_cuda.SynapticCurrent(SYN_DECAY, step_mode="m", backend="fused") for _ in self.fcs)
         self.ifs = nn.ModuleList(_dense_if_neuron("m", "fused") for _ in self.fcs)
         for neuron in self.ifs:
             # Its input (the synaptic current sequence) is kept for the synapse's own
@@ -388,10 +428,14 @@ class DenseIFFused(nn.Module):
 
 
 MODELS = {
-    ("lif_fc", "reference"): LifFcReference, ("lif_fc", "fused"): LifFcFused, ("lif_fc", "peer"): LifFcPeer,
-    ("tutorial5", "reference"): Tutorial5Reference, ("tutorial5", "fused"): Tutorial5Fused,
+    ("lif_fc", "reference"): LifFcReference,
+    ("lif_fc", "fused"): LifFcFused,
+    ("lif_fc", "peer"): LifFcPeer,
+    ("tutorial5", "reference"): Tutorial5Reference,
+    ("tutorial5", "fused"): Tutorial5Fused,
     ("tutorial5", "peer"): Tutorial5Peer,
-    ("dense_if", "reference"): DenseIFReference, ("dense_if", "fused"): DenseIFFused,
+    ("dense_if", "reference"): DenseIFReference,
+    ("dense_if", "fused"): DenseIFFused,
 }
 
 

@@ -48,6 +48,7 @@ Examples:
   python benchmarks/neuron_op.py --neurons plif --json benchmarks/results/intel-xeon-avx512/neuron_op_plif_fp32.json
   python benchmarks/neuron_op.py --neurons leaky-learn --shape 32 64 8192
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,8 +75,12 @@ import machine  # noqa: E402  (benchmarks/machine.py)
 # ------------------------------------------------------------------------------------------
 # Plain-torch loops (kept here so the baseline exists even without snn_cuda)
 # ------------------------------------------------------------------------------------------
-_STATE = {torch.float16: torch.float32, torch.bfloat16: torch.float32,
-          torch.float32: torch.float32, torch.float64: torch.float64}
+_STATE = {
+    torch.float16: torch.float32,
+    torch.bfloat16: torch.float32,
+    torch.float32: torch.float32,
+    torch.float64: torch.float64,
+}
 
 
 class ATanSpike(torch.autograd.Function):
@@ -107,8 +112,8 @@ def _lif_step(xt, v, model, tau, vth, vr, alpha):
 
 
 def _leaky_step(xt, u, beta, thr, alpha):
-    r = (u.detach() > thr).to(u.dtype)          # snnTorch reset_delay=True, detached
-    u = beta * u + xt - r * thr                  # reset by subtraction
+    r = (u.detach() > thr).to(u.dtype)  # snnTorch reset_delay=True, detached
+    u = beta * u + xt - r * thr  # reset by subtraction
     s = ATanSpike.apply(u - thr, alpha, True)
     return s, u
 
@@ -162,6 +167,7 @@ def _import_snn_cuda():
 def snn_cuda_build_info():
     try:
         import snn_cuda
+
         return dict(snn_cuda.build_info())
     except Exception as e:
         return {"error": f"{type(e).__name__}: {e}"}
@@ -177,8 +183,9 @@ def _snn_layer(model, backend):
     else:
         cls, kw = getattr(snn_cuda, "Leaky", None), dict(beta=0.5)
     if cls is None:
-        raise _Skip(f"snn_cuda has no {'LIF' if model == 'lif' else model.upper() if model == 'if' else 'Leaky'} "
-                    "module yet")
+        raise _Skip(
+            f"snn_cuda has no {'LIF' if model == 'lif' else model.upper() if model == 'if' else 'Leaky'} module yet"
+        )
     layer = cls(surrogate=sur, backend=backend, **kw)
     if hasattr(layer, "step_mode"):
         try:
@@ -227,7 +234,7 @@ def reference_factory(model, dtype, device, shape=None):
             out = layer(x)
             return out[0] if isinstance(out, tuple) else out
 
-        run.note = "backend=\"torch\""
+        run.note = 'backend="torch"'
         return run
     try:
         from snn_cuda import reference, surrogate
@@ -287,6 +294,7 @@ def snntorch_factory(indexing):
 def loop_factory(indexing):
     def factory(model, dtype, device, shape=None):
         return make_loop(model, dtype, indexing=indexing)
+
     return factory
 
 
@@ -300,7 +308,6 @@ ROWS = [
     ("snntorch", "snnTorch Leaky, unbind loop", snntorch_factory("unbind"), False),
     ("snntorch_idx", "snnTorch Leaky, x[t] loop (tutorial)", snntorch_factory("index"), True),
 ]
-
 
 
 # ------------------------------------------------------------------------------------------
@@ -373,9 +380,15 @@ def sj_plif_factory(model, dtype, device, shape=None):
         raise _Skip(f"spikingjelly not importable: {type(e).__name__}: {e}")
     # SpikingJelly 2.0.0's ParametricLIFNode has no `backend` argument: on CPU (ATan, scalar w,
     # fp32) it runs its torch op sj_plif (a per-step torch loop with a hand-written backward).
-    layer = neuron.ParametricLIFNode(init_tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0,
-                                     surrogate_function=surrogate.ATan(alpha=2.0), detach_reset=False,
-                                     step_mode="m").to(device)
+    layer = neuron.ParametricLIFNode(
+        init_tau=2.0,
+        decay_input=True,
+        v_threshold=1.0,
+        v_reset=0.0,
+        surrogate_function=surrogate.ATan(alpha=2.0),
+        detach_reset=False,
+        step_mode="m",
+    ).to(device)
 
     def run(x):
         functional.reset_net(layer)
@@ -392,8 +405,9 @@ def snntorch_learn_factory(model, dtype, device, shape=None):
         from snntorch import surrogate
     except Exception as e:
         raise _Skip(f"snntorch not importable: {type(e).__name__}: {e}")
-    lif = snntorch.Leaky(beta=0.5, threshold=1.0, spike_grad=surrogate.atan(alpha=2.0),
-                         learn_beta=True, learn_threshold=True).to(device)
+    lif = snntorch.Leaky(
+        beta=0.5, threshold=1.0, spike_grad=surrogate.atan(alpha=2.0), learn_beta=True, learn_threshold=True
+    ).to(device)
 
     def run(x):
         mem = lif.init_leaky()
@@ -410,26 +424,53 @@ def snntorch_learn_factory(model, dtype, device, shape=None):
 PLIF_ROWS = [
     ("lif", "fused LIF, fixed tau=2 (baseline)", snn_learn_factory("LIF", "fused", tau=2.0), False),
     ("plif", "fused ParametricLIF, scalar w", snn_learn_factory("ParametricLIF", "fused", init_tau=2.0), False),
-    ("plif_pn", "fused ParametricLIF, per-neuron w",
-     snn_learn_factory("ParametricLIF", "fused", per_neuron=True, init_tau=2.0), False),
-    ("plif_th", "fused ParametricLIF, scalar w + learn_threshold",
-     snn_learn_factory("ParametricLIF", "fused", init_tau=2.0, learn_threshold=True), False),
-    ("lif_th", "fused LIF, learn_threshold (scalar)",
-     snn_learn_factory("LIF", "fused", tau=2.0, learn_threshold=True), False),
-    ("reference", "reference ParametricLIF (backend=\"torch\"), scalar w",
-     snn_learn_factory("ParametricLIF", "torch", init_tau=2.0), False),
+    (
+        "plif_pn",
+        "fused ParametricLIF, per-neuron w",
+        snn_learn_factory("ParametricLIF", "fused", per_neuron=True, init_tau=2.0),
+        False,
+    ),
+    (
+        "plif_th",
+        "fused ParametricLIF, scalar w + learn_threshold",
+        snn_learn_factory("ParametricLIF", "fused", init_tau=2.0, learn_threshold=True),
+        False,
+    ),
+    (
+        "lif_th",
+        "fused LIF, learn_threshold (scalar)",
+        snn_learn_factory("LIF", "fused", tau=2.0, learn_threshold=True),
+        False,
+    ),
+    (
+        "reference",
+        'reference ParametricLIF (backend="torch"), scalar w',
+        snn_learn_factory("ParametricLIF", "torch", init_tau=2.0),
+        False,
+    ),
     ("sj", "SpikingJelly ParametricLIFNode", sj_plif_factory, False),
 ]
 
 LEAKY_LEARN_ROWS = [
     ("leaky", "fused Leaky, fixed beta=0.5 (baseline)", snn_learn_factory("Leaky", "fused", beta=0.5), False),
-    ("leaky_learn", "fused Leaky, learn_beta + learn_threshold (scalar)",
-     snn_learn_factory("Leaky", "fused", beta=0.5, learn_beta=True, learn_threshold=True), False),
-    ("leaky_learn_pn", "fused Leaky, learn_beta + learn_threshold (per-neuron)",
-     snn_learn_factory("Leaky", "fused", per_neuron=True, beta=0.5, learn_beta=True, learn_threshold=True),
-     False),
-    ("reference", "reference Leaky (backend=\"torch\"), learn_beta + learn_threshold",
-     snn_learn_factory("Leaky", "torch", beta=0.5, learn_beta=True, learn_threshold=True), False),
+    (
+        "leaky_learn",
+        "fused Leaky, learn_beta + learn_threshold (scalar)",
+        snn_learn_factory("Leaky", "fused", beta=0.5, learn_beta=True, learn_threshold=True),
+        False,
+    ),
+    (
+        "leaky_learn_pn",
+        "fused Leaky, learn_beta + learn_threshold (per-neuron)",
+        snn_learn_factory("Leaky", "fused", per_neuron=True, beta=0.5, learn_beta=True, learn_threshold=True),
+        False,
+    ),
+    (
+        "reference",
+        'reference Leaky (backend="torch"), learn_beta + learn_threshold',
+        snn_learn_factory("Leaky", "torch", beta=0.5, learn_beta=True, learn_threshold=True),
+        False,
+    ),
     ("snntorch", "snnTorch Leaky(learn_beta, learn_threshold), unbind loop", snntorch_learn_factory, False),
 ]
 
@@ -437,17 +478,20 @@ LEAKY_LEARN_ROWS = [
 # = row time / baseline time), the reference and the peer (speed-up = their time / row time);
 # the peer is also what spikes and gradients are checked against (the reference if no peer).
 MODE_ROWS = {"lif": ROWS, "if": ROWS, "leaky": ROWS, "plif": PLIF_ROWS, "leaky-learn": LEAKY_LEARN_ROWS}
-LEARN_MODES = {"plif": dict(baseline="lif", reference="reference", peer="sj", peer_name="SpikingJelly"),
-               "leaky-learn": dict(baseline="leaky", reference="reference", peer="snntorch",
-                                   peer_name="snnTorch")}
+LEARN_MODES = {
+    "plif": dict(baseline="lif", reference="reference", peer="sj", peer_name="SpikingJelly"),
+    "leaky-learn": dict(baseline="leaky", reference="reference", peer="snntorch", peer_name="snnTorch"),
+}
 # canonical parameter names across implementations (SJ: w; snnTorch: beta, threshold)
 _PARAM_ALIAS = {"v_threshold": "threshold"}
+
 
 def _peer_versions():
     out = {}
     for mod in ("spikingjelly", "snntorch"):
         try:
             from importlib.metadata import version
+
             out[mod] = version(mod)
         except Exception:
             out[mod] = None
@@ -455,13 +499,14 @@ def _peer_versions():
 
 
 def _label(key, model, versions):
-    lab = dict((k, l) for k, l, _, _ in MODE_ROWS[model])[key]
+    lab = dict((k, lbl) for k, lbl, _, _ in MODE_ROWS[model])[key]
     if model in LEARN_MODES:
         peer = LEARN_MODES[model]["peer"]
         mod = "spikingjelly" if peer == "sj" else "snntorch"
         if key == peer and versions.get(mod):
             lab = lab.replace("SpikingJelly", f"SpikingJelly {versions[mod]}").replace(
-                "snnTorch", f"snnTorch {versions[mod]}")
+                "snnTorch", f"snnTorch {versions[mod]}"
+            )
         return lab
     if key == "sj" and versions.get("spikingjelly"):
         node = {"lif": " LIFNode", "if": " IFNode"}.get(model, "")
@@ -568,8 +613,9 @@ def bench_shape(shape, model, dtype, device, keys, args, versions, verbose=True)
                 x.grad = None
                 rs = rfn(x)
                 rs.backward(g)
-                row["vs_own_reference"] = _compare(row["_s"], row["_gx"], row["_gp"], rs.detach(),
-                                                   x.grad.detach(), _param_grads(rfn))
+                row["vs_own_reference"] = _compare(
+                    row["_s"], row["_gx"], row["_gp"], rs.detach(), x.grad.detach(), _param_grads(rfn)
+                )
                 del rfn, rs
             warm = [_iteration(fn, x, g, device)]
             while len(warm) < (1 if slow else 3) and sum(warm) < 2.0:
@@ -577,8 +623,11 @@ def bench_shape(shape, model, dtype, device, keys, args, versions, verbose=True)
             t_warm = min(warm)
             row["_times"], row["_est"] = [], t_warm
             if args.verbose:
-                print(f"  [warm] {label}: {t_warm * 1e3:.1f} ms ({time.perf_counter() - t_row:.1f} s "
-                      "setup)", file=sys.stderr, flush=True)
+                print(
+                    f"  [warm] {label}: {t_warm * 1e3:.1f} ms ({time.perf_counter() - t_row:.1f} s setup)",
+                    file=sys.stderr,
+                    flush=True,
+                )
             live.append((row, fn))
         except _Skip as sk:
             row["skipped"] = str(sk)
@@ -610,24 +659,29 @@ def bench_shape(shape, model, dtype, device, keys, args, versions, verbose=True)
             if learn:
                 row["param_grad_rel_err"] = c["param_grad_rel_err"]
     if learn and verbose:
-        print(f"\ncheck before timing (x ~ N({args.x_mean}, {args.x_std}^2), {list(shape)}; "
-              f"vs {base['impl'] if base else 'nothing'}):")
+        print(
+            f"\ncheck before timing (x ~ N({args.x_mean}, {args.x_std}^2), {list(shape)}; "
+            f"vs {base['impl'] if base else 'nothing'}):"
+        )
         for row in rows:
             if "_s" not in row:
                 continue
             msg = f"  {row['impl']}: firing rate {row['firing_rate']:.4f}"
             if "spike_mismatch" in row:
-                msg += (f"; spikes != base: {row['spike_mismatch']} of {numel}; gx max rel err "
-                        f"{row['gx_max_rel_err']:.1e}")
+                msg += (
+                    f"; spikes != base: {row['spike_mismatch']} of {numel}; gx max rel err {row['gx_max_rel_err']:.1e}"
+                )
                 for n, v in row.get("param_grad_rel_err", {}).items():
                     msg += f"; d{n} rel err {v:.1e}"
             elif row is base:
                 msg += " (the base)"
             own = row.get("vs_own_reference")
             if own:
-                msg += (f" | vs same layer backend='torch': spikes != {own['spike_mismatch']}, gx "
-                        f"{own['gx_max_rel_err']:.1e}"
-                        + "".join(f", d{n} {v:.1e}" for n, v in own["param_grad_rel_err"].items()))
+                msg += (
+                    f" | vs same layer backend='torch': spikes != {own['spike_mismatch']}, gx "
+                    f"{own['gx_max_rel_err']:.1e}"
+                    + "".join(f", d{n} {v:.1e}" for n, v in own["param_grad_rel_err"].items())
+                )
             if row.get("param_grad_sum"):
                 msg += " | grad sums " + ", ".join(f"{n}={v:.6g}" for n, v in row["param_grad_sum"].items())
             print(msg)
@@ -644,15 +698,23 @@ def bench_shape(shape, model, dtype, device, keys, args, versions, verbose=True)
             for _ in range(n):
                 row["_times"].append(_iteration(fn, x, g, device))
             if args.verbose:
-                print(f"  [round] {row['impl']}: {n} reps, median so far "
-                      f"{statistics.median(row['_times']) * 1e3:.1f} ms", file=sys.stderr, flush=True)
+                print(
+                    f"  [round] {row['impl']}: {n} reps, median so far {statistics.median(row['_times']) * 1e3:.1f} ms",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     for row, _ in live:
         ts = row.pop("_times")
         row.pop("_est")
         t = statistics.median(ts)
-        row.update(reps=len(ts), median_s=t, min_s=min(ts),
-                   neuron_steps_per_s=numel / t, eff_GB_s=numel * bytes_per_step / t / 1e9)
+        row.update(
+            reps=len(ts),
+            median_s=t,
+            min_s=min(ts),
+            neuron_steps_per_s=numel / t,
+            eff_GB_s=numel * bytes_per_step / t / 1e9,
+        )
         if args.keep_times:
             row["times_s"] = ts
     for row in rows:
@@ -679,8 +741,13 @@ def bench_shape(shape, model, dtype, device, keys, args, versions, verbose=True)
                 row["x_unbind"] = t_unbind / row["median_s"] if t_unbind else None
                 row["x_sj"] = t_sj / row["median_s"] if t_sj else None
                 row["x_snntorch"] = t_snt / row["median_s"] if t_snt else None
-    return {"shape": list(shape), "numel": numel, "bytes_per_neuron_step": bytes_per_step,
-            "check_base": base_key if base else None, "rows": rows}
+    return {
+        "shape": list(shape),
+        "numel": numel,
+        "bytes_per_neuron_step": bytes_per_step,
+        "check_base": base_key if base else None,
+        "rows": rows,
+    }
 
 
 # ------------------------------------------------------------------------------------------
@@ -707,8 +774,10 @@ def _rate(v):
 
 
 def markdown(res, model, cols_snt):
-    head = ("| implementation | ms / fwd+bwd | reps | neuron-steps/s | eff. GB/s | × unbind loop "
-            "| × SpikingJelly |" + (" × snnTorch |" if cols_snt else "") + " firing rate | spikes ≠ unbind |")
+    head = (
+        "| implementation | ms / fwd+bwd | reps | neuron-steps/s | eff. GB/s | × unbind loop "
+        "| × SpikingJelly |" + (" × snnTorch |" if cols_snt else "") + " firing rate | spikes ≠ unbind |"
+    )
     sep = "|" + "---|" * (head.count("|") - 1)
     lines = [head, sep]
     for r in res["rows"]:
@@ -722,9 +791,9 @@ def markdown(res, model, cols_snt):
             f"| {r['impl']} | {r['median_s'] * 1e3:.1f} | {r['reps']} | {_rate(r['neuron_steps_per_s'])} "
             f"| {r['eff_GB_s']:.1f} | {_f(r['x_unbind'], '.2f')} | {_f(r['x_sj'], '.2f')} |"
             + (f" {_f(r['x_snntorch'], '.2f')} |" if cols_snt else "")
-            + f" {r['firing_rate']:.4f} | {mism} |")
+            + f" {r['firing_rate']:.4f} | {mism} |"
+        )
     return "\n".join(lines)
-
 
 
 def _learn_str(r):
@@ -737,9 +806,11 @@ def _learn_str(r):
 def markdown_learn(res, model):
     lm = LEARN_MODES[model]
     peer = lm["peer_name"]
-    head = ("| implementation | learnable | ms / fwd+bwd | reps | neuron-steps/s | eff. GB/s "
-            "| ÷ fixed fused (overhead) | × reference | × " + peer + " | firing rate "
-            "| spikes ≠ check base | gx rel err | param-grad rel err |")
+    head = (
+        "| implementation | learnable | ms / fwd+bwd | reps | neuron-steps/s | eff. GB/s "
+        "| ÷ fixed fused (overhead) | × reference | × " + peer + " | firing rate "
+        "| spikes ≠ check base | gx rel err | param-grad rel err |"
+    )
     sep = "|" + "---|" * (head.count("|") - 1)
     lines = [head, sep]
     for r in res["rows"]:
@@ -753,8 +824,10 @@ def markdown_learn(res, model):
             f"| {_f(r['x_reference'], '.2f')} | {_f(r['x_peer'], '.2f')} | {r['firing_rate']:.4f} "
             f"| {'base' if res.get('check_base') == r['key'] else _f(mism, 'd')} "
             f"| {_f(r.get('gx_max_rel_err'), '.0e')} "
-            f"| {', '.join(f'd{n} {v:.0e}' for n, v in pg.items()) or '—'} |")
+            f"| {', '.join(f'd{n} {v:.0e}' for n, v in pg.items()) or '—'} |"
+        )
     return "\n".join(lines)
+
 
 def sj_shapes(scale, ts):
     shapes = []
@@ -772,39 +845,68 @@ SMALL_SHAPES = [[4, 1, 1024], [8, 16, 1024], [16, 32, 512], [32, 8, 256], [64, 1
 def _scrub(obj):
     """obj with the machine's paths (checkout, venv, home, temporary folders) as placeholders."""
     from snn_cuda._paths import scrub_paths
+
     return scrub_paths(obj, root=_ROOT)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shape", type=int, nargs="+", default=[64, 64, 4096], metavar="D",
-                   help="T B N (or any [T, ...]); default 64 64 4096")
+    p.add_argument(
+        "--shape",
+        type=int,
+        nargs="+",
+        default=[64, 64, 4096],
+        metavar="D",
+        help="T B N (or any [T, ...]); default 64 64 4096",
+    )
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "float64"])
-    p.add_argument("--neurons", default="lif", choices=["lif", "if", "leaky", "plif", "leaky-learn"],
-                   help="lif/if/leaky: fixed-parameter layers vs the loops and peers; plif: learnable "
-                        "tau (ParametricLIF) and threshold vs fixed LIF, the reference and SpikingJelly's "
-                        "ParametricLIFNode; leaky-learn: Leaky learn_beta+learn_threshold vs fixed "
-                        "Leaky, the reference and snnTorch's learnable Leaky")
+    p.add_argument(
+        "--neurons",
+        default="lif",
+        choices=["lif", "if", "leaky", "plif", "leaky-learn"],
+        help="lif/if/leaky: fixed-parameter layers vs the loops and peers; plif: learnable "
+        "tau (ParametricLIF) and threshold vs fixed LIF, the reference and SpikingJelly's "
+        "ParametricLIFNode; leaky-learn: Leaky learn_beta+learn_threshold vs fixed "
+        "Leaky, the reference and snnTorch's learnable Leaky",
+    )
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     machine.add_isa_argument(p)
-    p.add_argument("--rows", default=None,
-                   help="comma-separated subset of the mode's rows (default all): lif/if/leaky: "
-                        + ",".join(k for k, *_ in ROWS) + "; plif: " + ",".join(k for k, *_ in PLIF_ROWS)
-                        + "; leaky-learn: " + ",".join(k for k, *_ in LEAKY_LEARN_ROWS))
+    p.add_argument(
+        "--rows",
+        default=None,
+        help="comma-separated subset of the mode's rows (default all): lif/if/leaky: "
+        + ",".join(k for k, *_ in ROWS)
+        + "; plif: "
+        + ",".join(k for k, *_ in PLIF_ROWS)
+        + "; leaky-learn: "
+        + ",".join(k for k, *_ in LEAKY_LEARN_ROWS),
+    )
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    p.add_argument("--budget", type=float, default=3.0,
-                   help="seconds of timed reps per row, split over rounds (default 3)")
+    p.add_argument(
+        "--budget", type=float, default=3.0, help="seconds of timed reps per row, split over rounds (default 3)"
+    )
     p.add_argument("--max-reps", type=int, default=30, help="most timed reps per row per round")
-    p.add_argument("--slow-reps", type=int, default=1,
-                   help="timed reps per round for the slow rows: seed loop, snnTorch (default 1)")
-    p.add_argument("--sweep", action="store_true",
-                   help="also small (launch-bound) shapes and SpikingJelly's GPU shapes "
-                        "[T,64,32768], [T,2^20], [T,64,65536], N divided by --scale")
+    p.add_argument(
+        "--slow-reps",
+        type=int,
+        default=1,
+        help="timed reps per round for the slow rows: seed loop, snnTorch (default 1)",
+    )
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also small (launch-bound) shapes and SpikingJelly's GPU shapes "
+        "[T,64,32768], [T,2^20], [T,64,65536], N divided by --scale",
+    )
     p.add_argument("--sweep-all", action="store_true", help="include the slow rows in the sweep")
     p.add_argument("--sweep-T", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64, 128])
-    p.add_argument("--scale", type=int, default=None,
-                   help="divide the last dim of the SpikingJelly shapes by this (default 16 on CPU, 1 on CUDA)")
+    p.add_argument(
+        "--scale",
+        type=int,
+        default=None,
+        help="divide the last dim of the SpikingJelly shapes by this (default 16 on CPU, 1 on CUDA)",
+    )
     p.add_argument("--copy-mb", type=int, default=256, help="copy-bandwidth tensor size (MB)")
     p.add_argument("--x-mean", type=float, default=0.8, help="x ~ N(mean, std^2); default 0.8")
     p.add_argument("--x-std", type=float, default=1.0, help="default 1.0 (LIF fires ~20%%)")
@@ -820,12 +922,10 @@ def main(argv=None):
         p.error("--device cuda but torch.cuda.is_available() is False")
     dtype = getattr(torch, args.dtype)
     mode_rows = MODE_ROWS[args.neurons]
-    keys = ([k.strip() for k in args.rows.split(",") if k.strip()] if args.rows
-            else [k for k, *_ in mode_rows])
+    keys = [k.strip() for k in args.rows.split(",") if k.strip()] if args.rows else [k for k, *_ in mode_rows]
     bad = [k for k in keys if k not in dict((kk, 0) for kk, *_ in mode_rows)]
     if bad:
-        p.error(f"--rows {','.join(bad)}: not a row of --neurons {args.neurons} "
-                f"({','.join(k for k, *_ in mode_rows)})")
+        p.error(f"--rows {','.join(bad)}: not a row of --neurons {args.neurons} ({','.join(k for k, *_ in mode_rows)})")
     learn = LEARN_MODES.get(args.neurons)
     scale = args.scale if args.scale is not None else (16 if args.device == "cpu" else 1)
 
@@ -833,11 +933,15 @@ def main(argv=None):
     hw = hardware(args.device, torch.get_num_threads())
     info = snn_cuda_build_info()
     if learn:
-        print(f"# snn_cuda neuron_op benchmark: {args.neurons.upper()} (learnable parameters), {args.dtype}, "
-              f"fwd+bwd with gradients w.r.t. x and every nn.Parameter, ATan(2) surrogate, device={args.device}")
+        print(
+            f"# snn_cuda neuron_op benchmark: {args.neurons.upper()} (learnable parameters), {args.dtype}, "
+            f"fwd+bwd with gradients w.r.t. x and every nn.Parameter, ATan(2) surrogate, device={args.device}"
+        )
     else:
-        print(f"# snn_cuda neuron_op benchmark: {args.neurons.upper()} layer, {args.dtype}, fwd+bwd, "
-              f"ATan surrogate, device={args.device}")
+        print(
+            f"# snn_cuda neuron_op benchmark: {args.neurons.upper()} layer, {args.dtype}, fwd+bwd, "
+            f"ATan surrogate, device={args.device}"
+        )
     hwline = machine.line(hw)
     if args.device == "cuda":
         hwline += f"; GPU: {hw['gpu']} (CUDA {hw['cuda']})"
@@ -851,20 +955,26 @@ def main(argv=None):
     print(f"snn_cuda build_info: {json.dumps(_scrub(info), default=str)}")
     print(f"peers: spikingjelly {versions['spikingjelly']}, snntorch {versions['snntorch']}")
     if args.neurons == "lif":
-        print("note: snnTorch rows are Leaky(beta=0.5) (snnTorch has no tau-LIF): other dynamics, "
-              "other firing rate; timed for scale only")
+        print(
+            "note: snnTorch rows are Leaky(beta=0.5) (snnTorch has no tau-LIF): other dynamics, "
+            "other firing rate; timed for scale only"
+        )
     cb = copy_bandwidth(args.device, args.copy_mb)
-    print(f"copy bandwidth ({args.copy_mb} MB fp32 dst.copy_(src), read+write): "
-          f"{cb['GB_s']:.1f} GB/s median, {cb['best_GB_s']:.1f} GB/s best")
+    print(
+        f"copy bandwidth ({args.copy_mb} MB fp32 dst.copy_(src), read+write): "
+        f"{cb['GB_s']:.1f} GB/s median, {cb['best_GB_s']:.1f} GB/s best"
+    )
 
     t0 = time.perf_counter()
     main_res = bench_shape(args.shape, args.neurons, dtype, args.device, keys, args, versions)
     cols_snt = args.neurons == "leaky"
     print()
-    print(f"## {args.neurons.upper()} {args.dtype} {list(args.shape)} "
-          f"({main_res['numel'] / 1e6:.1f} M neuron-steps; eff. GB/s at "
-          f"{main_res['bytes_per_neuron_step']} B/neuron-step; "
-          f"copy {cb['GB_s']:.0f} GB/s)")
+    print(
+        f"## {args.neurons.upper()} {args.dtype} {list(args.shape)} "
+        f"({main_res['numel'] / 1e6:.1f} M neuron-steps; eff. GB/s at "
+        f"{main_res['bytes_per_neuron_step']} B/neuron-step; "
+        f"copy {cb['GB_s']:.0f} GB/s)"
+    )
     print()
     print(markdown_learn(main_res, args.neurons) if learn else markdown(main_res, args.neurons, cols_snt))
     for r in main_res["rows"]:
@@ -875,20 +985,26 @@ def main(argv=None):
     if learn:
         byk = {r["key"]: r for r in fr if "median_s" in r}
         b = byk.get(learn["baseline"])
-        print(f"\n(overhead = ms / ms of '{b['impl'] if b else learn['baseline']}' in this run, median "
-              "[min-based in brackets]; × reference / × peer = their ms / this row's ms)")
+        print(
+            f"\n(overhead = ms / ms of '{b['impl'] if b else learn['baseline']}' in this run, median "
+            "[min-based in brackets]; × reference / × peer = their ms / this row's ms)"
+        )
         for r in fr:
             if "median_s" not in r or not r.get("learnable") or r["key"] in (learn["reference"], learn["peer"]):
                 continue
-            print(f"- {r['impl']}: parameter-gradient overhead {_f(r['overhead_vs_fixed'], '.3f')}× "
-                  f"[{_f(r['overhead_vs_fixed_min'], '.3f')}×] "
-                  f"({(r['overhead_vs_fixed'] - 1) * 100:+.1f}%), {_f(r['x_reference'], '.2f')}× the reference, "
-                  f"{_f(r['x_peer'], '.2f')}× {learn['peer_name']}, "
-                  f"{r['eff_GB_s'] / cb['GB_s'] * 100:.0f}% of copy bandwidth")
+            print(
+                f"- {r['impl']}: parameter-gradient overhead {_f(r['overhead_vs_fixed'], '.3f')}× "
+                f"[{_f(r['overhead_vs_fixed_min'], '.3f')}×] "
+                f"({(r['overhead_vs_fixed'] - 1) * 100:+.1f}%), {_f(r['x_reference'], '.2f')}× the reference, "
+                f"{_f(r['x_peer'], '.2f')}× {learn['peer_name']}, "
+                f"{r['eff_GB_s'] / cb['GB_s'] * 100:.0f}% of copy bandwidth"
+            )
     if fused is not None:
-        print(f"\nfused: {_f(fused['x_unbind'], '.2f')}× the unbind loop, "
-              f"{_f(fused['x_sj'], '.2f')}× SpikingJelly, {fused['eff_GB_s'] / cb['GB_s'] * 100:.0f}% "
-              f"of copy bandwidth")
+        print(
+            f"\nfused: {_f(fused['x_unbind'], '.2f')}× the unbind loop, "
+            f"{_f(fused['x_sj'], '.2f')}× SpikingJelly, {fused['eff_GB_s'] / cb['GB_s'] * 100:.0f}% "
+            f"of copy bandwidth"
+        )
 
     sweep = []
     if args.sweep:
@@ -897,42 +1013,69 @@ def main(argv=None):
         sargs = argparse.Namespace(**vars(args))
         sargs.budget = min(args.budget, 1.0)
         sargs.rounds = 2
-        print(f"\n## sweep ({args.neurons.upper()} {args.dtype}; SpikingJelly GPU shapes with the last "
-              f"dim / {scale}; rows: {','.join(sweep_keys)})\n")
+        print(
+            f"\n## sweep ({args.neurons.upper()} {args.dtype}; SpikingJelly GPU shapes with the last "
+            f"dim / {scale}; rows: {','.join(sweep_keys)})\n"
+        )
         names = [k for k in sweep_keys]
-        print("| shape | " + " | ".join(f"{k} steps/s" for k in names)
-              + (" | learnable fused ÷ fixed | learnable fused × peer |" if learn
-                 else " | fused × unbind | fused × SJ |"))
+        print(
+            "| shape | "
+            + " | ".join(f"{k} steps/s" for k in names)
+            + (" | learnable fused ÷ fixed | learnable fused × peer |" if learn else " | fused × unbind | fused × SJ |")
+        )
         print("|" + "---|" * (len(names) + 3))
         for shp in shapes:
-            r = bench_shape(shp, args.neurons, dtype, args.device, sweep_keys, sargs, versions,
-                            verbose=False)
+            r = bench_shape(shp, args.neurons, dtype, args.device, sweep_keys, sargs, versions, verbose=False)
             sweep.append(r)
             by = {row["key"]: row for row in r["rows"]}
-            cells = [_rate(by[k]["neuron_steps_per_s"]) if "median_s" in by.get(k, {}) else "—"
-                     for k in names]
+            cells = [_rate(by[k]["neuron_steps_per_s"]) if "median_s" in by.get(k, {}) else "—" for k in names]
             fu = by.get("fused", {})
             if learn:  # last two columns: overhead of the first learnable fused row, its × peer
-                lr = next((rr for rr in r["rows"] if rr.get("learnable") and "median_s" in rr
-                           and rr["key"] not in (learn["reference"], learn["peer"])), {})
-                print(f"| {shp} | " + " | ".join(cells)
-                      + f" | {_f(lr.get('overhead_vs_fixed'), '.3f')} | {_f(lr.get('x_peer'), '.2f')} |",
-                      flush=True)
+                lr = next(
+                    (
+                        rr
+                        for rr in r["rows"]
+                        if rr.get("learnable")
+                        and "median_s" in rr
+                        and rr["key"] not in (learn["reference"], learn["peer"])
+                    ),
+                    {},
+                )
+                print(
+                    f"| {shp} | "
+                    + " | ".join(cells)
+                    + f" | {_f(lr.get('overhead_vs_fixed'), '.3f')} | {_f(lr.get('x_peer'), '.2f')} |",
+                    flush=True,
+                )
                 continue
-            print(f"| {shp} | " + " | ".join(cells)
-                  + f" | {_f(fu.get('x_unbind'), '.2f')} | {_f(fu.get('x_sj'), '.2f')} |", flush=True)
+            print(
+                f"| {shp} | "
+                + " | ".join(cells)
+                + f" | {_f(fu.get('x_unbind'), '.2f')} | {_f(fu.get('x_sj'), '.2f')} |",
+                flush=True,
+            )
 
     try:
         hw["loadavg_end"] = os.getloadavg()[0]
         print(f"\nload average at end {hw['loadavg_end']:.2f}")
     except OSError:
         pass
-    print(f"\n(benchmark time {time.perf_counter() - t0:.0f} s; command: "
-          f"python benchmarks/neuron_op.py {_scrub(' '.join(sys.argv[1:] if argv is None else argv))})")
+    print(
+        f"\n(benchmark time {time.perf_counter() - t0:.0f} s; command: "
+        f"python benchmarks/neuron_op.py {_scrub(' '.join(sys.argv[1:] if argv is None else argv))})"
+    )
     if args.json:
-        out = {"hardware": hw, "snn_cuda_build_info": info, "peers": versions,
-               "args": vars(args), "copy_bandwidth": cb, "model": args.neurons,
-               "dtype": args.dtype, "main": main_res, "sweep": sweep}
+        out = {
+            "hardware": hw,
+            "snn_cuda_build_info": info,
+            "peers": versions,
+            "args": vars(args),
+            "copy_bandwidth": cb,
+            "model": args.neurons,
+            "dtype": args.dtype,
+            "main": main_res,
+            "sweep": sweep,
+        }
         out = _scrub(json.loads(json.dumps(out, default=str)))  # no machine paths in results
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:

@@ -7,6 +7,7 @@ grad_spikes = gy @ W (MKL) followed by the plain backward. Chooses ops.READOUT_M
 
     python benchmarks/readout_backward_k.py
 """
+
 import statistics
 import time
 
@@ -14,6 +15,7 @@ import torch
 
 import snn_cuda  # noqa: F401  (registers the torch.ops.snn_cuda ops)
 from snn_cuda import ops
+
 FWD, BWD = torch.ops.snn_cuda.neuron_forward.default, torch.ops.snn_cuda.neuron_backward.default
 T, B, F = 25, 128, 1000
 x = torch.rand(B, F) * 0.3
@@ -21,10 +23,29 @@ names = [a.name for a in FWD._schema.arguments]
 
 
 def args(**kw):
-    d = dict(x=x, v0=None, decay_param=None, threshold_param=None, T=T, model=ops.MODEL_LEAKY, reset=ops.RESET_SOFT,
-             surrogate=1, surrogate_param=2.0, tau=2.0, v_threshold=1.0, v_reset=0.0, v_floor=0.0, beta=0.95,
-             v_init=0.0, decay_input=True, has_floor=False, detach_reset=False, save_mode=ops.SAVE_CKPT,
-             store_v_seq=False, spikes_uint8=True)
+    d = dict(
+        x=x,
+        v0=None,
+        decay_param=None,
+        threshold_param=None,
+        T=T,
+        model=ops.MODEL_LEAKY,
+        reset=ops.RESET_SOFT,
+        surrogate=1,
+        surrogate_param=2.0,
+        tau=2.0,
+        v_threshold=1.0,
+        v_reset=0.0,
+        v_floor=0.0,
+        beta=0.95,
+        v_init=0.0,
+        decay_input=True,
+        has_floor=False,
+        detach_reset=False,
+        save_mode=ops.SAVE_CKPT,
+        store_v_seq=False,
+        spikes_uint8=True,
+    )
     d.update(kw)
     return [d[n] for n in names]
 
@@ -47,11 +68,36 @@ bn = [a.name for a in BWD._schema.arguments]
 
 
 def bargs(**kw):
-    d = dict(grad_spikes=None, grad_v_seq=None, grad_v_last=None, saved=saved, x=x, v0=None, decay_param=None,
-             threshold_param=None, T=T, save_mode=ops.SAVE_CKPT, model=ops.MODEL_LEAKY, reset=ops.RESET_SOFT,
-             surrogate=1, surrogate_param=2.0, tau=2.0, v_threshold=1.0, v_reset=0.0, v_floor=0.0, beta=0.95,
-             v_init=0.0, decay_input=True, has_floor=False, detach_reset=False, grad_decay=False,
-             grad_threshold=False, x_dtype=torch.float32, readout_grad=None, readout_weight=None)
+    d = dict(
+        grad_spikes=None,
+        grad_v_seq=None,
+        grad_v_last=None,
+        saved=saved,
+        x=x,
+        v0=None,
+        decay_param=None,
+        threshold_param=None,
+        T=T,
+        save_mode=ops.SAVE_CKPT,
+        model=ops.MODEL_LEAKY,
+        reset=ops.RESET_SOFT,
+        surrogate=1,
+        surrogate_param=2.0,
+        tau=2.0,
+        v_threshold=1.0,
+        v_reset=0.0,
+        v_floor=0.0,
+        beta=0.95,
+        v_init=0.0,
+        decay_input=True,
+        has_floor=False,
+        detach_reset=False,
+        grad_decay=False,
+        grad_threshold=False,
+        x_dtype=torch.float32,
+        readout_grad=None,
+        readout_weight=None,
+    )
     d.update(kw)
     return [d[n] for n in bn]
 

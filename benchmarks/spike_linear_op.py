@@ -9,6 +9,7 @@ Prints median milliseconds (fp32 unless --dtype float64, torch's default thread 
 Above the op's K threshold (kFwdMaxK / kGradMaxK in csrc/cpu/spike_linear_cpu.cpp) the op itself
 runs uint8_to + MKL, so its column then shows the fallback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,8 +73,10 @@ def main() -> None:
     print(f"CPU: {cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"spikes [{args.rows}, {args.n}] uint8, density {args.density}, {args.dtype}, median ms")
     short = {"float32": "f32", "float64": "f64"}[args.dtype]
-    hdr = (f"{'K':>5} | {'spike_linear':>12} {f'F.linear({short})':>13} {'u8_to+linear':>12} | "
-           f"{'weight_grad':>11} {'gy.t()@s':>9} {'u8_to+mm':>9}")
+    hdr = (
+        f"{'K':>5} | {'spike_linear':>12} {f'F.linear({short})':>13} {'u8_to+linear':>12} | "
+        f"{'weight_grad':>11} {'gy.t()@s':>9} {'u8_to+mm':>9}"
+    )
     print(hdr)
     print("-" * len(hdr))
     for K in [int(k) for k in args.ks.split(",")]:
@@ -81,14 +84,17 @@ def main() -> None:
         b = torch.randn(K, dtype=dt)
         gy = torch.randn(args.rows, K, dtype=dt)
         sw = lambda: OP.uint8_to(s, dt)  # noqa: E731
-        f_op, f_lin, f_wid, g_op, g_mm, g_wid = median_ms([
-            lambda: OP.spike_linear(s, W, b),
-            lambda: F.linear(sf, W, b),
-            lambda: F.linear(sw(), W, b),
-            lambda: OP.spike_linear_weight_grad(gy, s),
-            lambda: gy.t() @ sf,
-            lambda: gy.t() @ sw(),
-        ], args.reps)
+        f_op, f_lin, f_wid, g_op, g_mm, g_wid = median_ms(
+            [
+                lambda: OP.spike_linear(s, W, b),
+                lambda: F.linear(sf, W, b),
+                lambda: F.linear(sw(), W, b),
+                lambda: OP.spike_linear_weight_grad(gy, s),
+                lambda: gy.t() @ sf,
+                lambda: gy.t() @ sw(),
+            ],
+            args.reps,
+        )
         print(f"{K:>5} | {f_op:>12.3f} {f_lin:>13.3f} {f_wid:>12.3f} | {g_op:>11.3f} {g_mm:>9.3f} {g_wid:>9.3f}")
 
 

@@ -19,6 +19,7 @@ table (--out). Uses the same optimiser choice as mnist_train.py (--adam).
 
     python benchmarks/tutorial5_step_profile.py --dataset fashion-mnist --data-dir ./data --out t5_profile.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,7 @@ def classify(name: str, shapes) -> str:
         # (GeneratedBackwardFor_snn_cuda_neuron_forward_default), the backward's under
         # snn_cuda::neuron_backward.
         backward = name == "snn_cuda::neuron_backward" or name.endswith("Backward")
-        return ("Leaky 1 (hidden) " if 1000 in first else "Leaky 2 (output) ") + (
-            "backward" if backward else "forward")
+        return ("Leaky 1 (hidden) " if 1000 in first else "Leaky 2 (output) ") + ("backward" if backward else "forward")
     if name == "snn_cuda::spike_linear":
         return "fc2 forward (spike_linear, byte spikes)"
     if name == "snn_cuda::spike_linear_weight_grad":
@@ -72,8 +72,11 @@ def classify(name: str, shapes) -> str:
         return "uint8 -> float (SpikeLinear backward)"
     if any(k in name for k in ("log_softmax", "nll_loss", "cross_entropy")):
         return "loss (cross-entropy)"
-    if "Adam" in name or "_fused_adam" in name or name in ("aten::lerp_", "aten::addcdiv_", "aten::addcmul_",
-                                                          "aten::sqrt", "aten::_foreach_sqrt"):
+    if (
+        "Adam" in name
+        or "_fused_adam" in name
+        or name in ("aten::lerp_", "aten::addcdiv_", "aten::addcmul_", "aten::sqrt", "aten::_foreach_sqrt")
+    ):
         return "Adam"
     return "other (autograd, Python, small ops)"
 
@@ -94,15 +97,19 @@ def main(argv=None) -> int:
     malloc = mnist_train.tune_malloc(not args.no_malloc_tune)  # as mnist_train.py does
     if args.threads:
         torch.set_num_threads(args.threads)
-    ds = data_mod.load_dataset(args.dataset, args.data_dir, seed=args.seed, allow_download=False,
-                               log=lambda s: print(s, file=sys.stderr))
+    ds = data_mod.load_dataset(
+        args.dataset, args.data_dir, seed=args.seed, allow_download=False, log=lambda s: print(s, file=sys.stderr)
+    )
     spec = nets.NETS["tutorial5"]
     model = nets.build("tutorial5", args.impl, spec.T, nets.init_weights("tutorial5", args.seed))
     opt, opt_desc = mnist_train.make_adam(model.parameters(), spec, args.adam, torch.device("cpu"))
     lossf = nets.loss_fn("tutorial5", args.impl)
     gen = torch.Generator().manual_seed(args.seed)
-    batches = list(data_mod.batches(ds.train, spec.batch_size, shuffle=True, generator=gen, drop_last=True,
-                                    limit=args.warmup + 2 * args.steps))
+    batches = list(
+        data_mod.batches(
+            ds.train, spec.batch_size, shuffle=True, generator=gen, drop_last=True, limit=args.warmup + 2 * args.steps
+        )
+    )
 
     def step(x, y):
         out = model(x)
@@ -112,16 +119,17 @@ def main(argv=None) -> int:
         opt.step()
         return loss.item()
 
-    for x, y in batches[:args.warmup]:
+    for x, y in batches[: args.warmup]:
         step(x, y)
     wall = []
-    for x, y in batches[args.warmup:args.warmup + args.steps]:
+    for x, y in batches[args.warmup : args.warmup + args.steps]:
         t0 = time.perf_counter()
         step(x, y)
         wall.append(time.perf_counter() - t0)
     from torch.profiler import ProfilerActivity, profile
+
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        for x, y in batches[args.warmup + args.steps:]:
+        for x, y in batches[args.warmup + args.steps :]:
             step(x, y)
     n = len(batches) - args.warmup - args.steps
     parts = defaultdict(float)
@@ -131,16 +139,23 @@ def main(argv=None) -> int:
         parts[classify(e.key, e.input_shapes or [])] += e.self_cpu_time_total / 1e3 / n
     total = sum(parts.values())
     med = statistics.median(wall) * 1e3
-    lines = [f"# tutorial5 {args.impl} training step (B={spec.batch_size}, T={spec.T}), {opt_desc}, "
-             f"{torch.get_num_threads()} threads, load average at start {os.getloadavg()[0]:.2f}", "",
-             f"Host allocator: {malloc}. snn_cuda from {os.path.dirname(nets.snn_cuda.__file__)}.", "",
-             f"Wall clock without profiler: median {med:.2f} ms/step ({spec.batch_size / med * 1e3:,.0f} samples/s), "
-             f"mean {statistics.mean(wall) * 1e3:.2f} ms over {len(wall)} steps. Profiled: {total:.2f} ms/step "
-             f"(sum of self times over {n} steps, profiler overhead included).", "",
-             "| part of the step | ms / step | % |", "|---|---|---|"]
+    lines = [
+        f"# tutorial5 {args.impl} training step (B={spec.batch_size}, T={spec.T}), {opt_desc}, "
+        f"{torch.get_num_threads()} threads, load average at start {os.getloadavg()[0]:.2f}",
+        "",
+        f"Host allocator: {malloc}. snn_cuda from {os.path.dirname(nets.snn_cuda.__file__)}.",
+        "",
+        f"Wall clock without profiler: median {med:.2f} ms/step ({spec.batch_size / med * 1e3:,.0f} samples/s), "
+        f"mean {statistics.mean(wall) * 1e3:.2f} ms over {len(wall)} steps. Profiled: {total:.2f} ms/step "
+        f"(sum of self times over {n} steps, profiler overhead included).",
+        "",
+        "| part of the step | ms / step | % |",
+        "|---|---|---|",
+    ]
     for k, v in sorted(parts.items(), key=lambda kv: -kv[1]):
         lines.append(f"| {k} | {v:.2f} | {100 * v / total:.1f} |")
     from snn_cuda._paths import scrub_paths
+
     md = scrub_paths("\n".join(lines) + "\n", root=os.path.dirname(_HERE))  # no machine paths
     print(md)
     if args.out:

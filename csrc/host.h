@@ -30,10 +30,14 @@ enum DType : int { DT_F32 = 0, DT_F64 = 1, DT_F16 = 2, DT_BF16 = 3 };
 
 inline DType dtype_code(at::ScalarType t, const char* name) {
   switch (t) {
-    case at::kFloat: return DT_F32;
-    case at::kDouble: return DT_F64;
-    case at::kHalf: return DT_F16;
-    case at::kBFloat16: return DT_BF16;
+    case at::kFloat:
+      return DT_F32;
+    case at::kDouble:
+      return DT_F64;
+    case at::kHalf:
+      return DT_F16;
+    case at::kBFloat16:
+      return DT_BF16;
     default:
       TORCH_CHECK_TYPE(false, "snn_cuda: ", name, " must be float32, float64, float16 or bfloat16, got ", t);
   }
@@ -44,12 +48,14 @@ inline at::ScalarType state_dtype(at::ScalarType t) { return t == at::kDouble ? 
 // Index of a valid (model, reset) pair in the 7 compiled combinations.
 inline int combo_index(i64 model, i64 reset) {
   // ParametricLIF runs the LIF kernels (with FwdParams::plif set).
-  if ((model == snn::MODEL_LIF || model == snn::MODEL_PLIF) && (reset == snn::RESET_HARD || reset == snn::RESET_SOFT)) return (int)reset;
+  if ((model == snn::MODEL_LIF || model == snn::MODEL_PLIF) && (reset == snn::RESET_HARD || reset == snn::RESET_SOFT))
+    return (int)reset;
   if (model == snn::MODEL_IF && (reset == snn::RESET_HARD || reset == snn::RESET_SOFT)) return 2 + (int)reset;
   if (model == snn::MODEL_LEAKY && reset >= 0 && reset <= 2) return 4 + (int)reset;
-  TORCH_CHECK_VALUE(false, "snn_cuda: (model, reset) = (", model, ", ", reset,
-                    ") is not a compiled neuron: model 0=LIF/1=IF/3=ParametricLIF take reset 0=hard/1=soft; model 2=Leaky takes "
-                    "0=zero/1=subtract/2=none");
+  TORCH_CHECK_VALUE(
+      false, "snn_cuda: (model, reset) = (", model, ", ", reset,
+      ") is not a compiled neuron: model 0=LIF/1=IF/3=ParametricLIF take reset 0=hard/1=soft; model 2=Leaky takes "
+      "0=zero/1=subtract/2=none");
 }
 
 inline void check_finite(double v, const char* name) {
@@ -67,8 +73,8 @@ inline void check_scalars(i64 model, double tau, double v_th, double v_reset, do
     TORCH_CHECK_VALUE(std::isfinite(tau) && tau > 1.0, "snn_cuda: tau must be a finite number > 1, got ", tau);
   }
   if (model == snn::MODEL_LEAKY) {
-    TORCH_CHECK_VALUE(std::isfinite(beta) && beta >= 0.0 && beta <= 1.0,
-                      "snn_cuda: beta must be in [0, 1], got ", beta);
+    TORCH_CHECK_VALUE(std::isfinite(beta) && beta >= 0.0 && beta <= 1.0, "snn_cuda: beta must be in [0, 1], got ",
+                      beta);
   }
   if (has_floor) {
     TORCH_CHECK_VALUE(model == snn::MODEL_IF, "snn_cuda: v_floor is only supported by the IF neuron");
@@ -101,12 +107,12 @@ inline at::Tensor checked_state(const c10::optional<at::Tensor>& t, const char* 
                                 at::ScalarType sdt, const std::vector<int64_t>& shape) {
   if (!t.has_value() || !t->defined()) return at::Tensor();
   const at::Tensor& v = *t;
-  TORCH_CHECK_VALUE(v.device() == like.device(), "snn_cuda: ", name, " is on ", v.device(),
-                    " but the input is on ", like.device());
+  TORCH_CHECK_VALUE(v.device() == like.device(), "snn_cuda: ", name, " is on ", v.device(), " but the input is on ",
+                    like.device());
   TORCH_CHECK_TYPE(v.scalar_type() == sdt, "snn_cuda: ", name, " must have the state dtype ", sdt, ", got ",
                    v.scalar_type());
-  TORCH_CHECK_VALUE(v.sizes().vec() == shape, "snn_cuda: ", name, " must have shape ", at::IntArrayRef(shape),
-                    ", got ", v.sizes());
+  TORCH_CHECK_VALUE(v.sizes().vec() == shape, "snn_cuda: ", name, " must have shape ", at::IntArrayRef(shape), ", got ",
+                    v.sizes());
   return v.contiguous();
 }
 
@@ -195,10 +201,10 @@ inline void check_surrogate(int64_t surrogate, double sg_param) {
 
 inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::Tensor>& v0,
                                const c10::optional<at::Tensor>& decay_param,
-                               const c10::optional<at::Tensor>& threshold_param, int64_t T_const,
-                               int64_t model, int64_t reset, int64_t surrogate, double sg_param, double tau, double v_th, double v_reset,
-                               double v_floor, double beta, double v_init, bool decay_input, bool has_floor,
-                               int64_t save_mode, bool store_v_seq, bool spikes_uint8) {
+                               const c10::optional<at::Tensor>& threshold_param, int64_t T_const, int64_t model,
+                               int64_t reset, int64_t surrogate, double sg_param, double tau, double v_th,
+                               double v_reset, double v_floor, double beta, double v_init, bool decay_input,
+                               bool has_floor, int64_t save_mode, bool store_v_seq, bool spikes_uint8) {
   Forward f;
   f.dt = dtype_code(x_in.scalar_type(), "x");
   f.combo = combo_index(model, reset);
@@ -266,8 +272,8 @@ inline at::Tensor checked_grad(const c10::optional<at::Tensor>& g, const char* n
   TORCH_CHECK_VALUE(t.device() == like.device(), "snn_cuda: ", name, " is on ", t.device(), " but saved is on ",
                     like.device());
   TORCH_CHECK_TYPE(t.scalar_type() == dt, "snn_cuda: ", name, " must be ", dt, ", got ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.sizes().vec() == shape, "snn_cuda: ", name, " must have shape ", at::IntArrayRef(shape),
-                    ", got ", t.sizes());
+  TORCH_CHECK_VALUE(t.sizes().vec() == shape, "snn_cuda: ", name, " must have shape ", at::IntArrayRef(shape), ", got ",
+                    t.sizes());
   return t.contiguous();
 }
 
@@ -285,11 +291,11 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
                                  const c10::optional<at::Tensor>& grad_v_last, const at::Tensor& saved,
                                  const c10::optional<at::Tensor>& x_opt, const c10::optional<at::Tensor>& v0,
                                  const c10::optional<at::Tensor>& decay_param,
-                                 const c10::optional<at::Tensor>& threshold_param, int64_t T_const,
-                                 int64_t save_mode, int64_t model, int64_t reset, int64_t surrogate,
-                                 double sg_param, double tau, double v_th, double v_reset, double v_floor,
-                                 double beta, double v_init, bool decay_input, bool has_floor, bool detach_reset,
-                                 bool grad_decay, bool grad_threshold, at::ScalarType x_dtype) {
+                                 const c10::optional<at::Tensor>& threshold_param, int64_t T_const, int64_t save_mode,
+                                 int64_t model, int64_t reset, int64_t surrogate, double sg_param, double tau,
+                                 double v_th, double v_reset, double v_floor, double beta, double v_init,
+                                 bool decay_input, bool has_floor, bool detach_reset, bool grad_decay,
+                                 bool grad_threshold, at::ScalarType x_dtype) {
   Backward b;
   b.dt = dtype_code(x_dtype, "x_dtype");
   b.combo = combo_index(model, reset);
@@ -299,7 +305,8 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
   TORCH_CHECK_TYPE(saved.scalar_type() == sdt, "snn_cuda: saved must be ", sdt, ", got ", saved.scalar_type());
   TORCH_CHECK_VALUE(saved.dim() >= 1 && saved.size(0) >= 1,
                     "snn_cuda: saved must be the [T, ...] tensor the forward saved (was the forward run with "
-                    "save_mode=0?), got shape ", saved.sizes());
+                    "save_mode=0?), got shape ",
+                    saved.sizes());
   TORCH_CHECK_VALUE(save_mode == snn::SAVE_H || save_mode == snn::SAVE_CKPT,
                     "snn_cuda: save_mode must be 1 (save h) or 2 (checkpoints) for a backward, got ", save_mode);
   const bool const_input = T_const >= 0;
@@ -310,8 +317,7 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
   const bool plif_x = model == snn::MODEL_PLIF && grad_decay && decay_input;
   const bool want_x = save_mode == snn::SAVE_CKPT || plif_x;
   if (want_x) {
-    TORCH_CHECK_VALUE(x_opt.has_value() && x_opt->defined(),
-                      "snn_cuda: x (the forward's input) is required ",
+    TORCH_CHECK_VALUE(x_opt.has_value() && x_opt->defined(), "snn_cuda: x (the forward's input) is required ",
                       save_mode == snn::SAVE_CKPT ? "to rebuild the states from checkpoints"
                                                   : "for the ParametricLIF decay gradient");
     b.x = const_input ? x_opt->contiguous() : as_time_major(*x_opt);

@@ -18,6 +18,7 @@ IF are one fused op each over the sequence. The dense Linear layers dominate the
     python examples/dense_if_mnist.py                             # MNIST (downloads it)
     python examples/dense_if_mnist.py --data-dir DIR   # DIR/MNIST/raw or DIR/FashionMNIST/raw (default ./data)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,9 @@ import data  # noqa: E402
 
 
 def if_neuron():
-    return snn_cuda.IF(v_threshold=1.0, v_reset=0.0, v_floor=0.0, detach_reset=True,
-                       surrogate=surrogate.FastSigmoid(slope=100.0))
+    return snn_cuda.IF(
+        v_threshold=1.0, v_reset=0.0, v_floor=0.0, detach_reset=True, surrogate=surrogate.FastSigmoid(slope=100.0)
+    )
 
 
 class DenseIF(nn.Module):
@@ -73,8 +75,12 @@ def main():
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dataset", default="auto", choices=data.DATASETS,
-                   help="auto: MNIST (downloaded when missing), else Fashion-MNIST found in --data-dir")
+    p.add_argument(
+        "--dataset",
+        default="auto",
+        choices=data.DATASETS,
+        help="auto: MNIST (downloaded when missing), else Fashion-MNIST found in --data-dir",
+    )
     p.add_argument("--data-dir", default="./data")
     p.add_argument("--limit-batches", type=int, default=None, help="training batches per epoch (quick runs)")
     p.add_argument("--seed", type=int, default=1)
@@ -93,8 +99,9 @@ def main():
         t0 = time.perf_counter()
         loss_sum = correct = n = 0
         gen = torch.Generator().manual_seed(args.seed + epoch)
-        for img, label in data.batches(ds.train, args.batch_size, shuffle=True, generator=gen, drop_last=True,
-                                       limit=args.limit_batches):
+        for img, label in data.batches(
+            ds.train, args.batch_size, shuffle=True, generator=gen, drop_last=True, limit=args.limit_batches
+        ):
             rates = net(img)
             loss = F.nll_loss(F.log_softmax(rates, dim=1), label)
             optimizer.zero_grad()
@@ -104,8 +111,10 @@ def main():
             correct += int((rates.argmax(1) == label).sum())
             n += label.numel()
         dt = time.perf_counter() - t0
-        print(f"epoch {epoch + 1}: train loss {loss_sum / n:.4f}, train acc {100.0 * correct / n:.2f}%, "
-              f"{n / dt:.0f} samples/s")
+        print(
+            f"epoch {epoch + 1}: train loss {loss_sum / n:.4f}, train acc {100.0 * correct / n:.2f}%, "
+            f"{n / dt:.0f} samples/s"
+        )
     net.eval()
     correct = total = 0
     with torch.no_grad():

@@ -19,6 +19,7 @@ its spikes, and a raster of the 10 output neurons).
     python examples/lif_fc_mnist.py --data-dir DIR     # DIR/MNIST/raw or DIR/FashionMNIST/raw (default ./data)
     python examples/lif_fc_mnist.py --epochs 5 --device cuda
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,6 +67,7 @@ def evaluate(net, split, batch_size, limit=None):
 
 def plot_output_layer(net, img, label, T, path):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -73,11 +75,13 @@ def plot_output_layer(net, img, label, T, path):
     net.lif.store_v_seq = True
     with torch.no_grad():
         spikes = net(img.unsqueeze(0))[:, 0].cpu()  # [T, 10]
-    v = net.lif.v_seq[:, 0].cpu()                  # [T, 10]
+    v = net.lif.v_seq[:, 0].cpu()  # [T, 10]
     net.lif.store_v_seq = False
     functional.reset_net(net)
-    print(f"firing rates of the output layer for a test image of class {label}: "
-          f"{[round(float(r), 2) for r in spikes.mean(0)]}")
+    print(
+        f"firing rates of the output layer for a test image of class {label}: "
+        f"{[round(float(r), 2) for r in spikes.mean(0)]}"
+    )
 
     fig, axes = plt.subplots(3, 1, figsize=(8, 9))
     im = axes[0].imshow(v.T.numpy(), aspect="auto", cmap="viridis", interpolation="nearest")
@@ -107,8 +111,12 @@ def main():
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--tau", type=float, default=2.0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dataset", default="auto", choices=data.DATASETS,
-                   help="auto: MNIST (downloaded when missing), else Fashion-MNIST found in --data-dir")
+    p.add_argument(
+        "--dataset",
+        default="auto",
+        choices=data.DATASETS,
+        help="auto: MNIST (downloaded when missing), else Fashion-MNIST found in --data-dir",
+    )
     p.add_argument("--data-dir", default="./data")
     p.add_argument("--limit-batches", type=int, default=None, help="training batches per epoch (quick runs)")
     p.add_argument("--out", default=os.path.join("benchmarks", "out", "lif_fc_mnist"), help="where the plots go")
@@ -128,8 +136,9 @@ def main():
         t0 = time.perf_counter()
         loss_sum = correct = n = 0
         gen = torch.Generator().manual_seed(args.seed + epoch)
-        for img, label in data.batches(ds.train, args.batch_size, shuffle=True, generator=gen,
-                                       limit=args.limit_batches):
+        for img, label in data.batches(
+            ds.train, args.batch_size, shuffle=True, generator=gen, limit=args.limit_batches
+        ):
             out_fr = net(img).mean(0)  # firing rate [B, 10]
             loss = F.mse_loss(out_fr, F.one_hot(label, 10).float())
             optimizer.zero_grad()
@@ -141,8 +150,10 @@ def main():
             n += label.numel()
         dt = time.perf_counter() - t0
         acc = evaluate(net, ds.test, args.batch_size)
-        print(f"epoch {epoch + 1}: train loss {loss_sum / n:.4f}, train acc {100.0 * correct / n:.2f}%, "
-              f"{n / dt:.0f} samples/s, test acc {acc:.2f}%")
+        print(
+            f"epoch {epoch + 1}: train loss {loss_sum / n:.4f}, train acc {100.0 * correct / n:.2f}%, "
+            f"{n / dt:.0f} samples/s, test acc {acc:.2f}%"
+        )
     print(f"test accuracy: {acc:.2f}% ({ds.pretty})")
 
     try:

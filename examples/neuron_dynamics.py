@@ -20,6 +20,7 @@ membrane never shows above it; Leaky fires when the membrane exceeds the thresho
 reset one step later (snnTorch's reset_delay), so its trace pokes above it.
 Equations: docs/neuron_semantics.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -104,6 +105,7 @@ def save_png(fig, path, dpi=80):
     plt.close(fig)
     try:
         from PIL import Image
+
         with Image.open(path) as im:
             small = im.convert("RGB").quantize(colors=64)
         small.save(path, optimize=True)
@@ -117,24 +119,48 @@ def constant_figure(T, backend, out):
     c = lambda value: torch.full((T, 1), value)  # noqa: E731  (the same input at every step)
     blue, orange = "tab:blue", "tab:orange"
     panels = [
-        ("LIF (tau=5), input 2.0: hard vs soft reset", [
-            ("v_reset=0 (hard: back to 0)", lif(backend, tau=5.0), c(2.0), blue, 1.0),
-            ("v_reset=None (soft: minus threshold)", lif(backend, tau=5.0, v_reset=None), c(2.0), orange, 1.0)]),
-        ("LIF (tau=10), input 0.15: decay_input", [
-            ("decay_input=True: V -> x", lif(backend, tau=10.0), c(0.15), blue, 1.0),
-            ("decay_input=False: V -> tau*x", lif(backend, tau=10.0, decay_input=False), c(0.15), orange, 1.0)]),
-        ("LIF (tau=10), input 1.3: threshold", [
-            ("v_threshold=1.0", lif(backend, tau=10.0), c(1.3), blue, 1.0),
-            ("v_threshold=0.6", lif(backend, tau=10.0, v_threshold=0.6), c(1.3), orange, 0.6)]),
-        ("LIF, input 1.3: time constant", [
-            ("tau=4", lif(backend, tau=4.0), c(1.3), blue, 1.0),
-            ("tau=20", lif(backend, tau=20.0), c(1.3), orange, 1.0)]),
-        ("IF (no leak), input 0.22: hard vs soft reset", [
-            ("v_reset=0 (hard)", if_(backend), c(0.22), blue, 1.0),
-            ("v_reset=None (soft: keeps the excess)", if_(backend, v_reset=None), c(0.22), orange, 1.0)]),
-        ("Leaky (snnTorch, beta=0.9), input 0.15: reset", [
-            ('"subtract"', leaky(backend, beta=0.9), c(0.15), blue, 1.0),
-            ('"zero"', leaky(backend, beta=0.9, reset_mechanism="zero"), c(0.15), orange, 1.0)]),
+        (
+            "LIF (tau=5), input 2.0: hard vs soft reset",
+            [
+                ("v_reset=0 (hard: back to 0)", lif(backend, tau=5.0), c(2.0), blue, 1.0),
+                ("v_reset=None (soft: minus threshold)", lif(backend, tau=5.0, v_reset=None), c(2.0), orange, 1.0),
+            ],
+        ),
+        (
+            "LIF (tau=10), input 0.15: decay_input",
+            [
+                ("decay_input=True: V -> x", lif(backend, tau=10.0), c(0.15), blue, 1.0),
+                ("decay_input=False: V -> tau*x", lif(backend, tau=10.0, decay_input=False), c(0.15), orange, 1.0),
+            ],
+        ),
+        (
+            "LIF (tau=10), input 1.3: threshold",
+            [
+                ("v_threshold=1.0", lif(backend, tau=10.0), c(1.3), blue, 1.0),
+                ("v_threshold=0.6", lif(backend, tau=10.0, v_threshold=0.6), c(1.3), orange, 0.6),
+            ],
+        ),
+        (
+            "LIF, input 1.3: time constant",
+            [
+                ("tau=4", lif(backend, tau=4.0), c(1.3), blue, 1.0),
+                ("tau=20", lif(backend, tau=20.0), c(1.3), orange, 1.0),
+            ],
+        ),
+        (
+            "IF (no leak), input 0.22: hard vs soft reset",
+            [
+                ("v_reset=0 (hard)", if_(backend), c(0.22), blue, 1.0),
+                ("v_reset=None (soft: keeps the excess)", if_(backend, v_reset=None), c(0.22), orange, 1.0),
+            ],
+        ),
+        (
+            "Leaky (snnTorch, beta=0.9), input 0.15: reset",
+            [
+                ('"subtract"', leaky(backend, beta=0.9), c(0.15), blue, 1.0),
+                ('"zero"', leaky(backend, beta=0.9, reset_mechanism="zero"), c(0.15), orange, 1.0),
+            ],
+        ),
     ]
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.4), sharex=True)
     counts = {}
@@ -150,8 +176,10 @@ def constant_figure(T, backend, out):
         ax.set_xlabel("time step t")
     for ax in axes[:, 0]:
         ax.set_ylabel("membrane potential")
-    fig.suptitle("snn_cuda neurons under a constant input (line: membrane after each step, "
-                 "dashed: threshold, ticks: spikes)", fontsize=11)
+    fig.suptitle(
+        "snn_cuda neurons under a constant input (line: membrane after each step, dashed: threshold, ticks: spikes)",
+        fontsize=11,
+    )
     fig.tight_layout()
     path = os.path.join(out, "constant_input.png")
     save_png(fig, path)
@@ -169,9 +197,18 @@ def noisy_figure(T, backend, out, seed):
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     worst = 0.0
-    for ax, (title, make, x, th) in zip(axes[:2], [
+    for ax, (title, make, x, th) in zip(
+        axes[:2],
+        [
             ("LIF (tau=10), noisy input 1.1 ± 0.8", lambda m: lif(backend, step_mode=m, tau=10.0), x_lif, 1.0),
-            ("Leaky (beta=0.9), noisy input 0.12 ± 0.25", lambda m: leaky(backend, step_mode=m, beta=0.9), x_leaky, 1.0)]):
+            (
+                "Leaky (beta=0.9), noisy input 0.12 ± 0.25",
+                lambda m: leaky(backend, step_mode=m, beta=0.9),
+                x_leaky,
+                1.0,
+            ),
+        ],
+    ):
         s_m, v_m = run_multi(make("m"), x)
         s_s, v_s = run_single(make("s"), x)
         worst = max(worst, float((v_m - v_s).abs().max()), float((s_m - s_s).abs().max()))
@@ -182,8 +219,13 @@ def noisy_figure(T, backend, out, seed):
     axes[0].set_ylabel("membrane potential")
     s, _ = run_multi(lif(backend, tau=10.0), x_raster)
     ax = axes[2]
-    ax.eventplot([torch.nonzero(s[:, i]).flatten().add(1).tolist() for i in range(s.shape[1])],
-                 colors="k", lineoffsets=range(16), linelengths=0.7, linewidths=1.0)
+    ax.eventplot(
+        [torch.nonzero(s[:, i]).flatten().add(1).tolist() for i in range(s.shape[1])],
+        colors="k",
+        lineoffsets=range(16),
+        linelengths=0.7,
+        linewidths=1.0,
+    )
     ax.set_title("16 LIF neurons (tau=10), mean input 0.9 … 1.6", fontsize=10)
     ax.set_xlabel("time step t")
     ax.set_ylabel("neuron")
@@ -195,24 +237,32 @@ def noisy_figure(T, backend, out, seed):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     p.add_argument("--out", default="neuron_dynamics", help="folder for the PNG files (default ./neuron_dynamics)")
     p.add_argument("--T", type=int, default=80, help="time steps (default 80)")
-    p.add_argument("--backend", default="auto", choices=("auto", "fused", "torch"),
-                   help="auto: the compiled kernels when built, else the reference (default)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "fused", "torch"),
+        help="auto: the compiled kernels when built, else the reference (default)",
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     try:
         import matplotlib
+
         matplotlib.use("Agg")
     except ImportError:
         print("error: this example needs matplotlib (pip install matplotlib)", file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
     info = snn_cuda.build_info()
-    print(f"snn_cuda {info['version']}, backend {args.backend!r} "
-          f"(compiled CPU kernels: {'yes' if info['cpu'] else 'no, the reference runs'})")
+    print(
+        f"snn_cuda {info['version']}, backend {args.backend!r} "
+        f"(compiled CPU kernels: {'yes' if info['cpu'] else 'no, the reference runs'})"
+    )
     path1, counts = constant_figure(args.T, args.backend, args.out)
     for k, n in counts.items():
         print(f"  {k}: {n} spikes in {args.T} steps")

@@ -17,6 +17,7 @@ sequence.
     python examples/snntorch_tutorial5.py                             # MNIST (downloads it)
     python examples/snntorch_tutorial5.py --data-dir DIR   # DIR/MNIST/raw or DIR/FashionMNIST/raw (default ./data)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,15 +47,16 @@ class Net(nn.Module):
         self.num_steps = num_steps
         self.fc1 = nn.Linear(num_inputs, num_hidden)
         # lif1 -> fc2 as one op. ATan surrogate, subtract reset: snnTorch's defaults.
-        self.hidden = snn_cuda.NeuronLinear(snn_cuda.Leaky(beta=beta, return_mem=False),
-                                            nn.Linear(num_hidden, num_outputs))
+        self.hidden = snn_cuda.NeuronLinear(
+            snn_cuda.Leaky(beta=beta, return_mem=False), nn.Linear(num_hidden, num_outputs)
+        )
         self.lif2 = snn_cuda.Leaky(beta=beta)
 
     def forward(self, x):
         functional.reset_net(self)
-        cur1 = self.fc1(x)                            # [B, 1000], once
-        cur2 = self.hidden(cur1, T=self.num_steps)    # [T, B, 10]: lif1 over T steps, then fc2
-        spk2, mem2 = self.lif2(cur2)                  # [T, B, 10] each
+        cur1 = self.fc1(x)  # [B, 1000], once
+        cur2 = self.hidden(cur1, T=self.num_steps)  # [T, B, 10]: lif1 over T steps, then fc2
+        spk2, mem2 = self.lif2(cur2)  # [T, B, 10] each
         return spk2, mem2
 
 
@@ -76,8 +78,12 @@ def main():
     p.add_argument("--batch-size", "-b", type=int, default=128)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dataset", default="auto", choices=data.DATASETS,
-                   help="auto: MNIST (downloaded when missing), else Fashion-MNIST found in --data-dir")
+    p.add_argument(
+        "--dataset",
+        default="auto",
+        choices=data.DATASETS,
+        help="auto: MNIST (downloaded when missing), else Fashion-MNIST found in --data-dir",
+    )
     p.add_argument("--data-dir", default="./data")
     p.add_argument("--limit-batches", type=int, default=None, help="training batches per epoch (quick runs)")
     p.add_argument("--seed", type=int, default=0)
@@ -97,8 +103,11 @@ def main():
     for epoch in range(args.epochs):
         t0, n = time.perf_counter(), 0
         gen = torch.Generator().manual_seed(args.seed + epoch)
-        for it, (img, targets) in enumerate(data.batches(ds.train, args.batch_size, shuffle=True, generator=gen,
-                                                         drop_last=True, limit=args.limit_batches)):
+        for it, (img, targets) in enumerate(
+            data.batches(
+                ds.train, args.batch_size, shuffle=True, generator=gen, drop_last=True, limit=args.limit_batches
+            )
+        ):
             spk_rec, mem_rec = net(img.flatten(1))
             # the tutorial's sum over steps of CrossEntropy(mem_rec[step], targets), in one call
             loss_val = loss(mem_rec.flatten(0, 1), targets.repeat(T)) * T
@@ -108,8 +117,10 @@ def main():
             n += targets.numel()
             if it % 50 == 0:
                 acc = (spk_rec.sum(0).argmax(1) == targets).float().mean().item()
-                print(f"epoch {epoch + 1}, iteration {it}: train loss {loss_val.item():.2f}, "
-                      f"train batch accuracy {100 * acc:.2f}%")
+                print(
+                    f"epoch {epoch + 1}, iteration {it}: train loss {loss_val.item():.2f}, "
+                    f"train batch accuracy {100 * acc:.2f}%"
+                )
         print(f"epoch {epoch + 1}: {n / (time.perf_counter() - t0):.0f} training samples/s")
     correct, total = test_accuracy(net, ds.test, args.batch_size)
     print(f"Total correctly classified test set images: {correct}/{total}")

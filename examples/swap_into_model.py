@@ -15,6 +15,7 @@ same run. The model's own forward code is unchanged: only the neuron modules are
     python examples/swap_into_model.py --threads 1       # steadier CPU timings on a busy machine
     python examples/swap_into_model.py --device cuda -b 128
 """
+
 from __future__ import annotations
 
 import argparse
@@ -165,8 +166,10 @@ def compare(name, setup, args):
         worst_out = max(worst_out, abs(float(loss_a) - float(loss_b)))
         for pa, pb in zip(ref_c.parameters(), conv_c.parameters()):
             worst_param = max(worst_param, float((pa - pb).detach().abs().max()))
-    print(f"equal outputs over {args.check_steps} training steps; |loss diff| <= {worst_out:.2e}, "
-          f"|param diff| <= {worst_param:.2e}")
+    print(
+        f"equal outputs over {args.check_steps} training steps; |loss diff| <= {worst_out:.2e}, "
+        f"|param diff| <= {worst_param:.2e}"
+    )
     assert worst_param < 1e-4, f"{name}: parameters drifted apart ({worst_param})"
 
     # timing: the tutorial's optimiser, same batch, same run; the two models alternate step by
@@ -179,7 +182,7 @@ def compare(name, setup, args):
             train_step(model, opt, img, label, i)
         runs[label_] = (model, opt, [])
     for i in range(args.iters):
-        for label_ in (("before", "after") if i % 2 == 0 else ("after", "before")):
+        for label_ in ("before", "after") if i % 2 == 0 else ("after", "before"):
             model, opt, ts = runs[label_]
             if args.device == "cuda":
                 torch.cuda.synchronize()
@@ -189,9 +192,11 @@ def compare(name, setup, args):
                 torch.cuda.synchronize()
             ts.append(time.perf_counter() - t0)
     times = {k: statistics.median(v[2]) for k, v in runs.items()}
-    print(f"training step (T={args.T}, batch {args.batch_size}, {args.device}, median of {args.iters}): "
-          f"before {times['before'] * 1e3:.2f} ms, after {times['after'] * 1e3:.2f} ms "
-          f"({times['before'] / times['after']:.2f}x)")
+    print(
+        f"training step (T={args.T}, batch {args.batch_size}, {args.device}, median of {args.iters}): "
+        f"before {times['before'] * 1e3:.2f} ms, after {times['after'] * 1e3:.2f} ms "
+        f"({times['before'] / times['after']:.2f}x)"
+    )
 
 
 def main():
@@ -202,16 +207,21 @@ def main():
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--check-steps", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch.set_num_threads (0: torch's default); 1 gives steadier CPU timings on a busy machine")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch.set_num_threads (0: torch's default); 1 gives steadier CPU timings on a busy machine",
+    )
     args = p.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     ran = 0
-    for name, setup, module in (("SpikingJelly lif_fc_mnist (single-step)", sj_setup, "spikingjelly"),
-                                ("SpikingJelly PLIF MLP 784-256-10 (multi-step, learnable tau)", sj_plif_setup,
-                                 "spikingjelly"),
-                                ("snnTorch tutorial 5", snntorch_setup, "snntorch")):
+    for name, setup, module in (
+        ("SpikingJelly lif_fc_mnist (single-step)", sj_setup, "spikingjelly"),
+        ("SpikingJelly PLIF MLP 784-256-10 (multi-step, learnable tau)", sj_plif_setup, "spikingjelly"),
+        ("snnTorch tutorial 5", snntorch_setup, "snntorch"),
+    ):
         try:
             __import__(module)
         except ImportError:

@@ -1,5 +1,6 @@
 """`python -m snn_cuda.check`, the one command GPU users run: here without a GPU (CUDA hidden), in
 its --quick form, plus proof that a mismatch is reported as a failure."""
+
 import json
 import os
 import subprocess
@@ -14,8 +15,7 @@ from snn_cuda import check
 
 ROOT = Path(__file__).resolve().parent.parent
 
-needs_cpu_kernels = pytest.mark.skipif(not snn_cuda.build_info()["cpu"],
-                                       reason="the fused CPU kernels are not built")
+needs_cpu_kernels = pytest.mark.skipif(not snn_cuda.build_info()["cpu"], reason="the fused CPU kernels are not built")
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,14 @@ def quick_report(tmp_path_factory):
     env = dict(os.environ)
     env["CUDA_VISIBLE_DEVICES"] = ""  # behave as on a machine without a GPU, even on one
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-m", "snn_cuda.check", "--quick", "--bench-budget", "0.2",
-                           "--out", str(out)], capture_output=True, text=True, timeout=300, env=env, cwd=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snn_cuda.check", "--quick", "--bench-budget", "0.2", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=str(ROOT),
+    )
     return proc, out
 
 
@@ -103,8 +109,9 @@ def test_injected_fault_fails_the_run(tmp_path, capsys):
     assert not bad["passed"]
     assert [c["name"] for c in bad["comparisons"] if not c["passed"]] == ["grad_x"]
 
-    rc = check.main(["--device", "cpu", "--quick", "--no-bench", "--no-emulation", "--selftest-fail",
-                     "--out", str(tmp_path)])
+    rc = check.main(
+        ["--device", "cpu", "--quick", "--no-bench", "--no-emulation", "--selftest-fail", "--out", str(tmp_path)]
+    )
     assert rc == 1
     rep = json.loads((tmp_path / "report.json").read_text())
     assert rep["passed"] is False
@@ -116,9 +123,9 @@ def test_injected_fault_fails_the_run(tmp_path, capsys):
 
 
 def test_sanitizer_summary_parsing():
-    clean = ("SUBSET: 20/20 cases passed\n========= ERROR SUMMARY: 0 errors\n")
+    clean = "SUBSET: 20/20 cases passed\n========= ERROR SUMMARY: 0 errors\n"
     assert check.parse_sanitizer_output(clean)["errors"] == 0
-    bad = ("========= Invalid __global__ read of size 4 bytes\n========= ERROR SUMMARY: 3 errors\n")
+    bad = "========= Invalid __global__ read of size 4 bytes\n========= ERROR SUMMARY: 3 errors\n"
     assert check.parse_sanitizer_output(bad)["errors"] == 3
     race = "========= RACECHECK SUMMARY: 2 hazards displayed (1 error, 1 warning)\n"
     r = check.parse_sanitizer_output(race)
@@ -132,11 +139,14 @@ def test_gpu_matrices_are_well_formed():
     pass on the CPU kernels, so a GPU run does not trip over the harness itself."""
     full = check.build_matrix(quick=False, device="cuda", sm_count=132)
     names = [c.name for c in full]
-    assert len(names) == len(set(names)) and len(full) > len(check.build_matrix(quick=True, device="cuda", sm_count=132))
+    assert len(names) == len(set(names)) and len(full) > len(
+        check.build_matrix(quick=True, device="cuda", sm_count=132)
+    )
     assert any(c.shape[-1] > 132 * 2048 for c in full), "no case wraps the grid-stride loop"
     assert {c.dtype for c in full} == set(check.DTYPES)
-    assert {type(c.surrogate).__name__ for c in full if c.surrogate is not None} == \
-        {type(s).__name__ for s in check.SURROGATES}
+    assert {type(c.surrogate).__name__ for c in full if c.surrogate is not None} == {
+        type(s).__name__ for s in check.SURROGATES
+    }
     for case in check.sanitizer_matrix():
         rec = check.run_case(case, "cpu")
         assert rec["passed"], (case.name, check._failure_text(rec))

@@ -1,6 +1,7 @@
 """snn_cuda.convert: SpikingJelly / snnTorch models before and after conversion compute
 the same spikes (exactly), membranes and gradients (fp tolerance); state_dict, reset paths
 and the report. Each peer's tests skip when that library is not installed."""
+
 from __future__ import annotations
 
 import copy
@@ -98,6 +99,7 @@ def _grad_of(f, x):
 @pytest.mark.parametrize("alpha", [0.5, 2.0, 3.3])
 def test_sj_surrogate_math(name, alpha):
     from snn_cuda.convert import _sj_surrogate
+
     x = torch.linspace(-3, 3, 2001, dtype=torch.float64)
     f = getattr(sjs, name)(alpha=alpha)
     mine = _sj_surrogate(f)
@@ -106,11 +108,20 @@ def test_sj_surrogate_math(name, alpha):
 
 
 @needs_snntorch
-@pytest.mark.parametrize("fn,cls,p", [("atan", sg.ATan, 0.7), ("atan", sg.ATan, 2.0), ("fast_sigmoid", sg.FastSigmoid, 25.0),
-                                      ("fast_sigmoid", sg.FastSigmoid, 3.0), ("sigmoid", sg.Sigmoid, 5.0),
-                                      ("straight_through_estimator", sg.StraightThrough, None)])
+@pytest.mark.parametrize(
+    "fn,cls,p",
+    [
+        ("atan", sg.ATan, 0.7),
+        ("atan", sg.ATan, 2.0),
+        ("fast_sigmoid", sg.FastSigmoid, 25.0),
+        ("fast_sigmoid", sg.FastSigmoid, 3.0),
+        ("sigmoid", sg.Sigmoid, 5.0),
+        ("straight_through_estimator", sg.StraightThrough, None),
+    ],
+)
 def test_snntorch_surrogate_math(fn, cls, p):
     from snn_cuda.convert import _snntorch_surrogate
+
     x = torch.linspace(-3, 3, 2001, dtype=torch.float64)
     f = getattr(sts, fn)() if p is None else getattr(sts, fn)(p)
     mine = _snntorch_surrogate(f)
@@ -121,13 +132,21 @@ def test_snntorch_surrogate_math(fn, cls, p):
 # =========================================================================================
 # SpikingJelly: single neurons, all options
 # =========================================================================================
-SJ_SURROGATES = [("Sigmoid", 4.0), ("ATan", 2.0), ("PiecewiseQuadratic", 1.0), ("PiecewiseExp", 1.5),
-                 ("SoftSign", 2.0), ("Erf", 2.0), ("Rect", 1.0)]
+SJ_SURROGATES = [
+    ("Sigmoid", 4.0),
+    ("ATan", 2.0),
+    ("PiecewiseQuadratic", 1.0),
+    ("PiecewiseExp", 1.5),
+    ("SoftSign", 2.0),
+    ("Erf", 2.0),
+    ("Rect", 1.0),
+]
 
 
 def _sj_cases():
     for kind, v_reset, decay_input, detach_reset, step_mode, store in itertools.product(
-            ("LIF", "IF"), (0.0, None, -0.2), (True, False), (False, True), ("s", "m"), (False, True)):
+        ("LIF", "IF"), (0.0, None, -0.2), (True, False), (False, True), ("s", "m"), (False, True)
+    ):
         if kind == "IF" and not decay_input:
             continue
         yield kind, v_reset, decay_input, detach_reset, step_mode, store
@@ -138,8 +157,14 @@ def _sj_cases():
 def test_sj_node_equivalence(kind, v_reset, decay_input, detach_reset, step_mode, store):
     i = hash((kind, v_reset, decay_input, detach_reset, step_mode, store)) % len(SJ_SURROGATES)
     sname, alpha = SJ_SURROGATES[i]
-    kw = dict(v_reset=v_reset, v_threshold=0.8, surrogate_function=getattr(sjs, sname)(alpha=alpha),
-              detach_reset=detach_reset, step_mode=step_mode, store_v_seq=store)
+    kw = dict(
+        v_reset=v_reset,
+        v_threshold=0.8,
+        surrogate_function=getattr(sjs, sname)(alpha=alpha),
+        detach_reset=detach_reset,
+        step_mode=step_mode,
+        store_v_seq=store,
+    )
     ref = sjn.LIFNode(tau=1.7, decay_input=decay_input, **kw) if kind == "LIF" else sjn.IFNode(**kw)
     conv, rep = _converted_copy(ref)
     assert len(rep.converted) == 1 and not rep.skipped
@@ -182,8 +207,9 @@ def test_sj_shape_change_restarts_state():
 # SpikingJelly ParametricLIFNode: learnable w, all options
 # =========================================================================================
 def _plif_cases():
-    cases = itertools.product((0.0, None, -0.2), (True, False), (False, True), ("s", "m"), (False, True),
-                              ("f32", "f64"))
+    cases = itertools.product(
+        (0.0, None, -0.2), (True, False), (False, True), ("s", "m"), (False, True), ("f32", "f64")
+    )
     return [(i,) + c for i, c in enumerate(cases)]
 
 
@@ -209,15 +235,23 @@ def _run_sj_node(net, x, store, w_name="w"):
 def test_sj_plif_equivalence(idx, v_reset, decay_input, detach_reset, step_mode, store, dtype):
     sname, alpha = SJ_SURROGATES[idx % len(SJ_SURROGATES)]
     dt = {"f32": torch.float32, "f64": torch.float64}[dtype]
-    ref = sjn.ParametricLIFNode(init_tau=2.5, decay_input=decay_input, v_threshold=0.8, v_reset=v_reset,
-                                surrogate_function=getattr(sjs, sname)(alpha=alpha), detach_reset=detach_reset,
-                                step_mode=step_mode, store_v_seq=store)
+    ref = sjn.ParametricLIFNode(
+        init_tau=2.5,
+        decay_input=decay_input,
+        v_threshold=0.8,
+        v_reset=v_reset,
+        surrogate_function=getattr(sjs, sname)(alpha=alpha),
+        detach_reset=detach_reset,
+        step_mode=step_mode,
+        store_v_seq=store,
+    )
     with torch.no_grad():
         ref.w.add_(0.3)  # a learned value, not the initial one
     ref.to(dt)
     conv, rep = _converted_copy(ref)
-    assert rep.converted == [("", "ParametricLIFNode", "SpikingJellyParametricLIF",
-                              "learnable w: the same nn.Parameter")]
+    assert rep.converted == [
+        ("", "ParametricLIFNode", "SpikingJellyParametricLIF", "learnable w: the same nn.Parameter")
+    ]
     assert not rep.skipped
     assert isinstance(conv, snn_cuda.ParametricLIF) and conv.step_mode == step_mode
     assert isinstance(conv.w, nn.Parameter) and conv.w.dtype == dt and torch.equal(conv.w, ref.w)
@@ -274,9 +308,15 @@ def test_sj_plif_same_parameter_inplace():
 # =========================================================================================
 # snnTorch: single neurons, all options
 # =========================================================================================
-ST_SURROGATES = [lambda: sts.atan(), lambda: sts.atan(alpha=3.0), lambda: sts.fast_sigmoid(slope=25),
-                 lambda: sts.fast_sigmoid(slope=5.0), lambda: sts.sigmoid(slope=4.0),
-                 lambda: sts.straight_through_estimator(), lambda: None]
+ST_SURROGATES = [
+    lambda: sts.atan(),
+    lambda: sts.atan(alpha=3.0),
+    lambda: sts.fast_sigmoid(slope=25),
+    lambda: sts.fast_sigmoid(slope=5.0),
+    lambda: sts.sigmoid(slope=4.0),
+    lambda: sts.straight_through_estimator(),
+    lambda: None,
+]
 
 
 @needs_snntorch
@@ -284,8 +324,14 @@ ST_SURROGATES = [lambda: sts.atan(), lambda: sts.atan(alpha=3.0), lambda: sts.fa
 @pytest.mark.parametrize("init_hidden,output", [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("sgi", range(len(ST_SURROGATES)))
 def test_snntorch_leaky_equivalence(reset, init_hidden, output, sgi):
-    ref = snn.Leaky(beta=0.83, threshold=0.9, spike_grad=ST_SURROGATES[sgi](), reset_mechanism=reset,
-                    init_hidden=init_hidden, output=output)
+    ref = snn.Leaky(
+        beta=0.83,
+        threshold=0.9,
+        spike_grad=ST_SURROGATES[sgi](),
+        reset_mechanism=reset,
+        init_hidden=init_hidden,
+        output=output,
+    )
     conv, rep = _converted_copy(ref)
     assert [c[2] for c in rep.converted] == ["SnnTorchLeaky"] and not rep.skipped
     assert isinstance(conv, snn.Leaky) and isinstance(conv.neuron, snn_cuda.Leaky)
@@ -404,8 +450,16 @@ def _run_st_node(net, x, init_hidden, output):
 def test_snntorch_learnable_leaky_equivalence(idx, case, reset, hidden):
     beta, threshold, lb, lt = ST_LEARN[case]
     init_hidden, output = hidden
-    ref = snn.Leaky(beta=beta(), threshold=threshold(), learn_beta=lb, learn_threshold=lt, reset_mechanism=reset,
-                    spike_grad=ST_SURROGATES[idx % len(ST_SURROGATES)](), init_hidden=init_hidden, output=output)
+    ref = snn.Leaky(
+        beta=beta(),
+        threshold=threshold(),
+        learn_beta=lb,
+        learn_threshold=lt,
+        reset_mechanism=reset,
+        spike_grad=ST_SURROGATES[idx % len(ST_SURROGATES)](),
+        init_hidden=init_hidden,
+        output=output,
+    )
     conv, rep = _converted_copy(ref)
     assert [c[2] for c in rep.converted] == ["SnnTorchLeaky"] and not rep.skipped
     if lb or lt:
@@ -436,8 +490,9 @@ def test_snntorch_learnable_leaky_equivalence(idx, case, reset, hidden):
 
 @needs_snntorch
 def test_snntorch_learnable_same_parameters_inplace():
-    net = nn.Sequential(nn.Linear(3, 6), snn.Leaky(beta=_vec(0.5, 0.9), learn_beta=True, learn_threshold=True,
-                                                   init_hidden=True))
+    net = nn.Sequential(
+        nn.Linear(3, 6), snn.Leaky(beta=_vec(0.5, 0.9), learn_beta=True, learn_threshold=True, init_hidden=True)
+    )
     beta, th = net[1].beta, net[1].threshold
     rep = snn_cuda.convert(net)
     assert type(net[1]).__name__ == "SnnTorchLeaky" and net[1].beta is beta and net[1].threshold is th
@@ -491,8 +546,9 @@ def test_learnable_backends(backend):
     """The learnable conversions on either backend of the fused layers."""
     torch.manual_seed(0)
     sj = nn.Sequential(nn.Linear(5, 6), sjn.ParametricLIFNode(step_mode="m", surrogate_function=sjs.ATan()))
-    st = nn.Sequential(nn.Linear(5, 6), snn.Leaky(beta=_vec(0.5, 0.9), learn_beta=True, learn_threshold=True,
-                                                  init_hidden=True))
+    st = nn.Sequential(
+        nn.Linear(5, 6), snn.Leaky(beta=_vec(0.5, 0.9), learn_beta=True, learn_threshold=True, init_hidden=True)
+    )
     x = torch.rand(4, 3, 5) * 2
     for ref, run in ((sj, lambda n: n(x)), (st, lambda n: torch.stack([n(x[t]) for t in range(4)]))):
         conv = snn_cuda.convert(ref, inplace=False, backend=backend).model
@@ -532,8 +588,10 @@ def test_report_snntorch_skips():
         "nodelay": (snn.Leaky(beta=0.9, reset_delay=False), "reset_delay=False"),
         "custom": (snn.Leaky(beta=0.9, spike_grad=Custom.apply), "custom surrogate"),
         "custom2": (snn.Leaky(beta=0.9, spike_grad=sts.triangular()), "not supported"),
-        "lgsf": (snn.Leaky(beta=0.9, learn_beta=True, learn_graded_spikes_factor=True),
-                 "learnable graded_spikes_factor"),
+        "lgsf": (
+            snn.Leaky(beta=0.9, learn_beta=True, learn_graded_spikes_factor=True),
+            "learnable graded_spikes_factor",
+        ),
         "nanb": (snn.Leaky(beta=torch.tensor([0.9, float("nan")]), learn_beta=True), "non-finite beta"),
     }
     extra = snn.Leaky(beta=0.9)
@@ -564,10 +622,14 @@ def test_report_sj_skips():
     class MyLIF(sjn.LIFNode):
         pass
 
-    net = nn.Sequential(sjn.ParametricLIFNode(surrogate_function=sjs.SuperSpike()),
-                        sjn.LIFNode(surrogate_function=sjs.SuperSpike()),
-                        sjn.LIFNode(surrogate_function=sjs.Sigmoid(spiking=False)), MyLIF(),
-                        sjn.LIFNode(surrogate_function=sjs.ATan()), sjn.LIFNode())
+    net = nn.Sequential(
+        sjn.ParametricLIFNode(surrogate_function=sjs.SuperSpike()),
+        sjn.LIFNode(surrogate_function=sjs.SuperSpike()),
+        sjn.LIFNode(surrogate_function=sjs.Sigmoid(spiking=False)),
+        MyLIF(),
+        sjn.LIFNode(surrogate_function=sjs.ATan()),
+        sjn.LIFNode(),
+    )
     net[4].surrogate_function.alpha = "2"  # not a number
     hooked = sjn.IFNode()
     hooked.register_forward_hook(lambda *a: None)
@@ -613,35 +675,59 @@ def test_inplace_false_keeps_original_and_shared_modules():
 # models: SpikingJelly
 # =========================================================================================
 def _sj_mlp():
-    return nn.Sequential(sjl.Flatten(), sjl.Linear(20, 16), sjn.LIFNode(tau=2.0, surrogate_function=sjs.ATan()),
-                         sjl.Linear(16, 8), sjn.IFNode(v_reset=None, surrogate_function=sjs.Sigmoid(alpha=3.0)),
-                         sjl.Linear(8, 4), sjn.LIFNode(tau=3.0, decay_input=False, detach_reset=True))
+    return nn.Sequential(
+        sjl.Flatten(),
+        sjl.Linear(20, 16),
+        sjn.LIFNode(tau=2.0, surrogate_function=sjs.ATan()),
+        sjl.Linear(16, 8),
+        sjn.IFNode(v_reset=None, surrogate_function=sjs.Sigmoid(alpha=3.0)),
+        sjl.Linear(8, 4),
+        sjn.LIFNode(tau=3.0, decay_input=False, detach_reset=True),
+    )
 
 
 def _sj_conv():
-    return nn.Sequential(sjl.Conv2d(1, 4, 3, padding=1, bias=False), sjl.BatchNorm2d(4),
-                         sjn.IFNode(surrogate_function=sjs.ATan()), sjl.MaxPool2d(2),
-                         sjl.Conv2d(4, 6, 3, padding=1, bias=False), sjl.BatchNorm2d(6),
-                         sjn.LIFNode(surrogate_function=sjs.PiecewiseQuadratic()), sjl.AvgPool2d(2),
-                         sjl.Flatten(), sjl.Linear(6 * 2 * 2, 5), sjn.LIFNode(surrogate_function=sjs.Erf()))
+    return nn.Sequential(
+        sjl.Conv2d(1, 4, 3, padding=1, bias=False),
+        sjl.BatchNorm2d(4),
+        sjn.IFNode(surrogate_function=sjs.ATan()),
+        sjl.MaxPool2d(2),
+        sjl.Conv2d(4, 6, 3, padding=1, bias=False),
+        sjl.BatchNorm2d(6),
+        sjn.LIFNode(surrogate_function=sjs.PiecewiseQuadratic()),
+        sjl.AvgPool2d(2),
+        sjl.Flatten(),
+        sjl.Linear(6 * 2 * 2, 5),
+        sjn.LIFNode(surrogate_function=sjs.Erf()),
+    )
 
 
 def _sj_plif_mlp():
-    return nn.Sequential(sjl.Flatten(), sjl.Linear(20, 16),
-                         sjn.ParametricLIFNode(init_tau=2.0, surrogate_function=sjs.ATan()),
-                         sjl.Linear(16, 8),
-                         sjn.ParametricLIFNode(init_tau=3.0, v_reset=None, decay_input=False,
-                                               surrogate_function=sjs.Sigmoid(alpha=3.0)),
-                         sjl.Linear(8, 4), sjn.ParametricLIFNode(init_tau=1.5, detach_reset=True))
+    return nn.Sequential(
+        sjl.Flatten(),
+        sjl.Linear(20, 16),
+        sjn.ParametricLIFNode(init_tau=2.0, surrogate_function=sjs.ATan()),
+        sjl.Linear(16, 8),
+        sjn.ParametricLIFNode(init_tau=3.0, v_reset=None, decay_input=False, surrogate_function=sjs.Sigmoid(alpha=3.0)),
+        sjl.Linear(8, 4),
+        sjn.ParametricLIFNode(init_tau=1.5, detach_reset=True),
+    )
 
 
 def _sj_plif_conv():
-    return nn.Sequential(sjl.Conv2d(1, 4, 3, padding=1, bias=False), sjl.BatchNorm2d(4),
-                         sjn.ParametricLIFNode(surrogate_function=sjs.ATan()), sjl.MaxPool2d(2),
-                         sjl.Conv2d(4, 6, 3, padding=1, bias=False), sjl.BatchNorm2d(6),
-                         sjn.LIFNode(surrogate_function=sjs.PiecewiseQuadratic()), sjl.AvgPool2d(2),
-                         sjl.Flatten(), sjl.Linear(6 * 2 * 2, 5),
-                         sjn.ParametricLIFNode(init_tau=4.0, v_reset=None, surrogate_function=sjs.Erf()))
+    return nn.Sequential(
+        sjl.Conv2d(1, 4, 3, padding=1, bias=False),
+        sjl.BatchNorm2d(4),
+        sjn.ParametricLIFNode(surrogate_function=sjs.ATan()),
+        sjl.MaxPool2d(2),
+        sjl.Conv2d(4, 6, 3, padding=1, bias=False),
+        sjl.BatchNorm2d(6),
+        sjn.LIFNode(surrogate_function=sjs.PiecewiseQuadratic()),
+        sjl.AvgPool2d(2),
+        sjl.Flatten(),
+        sjl.Linear(6 * 2 * 2, 5),
+        sjn.ParametricLIFNode(init_tau=4.0, v_reset=None, surrogate_function=sjs.Erf()),
+    )
 
 
 class _LifFcMnist(nn.Module):
@@ -649,16 +735,21 @@ class _LifFcMnist(nn.Module):
 
     def __init__(self, tau=2.0):
         super().__init__()
-        self.layer = nn.Sequential(sjl.Flatten(), sjl.Linear(28 * 28, 10, bias=False),
-                                   sjn.LIFNode(tau=tau, surrogate_function=sjs.ATan()))
+        self.layer = nn.Sequential(
+            sjl.Flatten(), sjl.Linear(28 * 28, 10, bias=False), sjn.LIFNode(tau=tau, surrogate_function=sjs.ATan())
+        )
 
     def forward(self, x):
         return self.layer(x)
 
 
-SJ_MODELS = {"mlp": (_sj_mlp, (6, 20)), "conv": (_sj_conv, (6, 1, 8, 8)),
-             "lif_fc_mnist": (lambda: _LifFcMnist(), (6, 1, 28, 28)),
-             "plif_mlp": (_sj_plif_mlp, (6, 20)), "plif_conv": (_sj_plif_conv, (6, 1, 8, 8))}
+SJ_MODELS = {
+    "mlp": (_sj_mlp, (6, 20)),
+    "conv": (_sj_conv, (6, 1, 8, 8)),
+    "lif_fc_mnist": (lambda: _LifFcMnist(), (6, 1, 28, 28)),
+    "plif_mlp": (_sj_plif_mlp, (6, 20)),
+    "plif_conv": (_sj_plif_conv, (6, 1, 8, 8)),
+}
 
 
 def _sj_data(which, T=5):
@@ -678,6 +769,7 @@ def _sj_step(xs, ys, step_mode):
         rate = out.mean(0)
         loss = nn.functional.mse_loss(rate, nn.functional.one_hot(ys[i], rate.shape[-1]).float())
         return [out], loss
+
     return step
 
 
@@ -751,6 +843,7 @@ def test_sj_reset_paths():
     snn_cuda.convert(ref)
     node = ref.layer[2]
     from spikingjelly.activation_based import base as sjbase
+
     assert isinstance(node, sjbase.MemoryModule)
     for reset in (sjf.reset_net, snn_cuda.functional.reset_net):
         ref(x)
@@ -776,8 +869,12 @@ class _Tutorial5(nn.Module):
         self.num_steps = num_steps
         self.fc1 = nn.Linear(num_inputs, num_hidden)
         if learn:  # per-neuron learnable beta and threshold on the hidden layer, scalar on the output
-            self.lif1 = snn.Leaky(beta=torch.linspace(0.8, 0.95, num_hidden), threshold=torch.ones(num_hidden),
-                                  learn_beta=True, learn_threshold=True)
+            self.lif1 = snn.Leaky(
+                beta=torch.linspace(0.8, 0.95, num_hidden),
+                threshold=torch.ones(num_hidden),
+                learn_beta=True,
+                learn_threshold=True,
+            )
         else:
             self.lif1 = snn.Leaky(beta=beta)
         self.fc2 = nn.Linear(num_hidden, num_outputs)
@@ -798,37 +895,70 @@ class _Tutorial5(nn.Module):
 
 
 def _st_mlp():
-    return nn.Sequential(nn.Flatten(), nn.Linear(20, 16), snn.Leaky(beta=0.9, init_hidden=True),
-                         nn.Linear(16, 8), snn.Leaky(beta=0.7, reset_mechanism="zero", init_hidden=True,
-                                                     spike_grad=sts.fast_sigmoid(slope=10)),
-                         nn.Linear(8, 4), snn.Leaky(beta=0.8, init_hidden=True, output=True,
-                                                    spike_grad=sts.sigmoid(slope=5)))
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(20, 16),
+        snn.Leaky(beta=0.9, init_hidden=True),
+        nn.Linear(16, 8),
+        snn.Leaky(beta=0.7, reset_mechanism="zero", init_hidden=True, spike_grad=sts.fast_sigmoid(slope=10)),
+        nn.Linear(8, 4),
+        snn.Leaky(beta=0.8, init_hidden=True, output=True, spike_grad=sts.sigmoid(slope=5)),
+    )
 
 
 def _st_conv():
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.MaxPool2d(2),
-                         snn.Leaky(beta=0.5, init_hidden=True),
-                         nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6), nn.AvgPool2d(2),
-                         snn.Leaky(beta=0.5, init_hidden=True, reset_mechanism="none"),
-                         nn.Flatten(), nn.Linear(6 * 2 * 2, 5), snn.Leaky(beta=0.5, init_hidden=True, output=True))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.MaxPool2d(2),
+        snn.Leaky(beta=0.5, init_hidden=True),
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.AvgPool2d(2),
+        snn.Leaky(beta=0.5, init_hidden=True, reset_mechanism="none"),
+        nn.Flatten(),
+        nn.Linear(6 * 2 * 2, 5),
+        snn.Leaky(beta=0.5, init_hidden=True, output=True),
+    )
 
 
 def _st_conv_learn():
     """A small conv net with per-channel (C, 1, 1) learnable beta and threshold, a per-channel
     learnable threshold with a fixed scalar beta, and a scalar learnable output layer."""
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.MaxPool2d(2),
-                         snn.Leaky(beta=torch.linspace(0.4, 0.7, 4).view(4, 1, 1), threshold=torch.ones(4, 1, 1),
-                                   learn_beta=True, learn_threshold=True, init_hidden=True),
-                         nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6), nn.AvgPool2d(2),
-                         snn.Leaky(beta=0.5, threshold=torch.linspace(0.8, 1.2, 6).view(6, 1, 1), learn_threshold=True,
-                                   init_hidden=True, reset_mechanism="zero"),
-                         nn.Flatten(), nn.Linear(6 * 2 * 2, 5),
-                         snn.Leaky(beta=0.5, learn_beta=True, learn_threshold=True, init_hidden=True, output=True))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.MaxPool2d(2),
+        snn.Leaky(
+            beta=torch.linspace(0.4, 0.7, 4).view(4, 1, 1),
+            threshold=torch.ones(4, 1, 1),
+            learn_beta=True,
+            learn_threshold=True,
+            init_hidden=True,
+        ),
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.AvgPool2d(2),
+        snn.Leaky(
+            beta=0.5,
+            threshold=torch.linspace(0.8, 1.2, 6).view(6, 1, 1),
+            learn_threshold=True,
+            init_hidden=True,
+            reset_mechanism="zero",
+        ),
+        nn.Flatten(),
+        nn.Linear(6 * 2 * 2, 5),
+        snn.Leaky(beta=0.5, learn_beta=True, learn_threshold=True, init_hidden=True, output=True),
+    )
 
 
-ST_MODELS = {"tutorial5": (_Tutorial5, (8, 784)), "mlp": (_st_mlp, (8, 20)), "conv": (_st_conv, (8, 1, 8, 8)),
-             "tutorial5_learn": (lambda: _Tutorial5(learn=True), (8, 784)),
-             "conv_learn": (_st_conv_learn, (8, 1, 8, 8))}
+ST_MODELS = {
+    "tutorial5": (_Tutorial5, (8, 784)),
+    "mlp": (_st_mlp, (8, 20)),
+    "conv": (_st_conv, (8, 1, 8, 8)),
+    "tutorial5_learn": (lambda: _Tutorial5(learn=True), (8, 784)),
+    "conv_learn": (_st_conv_learn, (8, 1, 8, 8)),
+}
 
 
 def _st_step(which, shape, T=6):
@@ -849,6 +979,7 @@ def _st_step(which, shape, T=6):
         spk, mem = torch.stack(spks), torch.stack(mems)
         loss = sum(nn.functional.cross_entropy(mem[t], ys[i]) for t in range(T))
         return [spk, mem], loss
+
     return step
 
 
@@ -905,8 +1036,13 @@ def test_snntorch_reset_paths():
     def clean():
         return all(float(m.mem.abs().sum()) == 0 for m in leaks)
 
-    for reset in (stu.reset, snn_cuda.functional.reset_net, lambda n: snn.Leaky.reset_hidden(),
-                  lambda n: [m.reset_mem() for m in leaks], lambda n: [m.init_leaky() for m in leaks]):
+    for reset in (
+        stu.reset,
+        snn_cuda.functional.reset_net,
+        lambda n: snn.Leaky.reset_hidden(),
+        lambda n: [m.reset_mem() for m in leaks],
+        lambda n: [m.init_leaky() for m in leaks],
+    ):
         dirty()
         reset(net)
         assert clean()
@@ -932,8 +1068,14 @@ def test_snntorch_init_hidden_forbids_mem():
 @needs_sj
 def test_save_load_whole_converted_model():
     # (a whole snnTorch model does not pickle, converted or not: its spike_grad is a closure)
-    net = nn.Sequential(nn.Linear(4, 4), sjn.LIFNode(), nn.Linear(4, 4), sjn.IFNode(step_mode="m"),
-                        nn.Linear(4, 4), sjn.ParametricLIFNode())
+    net = nn.Sequential(
+        nn.Linear(4, 4),
+        sjn.LIFNode(),
+        nn.Linear(4, 4),
+        sjn.IFNode(step_mode="m"),
+        nn.Linear(4, 4),
+        sjn.ParametricLIFNode(),
+    )
     snn_cuda.convert(net)
     buf = io.BytesIO()
     torch.save(net, buf)

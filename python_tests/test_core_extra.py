@@ -1,4 +1,5 @@
 """Save-mode bit parity, the synaptic current op, and the stale-build error."""
+
 import pytest
 import torch
 
@@ -18,12 +19,16 @@ def save_mode():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-@pytest.mark.parametrize("layer", [
-    lambda: snn_cuda.LIF(tau=1.7, surrogate=sg.Erf(), backend="fused", store_v_seq=True),
-    lambda: snn_cuda.LIF(tau=3.0, decay_input=False, v_reset=None, backend="fused", store_v_seq=True),
-    lambda: snn_cuda.IF(v_floor=-0.2, detach_reset=True, surrogate=sg.FastSigmoid(), backend="fused",
-                        store_v_seq=True),
-])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: snn_cuda.LIF(tau=1.7, surrogate=sg.Erf(), backend="fused", store_v_seq=True),
+        lambda: snn_cuda.LIF(tau=3.0, decay_input=False, v_reset=None, backend="fused", store_v_seq=True),
+        lambda: snn_cuda.IF(
+            v_floor=-0.2, detach_reset=True, surrogate=sg.FastSigmoid(), backend="fused", store_v_seq=True
+        ),
+    ],
+)
 @pytest.mark.parametrize("T", [1, 8, 21])
 def test_checkpoint_backward_is_bitwise_the_save_h_backward(save_mode, layer, dtype, T):
     # The recompute mode rebuilds every charged potential from x and a

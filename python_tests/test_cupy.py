@@ -16,6 +16,7 @@ Without a GPU this proves everything but the launch itself:
 On a GPU with CuPy the last tests compare the CuPy path with the compiled kernels and the
 reference (also run by `python -m snn_cuda.check`).
 """
+
 import ctypes
 import hashlib
 import importlib.util
@@ -54,11 +55,21 @@ def _gxx():
 # ------------------------------------------------------------------------------------------
 # params layout and grid: g++ on the C++ headers vs the Python side
 # ------------------------------------------------------------------------------------------
-_CTYPES = {"i64": ctypes.c_longlong, "const void*": ctypes.c_void_p, "void*": ctypes.c_void_p,
-           "double": ctypes.c_double, "int": ctypes.c_int, "unsigned long long": ctypes.c_ulonglong}
+_CTYPES = {
+    "i64": ctypes.c_longlong,
+    "const void*": ctypes.c_void_p,
+    "void*": ctypes.c_void_p,
+    "double": ctypes.c_double,
+    "int": ctypes.c_int,
+    "unsigned long long": ctypes.c_ulonglong,
+}
 _STRUCT_FILES = {"FwdParams": "params.h", "BwdParams": "params.h", "PoissonParams": "encoder.h"}
-GRID_CASES = [(n, b, sm) for n in (0, 1, 255, 256, 257, 4095, 10 ** 6, 2 ** 40 + 7)
-              for b in (1, 32, 256, 1024, 2048, 4096) for sm in (0, 1, 2, 132)]
+GRID_CASES = [
+    (n, b, sm)
+    for n in (0, 1, 255, 256, 257, 4095, 10**6, 2**40 + 7)
+    for b in (1, 32, 256, 1024, 2048, 4096)
+    for sm in (0, 1, 2, 132)
+]
 
 
 def parse_struct(text: str, name: str):
@@ -87,13 +98,20 @@ def cxx_layout(tmp_path_factory):
     and chunk constants and snn::grid_blocks over GRID_CASES."""
     gxx = _gxx()
     structs = {n: parse_struct((KERNELS / f).read_text(), n) for n, f in _STRUCT_FILES.items()}
-    lines = ["#include <cstdio>", "#include <cstddef>", '#include "kernels/params.h"', '#include "kernels/encoder.h"',
-             "int main() {"]
+    lines = [
+        "#include <cstdio>",
+        "#include <cstddef>",
+        '#include "kernels/params.h"',
+        '#include "kernels/encoder.h"',
+        "int main() {",
+    ]
     for s, fields in structs.items():
         lines.append(f'  std::printf("%s %zu %zu\\n", "{s}", sizeof(snn::{s}), alignof(snn::{s}));')
         for f, _ in fields:
-            lines.append(f'  std::printf("%s.%s %zu %zu\\n", "{s}", "{f}", offsetof(snn::{s}, {f}), '
-                         f"sizeof(((snn::{s}*)nullptr)->{f}));")
+            lines.append(
+                f'  std::printf("%s.%s %zu %zu\\n", "{s}", "{f}", offsetof(snn::{s}, {f}), '
+                f"sizeof(((snn::{s}*)nullptr)->{f}));"
+            )
     lines.append('  std::printf("kBlockThreads %d\\nkChunk %d\\n", snn::kBlockThreads, snn::kChunk);')
     for n, b, sm in GRID_CASES:
         lines.append(f'  std::printf("grid {n} {b} {sm} %lld\\n", (long long)snn::grid_blocks({n}LL, {b}, {sm}));')
@@ -101,8 +119,12 @@ def cxx_layout(tmp_path_factory):
     d = tmp_path_factory.mktemp("layout")
     src, exe = d / "layout.cpp", d / "layout"
     src.write_text("\n".join(lines) + "\n")
-    subprocess.run([gxx, "-std=c++17", "-I", str(ROOT / "csrc"), str(src), "-o", str(exe)], check=True,
-                   capture_output=True, text=True)
+    subprocess.run(
+        [gxx, "-std=c++17", "-I", str(ROOT / "csrc"), str(src), "-o", str(exe)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
     vals = {}
     for ln in out.splitlines():
@@ -136,8 +158,12 @@ def test_grid_and_constants_match_cxx(cxx_layout):
 
 
 def test_enum_values_match_ops():
-    assert (cb.MODEL_LIF, cb.MODEL_IF, cb.MODEL_LEAKY, cb.MODEL_PLIF) == \
-        (ops.MODEL_LIF, ops.MODEL_IF, ops.MODEL_LEAKY, ops.MODEL_PLIF)
+    assert (cb.MODEL_LIF, cb.MODEL_IF, cb.MODEL_LEAKY, cb.MODEL_PLIF) == (
+        ops.MODEL_LIF,
+        ops.MODEL_IF,
+        ops.MODEL_LEAKY,
+        ops.MODEL_PLIF,
+    )
     assert (cb.RESET_HARD, cb.RESET_SOFT, cb.RESET_NONE) == (ops.RESET_HARD, ops.RESET_SOFT, ops.RESET_NONE)
     assert (cb.SAVE_NONE, cb.SAVE_H, cb.SAVE_CKPT) == (ops.SAVE_NONE, ops.SAVE_H, ops.SAVE_CKPT)
     assert cb.SG_COUNT == len(cuda_source.SURROGATES)
@@ -153,7 +179,9 @@ def test_dispatch_names_are_the_nvrtc_name_expressions():
     name expressions test_nvrtc.py compiles, and nothing else is."""
     assert set(cb.dispatch_names()) == set(cuda_source.name_expressions())
     assert len(cb.dispatch_names()) == 4 * (7 * 10 + 1)
-    assert cb.Kernel("fwd", cb.combo_index(ops.MODEL_PLIF, 1), 0, "float32").name == cuda_source.forward_name(1, "float32")
+    assert cb.Kernel("fwd", cb.combo_index(ops.MODEL_PLIF, 1), 0, "float32").name == cuda_source.forward_name(
+        1, "float32"
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -167,8 +195,10 @@ def _py(code: str, **env):
 
 
 def test_import_does_not_import_cupy():
-    r = _py("import sys, snn_cuda; assert 'cupy' not in sys.modules, 'cupy imported'; "
-            "import snn_cuda.cupy_backend; assert 'cupy' not in sys.modules; print('ok')")
+    r = _py(
+        "import sys, snn_cuda; assert 'cupy' not in sys.modules, 'cupy imported'; "
+        "import snn_cuda.cupy_backend; assert 'cupy' not in sys.modules; print('ok')"
+    )
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-3000:]
 
 
@@ -176,8 +206,10 @@ def test_import_never_fails_without_cupy_or_extension(tmp_path):
     # a "cupy" that raises on import: snn_cuda imports, build_info says why
     (tmp_path / "cupy").mkdir()
     (tmp_path / "cupy" / "__init__.py").write_text("raise ImportError('broken cupy for the test')\n")
-    code = ("import snn_cuda, json; i = snn_cuda.build_info(); print(json.dumps(i['cupy'])); "
-            "assert i['cupy']['available'] is False")
+    code = (
+        "import snn_cuda, json; i = snn_cuda.build_info(); print(json.dumps(i['cupy'])); "
+        "assert i['cupy']['available'] is False"
+    )
     r = _py(code, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "broken cupy for the test" in r.stdout
@@ -200,8 +232,11 @@ class _FakeCpuTensor:
     device = torch.device("cpu")
 
 
-LAYERS = {"lif": lambda **kw: snn_cuda.LIF(**kw), "if": lambda **kw: snn_cuda.IF(**kw),
-          "leaky": lambda **kw: snn_cuda.Leaky(beta=0.9, **kw)}
+LAYERS = {
+    "lif": lambda **kw: snn_cuda.LIF(**kw),
+    "if": lambda **kw: snn_cuda.IF(**kw),
+    "leaky": lambda **kw: snn_cuda.Leaky(beta=0.9, **kw),
+}
 
 
 @pytest.fixture
@@ -222,7 +257,9 @@ def _set_probe(monkeypatch, reason: str):
     cb.probe(refresh=True)
 
 
-CUPY_MISSING = f"CuPy is not installed or does not import (ModuleNotFoundError: No module named 'cupy'); {cb.CUPY_INSTALL_HINT}"
+CUPY_MISSING = (
+    f"CuPy is not installed or does not import (ModuleNotFoundError: No module named 'cupy'); {cb.CUPY_INSTALL_HINT}"
+)
 NO_GPU = "no CUDA device is visible (torch.cuda.is_available() is False)"
 
 
@@ -256,8 +293,10 @@ def test_fused_without_compiled_or_cupy_raises(monkeypatch, cupy_state):
         m._use_fused(_FakeCudaTensor(), m.surrogate)
 
 
-@pytest.mark.parametrize("reason,pattern", [(CUPY_MISSING, r"CuPy is not installed.*snn_cuda\[cupy\]"),
-                                            (NO_GPU, r"no CUDA device is visible")])
+@pytest.mark.parametrize(
+    "reason,pattern",
+    [(CUPY_MISSING, r"CuPy is not installed.*snn_cuda\[cupy\]"), (NO_GPU, r"no CUDA device is visible")],
+)
 def test_forced_cupy_raises_clearly(monkeypatch, cupy_state, reason, pattern):
     _set_probe(monkeypatch, reason)
     for kind in LAYERS:
@@ -271,6 +310,7 @@ def test_forced_cupy_on_cpu_tensor_raises(cupy_state):
     m = snn_cuda.LIF(backend="cupy")
     with pytest.raises(RuntimeError, match=r"backend='cupy' cannot run here: the CuPy path runs CUDA tensors only"):
         m._use_fused(_FakeCpuTensor(), m.surrogate)
+
     # a Python surrogate: the reference only, also with 'cupy'
     class MySig(sg.SurrogateFunction):
         def derivative(self, z):
@@ -365,14 +405,14 @@ def test_build_info_reports_the_cupy_path():
         if HAVE_CUPY:  # here: CuPy imports without a GPU; the versions it found are reported
             assert c["cupy"] and c["nvrtc"] and "no CUDA device" in c["reason"]
         else:
-            assert "not installed" in c["reason"] and 'snn_cuda[cupy]' in c["reason"]
+            assert "not installed" in c["reason"] and "snn_cuda[cupy]" in c["reason"]
     assert info["cuda_backend"] in ("compiled", "cupy", None)
 
 
 def test_nvrtc_arch_choice():
     sup = (75, 80, 86, 87, 89, 90, 100, 120)
     assert cb.nvrtc_arch(90, sup) == "sm_90" and cb.nvrtc_arch(80, sup) == "sm_80"
-    assert cb.nvrtc_arch(95, sup) == "compute_90"     # unknown newer GPU: PTX the driver JITs
+    assert cb.nvrtc_arch(95, sup) == "compute_90"  # unknown newer GPU: PTX the driver JITs
     assert cb.nvrtc_arch(130, sup) == "compute_120"
     with pytest.raises(RuntimeError, match="older than every architecture"):
         cb.nvrtc_arch(70, sup)
@@ -386,6 +426,7 @@ def test_nvrtc_arch_choice():
 def test_cupy_nvrtc_compiles_the_runtime_source(arch, tmp_path, monkeypatch):
     try:
         from cupy.cuda import nvrtc
+
         nvrtc.getVersion()
     except Exception as e:
         pytest.skip(f"CuPy's NVRTC is not loadable: {e}")
@@ -394,8 +435,13 @@ def test_cupy_nvrtc_compiles_the_runtime_source(arch, tmp_path, monkeypatch):
         pytest.skip("no cuda_fp16.h for NVRTC")
     monkeypatch.setenv("SNN_CUDA_CUPY_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(cb, "_binaries", {})
-    kernels = [cb.Kernel("fwd", 0, 0, "float32"), cb.Kernel("bwd", 5, 1, "bfloat16"),
-               cb.Kernel("bwd", 3, 8, "float16"), cb.Kernel("fwd", 2, 0, "float64"), cb.Kernel("poisson", 0, 0, "float16")]
+    kernels = [
+        cb.Kernel("fwd", 0, 0, "float32"),
+        cb.Kernel("bwd", 5, 1, "bfloat16"),
+        cb.Kernel("bwd", 3, 8, "float16"),
+        cb.Kernel("fwd", 2, 0, "float64"),
+        cb.Kernel("poisson", 0, 0, "float16"),
+    ]
     for k in kernels:
         lowered, binary = cb.compile_kernel(k.name, arch, inc)
         assert lowered.startswith("_ZN3snn") and len(binary) > 1000
@@ -518,8 +564,11 @@ def emu_lib():
         src = d / "emu_kernels.cpp"
         src.write_text(_EMU_SRC)
         tmp = d / f".emu_{os.getpid()}.so"
-        r = subprocess.run([gxx, *_EMU_FLAGS, "-I", str(ROOT / "csrc"), "-I", str(EMU_DIR), str(src), "-o", str(tmp)],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [gxx, *_EMU_FLAGS, "-I", str(ROOT / "csrc"), "-I", str(EMU_DIR), str(src), "-o", str(tmp)],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, r.stderr[-4000:]
         os.replace(tmp, so)
     lib = ctypes.CDLL(str(so))
@@ -608,31 +657,78 @@ def test_check_command_cupy_vs_compiled_and_benchmark_rows(emu_launcher):
     env = check.environment("cpu")
     assert "cupy_path" in env and "cuda_backend" in env
     skipped = {"name": "CuPy path", "device": "cuda", "skipped": True, "passed": True, "detail": "not checked: x"}
-    rep = {"passed": True, "summary": "s", "gpu_note": "n", "environment": env, "checks": [res, skipped],
-           "benchmark": bench, "command": "c", "seconds": 1.0}
+    rep = {
+        "passed": True,
+        "summary": "s",
+        "gpu_note": "n",
+        "environment": env,
+        "checks": [res, skipped],
+        "benchmark": bench,
+        "command": "c",
+        "seconds": 1.0,
+    }
     md = check.render_markdown(rep)
     assert "| CuPy path vs compiled (cpu) | PASS |" in md and "| CuPy path | skipped |" in md
     assert "| cupy_path |" in md and "[CuPy kernels]" in md
 
 
 def _fwd_args(x, **kw):
-    a = dict(x=x, v0=None, decay_param=None, threshold_param=None, T=-1, model=ops.MODEL_LIF, reset=ops.RESET_HARD,
-             surrogate=1, surrogate_param=2.0, tau=1.7, v_threshold=0.9, v_reset=-0.1, v_floor=0.0, beta=0.8,
-             v_init=-0.1, decay_input=True, has_floor=False, detach_reset=False, save_mode=ops.SAVE_H,
-             store_v_seq=True)
+    a = dict(
+        x=x,
+        v0=None,
+        decay_param=None,
+        threshold_param=None,
+        T=-1,
+        model=ops.MODEL_LIF,
+        reset=ops.RESET_HARD,
+        surrogate=1,
+        surrogate_param=2.0,
+        tau=1.7,
+        v_threshold=0.9,
+        v_reset=-0.1,
+        v_floor=0.0,
+        beta=0.8,
+        v_init=-0.1,
+        decay_input=True,
+        has_floor=False,
+        detach_reset=False,
+        save_mode=ops.SAVE_H,
+        store_v_seq=True,
+    )
     a.update(kw)
     return a
 
 
 def _bwd_args(fwd_a, saved, gs, gvl, **kw):
     T = fwd_a["T"]
-    a = dict(grad_spikes=gs, grad_v_seq=None, grad_v_last=gvl, saved=saved, x=fwd_a["x"], v0=fwd_a["v0"],
-             decay_param=fwd_a["decay_param"], threshold_param=fwd_a["threshold_param"], T=T,
-             save_mode=fwd_a["save_mode"], model=fwd_a["model"], reset=fwd_a["reset"], surrogate=fwd_a["surrogate"],
-             surrogate_param=fwd_a["surrogate_param"], tau=fwd_a["tau"], v_threshold=fwd_a["v_threshold"],
-             v_reset=fwd_a["v_reset"], v_floor=fwd_a["v_floor"], beta=fwd_a["beta"], v_init=fwd_a["v_init"],
-             decay_input=fwd_a["decay_input"], has_floor=fwd_a["has_floor"], detach_reset=fwd_a["detach_reset"],
-             grad_decay=False, grad_threshold=False, x_dtype=fwd_a["x"].dtype)
+    a = dict(
+        grad_spikes=gs,
+        grad_v_seq=None,
+        grad_v_last=gvl,
+        saved=saved,
+        x=fwd_a["x"],
+        v0=fwd_a["v0"],
+        decay_param=fwd_a["decay_param"],
+        threshold_param=fwd_a["threshold_param"],
+        T=T,
+        save_mode=fwd_a["save_mode"],
+        model=fwd_a["model"],
+        reset=fwd_a["reset"],
+        surrogate=fwd_a["surrogate"],
+        surrogate_param=fwd_a["surrogate_param"],
+        tau=fwd_a["tau"],
+        v_threshold=fwd_a["v_threshold"],
+        v_reset=fwd_a["v_reset"],
+        v_floor=fwd_a["v_floor"],
+        beta=fwd_a["beta"],
+        v_init=fwd_a["v_init"],
+        decay_input=fwd_a["decay_input"],
+        has_floor=fwd_a["has_floor"],
+        detach_reset=fwd_a["detach_reset"],
+        grad_decay=False,
+        grad_threshold=False,
+        x_dtype=fwd_a["x"].dtype,
+    )
     a.update(kw)
     return a
 
@@ -651,26 +747,91 @@ def _op_cases():
         v0 = rnd(B, N, dt=sdt) * 0.3
         for save in (ops.SAVE_H, ops.SAVE_CKPT):
             cases.append((f"lif-hard-{dt}-{save}", _fwd_args(x, v0=v0, save_mode=save), {}))
-            cases.append((f"if-soft-floor-{dt}-{save}", _fwd_args(x, model=ops.MODEL_IF, reset=ops.RESET_SOFT,
-                                                                  has_floor=True, v_floor=-0.3, v_init=0.0,
-                                                                  save_mode=save, surrogate=0), {}))
-        cases.append((f"leaky-zero-{dt}", _fwd_args(x, v0=v0, model=ops.MODEL_LEAKY, reset=ops.RESET_HARD,
-                                                    v_init=0.0, save_mode=ops.SAVE_H, store_v_seq=True), {}))
+            cases.append(
+                (
+                    f"if-soft-floor-{dt}-{save}",
+                    _fwd_args(
+                        x,
+                        model=ops.MODEL_IF,
+                        reset=ops.RESET_SOFT,
+                        has_floor=True,
+                        v_floor=-0.3,
+                        v_init=0.0,
+                        save_mode=save,
+                        surrogate=0,
+                    ),
+                    {},
+                )
+            )
+        cases.append(
+            (
+                f"leaky-zero-{dt}",
+                _fwd_args(
+                    x,
+                    v0=v0,
+                    model=ops.MODEL_LEAKY,
+                    reset=ops.RESET_HARD,
+                    v_init=0.0,
+                    save_mode=ops.SAVE_H,
+                    store_v_seq=True,
+                ),
+                {},
+            )
+        )
         # learnable parameters: ParametricLIF k per neuron, a threshold per neuron, Leaky beta
         k = torch.sigmoid(rnd(N, dt=sdt))
         th = 0.8 + 0.2 * torch.rand(N, generator=g, dtype=torch.float64).to(sdt)
-        cases.append((f"plif-{dt}", _fwd_args(x, v0=v0, model=ops.MODEL_PLIF, decay_param=k, threshold_param=th,
-                                              save_mode=ops.SAVE_CKPT, store_v_seq=False),
-                      dict(grad_decay=True, grad_threshold=True)))
+        cases.append(
+            (
+                f"plif-{dt}",
+                _fwd_args(
+                    x,
+                    v0=v0,
+                    model=ops.MODEL_PLIF,
+                    decay_param=k,
+                    threshold_param=th,
+                    save_mode=ops.SAVE_CKPT,
+                    store_v_seq=False,
+                ),
+                dict(grad_decay=True, grad_threshold=True),
+            )
+        )
         beta = torch.rand((), generator=g, dtype=torch.float64).to(sdt).reshape(1)
-        cases.append((f"leaky-learn-{dt}", _fwd_args(x, v0=v0, model=ops.MODEL_LEAKY, reset=ops.RESET_SOFT,
-                                                     decay_param=beta, threshold_param=th, v_init=0.0,
-                                                     save_mode=ops.SAVE_H, store_v_seq=True, surrogate=5),
-                      dict(grad_decay=True, grad_threshold=True)))
+        cases.append(
+            (
+                f"leaky-learn-{dt}",
+                _fwd_args(
+                    x,
+                    v0=v0,
+                    model=ops.MODEL_LEAKY,
+                    reset=ops.RESET_SOFT,
+                    decay_param=beta,
+                    threshold_param=th,
+                    v_init=0.0,
+                    save_mode=ops.SAVE_H,
+                    store_v_seq=True,
+                    surrogate=5,
+                ),
+                dict(grad_decay=True, grad_threshold=True),
+            )
+        )
         # constant input over T, and a time-strided (x[t] contiguous, stride(0) != N) input
-        cases.append((f"lif-constT-{dt}", _fwd_args(rnd(B, N, dt=dt), T=9, save_mode=ops.SAVE_CKPT, store_v_seq=False,
-                                                    reset=ops.RESET_SOFT, v_reset=0.0, v_init=0.0), {}))
-        xs = rnd(T, B + 2, N, dt=dt)[:, 1:B + 1]
+        cases.append(
+            (
+                f"lif-constT-{dt}",
+                _fwd_args(
+                    rnd(B, N, dt=dt),
+                    T=9,
+                    save_mode=ops.SAVE_CKPT,
+                    store_v_seq=False,
+                    reset=ops.RESET_SOFT,
+                    v_reset=0.0,
+                    v_init=0.0,
+                ),
+                {},
+            )
+        )
+        xs = rnd(T, B + 2, N, dt=dt)[:, 1 : B + 1]
         assert xs.select(0, 0).is_contiguous() and xs.stride(0) != B * N
         cases.append((f"lif-strided-{dt}", _fwd_args(xs, save_mode=ops.SAVE_CKPT, detach_reset=True), {}))
     # enough neurons that the grid-stride loop wraps (the emulated launcher uses 2 SMs: 16 blocks)
@@ -714,23 +875,36 @@ def test_cupy_ops_equal_compiled_cpu_ops(emu_launcher, name, fa, bkw):
 def test_cupy_poisson_equals_compiled_cpu(emu_launcher):
     for dt in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
         x = torch.linspace(0, 1, 1001, dtype=torch.float64).to(dt).reshape(7, 143)
-        for seed in (0, 12345, -(2 ** 63), 2 ** 63 - 1):
-            assert torch.equal(cb.poisson_encode(x, 13, seed), torch.ops.snn_cuda.poisson_encode(x, 13, seed)), (dt, seed)
+        for seed in (0, 12345, -(2**63), 2**63 - 1):
+            assert torch.equal(cb.poisson_encode(x, 13, seed), torch.ops.snn_cuda.poisson_encode(x, 13, seed)), (
+                dt,
+                seed,
+            )
 
 
 def _bad_calls():
     x = torch.randn(3, 4)
     f = _fwd_args
     out = [
-        ("x int", f(x.int())), ("v0 dtype", f(x, v0=torch.zeros(4, dtype=torch.float64))),
-        ("v0 shape", f(x, v0=torch.zeros(5))), ("tau", f(x, tau=0.5)),
-        ("beta", f(x, model=ops.MODEL_LEAKY, beta=2.0)), ("decay for LIF", f(x, decay_param=torch.ones(4))),
+        ("x int", f(x.int())),
+        ("v0 dtype", f(x, v0=torch.zeros(4, dtype=torch.float64))),
+        ("v0 shape", f(x, v0=torch.zeros(5))),
+        ("tau", f(x, tau=0.5)),
+        ("beta", f(x, model=ops.MODEL_LEAKY, beta=2.0)),
+        ("decay for LIF", f(x, decay_param=torch.ones(4))),
         ("decay shape", f(x, model=ops.MODEL_LEAKY, decay_param=torch.ones(2))),
-        ("plif without k", f(x, model=ops.MODEL_PLIF)), ("T=0", f(x, T=0)), ("T=-2", f(x, T=-2)),
-        ("save_mode", f(x, save_mode=5)), ("v_th inf", f(x, v_threshold=float("inf"))),
-        ("model", f(x, model=7)), ("reset", f(x, reset=2)), ("surrogate", f(x, surrogate=9)),
-        ("sg nan", f(x, surrogate_param=float("nan"))), ("floor on LIF", f(x, has_floor=True)),
-        ("0-d x", f(torch.tensor(1.0))), ("no steps", f(torch.zeros(0, 4))),
+        ("plif without k", f(x, model=ops.MODEL_PLIF)),
+        ("T=0", f(x, T=0)),
+        ("T=-2", f(x, T=-2)),
+        ("save_mode", f(x, save_mode=5)),
+        ("v_th inf", f(x, v_threshold=float("inf"))),
+        ("model", f(x, model=7)),
+        ("reset", f(x, reset=2)),
+        ("surrogate", f(x, surrogate=9)),
+        ("sg nan", f(x, surrogate_param=float("nan"))),
+        ("floor on LIF", f(x, has_floor=True)),
+        ("0-d x", f(torch.tensor(1.0))),
+        ("no steps", f(torch.zeros(0, 4))),
         ("th dtype", f(x, threshold_param=torch.ones(4, dtype=torch.float64))),
     ]
     return out
@@ -754,17 +928,17 @@ def test_cupy_backward_errors_are_the_compiled_ops_errors():
     _, saved, _, v_last = torch.ops.snn_cuda.neuron_forward(*fa.values())
     gs = torch.ones(10, 4)
     bad = [
-        _bwd_args(fa, saved, gs, None, x=None),                               # checkpoints need x
-        _bwd_args(fa, saved, gs, None, x=torch.randn(9, 4)),                  # wrong T for the checkpoints
-        _bwd_args(fa, saved, gs.double(), None),                              # grad dtype
-        _bwd_args(fa, saved, torch.ones(10, 5), None),                        # grad shape
-        _bwd_args(fa, saved, gs, torch.ones(4, dtype=torch.float64)),         # grad_v_last dtype
-        _bwd_args(fa, saved, gs, None, save_mode=0),                          # no save mode
-        _bwd_args(fa, saved.double(), gs, None),                              # saved dtype
-        _bwd_args(fa, saved, gs, None, grad_decay=True),                      # no decay param
-        _bwd_args(fa, saved, gs, None, grad_threshold=True),                  # no threshold param
-        _bwd_args(fa, saved, gs, None, x_dtype=torch.int32),                  # x_dtype
-        _bwd_args(fa, saved, gs, None, T=5),                                  # constant T vs checkpoints
+        _bwd_args(fa, saved, gs, None, x=None),  # checkpoints need x
+        _bwd_args(fa, saved, gs, None, x=torch.randn(9, 4)),  # wrong T for the checkpoints
+        _bwd_args(fa, saved, gs.double(), None),  # grad dtype
+        _bwd_args(fa, saved, torch.ones(10, 5), None),  # grad shape
+        _bwd_args(fa, saved, gs, torch.ones(4, dtype=torch.float64)),  # grad_v_last dtype
+        _bwd_args(fa, saved, gs, None, save_mode=0),  # no save mode
+        _bwd_args(fa, saved.double(), gs, None),  # saved dtype
+        _bwd_args(fa, saved, gs, None, grad_decay=True),  # no decay param
+        _bwd_args(fa, saved, gs, None, grad_threshold=True),  # no threshold param
+        _bwd_args(fa, saved, gs, None, x_dtype=torch.int32),  # x_dtype
+        _bwd_args(fa, saved, gs, None, T=5),  # constant T vs checkpoints
     ]
     for args in bad:
         with pytest.raises(Exception) as want:
@@ -834,16 +1008,18 @@ requires_cupy_gpu = pytest.mark.skipif(bool(_cupy_gpu_ready()), reason=_cupy_gpu
 @requires_cupy_gpu
 def test_gpu_cupy_path_matches_reference():
     with cb.serving("CUDA"):
-        res = check.run_matrix("cuda", quick=True, sm_count=torch.cuda.get_device_properties(0).multi_processor_count,
-                               log=lambda *a: None)
+        res = check.run_matrix(
+            "cuda", quick=True, sm_count=torch.cuda.get_device_properties(0).multi_processor_count, log=lambda *a: None
+        )
     assert res["passed"], [check._failure_text(r) for r in res["records"] if not r["passed"]][:10]
 
 
 @requires_cupy_gpu
 @pytest.mark.skipif(not _ext.cuda_available(), reason="needs the compiled CUDA kernels to compare with")
 def test_gpu_cupy_path_equals_compiled_kernels():
-    res = check.run_cupy_vs_compiled(quick=True, sm_count=torch.cuda.get_device_properties(0).multi_processor_count,
-                                     log=lambda *a: None)
+    res = check.run_cupy_vs_compiled(
+        quick=True, sm_count=torch.cuda.get_device_properties(0).multi_processor_count, log=lambda *a: None
+    )
     assert res["passed"], [check._failure_text(r) for r in res["records"] if not r["passed"]][:10]
 
 

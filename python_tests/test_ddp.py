@@ -11,6 +11,7 @@
 The workers are this file run as a script (`python test_ddp.py --worker OUT`) with torchrun's
 environment variables set by hand, so nothing depends on pickling test functions.
 """
+
 from __future__ import annotations
 
 import json
@@ -105,8 +106,12 @@ def _free_port() -> int:
 
 
 def _env(**extra):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               OMP_NUM_THREADS="1", SNN_CUDA_NO_DOWNLOAD="1")
+    env = dict(
+        os.environ,
+        PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        OMP_NUM_THREADS="1",
+        SNN_CUDA_NO_DOWNLOAD="1",
+    )
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -123,7 +128,7 @@ def worker(out_path: str) -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     x, y = fixed_data()
     shard = BATCH // world
-    xs, ys = x[:, rank * shard:(rank + 1) * shard], y[rank * shard:(rank + 1) * shard]
+    xs, ys = x[:, rank * shard : (rank + 1) * shard], y[rank * shard : (rank + 1) * shard]
     model = make_model()
     ddp = DDP(model)  # broadcast_buffers=True (the default): there are no buffers to broadcast
     losses = train(ddp, xs, ys)
@@ -131,9 +136,16 @@ def worker(out_path: str) -> None:
     v_shape = list(model.lif.v.shape)
     reset_net(ddp)
     reset_ok = model.lif.v == model.lif.v_init and model.leaky.mem == 0.0
-    torch.save({"params": {k: v.detach().clone() for k, v in model.state_dict().items()}, "losses": losses,
-                "v_shape": v_shape, "reset_ok": bool(reset_ok), "buffers": [n for n, _ in model.named_buffers()]},
-               out_path)
+    torch.save(
+        {
+            "params": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "losses": losses,
+            "v_shape": v_shape,
+            "reset_ok": bool(reset_ok),
+            "buffers": [n for n, _ in model.named_buffers()],
+        },
+        out_path,
+    )
     dist.barrier()
     dist.destroy_process_group()
 
@@ -155,12 +167,20 @@ def test_state_is_not_in_state_dict_nor_a_buffer():
     keys = set(model.state_dict().keys())
     assert keys == before == {"0.0.weight", "0.0.bias", "3.0.weight", "3.0.bias"}
     assert list(model.buffers()) == []
-    assert {id(p) for p in model.parameters()} == {id(model[0][0].weight), id(model[0][0].bias),
-                                                   id(model[3][0].weight), id(model[3][0].bias)}
+    assert {id(p) for p in model.parameters()} == {
+        id(model[0][0].weight),
+        id(model[0][0].bias),
+        id(model[3][0].weight),
+        id(model[3][0].bias),
+    }
     # a state_dict round trip carries no state; reset_net clears it
-    fresh = nn.Sequential(snn_cuda.SeqToANN(nn.Linear(5, 6)), snn_cuda.LIF(backend="torch"),
-                          snn_cuda.IF(backend="torch"), snn_cuda.SeqToANN(nn.Linear(6, 3)),
-                          snn_cuda.Leaky(beta=0.9, backend="torch"))
+    fresh = nn.Sequential(
+        snn_cuda.SeqToANN(nn.Linear(5, 6)),
+        snn_cuda.LIF(backend="torch"),
+        snn_cuda.IF(backend="torch"),
+        snn_cuda.SeqToANN(nn.Linear(6, 3)),
+        snn_cuda.Leaky(beta=0.9, backend="torch"),
+    )
     fresh.load_state_dict(model.state_dict(), strict=True)
     assert fresh[1].v == 0.0 and fresh[4].mem == 0.0
     reset_net(model)
@@ -174,10 +194,23 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     for rank in range(WORLD):
         out = str(tmp_path / f"rank{rank}.pt")
         outs.append(out)
-        env = _env(RANK=rank, LOCAL_RANK=rank, WORLD_SIZE=WORLD, LOCAL_WORLD_SIZE=WORLD,
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
-        procs.append(subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", out], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env = _env(
+            RANK=rank,
+            LOCAL_RANK=rank,
+            WORLD_SIZE=WORLD,
+            LOCAL_WORLD_SIZE=WORLD,
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=port,
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "--worker", out],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     logs = []
     try:
         for p in procs:
@@ -215,11 +248,39 @@ def test_ddp_two_processes_match_single_process(tmp_path):
 @needs_fused
 def test_benchmark_ddp_smoke(tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-           "--master_addr=127.0.0.1", os.path.join(ROOT, "benchmarks", "mnist_train.py"), "--ddp",
-           "--dataset", "synthetic", "--net", "lif_fc", "--impl", "fused", "-T", "8", "--batch-size", "32",
-           "--limit-batches", "3", "--limit-test-batches", "1", "--warmup", "1", "--threads", "1",
-           "--no-profile", "--no-plots", "--no-progress", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        "--master_addr=127.0.0.1",
+        os.path.join(ROOT, "benchmarks", "mnist_train.py"),
+        "--ddp",
+        "--dataset",
+        "synthetic",
+        "--net",
+        "lif_fc",
+        "--impl",
+        "fused",
+        "-T",
+        "8",
+        "--batch-size",
+        "32",
+        "--limit-batches",
+        "3",
+        "--limit-test-batches",
+        "1",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--no-profile",
+        "--no-plots",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     res = json.loads((out / "results.json").read_text())

@@ -1,6 +1,7 @@
 """The fused Poisson encoder: known values from an independent Philox4x32-10
 written here in NumPy, spike statistics, reproducibility, dtypes; and the
 binary -> uint8 narrowing behind SpikeLinear."""
+
 import numpy as np
 import pytest
 import torch
@@ -16,8 +17,12 @@ def philox4x32_10(counter: int, key: int):
     k = [key & 0xFFFFFFFF, (key >> 32) & 0xFFFFFFFF]
     for _ in range(10):
         p0, p1 = M0 * c[0], M1 * c[2]
-        c = [((p1 >> 32) ^ c[1] ^ k[0]) & 0xFFFFFFFF, p1 & 0xFFFFFFFF,
-             ((p0 >> 32) ^ c[3] ^ k[1]) & 0xFFFFFFFF, p0 & 0xFFFFFFFF]
+        c = [
+            ((p1 >> 32) ^ c[1] ^ k[0]) & 0xFFFFFFFF,
+            p1 & 0xFFFFFFFF,
+            ((p0 >> 32) ^ c[3] ^ k[1]) & 0xFFFFFFFF,
+            p0 & 0xFFFFFFFF,
+        ]
         k = [(k[0] + W0) & 0xFFFFFFFF, (k[1] + W1) & 0xFFFFFFFF]
     return c
 

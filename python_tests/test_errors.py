@@ -1,4 +1,5 @@
 """Every bad input raises an error that names the offending parameter."""
+
 from __future__ import annotations
 
 import pytest
@@ -141,10 +142,17 @@ def test_constant_beta_outside_unit_interval(beta):
 
 
 @pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
-@pytest.mark.parametrize("layer,param", [
-    ("lif", "v_threshold"), ("lif", "v_reset"), ("if", "v_threshold"), ("if", "v_reset"), ("if", "v_floor"),
-    ("leaky", "threshold"),
-])
+@pytest.mark.parametrize(
+    "layer,param",
+    [
+        ("lif", "v_threshold"),
+        ("lif", "v_reset"),
+        ("if", "v_threshold"),
+        ("if", "v_reset"),
+        ("if", "v_floor"),
+        ("leaky", "threshold"),
+    ],
+)
 def test_non_finite_thresholds(layer, param, value):
     with pytest.raises(ValueError, match=rf"{param} must be finite"):
         if layer == "leaky":
@@ -154,10 +162,19 @@ def test_non_finite_thresholds(layer, param, value):
 
 
 @pytest.mark.parametrize("value", [float("inf"), float("nan"), 0.0, -1.0])
-@pytest.mark.parametrize("cls,param", [
-    (sg.Sigmoid, "alpha"), (sg.ATan, "alpha"), (sg.PiecewiseQuadratic, "alpha"), (sg.PiecewiseExp, "alpha"),
-    (sg.SoftSign, "alpha"), (sg.Erf, "alpha"), (sg.Rect, "alpha"), (sg.FastSigmoid, "slope"),
-])
+@pytest.mark.parametrize(
+    "cls,param",
+    [
+        (sg.Sigmoid, "alpha"),
+        (sg.ATan, "alpha"),
+        (sg.PiecewiseQuadratic, "alpha"),
+        (sg.PiecewiseExp, "alpha"),
+        (sg.SoftSign, "alpha"),
+        (sg.Erf, "alpha"),
+        (sg.Rect, "alpha"),
+        (sg.FastSigmoid, "slope"),
+    ],
+)
 def test_bad_surrogate_parameter(cls, param, value):
     with pytest.raises(ValueError, match=rf"{cls.__name__}: {param} must be a finite positive number"):
         cls(value)
@@ -271,9 +288,18 @@ def test_unknown_device_type_reason():
 # ------------------------------------------------------------------------------------------
 # the raw ops
 # ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("model,reset", [(ops.MODEL_LIF, ops.RESET_NONE), (ops.MODEL_IF, 2), (4, 0), (-1, 0),
-                                         (ops.MODEL_PLIF, ops.RESET_NONE),
-                                         (ops.MODEL_LEAKY, 3), (ops.MODEL_LIF, -1)])
+@pytest.mark.parametrize(
+    "model,reset",
+    [
+        (ops.MODEL_LIF, ops.RESET_NONE),
+        (ops.MODEL_IF, 2),
+        (4, 0),
+        (-1, 0),
+        (ops.MODEL_PLIF, ops.RESET_NONE),
+        (ops.MODEL_LEAKY, 3),
+        (ops.MODEL_LIF, -1),
+    ],
+)
 def test_raw_forward_unknown_model_reset(model, reset):
     with pytest.raises(ValueError, match=rf"\(model, reset\) = \({model}, {reset}\) is not a compiled neuron"):
         FWD(*_fwd_args(torch.zeros(3, 4), model=model, reset=reset))
@@ -293,13 +319,16 @@ def test_raw_ops_non_finite_surrogate_parameter():
         FWD(*_fwd_args(torch.zeros(3, 4), surrogate_param=float("nan")))
 
 
-@pytest.mark.parametrize("name,value,msg", [
-    ("tau", 1.0, r"tau must be a finite number > 1, got 1"),
-    ("tau", float("nan"), r"tau must be a finite number > 1"),
-    ("v_threshold", float("inf"), r"v_threshold must be finite"),
-    ("v_reset", float("nan"), r"v_reset must be finite"),
-    ("v_init", float("inf"), r"v_init must be finite"),
-])
+@pytest.mark.parametrize(
+    "name,value,msg",
+    [
+        ("tau", 1.0, r"tau must be a finite number > 1, got 1"),
+        ("tau", float("nan"), r"tau must be a finite number > 1"),
+        ("v_threshold", float("inf"), r"v_threshold must be finite"),
+        ("v_reset", float("nan"), r"v_reset must be finite"),
+        ("v_init", float("inf"), r"v_init must be finite"),
+    ],
+)
 def test_raw_forward_bad_scalars(name, value, msg):
     with pytest.raises(ValueError, match=msg):
         FWD(*_fwd_args(torch.zeros(3, 4), **{name: value}))
@@ -324,8 +353,9 @@ def test_raw_forward_non_floating_x():
         FWD(*_fwd_args(torch.zeros(3, 4, dtype=torch.int32)))
 
 
-@pytest.mark.parametrize("xdt,vdt", [(F32, F64), (F64, F32), (torch.float16, torch.float16),
-                                     (torch.bfloat16, torch.bfloat16)])
+@pytest.mark.parametrize(
+    "xdt,vdt", [(F32, F64), (F64, F32), (torch.float16, torch.float16), (torch.bfloat16, torch.bfloat16)]
+)
 def test_raw_forward_v0_wrong_dtype(xdt, vdt):
     expect = "Double" if xdt == F64 else "Float"
     with pytest.raises(TypeError, match=rf"v0 must have the state dtype {expect}"):

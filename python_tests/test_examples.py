@@ -1,4 +1,5 @@
 """Smoke test of examples/neuron_dynamics.py: it runs with small settings and writes its plots."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,14 @@ SCRIPT = os.path.join(ROOT, "examples", "neuron_dynamics.py")
 def test_neuron_dynamics_writes_plots(tmp_path, backend):
     out = tmp_path / "plots"
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, SCRIPT, "--out", str(out), "--T", "30", "--backend", backend],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, "--out", str(out), "--T", "30", "--backend", backend],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=str(tmp_path),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("constant_input.png", "noisy_input.png"):
         path = out / name

@@ -4,9 +4,9 @@ Forward: spikes bit-equal, membranes bit-equal (same formulas, same order, same 
 Backward: gradients of the input and of the initial membrane, with gradients arriving on the
 spikes, the membrane sequence and the final membrane, within GRAD_TOL of the reference autograd.
 """
+
 from __future__ import annotations
 
-import itertools
 
 import pytest
 import torch
@@ -27,7 +27,6 @@ from testing import (
     SURROGATE_IDS,
     SURROGATES,
     SURROGATES_NONDEFAULT,
-    GRAD_TOL,
     assert_const_input_grad,
     assert_equal,
     assert_grad_close,
@@ -107,8 +106,7 @@ def test_fused_matches_reference_each_save_mode(cfg, dtype, device, save_mode):
         f, r = run_pair(cfg, x[0], v0, surrogate=surrogate, T=T)
         gx, f.grad_x, r.grad_x = f.grad_x, None, None
         assert_results_match(f, r, dtype, f"{cfg} {save_mode} const T={T}")
-        per_step = run(make_layer(cfg, "torch", surrogate), x[0].unsqueeze(0).expand(T, *shape).contiguous(),
-                       v0).grad_x
+        per_step = run(make_layer(cfg, "torch", surrogate), x[0].unsqueeze(0).expand(T, *shape).contiguous(), v0).grad_x
         assert_const_input_grad(gx, per_step, dtype, f"{cfg} {save_mode} const grad_x")
     # a time-strided, non-contiguous view whose gradient flows back into the base
     base = random_input((2 * 11, 4, 70), dtype, device, seed=9)
@@ -128,8 +126,7 @@ def test_fused_matches_reference_each_save_mode(cfg, dtype, device, save_mode):
 
 @pytest.mark.parametrize("device", ALL_DEVICES)
 @pytest.mark.parametrize("surrogate", SURROGATES_NONDEFAULT, ids=SURROGATE_IDS)
-@pytest.mark.parametrize("cfg", [CFG["lif-hard-decay"], CFG["if-soft"], CFG["leaky-zero"]],
-                         ids=lambda c: c.name)
+@pytest.mark.parametrize("cfg", [CFG["lif-hard-decay"], CFG["if-soft"], CFG["leaky-zero"]], ids=lambda c: c.name)
 def test_nondefault_surrogate_parameters(cfg, surrogate, device):
     for dtype in (F32, F64):
         x = random_input((9, 4, 33), dtype, device)
@@ -185,8 +182,9 @@ def test_default_and_scalar_initial_state(cfg, device):
 
 
 @pytest.mark.parametrize("device", ALL_DEVICES)
-@pytest.mark.parametrize("cfg", [CFG["lif-hard-decay"], CFG["if-hard-floor"], CFG["leaky-subtract"]],
-                         ids=lambda c: c.name)
+@pytest.mark.parametrize(
+    "cfg", [CFG["lif-hard-decay"], CFG["if-hard-floor"], CFG["leaky-subtract"]], ids=lambda c: c.name
+)
 def test_float64_backward_equals_autograd_long_sequence(cfg, device):
     x = random_input((64, 5, 41), F64, device, scale=0.8)
     v0 = random_state((5, 41), F64, device)
@@ -229,8 +227,7 @@ def test_if_floor_tie_passes_gradient(dtype, device):
 
 
 @pytest.mark.parametrize("device", ALL_DEVICES)
-@pytest.mark.parametrize("cfg", [CFG["lif-hard-decay"], CFG["if-soft-floor"], CFG["leaky-zero"]],
-                         ids=lambda c: c.name)
+@pytest.mark.parametrize("cfg", [CFG["lif-hard-decay"], CFG["if-soft-floor"], CFG["leaky-zero"]], ids=lambda c: c.name)
 def test_non_finite_inputs_propagate_like_reference(cfg, device):
     x = random_input((6, 8), F32, device)
     x[1, 0] = float("nan")
@@ -284,8 +281,10 @@ def test_non_contiguous_inputs(cfg, dtype, device):
         assert_equal(spikes, r.spikes, f"{name} spikes")
         assert_equal(mem_seq.detach(), r.mem_seq, f"{name} mem_seq")
         g = torch.Generator().manual_seed(7)
-        grads = [torch.randn(tuple(t.shape), generator=g, dtype=torch.float64).to(t.device, t.dtype)
-                 for t in (spikes, mem_seq, mem_last)]
+        grads = [
+            torch.randn(tuple(t.shape), generator=g, dtype=torch.float64).to(t.device, t.dtype)
+            for t in (spikes, mem_seq, mem_last)
+        ]
         gb, gv = torch.autograd.grad((spikes, mem_seq, mem_last), (b, v), grads)
         # the reference run used the same random upstream gradients (same seed, same order)
         assert_grad_close(view(gb).contiguous(), r.grad_x, dtype, f"{name} grad_x")
@@ -314,8 +313,9 @@ def test_constant_input_form(cfg, dtype, device):
 
 @pytest.mark.parametrize("device", ALL_DEVICES)
 @pytest.mark.parametrize("dtype", [F32, F64, torch.bfloat16], ids=dtype_id)
-@pytest.mark.parametrize("cfg", [CFG["lif-soft-nodecay"], CFG["if-hard-floor"], CFG["leaky-subtract"]],
-                         ids=lambda c: c.name)
+@pytest.mark.parametrize(
+    "cfg", [CFG["lif-soft-nodecay"], CFG["if-hard-floor"], CFG["leaky-subtract"]], ids=lambda c: c.name
+)
 def test_stride0_expanded_sequence(cfg, dtype, device):
     T = 5
     x = random_input((2, 600), dtype, device, scale=0.6)
@@ -388,8 +388,9 @@ def test_gradcheck_membranes(name, surrogate, over, device):
 
 
 def _fwd_args(x, v0, *, save=True, **kw):
-    return op_args(torch.ops.snn_cuda.neuron_forward.default, save=save, x=x, v0=v0, surrogate_param=4.0,
-                   beta=0.9, **kw)
+    return op_args(
+        torch.ops.snn_cuda.neuron_forward.default, save=save, x=x, v0=v0, surrogate_param=4.0, beta=0.9, **kw
+    )
 
 
 OPCHECK_FWD = [
@@ -417,8 +418,10 @@ def test_opcheck_forward(name, kw, dtype, device):
 
 @pytest.mark.parametrize("device", ALL_DEVICES)
 @pytest.mark.parametrize("dtype", [F32, F64, torch.float16], ids=dtype_id)
-@pytest.mark.parametrize("model,reset,T", [(ops.MODEL_LIF, ops.RESET_HARD, -1), (ops.MODEL_IF, ops.RESET_SOFT, 4),
-                                           (ops.MODEL_LEAKY, ops.RESET_SOFT, -1)])
+@pytest.mark.parametrize(
+    "model,reset,T",
+    [(ops.MODEL_LIF, ops.RESET_HARD, -1), (ops.MODEL_IF, ops.RESET_SOFT, 4), (ops.MODEL_LEAKY, ops.RESET_SOFT, -1)],
+)
 def test_opcheck_backward(model, reset, T, dtype, device):
     shape = (3, 5) if T >= 0 else (4, 3, 5)
     x = random_input(shape, dtype, device)
@@ -430,9 +433,22 @@ def test_opcheck_backward(model, reset, T, dtype, device):
     bwd = torch.ops.snn_cuda.neuron_backward.default
     extra = {"x": x} if "x" in op_arg_names(bwd) else {}
     for gsp, gv, gl in ((gs, gvs, gvl), (gs, None, None), (None, None, gvl)):
-        args = op_args(bwd, grad_spikes=gsp, grad_v_seq=gv, grad_v_last=gl, saved=saved,
-                       v0=v0 if model == ops.MODEL_LEAKY else None, T=T, model=model, reset=reset, surrogate=1,
-                       surrogate_param=2.0, beta=0.9, x_dtype=dtype, **extra)
+        args = op_args(
+            bwd,
+            grad_spikes=gsp,
+            grad_v_seq=gv,
+            grad_v_last=gl,
+            saved=saved,
+            v0=v0 if model == ops.MODEL_LEAKY else None,
+            T=T,
+            model=model,
+            reset=reset,
+            surrogate=1,
+            surrogate_param=2.0,
+            beta=0.9,
+            x_dtype=dtype,
+            **extra,
+        )
         torch.library.opcheck(torch.ops.snn_cuda.neuron_backward.default, args)
 
 
@@ -461,8 +477,10 @@ def test_chunked_equals_whole(cfg, dtype, device):
     assert_equal(mem_seq.detach(), whole.mem_seq, "mem_seq")
     assert_equal(last.detach(), whole.mem_last, "mem_last")
     g = torch.Generator().manual_seed(7)
-    grads = [torch.randn(tuple(t.shape), generator=g, dtype=torch.float64).to(t.device, t.dtype)
-             for t in (spikes, mem_seq, last)]
+    grads = [
+        torch.randn(tuple(t.shape), generator=g, dtype=torch.float64).to(t.device, t.dtype)
+        for t in (spikes, mem_seq, last)
+    ]
     gx, gv = torch.autograd.grad((spikes, mem_seq, last), (xl, vl), grads)
     assert_grad_close(gx, whole.grad_x, dtype, "grad_x")
     assert_grad_close(gv, whole.grad_v0, dtype, "grad_v0")
@@ -495,8 +513,10 @@ def test_single_step_loop_equals_multi_step(cfg, dtype, device):
     assert_equal(spikes, multi.spikes, "spikes")
     assert_equal(mem_seq.detach(), multi.mem_seq, "mem_seq")
     g = torch.Generator().manual_seed(7)
-    grads = [torch.randn(tuple(t.shape), generator=g, dtype=torch.float64).to(t.device, t.dtype)
-             for t in (spikes, mem_seq, last)]
+    grads = [
+        torch.randn(tuple(t.shape), generator=g, dtype=torch.float64).to(t.device, t.dtype)
+        for t in (spikes, mem_seq, last)
+    ]
     gx, gv = torch.autograd.grad((spikes, mem_seq, last), (xl, vl), grads)
     assert_grad_close(gx, multi.grad_x, dtype, "grad_x")
     assert_grad_close(gv, multi.grad_v0, dtype, "grad_v0")
@@ -558,7 +578,7 @@ def test_no_grad_saves_nothing(cfg, device):
     rec = _RecordForward()
     with rec:
         nbytes, out = _saved_bytes(lambda: m(x))
-    (args, outs), = rec.calls
+    ((args, outs),) = rec.calls
     assert op_saves(FWD_OP, args) and outs[1].numel() >= N
     assert nbytes >= T * N * 4
     out.sum().backward()
@@ -568,7 +588,7 @@ def test_no_grad_saves_nothing(cfg, device):
     rec = _RecordForward()
     with torch.no_grad(), rec:
         nbytes, out = _saved_bytes(lambda: m(x))
-    (args, outs), = rec.calls
+    ((args, outs),) = rec.calls
     assert not op_saves(FWD_OP, args) and outs[1].numel() == 0
     assert nbytes == 0 and not out.requires_grad
     reset_net(m)
@@ -577,7 +597,7 @@ def test_no_grad_saves_nothing(cfg, device):
     rec = _RecordForward()
     with rec:
         nbytes, out = _saved_bytes(lambda: m(x.detach()))
-    (args, outs), = rec.calls
+    ((args, outs),) = rec.calls
     assert not op_saves(FWD_OP, args) and outs[1].numel() == 0 and nbytes == 0
 
 
@@ -602,8 +622,11 @@ def test_autocast_bf16(kind, device):
     x = torch.randn(6, 4, 20, device=device)
     outs = []
     for backend in ("fused", "torch"):
-        neuron = (snn_cuda.LIF(backend=backend, store_v_seq=True) if kind == "lif"
-                  else snn_cuda.Leaky(beta=0.9, backend=backend))
+        neuron = (
+            snn_cuda.LIF(backend=backend, store_v_seq=True)
+            if kind == "lif"
+            else snn_cuda.Leaky(beta=0.9, backend=backend)
+        )
         lin.zero_grad()
         with torch.autocast(device.type, dtype=torch.bfloat16):
             h = lin(x)
@@ -637,8 +660,9 @@ class _Net(torch.nn.Module):
         super().__init__()
         self.kind = kind
         self.fc1 = torch.nn.Linear(12, 40)
-        self.neuron = (snn_cuda.LIF(tau=2.0, backend="fused") if kind == "lif"
-                       else snn_cuda.Leaky(beta=0.8, backend="fused"))
+        self.neuron = (
+            snn_cuda.LIF(tau=2.0, backend="fused") if kind == "lif" else snn_cuda.Leaky(beta=0.8, backend="fused")
+        )
         self.fc2 = torch.nn.Linear(40, 3)
 
     def forward(self, x):
@@ -680,9 +704,11 @@ def test_torch_compile_call_forms_aot_eager(form):
     """The other call forms trace without graph breaks (aot_eager: cheap, but runs the fake
     kernels and the registered autograd like inductor does)."""
     kind, call = form.split("-", 1)
-    m = {"lif": lambda: snn_cuda.LIF(backend="fused", store_v_seq=True),
-         "leaky": lambda: snn_cuda.Leaky(beta=0.6, backend="fused"),
-         "if": lambda: snn_cuda.IF(v_reset=None, backend="fused", step_mode="s")}[kind]()
+    m = {
+        "lif": lambda: snn_cuda.LIF(backend="fused", store_v_seq=True),
+        "leaky": lambda: snn_cuda.Leaky(beta=0.6, backend="fused"),
+        "if": lambda: snn_cuda.IF(v_reset=None, backend="fused", step_mode="s"),
+    }[kind]()
     T = 4
 
     def fn(x, v0):
@@ -749,8 +775,9 @@ def test_property_fused_matches_reference(cfg_i, sg_i, T, shape, dtype, scale, b
     f, r = run_pair(cfg, x, v0, surrogate=SURROGATES[sg_i], T=T if const else None)
     if const:  # grad_x is summed over T in the kernel: compare with the per-step reference
         gx, f.grad_x, r.grad_x = f.grad_x, None, None
-        per_step = run(make_layer(cfg, "torch", SURROGATES[sg_i]), x.unsqueeze(0).expand(T, *x.shape).contiguous(),
-                       v0).grad_x
+        per_step = run(
+            make_layer(cfg, "torch", SURROGATES[sg_i]), x.unsqueeze(0).expand(T, *x.shape).contiguous(), v0
+        ).grad_x
         assert_const_input_grad(gx, per_step, dtype, f"{cfg} const grad_x")
     assert_results_match(f, r, dtype, f"{cfg} {SURROGATES[sg_i]}")
 
@@ -774,8 +801,12 @@ def test_property_lif_parameters(tau, v_threshold, v_reset, decay_input, seed):
 
 
 @settings(max_examples=15, deadline=None)
-@given(beta=st.floats(0.0, 1.0), threshold=st.floats(0.05, 3.0),
-       reset=st.sampled_from(["subtract", "zero", "none"]), seed=st.integers(0, 2**16))
+@given(
+    beta=st.floats(0.0, 1.0),
+    threshold=st.floats(0.05, 3.0),
+    reset=st.sampled_from(["subtract", "zero", "none"]),
+    seed=st.integers(0, 2**16),
+)
 def test_property_leaky_parameters(beta, threshold, reset, seed):
     x = random_input((8, 3, 17), F32, seed=seed, scale=1.5, bias=0.3)
     outs = []

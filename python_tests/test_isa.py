@@ -9,6 +9,7 @@ bits whatever the vector width or the blocking that the thread count implies. A 
 runs in one subprocess per (variant, threads) and is compared bit for bit with the widest variant
 on 2 threads. Also: the variable's errors, its deprecated alias and build_info()["cpu_isa"].
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,8 +30,13 @@ ROOT = HERE.parent
 
 pytestmark = pytest.mark.skipif(not _ext.cpu_available(), reason="no compiled CPU kernels")
 
-_BITS = {torch.float32: torch.int32, torch.float64: torch.int64, torch.float16: torch.int16,
-         torch.bfloat16: torch.int16, torch.uint8: torch.uint8}
+_BITS = {
+    torch.float32: torch.int32,
+    torch.float64: torch.int64,
+    torch.float16: torch.int16,
+    torch.bfloat16: torch.int16,
+    torch.uint8: torch.uint8,
+}
 
 
 @functools.lru_cache(maxsize=None)
@@ -38,8 +44,13 @@ def supported_variants() -> tuple:
     """The variants this CPU can run, widest first (as the kernels detect them)."""
     out = []
     for v in ("avx512", "avx2", "default"):
-        r = subprocess.run([sys.executable, "-c", "import torch, snn_cuda; print(snn_cuda.build_info()['cpu_isa'])"],
-                           capture_output=True, text=True, env=dict(os.environ, SNN_CUDA_CPU_ISA=v), timeout=300)
+        r = subprocess.run(
+            [sys.executable, "-c", "import torch, snn_cuda; print(snn_cuda.build_info()['cpu_isa'])"],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, SNN_CUDA_CPU_ISA=v),
+            timeout=300,
+        )
         if r.returncode == 0 and r.stdout.strip().splitlines()[-1:] == [v]:
             out.append(v)
     return tuple(out)
@@ -91,23 +102,33 @@ def battery() -> dict:
         # the same input at every step (x: [B, F], T given)
         record(f"{cfg.name}/const", make_layer(cfg, "fused", sg.Sigmoid()), x32[0], T_const=T)
     # checkpoints instead of a saved sequence, membrane-free Leaky
-    for name, layer in (("lif/checkpoint", snn_cuda.LIF(tau=1.7, backend="fused", store_v_seq=False)),
-                        ("if/checkpoint", snn_cuda.IF(v_threshold=1.1, v_floor=-0.3, backend="fused",
-                                                      store_v_seq=False))):
+    for name, layer in (
+        ("lif/checkpoint", snn_cuda.LIF(tau=1.7, backend="fused", store_v_seq=False)),
+        ("if/checkpoint", snn_cuda.IF(v_threshold=1.1, v_floor=-0.3, backend="fused", store_v_seq=False)),
+    ):
         layer.backward_storage = "checkpoint"
         record(name, layer, x32)
-    record("leaky/nomem", snn_cuda.Leaky(beta=0.85, backend="fused", return_mem=False,
-                                         surrogate=sg.Erf()), x32)
+    record("leaky/nomem", snn_cuda.Leaky(beta=0.85, backend="fused", return_mem=False, surrogate=sg.Erf()), x32)
     # learnable / per-neuron parameters (their per-neuron gradient sums)
     for dt in (torch.float32, torch.float64):
         for name, layer in (
             ("plif", snn_cuda.ParametricLIF(init_tau=1.7, backend="fused", surrogate=sg.Sigmoid())),
-            ("plif-per-neuron", snn_cuda.ParametricLIF(init_tau=1.7, backend="fused", param_shape=(F,),
-                                                       learn_threshold=True, surrogate=sg.PiecewiseExp())),
-            ("lif-learn-th", snn_cuda.LIF(tau=1.7, backend="fused", learn_threshold=True, param_shape=(F,),
-                                          surrogate=sg.Erf())),
-            ("leaky-learn", snn_cuda.Leaky(beta=0.85, backend="fused", learn_beta=True, learn_threshold=True,
-                                           surrogate=sg.Sigmoid())),
+            (
+                "plif-per-neuron",
+                snn_cuda.ParametricLIF(
+                    init_tau=1.7, backend="fused", param_shape=(F,), learn_threshold=True, surrogate=sg.PiecewiseExp()
+                ),
+            ),
+            (
+                "lif-learn-th",
+                snn_cuda.LIF(tau=1.7, backend="fused", learn_threshold=True, param_shape=(F,), surrogate=sg.Erf()),
+            ),
+            (
+                "leaky-learn",
+                snn_cuda.Leaky(
+                    beta=0.85, backend="fused", learn_beta=True, learn_threshold=True, surrogate=sg.Sigmoid()
+                ),
+            ),
         ):
             layer = layer.to(dt)
             record(f"{name}/{dt}", layer, x32.to(dt), params=list(layer.parameters()))
@@ -126,8 +147,9 @@ def battery() -> dict:
         out[f"narrow/{dt}"] = torch.ops.snn_cuda.binary_to_uint8(enc)
         out[f"widen/{dt}"] = torch.ops.snn_cuda.uint8_to(out[f"narrow/{dt}"], dt)
     # spike_linear on its kernel paths
-    spikes = (torch.rand(T * B, F, generator=g) < 0.3).to(torch.uint8) * torch.randint(1, 256, (T * B, F), generator=g,
-                                                                                         dtype=torch.uint8)
+    spikes = (torch.rand(T * B, F, generator=g) < 0.3).to(torch.uint8) * torch.randint(
+        1, 256, (T * B, F), generator=g, dtype=torch.uint8
+    )
     for dt in (torch.float32, torch.float64):
         for K in (1, 10, 13, 40):
             W = torch.randn(K, F, generator=g, dtype=torch.float64).to(dt)
@@ -156,8 +178,13 @@ def _run(tmp_path, isa, threads):
     env.pop("SNN_CUDA_SPIKE_LINEAR_ISA", None)
     if isa:
         env["SNN_CUDA_CPU_ISA"] = isa
-    r = subprocess.run([sys.executable, "-c", _SCRIPT.format(threads=threads, here=str(HERE), path=str(path))],
-                       capture_output=True, text=True, env=env, timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-c", _SCRIPT.format(threads=threads, here=str(HERE), path=str(path))],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return torch.load(path)
 
@@ -172,7 +199,9 @@ def _assert_same_bits(a: dict, b: dict, what: str):
         assert x.dtype == y.dtype and x.shape == y.shape, f"{what} {k}"
         if not torch.equal(x.contiguous().view(_BITS[x.dtype]), y.contiguous().view(_BITS[y.dtype])):
             d = (x.double() - y.double()).abs()
-            bad.append(f"{k}: {int((x != y).sum())} of {x.numel()} differ, max |diff| {float(d.nan_to_num().max()):.3g}")
+            bad.append(
+                f"{k}: {int((x != y).sum())} of {x.numel()} differ, max |diff| {float(d.nan_to_num().max()):.3g}"
+            )
     assert not bad, f"{what}: {len(bad)} of {len(a) - 1} results differ:\n" + "\n".join(bad[:20])
 
 
@@ -214,12 +243,14 @@ def test_battery_size(reference_run):
 # ------------------------------------------------------------------------------------------
 # the variable
 # ------------------------------------------------------------------------------------------
-_CALL = ("import torch, snn_cuda\n"
-         "try:\n"
-         "    snn_cuda.LIF(backend='fused')(torch.ones(2, 3))\n"
-         "    print('OK', snn_cuda.build_info()['cpu_isa'])\n"
-         "except ValueError as e:\n"
-         "    print('ERR', e)\n")
+_CALL = (
+    "import torch, snn_cuda\n"
+    "try:\n"
+    "    snn_cuda.LIF(backend='fused')(torch.ones(2, 3))\n"
+    "    print('OK', snn_cuda.build_info()['cpu_isa'])\n"
+    "except ValueError as e:\n"
+    "    print('ERR', e)\n"
+)
 
 
 def _call(**env_vars):

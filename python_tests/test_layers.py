@@ -1,5 +1,6 @@
 """Layers and network helpers: SeqToANN, PoissonEncoder, reset_net / detach_net, step modes,
 snnTorch-style explicit membrane passing, the issue's usage example and backend selection."""
+
 from __future__ import annotations
 
 import warnings
@@ -293,8 +294,11 @@ def test_auto_falls_back_once_for_python_surrogate(kind, fresh_warnings):
     s = _MySurrogate()
     assert s.kind_id is None
     m = snn_cuda.LIF(surrogate=s) if kind == "lif" else snn_cuda.Leaky(beta=0.9, surrogate=s)
-    ref = snn_cuda.LIF(surrogate=s, backend="torch") if kind == "lif" else \
-        snn_cuda.Leaky(beta=0.9, surrogate=s, backend="torch")
+    ref = (
+        snn_cuda.LIF(surrogate=s, backend="torch")
+        if kind == "lif"
+        else snn_cuda.Leaky(beta=0.9, surrogate=s, backend="torch")
+    )
     x = torch.randn(5, 2, 7, requires_grad=True)
     with pytest.warns(RuntimeWarning, match="_MySurrogate") as rec:
         for _ in range(3):

@@ -7,9 +7,9 @@ per-step loop): spikes and membranes bit-equal, gradients of x, v0 and the param
 GRAD_TOL; float64 gradcheck of the fused path; opcheck of the ops with parameter tensors;
 bitwise determinism; chunked == whole.
 """
+
 from __future__ import annotations
 
-import itertools
 
 import pytest
 import torch
@@ -40,8 +40,10 @@ LAYERS = {
     "if_soft_th": (snn_cuda.IF, dict(v_reset=None, learn_threshold=True)),
     "if_floor_th": (snn_cuda.IF, dict(v_floor=0.0, detach_reset=True, learn_threshold=True)),
     "leaky_sub_beta_th": (snn_cuda.Leaky, dict(beta=0.8, learn_beta=True, learn_threshold=True)),
-    "leaky_zero_beta_th": (snn_cuda.Leaky, dict(beta=0.7, reset_mechanism="zero", learn_beta=True,
-                                                learn_threshold=True)),
+    "leaky_zero_beta_th": (
+        snn_cuda.Leaky,
+        dict(beta=0.7, reset_mechanism="zero", learn_beta=True, learn_threshold=True),
+    ),
     "leaky_none_beta": (snn_cuda.Leaky, dict(beta=0.9, reset_mechanism="none", learn_beta=True)),
     "leaky_sub_th": (snn_cuda.Leaky, dict(beta=0.9, learn_threshold=True)),
 }
@@ -151,11 +153,22 @@ def test_backward_storage_modes(name, save):
     _compare(a, b, x, msg=f"{name}/{save}")
 
 
-@pytest.mark.parametrize("surrogate", [sg.Sigmoid(alpha=2.5), sg.ATan(), sg.FastSigmoid(slope=7.0),
-                                       sg.PiecewiseQuadratic(), sg.Erf(), sg.Rect(), sg.StraightThrough()],
-                         ids=lambda s: type(s).__name__)
-@pytest.mark.parametrize("name", ["plif_soft_th_detach", "plif_hard_vr_th", "if_floor_th", "leaky_sub_beta_th",
-                                  "leaky_zero_beta_th"])
+@pytest.mark.parametrize(
+    "surrogate",
+    [
+        sg.Sigmoid(alpha=2.5),
+        sg.ATan(),
+        sg.FastSigmoid(slope=7.0),
+        sg.PiecewiseQuadratic(),
+        sg.Erf(),
+        sg.Rect(),
+        sg.StraightThrough(),
+    ],
+    ids=lambda s: type(s).__name__,
+)
+@pytest.mark.parametrize(
+    "name", ["plif_soft_th_detach", "plif_hard_vr_th", "if_floor_th", "leaky_sub_beta_th", "leaky_zero_beta_th"]
+)
 def test_surrogates(name, surrogate):
     a, b = _make_pair(name, "scalar", F32, "cpu", surrogate=surrogate)
     x = random_input((9, 4, *FEAT), F32, scale=1.5, bias=0.3)
@@ -279,8 +292,17 @@ def _op_case(model, reset, learn, shape):
 
 
 @pytest.mark.parametrize("shape", ["scalar", "per_neuron"])
-@pytest.mark.parametrize("model,reset", [(ops.MODEL_PLIF, 0), (ops.MODEL_PLIF, 1), (ops.MODEL_LIF, 1),
-                                         (ops.MODEL_IF, 0), (ops.MODEL_LEAKY, 0), (ops.MODEL_LEAKY, 1)])
+@pytest.mark.parametrize(
+    "model,reset",
+    [
+        (ops.MODEL_PLIF, 0),
+        (ops.MODEL_PLIF, 1),
+        (ops.MODEL_LIF, 1),
+        (ops.MODEL_IF, 0),
+        (ops.MODEL_LEAKY, 0),
+        (ops.MODEL_LEAKY, 1),
+    ],
+)
 @pytest.mark.parametrize("save_mode", [1, 2])
 def test_opcheck_with_param_tensors(model, reset, shape, save_mode):
     x, kw = _op_case(model, reset, True, shape)
@@ -289,9 +311,17 @@ def test_opcheck_with_param_tensors(model, reset, shape, save_mode):
     torch.library.opcheck(FWD, args)
     # The backward op on its own, with both parameter gradients requested.
     spikes, saved, _, v_last = FWD(*args)
-    bargs = op_args(BWD, grad_spikes=torch.randn_like(spikes), grad_v_last=torch.randn_like(v_last),
-                    saved=saved.detach(), x=x.detach(), save_mode=save_mode, grad_decay="decay_param" in kw,
-                    grad_threshold=True, **{k: (v.detach() if torch.is_tensor(v) else v) for k, v in kw.items()})
+    bargs = op_args(
+        BWD,
+        grad_spikes=torch.randn_like(spikes),
+        grad_v_last=torch.randn_like(v_last),
+        saved=saved.detach(),
+        x=x.detach(),
+        save_mode=save_mode,
+        grad_decay="decay_param" in kw,
+        grad_threshold=True,
+        **{k: (v.detach() if torch.is_tensor(v) else v) for k, v in kw.items()},
+    )
     torch.library.opcheck(BWD, bargs)
 
 
@@ -314,8 +344,11 @@ def test_param_errors():
     k = torch.full((4,), 0.5)
     _, saved, _, _ = FWD(*op_args(FWD, x=x, model=ops.MODEL_PLIF, decay_param=k, save=True))
     with pytest.raises(ValueError, match="x .the forward's input. is required for the ParametricLIF decay"):
-        BWD(*op_args(BWD, saved=saved, grad_spikes=torch.ones(3, 2, 4), model=ops.MODEL_PLIF, decay_param=k,
-                     grad_decay=True))
+        BWD(
+            *op_args(
+                BWD, saved=saved, grad_spikes=torch.ones(3, 2, 4), model=ops.MODEL_PLIF, decay_param=k, grad_decay=True
+            )
+        )
 
 
 def test_layer_param_errors():

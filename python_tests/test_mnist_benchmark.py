@@ -2,6 +2,7 @@
 implementations agreeing with each other, and a smoke run of the script on synthetic data.
 
 Nothing here times anything or reads a real data set; the IDX files are written by the tests."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -54,8 +55,7 @@ def test_idx_loader_torchvision_layout(tmp_path):
     assert ds.train.labels.dtype == torch.int64 and ds.test.images.shape == (10, 28, 28)
     assert torch.equal(ds.train.images, arrays["train-images-idx3-ubyte"])
     assert torch.equal(ds.test.labels, arrays["t10k-labels-idx1-ubyte"].long())
-    batches = list(data.batches(ds.train, 10, shuffle=True, generator=torch.Generator().manual_seed(0),
-                                drop_last=True))
+    batches = list(data.batches(ds.train, 10, shuffle=True, generator=torch.Generator().manual_seed(0), drop_last=True))
     assert len(batches) == 2 and data.num_batches(ds.train, 10, drop_last=True) == 2
     x, y = batches[0]
     assert x.shape == (10, 1, 28, 28) and x.dtype == torch.float32 and 0.0 <= x.min() and x.max() <= 1.0
@@ -90,8 +90,12 @@ def test_offline_explicit_mnist_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(data.DatasetUnavailable) as e:
         data.load_dataset("mnist", str(tmp_path))
     msg = str(e.value)
-    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"):
+    for stem in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         assert stem in msg
     assert os.path.join(str(tmp_path), "MNIST", "raw") in msg
     assert "--dataset synthetic" in msg and "--dataset fashion-mnist" in msg
@@ -107,8 +111,13 @@ def test_auto_falls_back_to_synthetic(tmp_path, monkeypatch):
 
 
 def test_script_offline_mnist_exits_with_message(tmp_path):
-    proc = subprocess.run([sys.executable, SCRIPT, "--dataset", "mnist", "--data-dir", str(tmp_path),
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True, env=_env(), timeout=300)
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, "--dataset", "mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "train-images-idx3-ubyte" in proc.stderr and "--dataset synthetic" in proc.stderr
     assert not (tmp_path / "out" / "results.json").exists()
@@ -165,15 +174,50 @@ def test_implementations_agree(net):
 # ---------------------------------------------------------------------------------------------
 # Smoke run of the script
 # ---------------------------------------------------------------------------------------------
-RUN_KEYS = {"net", "impl", "device", "dtype", "T", "batch_size", "samples_per_s", "epoch_s", "saved_mb",
-            "peak_mem_mb", "test_acc", "epochs", "dataset"}
+RUN_KEYS = {
+    "net",
+    "impl",
+    "device",
+    "dtype",
+    "T",
+    "batch_size",
+    "samples_per_s",
+    "epoch_s",
+    "saved_mb",
+    "peak_mem_mb",
+    "test_acc",
+    "epochs",
+    "dataset",
+}
 
 
 def test_script_smoke_synthetic(tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, SCRIPT, "--net", "all", "--impl", "all", "--dataset", "synthetic", "--device", "cpu",
-           "--limit-batches", "2", "--limit-test-batches", "1", "--batch-size", "8", "-T", "4", "--warmup", "1",
-           "--no-progress", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        SCRIPT,
+        "--net",
+        "all",
+        "--impl",
+        "all",
+        "--dataset",
+        "synthetic",
+        "--device",
+        "cpu",
+        "--limit-batches",
+        "2",
+        "--limit-test-batches",
+        "1",
+        "--batch-size",
+        "8",
+        "-T",
+        "4",
+        "--warmup",
+        "1",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "SYNTHETIC" in proc.stderr  # the loud notice

@@ -10,6 +10,7 @@ exactly r in every path):
 - against the reference backend (per-step loop + F.linear) within the gradient tolerances;
 - the byte spikes of the op against its float spikes, bitwise.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -29,8 +30,10 @@ F32, F64 = torch.float32, torch.float64
 NEURONS = {
     "lif": (snn_cuda.LIF, dict(tau=1.7, v_threshold=0.9, v_reset=-0.1)),
     "lif_soft_detach": (snn_cuda.LIF, dict(tau=3.0, v_reset=None, detach_reset=True, surrogate=sg.Sigmoid())),
-    "if_floor": (snn_cuda.IF, dict(v_threshold=1.1, v_reset=0.0, v_floor=0.0, detach_reset=True,
-                                   surrogate=sg.FastSigmoid(slope=10.0))),
+    "if_floor": (
+        snn_cuda.IF,
+        dict(v_threshold=1.1, v_reset=0.0, v_floor=0.0, detach_reset=True, surrogate=sg.FastSigmoid(slope=10.0)),
+    ),
     "plif_th": (snn_cuda.ParametricLIF, dict(init_tau=2.5, learn_threshold=True)),
     "leaky": (snn_cuda.Leaky, dict(beta=0.95)),
     "leaky_zero": (snn_cuda.Leaky, dict(beta=0.8, threshold=0.9, reset_mechanism="zero")),
@@ -71,8 +74,11 @@ def _run_unfused(neuron, lin, x, T):
 
 
 def _leaves(mod_or_pair, x):
-    ps = [p for m in (mod_or_pair if isinstance(mod_or_pair, tuple) else (mod_or_pair,))
-          for _, p in sorted(m.named_parameters())]
+    ps = [
+        p
+        for m in (mod_or_pair if isinstance(mod_or_pair, tuple) else (mod_or_pair,))
+        for _, p in sorted(m.named_parameters())
+    ]
     return [x] + ps
 
 
@@ -137,19 +143,24 @@ def test_matches_unfused_and_reference(name, out_features, bias, const_T, dtype,
     # Leaves: x, then named parameters sorted (linear.* before neuron.* in NeuronLinear, but
     # the unfused pair lists neuron params first), so match by role.
     names_f = ["x"] + [n for n, _ in sorted(fused.named_parameters())]
-    names_u = ["x"] + [f"neuron.{n}" for n, _ in sorted(un_n.named_parameters())] + \
-              [f"linear.{n}" for n, _ in sorted(un_l.named_parameters())]
+    names_u = (
+        ["x"]
+        + [f"neuron.{n}" for n, _ in sorted(un_n.named_parameters())]
+        + [f"linear.{n}" for n, _ in sorted(un_l.named_parameters())]
+    )
     gu_by = dict(zip(names_u, gu))
     gr_by = dict(zip(["x"] + [n for n, _ in sorted(ref.named_parameters())], gr))
     for n, a in zip(names_f, gf):
         if n == "x" or n.startswith("neuron."):
             assert_grad_close(a, gu_by[n], dtype, f"grad {n} vs unfused")
         elif n == "linear.weight":
-            torch.testing.assert_close(a, gu_by[n], rtol=1e-5 if dtype == F32 else 1e-12,
-                                       atol=1e-5 if dtype == F32 else 1e-12)
+            torch.testing.assert_close(
+                a, gu_by[n], rtol=1e-5 if dtype == F32 else 1e-12, atol=1e-5 if dtype == F32 else 1e-12
+            )
         else:
-            torch.testing.assert_close(a, gu_by[n], rtol=1e-5 if dtype == F32 else 1e-12,
-                                       atol=1e-5 if dtype == F32 else 1e-12)
+            torch.testing.assert_close(
+                a, gu_by[n], rtol=1e-5 if dtype == F32 else 1e-12, atol=1e-5 if dtype == F32 else 1e-12
+            )
         assert_grad_close(a, gr_by[n], dtype, f"grad {n} vs reference")
     torch.testing.assert_close(yf, yr, rtol=0, atol=float(2 * bound.max()))
 
@@ -162,13 +173,26 @@ def _op_kwargs(layer):
     sgf = layer.surrogate_function
     common = dict(surrogate=sgf.kind_id, surrogate_param=sgf.param)
     if isinstance(layer, snn_cuda.Leaky):
-        return dict(common, model=ops.MODEL_LEAKY, reset=ops.LEAKY_RESETS[layer.reset_mechanism],
-                    beta=layer.beta, v_threshold=layer.threshold, save_mode=ops.SAVE_CKPT)
+        return dict(
+            common,
+            model=ops.MODEL_LEAKY,
+            reset=ops.LEAKY_RESETS[layer.reset_mechanism],
+            beta=layer.beta,
+            v_threshold=layer.threshold,
+            save_mode=ops.SAVE_CKPT,
+        )
     model = ops.MODEL_IF if isinstance(layer, snn_cuda.IF) else ops.MODEL_LIF
-    return dict(common, model=model, reset=ops.RESET_SOFT if layer.v_reset is None else ops.RESET_HARD,
-                tau=layer.tau if model == ops.MODEL_LIF else 2.0, v_threshold=layer.v_threshold,
-                v_reset=layer.v_reset or 0.0, v_floor=layer.v_floor or 0.0, has_floor=layer.v_floor is not None,
-                save_mode=ops.SAVE_H)
+    return dict(
+        common,
+        model=model,
+        reset=ops.RESET_SOFT if layer.v_reset is None else ops.RESET_HARD,
+        tau=layer.tau if model == ops.MODEL_LIF else 2.0,
+        v_threshold=layer.v_threshold,
+        v_reset=layer.v_reset or 0.0,
+        v_floor=layer.v_floor or 0.0,
+        has_floor=layer.v_floor is not None,
+        save_mode=ops.SAVE_H,
+    )
 
 
 @pytest.mark.parametrize("device", ALL_DEVICES)
@@ -195,18 +219,21 @@ def _ordered_readout(gy, w):
     # multiply and per add: the readout kernel's order.
     acc = torch.zeros((*gy.shape[:-1], w.shape[1]), dtype=gy.dtype)
     for k in range(w.shape[0]):
-        acc = acc + gy[..., k:k + 1] * w[k]
+        acc = acc + gy[..., k : k + 1] * w[k]
     return acc
 
 
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
-@pytest.mark.parametrize("name, rows, feat, K", [
-    ("leaky", 7, 1000, 10),      # blocks of neurons start and end inside rows
-    ("lif", 5, 37, 3),           # features not a multiple of the vector width
-    ("plif_th", 3, 16, 1),
-    ("leaky_learn", 4, 16, 17),  # the op takes any K (NeuronLinear only uses it up to 16)
-    ("if_floor", 2, 3000, 4),    # a row longer than a block
-])
+@pytest.mark.parametrize(
+    "name, rows, feat, K",
+    [
+        ("leaky", 7, 1000, 10),  # blocks of neurons start and end inside rows
+        ("lif", 5, 37, 3),  # features not a multiple of the vector width
+        ("plif_th", 3, 16, 1),
+        ("leaky_learn", 4, 16, 17),  # the op takes any K (NeuronLinear only uses it up to 16)
+        ("if_floor", 2, 3000, 4),  # a row longer than a block
+    ],
+)
 def test_readout_backward_bitwise(name, rows, feat, K, dtype):
     """neuron_backward(readout_grad=gy, readout_weight=W) == neuron_backward(grad_spikes=
     gy W summed in the kernel's order), every output bitwise, parameter gradients included."""
@@ -241,12 +268,31 @@ def test_readout_backward_bitwise(name, rows, feat, K, dtype):
     w = torch.randn((K, feat), generator=g, dtype=F64).to(dtype)
     grad_decay = a["decay_param"] is not None
     grad_th = a["threshold_param"] is not None
-    common = dict(saved=saved, x=x, v0=a["v0"], decay_param=a["decay_param"], threshold_param=a["threshold_param"],
-                  T=a["T"], save_mode=a["save_mode"], model=a["model"], reset=a["reset"], surrogate=a["surrogate"],
-                  surrogate_param=a["surrogate_param"], tau=a["tau"], v_threshold=a["v_threshold"],
-                  v_reset=a["v_reset"], v_floor=a["v_floor"], beta=a["beta"], v_init=a["v_init"],
-                  decay_input=a["decay_input"], has_floor=a["has_floor"], detach_reset=a["detach_reset"],
-                  grad_decay=grad_decay, grad_threshold=grad_th, x_dtype=dtype)
+    common = dict(
+        saved=saved,
+        x=x,
+        v0=a["v0"],
+        decay_param=a["decay_param"],
+        threshold_param=a["threshold_param"],
+        T=a["T"],
+        save_mode=a["save_mode"],
+        model=a["model"],
+        reset=a["reset"],
+        surrogate=a["surrogate"],
+        surrogate_param=a["surrogate_param"],
+        tau=a["tau"],
+        v_threshold=a["v_threshold"],
+        v_reset=a["v_reset"],
+        v_floor=a["v_floor"],
+        beta=a["beta"],
+        v_init=a["v_init"],
+        decay_input=a["decay_input"],
+        has_floor=a["has_floor"],
+        detach_reset=a["detach_reset"],
+        grad_decay=grad_decay,
+        grad_threshold=grad_th,
+        x_dtype=dtype,
+    )
     want = BWD(*op_args(BWD, grad_spikes=_ordered_readout(gy, w), **common))
     got = BWD(*op_args(BWD, readout_grad=gy, readout_weight=w, **common))
     for n, u, v in zip(("gx", "gv0", "g_decay", "g_threshold"), got, want):
@@ -259,8 +305,17 @@ def test_readout_backward_errors():
     kw = _op_kwargs(_neuron("lif", "fused"))
     args = op_args(FWD, x=x, **kw)
     _, saved, _, _ = FWD(*args)
-    common = dict(saved=saved, x=x, save_mode=kw["save_mode"], model=kw["model"], reset=kw["reset"],
-                  tau=kw["tau"], v_threshold=kw["v_threshold"], v_reset=kw["v_reset"], x_dtype=F32)
+    common = dict(
+        saved=saved,
+        x=x,
+        save_mode=kw["save_mode"],
+        model=kw["model"],
+        reset=kw["reset"],
+        tau=kw["tau"],
+        v_threshold=kw["v_threshold"],
+        v_reset=kw["v_reset"],
+        x_dtype=F32,
+    )
     gy, w = torch.zeros(4, 3, 2), torch.zeros(2, 8)
     with pytest.raises(ValueError, match="given together"):
         BWD(*op_args(BWD, readout_grad=gy, **common))
@@ -373,5 +428,7 @@ def test_errors():
 
 
 def test_state_dict_keys():
-    m = snn_cuda.NeuronLinear(snn_cuda.Leaky(beta=0.9, learn_beta=True, learn_threshold=True), snn_cuda.SpikeLinear(4, 2))
+    m = snn_cuda.NeuronLinear(
+        snn_cuda.Leaky(beta=0.9, learn_beta=True, learn_threshold=True), snn_cuda.SpikeLinear(4, 2)
+    )
     assert sorted(m.state_dict()) == ["linear.bias", "linear.weight", "neuron.beta", "neuron.threshold"]

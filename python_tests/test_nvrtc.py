@@ -5,6 +5,7 @@ snn_cuda.cupy_backend.dispatch_names). NVRTC comes from PyPI (cuda-bindings +
 nvidia-cuda-nvrtc) and needs no GPU or driver. The run time compiles one program per instance;
 here all instances go into one program per arch (same source and options, one front-end pass),
 the two archs in parallel threads (NVRTC releases the GIL)."""
+
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest

@@ -154,8 +154,7 @@ def test_leaky_matches_float_loop(mech):
     rng = np.random.default_rng(0)
     xs = rng.normal(0.4, 0.8, size=(20, 6))
     u0 = rng.normal(0.0, 1.0, size=6)
-    spk, mem, last = leaky_reference(torch.tensor(xs), torch.tensor(u0), beta=0.8,
-                                     threshold=0.7, reset_mechanism=mech)
+    spk, mem, last = leaky_reference(torch.tensor(xs), torch.tensor(u0), beta=0.8, threshold=0.7, reset_mechanism=mech)
     for n in range(6):
         es, em = _leaky_loop(xs[:, n].tolist(), 0.8, 0.7, mech, u0[n])
         assert spk[:, n].tolist() == es
@@ -177,8 +176,7 @@ def test_leaky_known_values():
     spk, mem, _ = leaky_reference(x, beta=0.5, reset_mechanism="none")
     assert spk.flatten().tolist() == [1, 1, 1, 0]
     assert mem.flatten().tolist() == [1.5, 1.25, 1.125, 0.5625]
-    s, u = reference_step_leaky(torch.tensor([0.5], dtype=F64), torch.tensor([1.5], dtype=F64),
-                                beta=0.5)
+    s, u = reference_step_leaky(torch.tensor([0.5], dtype=F64), torch.tensor([1.5], dtype=F64), beta=0.5)
     assert s.tolist() == [0.0] and u.tolist() == [0.25]
 
 
@@ -195,8 +193,7 @@ def test_leaky_tensor_beta_clamped_and_gradient():
     assert g.item() == 1.0  # d(beta*1 + 0.5)/dbeta = U1 = 1
     # per-neuron beta
     beta = torch.tensor([0.0, 1.0], dtype=F64)
-    _, mem, _ = leaky_reference(torch.ones(2, 2, dtype=F64), beta=beta, reset_mechanism="none",
-                                threshold=10.0)
+    _, mem, _ = leaky_reference(torch.ones(2, 2, dtype=F64), beta=beta, reset_mechanism="none", threshold=10.0)
     assert mem.tolist() == [[1.0, 1.0], [1.0, 2.0]]
 
 
@@ -277,32 +274,50 @@ _PI = math.pi
 def _closed_forms():
     # (instance, closed-form derivative in python floats, smooth primitive or None)
     return [
-        (sg.Sigmoid(), lambda z: 4 / (1 + math.exp(-4 * z)) * (1 - 1 / (1 + math.exp(-4 * z))),
-         lambda z: torch.sigmoid(4 * z)),
-        (sg.Sigmoid(alpha=1.5),
-         lambda z: 1.5 / (1 + math.exp(-1.5 * z)) * (1 - 1 / (1 + math.exp(-1.5 * z))),
-         lambda z: torch.sigmoid(1.5 * z)),
-        (sg.ATan(), lambda z: 1.0 / (1 + (_PI / 2 * 2 * z) ** 2),
-         lambda z: torch.atan(_PI / 2 * 2 * z) / _PI + 0.5),
-        (sg.ATan(alpha=3.0), lambda z: 1.5 / (1 + (_PI / 2 * 3 * z) ** 2),
-         lambda z: torch.atan(_PI / 2 * 3 * z) / _PI + 0.5),
-        (sg.FastSigmoid(), lambda z: 1 / (25 * abs(z) + 1) ** 2,
-         lambda z: z / (1 + 25 * z.abs())),
-        (sg.FastSigmoid(slope=100.0), lambda z: 1 / (100 * abs(z) + 1) ** 2,
-         lambda z: z / (1 + 100 * z.abs())),
-        (sg.PiecewiseQuadratic(), lambda z: max(0.0, 1 - abs(z)),
-         lambda z: torch.where(z.abs() <= 1, -0.5 * z * z.abs() + z + 0.5, (z > 0).double())),
-        (sg.PiecewiseQuadratic(alpha=2.0), lambda z: max(0.0, 2 - 4 * abs(z)),
-         lambda z: torch.where(z.abs() <= 0.5, -2 * z * z.abs() + 2 * z + 0.5,
-                               (z > 0).double())),
-        (sg.PiecewiseExp(), lambda z: 0.5 * math.exp(-abs(z)),
-         lambda z: torch.sign(z) * (1 - torch.exp(-z.abs())) / 2 + 0.5),
-        (sg.PiecewiseExp(alpha=3.0), lambda z: 1.5 * math.exp(-3 * abs(z)),
-         lambda z: torch.sign(z) * (1 - torch.exp(-3 * z.abs())) / 2 + 0.5),
-        (sg.SoftSign(), lambda z: 1 / (2 * 2 * (0.5 + abs(z)) ** 2),
-         lambda z: 0.5 * (2 * z / (1 + (2 * z).abs())) + 0.5),
-        (sg.Erf(), lambda z: 2 / math.sqrt(_PI) * math.exp(-(2 * z) ** 2),
-         lambda z: torch.erf(2 * z) / 2 + 0.5),
+        (
+            sg.Sigmoid(),
+            lambda z: 4 / (1 + math.exp(-4 * z)) * (1 - 1 / (1 + math.exp(-4 * z))),
+            lambda z: torch.sigmoid(4 * z),
+        ),
+        (
+            sg.Sigmoid(alpha=1.5),
+            lambda z: 1.5 / (1 + math.exp(-1.5 * z)) * (1 - 1 / (1 + math.exp(-1.5 * z))),
+            lambda z: torch.sigmoid(1.5 * z),
+        ),
+        (sg.ATan(), lambda z: 1.0 / (1 + (_PI / 2 * 2 * z) ** 2), lambda z: torch.atan(_PI / 2 * 2 * z) / _PI + 0.5),
+        (
+            sg.ATan(alpha=3.0),
+            lambda z: 1.5 / (1 + (_PI / 2 * 3 * z) ** 2),
+            lambda z: torch.atan(_PI / 2 * 3 * z) / _PI + 0.5,
+        ),
+        (sg.FastSigmoid(), lambda z: 1 / (25 * abs(z) + 1) ** 2, lambda z: z / (1 + 25 * z.abs())),
+        (sg.FastSigmoid(slope=100.0), lambda z: 1 / (100 * abs(z) + 1) ** 2, lambda z: z / (1 + 100 * z.abs())),
+        (
+            sg.PiecewiseQuadratic(),
+            lambda z: max(0.0, 1 - abs(z)),
+            lambda z: torch.where(z.abs() <= 1, -0.5 * z * z.abs() + z + 0.5, (z > 0).double()),
+        ),
+        (
+            sg.PiecewiseQuadratic(alpha=2.0),
+            lambda z: max(0.0, 2 - 4 * abs(z)),
+            lambda z: torch.where(z.abs() <= 0.5, -2 * z * z.abs() + 2 * z + 0.5, (z > 0).double()),
+        ),
+        (
+            sg.PiecewiseExp(),
+            lambda z: 0.5 * math.exp(-abs(z)),
+            lambda z: torch.sign(z) * (1 - torch.exp(-z.abs())) / 2 + 0.5,
+        ),
+        (
+            sg.PiecewiseExp(alpha=3.0),
+            lambda z: 1.5 * math.exp(-3 * abs(z)),
+            lambda z: torch.sign(z) * (1 - torch.exp(-3 * z.abs())) / 2 + 0.5,
+        ),
+        (
+            sg.SoftSign(),
+            lambda z: 1 / (2 * 2 * (0.5 + abs(z)) ** 2),
+            lambda z: 0.5 * (2 * z / (1 + (2 * z).abs())) + 0.5,
+        ),
+        (sg.Erf(), lambda z: 2 / math.sqrt(_PI) * math.exp(-((2 * z) ** 2)), lambda z: torch.erf(2 * z) / 2 + 0.5),
         (sg.Rect(), lambda z: 1.0 if abs(z) < 0.5 else 0.0, None),
         (sg.Rect(alpha=4.0), lambda z: 4.0 if abs(z) < 0.125 else 0.0, None),
         (sg.StraightThrough(), lambda z: 1.0, lambda z: z),
@@ -338,10 +353,17 @@ def test_surrogate_derivative_closed_form_and_primitive(case):
 
 
 def test_surrogate_kind_ids_params_and_repr():
-    expected = [(sg.Sigmoid, 0, 4.0), (sg.ATan, 1, 2.0), (sg.FastSigmoid, 2, 25.0),
-                (sg.PiecewiseQuadratic, 3, 1.0), (sg.PiecewiseExp, 4, 1.0),
-                (sg.SoftSign, 5, 2.0), (sg.Erf, 6, 2.0), (sg.Rect, 7, 1.0),
-                (sg.StraightThrough, 8, 0.0)]
+    expected = [
+        (sg.Sigmoid, 0, 4.0),
+        (sg.ATan, 1, 2.0),
+        (sg.FastSigmoid, 2, 25.0),
+        (sg.PiecewiseQuadratic, 3, 1.0),
+        (sg.PiecewiseExp, 4, 1.0),
+        (sg.SoftSign, 5, 2.0),
+        (sg.Erf, 6, 2.0),
+        (sg.Rect, 7, 1.0),
+        (sg.StraightThrough, 8, 0.0),
+    ]
     for cls, kid, param in expected:
         inst = cls()
         assert isinstance(inst, sg.SurrogateFunction) and isinstance(inst, torch.nn.Module)
@@ -376,9 +398,10 @@ def test_user_surrogate_kind_id_none_and_used_by_reference():
     assert g.item() == pytest.approx(0.9)
 
 
-@pytest.mark.parametrize("cls,pname", [(sg.Sigmoid, "alpha"), (sg.ATan, "alpha"),
-                                       (sg.FastSigmoid, "slope"), (sg.Rect, "alpha"),
-                                       (sg.Erf, "alpha")])
+@pytest.mark.parametrize(
+    "cls,pname",
+    [(sg.Sigmoid, "alpha"), (sg.ATan, "alpha"), (sg.FastSigmoid, "slope"), (sg.Rect, "alpha"), (sg.Erf, "alpha")],
+)
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.0, -1.0])
 def test_surrogate_param_validation(cls, pname, bad):
     with pytest.raises(ValueError, match=f"{cls.__name__}: {pname} must be a finite positive"):
@@ -386,10 +409,17 @@ def test_surrogate_param_validation(cls, pname, bad):
 
 
 def test_surrogate_get():
-    names = {"sigmoid": sg.Sigmoid, "atan": sg.ATan, "fast_sigmoid": sg.FastSigmoid,
-             "piecewise_quadratic": sg.PiecewiseQuadratic, "piecewise_exp": sg.PiecewiseExp,
-             "soft_sign": sg.SoftSign, "erf": sg.Erf, "rect": sg.Rect,
-             "straight_through": sg.StraightThrough}
+    names = {
+        "sigmoid": sg.Sigmoid,
+        "atan": sg.ATan,
+        "fast_sigmoid": sg.FastSigmoid,
+        "piecewise_quadratic": sg.PiecewiseQuadratic,
+        "piecewise_exp": sg.PiecewiseExp,
+        "soft_sign": sg.SoftSign,
+        "erf": sg.Erf,
+        "rect": sg.Rect,
+        "straight_through": sg.StraightThrough,
+    }
     for name, cls in names.items():
         assert type(sg.get(name)) is cls
         assert type(sg.get(name.upper())) is cls
@@ -414,8 +444,7 @@ def test_default_surrogates():
     x = torch.tensor([[0.75]], dtype=F64, requires_grad=True)
     s, _, _ = lif_reference(x, model="if", detach_reset=True)
     (g,) = torch.autograd.grad(s.sum(), x)
-    assert g.item() == pytest.approx(sg.Sigmoid(4.0).derivative(torch.tensor(-0.25, dtype=F64)).item(),
-                                     rel=1e-14)
+    assert g.item() == pytest.approx(sg.Sigmoid(4.0).derivative(torch.tensor(-0.25, dtype=F64)).item(), rel=1e-14)
     # Leaky default ATan(alpha=2)
     spk, _, _ = leaky_reference(x, beta=0.5)
     (g,) = torch.autograd.grad(spk.sum(), x)
@@ -448,8 +477,7 @@ def test_lif_gradient_hand_derived():
     np.testing.assert_allclose(gv0.numpy(), [gh1 * 0.5], rtol=1e-13)
 
 
-def _lif_backward_recurrence(x, v0, gS, gV, *, model, tau, decay_input, vth, v_reset,
-                             detach_reset, v_floor, sp):
+def _lif_backward_recurrence(x, v0, gS, gV, *, model, tau, decay_input, vth, v_reset, detach_reset, v_floor, sp):
     """Forward in float64 python + the backward recurrence of docs/neuron_semantics.md, one neuron."""
     T = len(x)
     hard = v_reset is not None
@@ -485,8 +513,7 @@ def _lif_backward_recurrence(x, v0, gS, gV, *, model, tau, decay_input, vth, v_r
 
 _LIF_CASES = [
     dict(model="lif", tau=2.0, decay_input=True, v_reset=0.0, detach_reset=False, v_floor=None),
-    dict(model="lif", tau=3.0, decay_input=False, v_reset=-0.2, detach_reset=False,
-         v_floor=None),
+    dict(model="lif", tau=3.0, decay_input=False, v_reset=-0.2, detach_reset=False, v_floor=None),
     dict(model="lif", tau=1.7, decay_input=True, v_reset=None, detach_reset=False, v_floor=None),
     dict(model="lif", tau=2.5, decay_input=False, v_reset=None, detach_reset=True, v_floor=None),
     dict(model="lif", tau=2.0, decay_input=True, v_reset=0.1, detach_reset=True, v_floor=None),
@@ -510,8 +537,7 @@ def test_lif_gradient_matches_design_recurrence(case):
     v0t = torch.tensor(v0, requires_grad=True)
     sur = sg.Sigmoid(alpha=2.0)
     s, v, _ = lif_reference(xt, v0t, v_threshold=vth, surrogate=sur, **case)
-    gx, gv0 = torch.autograd.grad((s * torch.tensor(gS)).sum() + (v * torch.tensor(gV)).sum(),
-                                  (xt, v0t))
+    gx, gv0 = torch.autograd.grad((s * torch.tensor(gS)).sum() + (v * torch.tensor(gV)).sum(), (xt, v0t))
 
     def sp(z):
         q = 1 / (1 + math.exp(-2 * z))
@@ -519,8 +545,8 @@ def test_lif_gradient_matches_design_recurrence(case):
 
     for n in range(N):
         ex, ev0 = _lif_backward_recurrence(
-            x[:, n].tolist(), v0[n], gS[:, n].tolist(), gV[:, n].tolist(), vth=vth, sp=sp,
-            **case)
+            x[:, n].tolist(), v0[n], gS[:, n].tolist(), gV[:, n].tolist(), vth=vth, sp=sp, **case
+        )
         np.testing.assert_allclose(gx[:, n].numpy(), ex, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(gv0[n].item(), ev0, rtol=1e-9, atol=1e-12)
 
@@ -536,8 +562,7 @@ def test_leaky_gradient_matches_design_recurrence(mech):
     xt = torch.tensor(x, requires_grad=True)
     u0t = torch.tensor(u0, requires_grad=True)
     spk, mem, _ = leaky_reference(xt, u0t, beta=beta, threshold=thr, reset_mechanism=mech)
-    gx, gu0 = torch.autograd.grad(
-        (spk * torch.tensor(gS)).sum() + (mem * torch.tensor(gU)).sum(), (xt, u0t))
+    gx, gu0 = torch.autograd.grad((spk * torch.tensor(gS)).sum() + (mem * torch.tensor(gU)).sum(), (xt, u0t))
 
     def sp(z):  # ATan(alpha=2)
         return 1.0 / (1 + (_PI * z) ** 2)

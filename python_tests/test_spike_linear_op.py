@@ -9,6 +9,7 @@ layer fed uint8 spikes.
 - determinism across calls (across thread counts and ISA variants: test_isa.py);
 - opcheck, gradcheck, autograd, empty and non-contiguous inputs, and every argument check.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -21,7 +22,8 @@ from snn_cuda.spike_ops import spike_linear
 
 pytestmark = pytest.mark.skipif(
     not (_ext.has_kernel("spike_linear", "CPU") and _ext.has_kernel("spike_linear_weight_grad", "CPU")),
-    reason="no compiled CPU kernels for spike_linear")
+    reason="no compiled CPU kernels for spike_linear",
+)
 
 OP = torch.ops.snn_cuda
 F32, F64, F16, BF16 = torch.float32, torch.float64, torch.float16, torch.bfloat16
@@ -131,7 +133,7 @@ def lane_oracle(spikes, weight, bias):
         acc = acc + prod[:, :, b, :]
     h = L // 2
     while h >= 1:
-        acc = acc[..., :h] + acc[..., h:2 * h]
+        acc = acc[..., :h] + acc[..., h : 2 * h]
         h //= 2
     y = acc[..., 0]
     if bias is not None:
@@ -156,8 +158,10 @@ def assert_within(got, exact, bound, msg=""):
     assert got.shape == exact.shape, f"{msg}: shape {tuple(got.shape)} != {tuple(exact.shape)}"
     err = (got.double() - exact).abs()
     bad = err > bound
-    assert not bad.any(), (f"{msg}: {int(bad.sum())} elements beyond the bound, worst excess "
-                           f"{float((err - bound).max()):.3g} (err {float(err.max()):.3g})")
+    assert not bad.any(), (
+        f"{msg}: {int(bad.sum())} elements beyond the bound, worst excess "
+        f"{float((err - bound).max()):.3g} (err {float(err.max()):.3g})"
+    )
 
 
 _BITS = {F64: torch.int64, F32: torch.int32, F16: torch.int16, BF16: torch.int16}
@@ -169,8 +173,10 @@ def assert_bitwise(a, b, msg=""):
     ia, ib = a.contiguous().view(_BITS[a.dtype]), b.contiguous().view(_BITS[b.dtype])
     if not torch.equal(ia, ib):
         diff = (a.double() - b.double()).abs()
-        raise AssertionError(f"{msg}: {int((ia != ib).sum())} of {a.numel()} elements differ, max |diff| "
-                             f"{float(diff[diff == diff].max()) if (diff == diff).any() else float('nan')}")
+        raise AssertionError(
+            f"{msg}: {int((ia != ib).sum())} of {a.numel()} elements differ, max |diff| "
+            f"{float(diff[diff == diff].max()) if (diff == diff).any() else float('nan')}"
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -502,8 +508,9 @@ def test_spike_linear_argument_errors(K):
         OP.spike_linear(S, make_weight(K, 7, F32), None)
     with pytest.raises(TypeError, match=r"bias must have weight's dtype \(Float\), got Double"):
         OP.spike_linear(S, W, make_bias(K, F64))
-    with pytest.raises(ValueError,
-                       match=rf"bias must be 1-D of size K = weight.size\(0\) = {K}, got shape \[{K + 1}\]"):
+    with pytest.raises(
+        ValueError, match=rf"bias must be 1-D of size K = weight.size\(0\) = {K}, got shape \[{K + 1}\]"
+    ):
         OP.spike_linear(S, W, make_bias(K + 1, F32))
     with pytest.raises(ValueError, match=r"bias must be 1-D"):
         OP.spike_linear(S, W, make_bias(K, F32)[None])

@@ -3,6 +3,7 @@
 CPU-only CI runs every test on "cpu"; on a machine with a GPU and a CUDA build of the
 extension the same tests also run on "cuda" (pytorch_scatter-style ``testing.py``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,11 @@ DEVICE_IDS = [d.type for d in DEVICES]
 #: is reported as skipped rather than silently absent.
 ALL_DEVICES = [
     pytest.param(torch.device("cpu"), id="cpu"),
-    pytest.param(torch.device("cuda"), id="cuda",
-                 marks=pytest.mark.skipif(not CUDA_OK, reason="needs a GPU and a CUDA build of snn_cuda")),
+    pytest.param(
+        torch.device("cuda"),
+        id="cuda",
+        marks=pytest.mark.skipif(not CUDA_OK, reason="needs a GPU and a CUDA build of snn_cuda"),
+    ),
 ]
 
 requires_cuda = pytest.mark.skipif(not CUDA_OK, reason="needs a GPU and a CUDA build of snn_cuda")
@@ -81,8 +85,13 @@ def assert_equal(a: torch.Tensor, b: torch.Tensor, msg: str = "") -> None:
     torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True, msg=lambda m: f"{msg}: {m}")
 
 
-def assert_grad_close(a: Optional[torch.Tensor], b: Optional[torch.Tensor], dtype: torch.dtype,
-                      msg: str = "", scale: Optional[float] = None) -> None:
+def assert_grad_close(
+    a: Optional[torch.Tensor],
+    b: Optional[torch.Tensor],
+    dtype: torch.dtype,
+    msg: str = "",
+    scale: Optional[float] = None,
+) -> None:
     """Gradient comparison for storage dtype `dtype`; the absolute tolerance scales with the
     magnitude of the reference gradient (long chains of surrogate factors can grow)."""
     assert (a is None) == (b is None), f"{msg}: one gradient is None"
@@ -100,13 +109,26 @@ def assert_grad_close(a: Optional[torch.Tensor], b: Optional[torch.Tensor], dtyp
 # neuron configurations
 # ------------------------------------------------------------------------------------------
 SURROGATES = [
-    sg.Sigmoid(), sg.ATan(), sg.FastSigmoid(), sg.PiecewiseQuadratic(), sg.PiecewiseExp(),
-    sg.SoftSign(), sg.Erf(), sg.Rect(), sg.StraightThrough(),
+    sg.Sigmoid(),
+    sg.ATan(),
+    sg.FastSigmoid(),
+    sg.PiecewiseQuadratic(),
+    sg.PiecewiseExp(),
+    sg.SoftSign(),
+    sg.Erf(),
+    sg.Rect(),
+    sg.StraightThrough(),
 ]
 #: Non-default parameters, so the run-time surrogate parameter is exercised too.
 SURROGATES_NONDEFAULT = [
-    sg.Sigmoid(alpha=2.5), sg.ATan(alpha=3.0), sg.FastSigmoid(slope=7.0), sg.PiecewiseQuadratic(alpha=0.7),
-    sg.PiecewiseExp(alpha=1.3), sg.SoftSign(alpha=1.5), sg.Erf(alpha=1.1), sg.Rect(alpha=0.6),
+    sg.Sigmoid(alpha=2.5),
+    sg.ATan(alpha=3.0),
+    sg.FastSigmoid(slope=7.0),
+    sg.PiecewiseQuadratic(alpha=0.7),
+    sg.PiecewiseExp(alpha=1.3),
+    sg.SoftSign(alpha=1.5),
+    sg.Erf(alpha=1.1),
+    sg.Rect(alpha=0.6),
     sg.StraightThrough(),
 ]
 SURROGATE_IDS = [type(s).__name__ for s in SURROGATES]
@@ -144,13 +166,27 @@ def neuron_configs() -> List[NeuronConfig]:
     for v_reset, rname in ((-0.1, "hard"), (None, "soft")):
         for decay_input in (True, False):
             for detach in (False, True):
-                out.append(_cfg("lif", f"lif-{rname}-{'decay' if decay_input else 'nodecay'}"
-                                f"{'-detach' if detach else ''}",
-                                tau=1.7, decay_input=decay_input, v_threshold=0.9, v_reset=v_reset,
-                                detach_reset=detach))
+                out.append(
+                    _cfg(
+                        "lif",
+                        f"lif-{rname}-{'decay' if decay_input else 'nodecay'}{'-detach' if detach else ''}",
+                        tau=1.7,
+                        decay_input=decay_input,
+                        v_threshold=0.9,
+                        v_reset=v_reset,
+                        detach_reset=detach,
+                    )
+                )
         for detach in (False, True):
-            out.append(_cfg("if", f"if-{rname}{'-detach' if detach else ''}",
-                            v_threshold=1.1, v_reset=v_reset, detach_reset=detach))
+            out.append(
+                _cfg(
+                    "if",
+                    f"if-{rname}{'-detach' if detach else ''}",
+                    v_threshold=1.1,
+                    v_reset=v_reset,
+                    detach_reset=detach,
+                )
+            )
         out.append(_cfg("if", f"if-{rname}-floor", v_threshold=1.1, v_reset=v_reset, v_floor=-0.3))
     for reset in ("subtract", "zero", "none"):
         out.append(_cfg("leaky", f"leaky-{reset}", beta=0.85, threshold=0.9, reset_mechanism=reset))
@@ -161,8 +197,14 @@ CONFIGS = neuron_configs()
 CONFIG_IDS = [c.name for c in CONFIGS]
 
 
-def make_layer(cfg: NeuronConfig, backend: str, surrogate: Optional[sg.SurrogateFunction] = None,
-               step_mode: str = "m", store_v_seq: bool = True, **overrides) -> torch.nn.Module:
+def make_layer(
+    cfg: NeuronConfig,
+    backend: str,
+    surrogate: Optional[sg.SurrogateFunction] = None,
+    step_mode: str = "m",
+    store_v_seq: bool = True,
+    **overrides,
+) -> torch.nn.Module:
     kw = cfg.kwargs
     kw.update(overrides)
     if surrogate is not None:
@@ -189,7 +231,8 @@ def random_input(shape, dtype, device="cpu", *, seed=0, scale=1.0, bias=0.35) ->
 def random_state(shape, dtype, device="cpu", *, seed=1, scale=0.5) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(tuple(shape), generator=g, dtype=torch.float64) * scale).to(
-        device=device, dtype=state_dtype(dtype))
+        device=device, dtype=state_dtype(dtype)
+    )
 
 
 def set_state(layer, v0: Optional[torch.Tensor]) -> None:
@@ -239,8 +282,16 @@ def upstream_grads(spikes, mem_seq, mem_last, on=("spikes", "mem_seq", "mem_last
     return outs, grads
 
 
-def run(layer, x: torch.Tensor, v0: Optional[torch.Tensor] = None, *, T: Optional[int] = None,
-        grad_on=("spikes", "mem_seq", "mem_last"), backward: bool = True, seed: int = 7) -> RunResult:
+def run(
+    layer,
+    x: torch.Tensor,
+    v0: Optional[torch.Tensor] = None,
+    *,
+    T: Optional[int] = None,
+    grad_on=("spikes", "mem_seq", "mem_last"),
+    backward: bool = True,
+    seed: int = 7,
+) -> RunResult:
     """Runs `layer` on fresh leaf copies of x and v0 and (optionally) backpropagates random
     gradients placed on the outputs named in grad_on. Returns outputs and input gradients."""
     x = x.detach().clone().requires_grad_(backward)
@@ -258,11 +309,23 @@ def run(layer, x: torch.Tensor, v0: Optional[torch.Tensor] = None, *, T: Optiona
     return res
 
 
-def run_pair(cfg: NeuronConfig, x, v0=None, *, surrogate=None, T=None, grad_on=("spikes", "mem_seq", "mem_last"),
-             backward=True, store_v_seq=True, **layer_kw) -> Tuple[RunResult, RunResult]:
+def run_pair(
+    cfg: NeuronConfig,
+    x,
+    v0=None,
+    *,
+    surrogate=None,
+    T=None,
+    grad_on=("spikes", "mem_seq", "mem_last"),
+    backward=True,
+    store_v_seq=True,
+    **layer_kw,
+) -> Tuple[RunResult, RunResult]:
     fused, ref = make_pair(cfg, surrogate, store_v_seq=store_v_seq, **layer_kw)
-    return (run(fused, x, v0, T=T, grad_on=grad_on, backward=backward),
-            run(ref, x, v0, T=T, grad_on=grad_on, backward=backward))
+    return (
+        run(fused, x, v0, T=T, grad_on=grad_on, backward=backward),
+        run(ref, x, v0, T=T, grad_on=grad_on, backward=backward),
+    )
 
 
 def assert_results_match(fused: RunResult, ref: RunResult, dtype: torch.dtype, msg: str = "") -> None:
@@ -291,19 +354,44 @@ def assert_const_input_grad(gx: torch.Tensor, per_step: torch.Tensor, dtype: tor
     rtol, atol = GRAD_TOL[dtype]
     if dtype in (torch.float16, torch.bfloat16):
         atol = torch.finfo(dtype).eps
-    torch.testing.assert_close(gx.double(), per_step.sum(0), rtol=rtol, atol=T * atol * big,
-                               msg=lambda m: f"{msg}: {m}")
+    torch.testing.assert_close(
+        gx.double(), per_step.sum(0), rtol=rtol, atol=T * atol * big, msg=lambda m: f"{msg}: {m}"
+    )
 
 
 # ------------------------------------------------------------------------------------------
 # raw op arguments, by name (csrc/ops.cpp schemas)
 # ------------------------------------------------------------------------------------------
 _OP_DEFAULTS = dict(
-    x=None, v0=None, T=-1, model=0, reset=0, surrogate=0, surrogate_param=4.0, tau=2.0, v_threshold=1.0,
-    v_reset=0.0, v_floor=0.0, beta=0.9, v_init=0.0, decay_input=True, has_floor=False, detach_reset=False,
-    store_v_seq=False, grad_spikes=None, grad_v_seq=None, grad_v_last=None, saved=None, x_dtype=torch.float32,
-    decay_param=None, threshold_param=None, grad_decay=False, grad_threshold=False, spikes_uint8=False,
-    readout_grad=None, readout_weight=None,
+    x=None,
+    v0=None,
+    T=-1,
+    model=0,
+    reset=0,
+    surrogate=0,
+    surrogate_param=4.0,
+    tau=2.0,
+    v_threshold=1.0,
+    v_reset=0.0,
+    v_floor=0.0,
+    beta=0.9,
+    v_init=0.0,
+    decay_input=True,
+    has_floor=False,
+    detach_reset=False,
+    store_v_seq=False,
+    grad_spikes=None,
+    grad_v_seq=None,
+    grad_v_last=None,
+    saved=None,
+    x_dtype=torch.float32,
+    decay_param=None,
+    threshold_param=None,
+    grad_decay=False,
+    grad_threshold=False,
+    spikes_uint8=False,
+    readout_grad=None,
+    readout_weight=None,
 )
 
 

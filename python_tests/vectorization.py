@@ -17,6 +17,7 @@ Runs on any x86-64 machine (it reads code, it does not run it). ``python
 python_tests/vectorization.py [path/to/_C.so]`` prints the report; python_tests/test_vectorized.py
 asserts it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -82,8 +83,9 @@ def disassemble(so_path: str) -> Dict[str, List[Insn]]:
     objdump = shutil.which("objdump")
     if objdump is None:
         raise FileNotFoundError("objdump not found (Debian package binutils)")
-    out = subprocess.run([objdump, "-d", "-C", "--no-show-raw-insn", so_path], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [objdump, "-d", "-C", "--no-show-raw-insn", so_path], capture_output=True, text=True, check=True
+    ).stdout
     funcs: Dict[str, List[Insn]] = {}
     cur: Optional[List[Insn]] = None
     for line in out.splitlines():
@@ -163,8 +165,10 @@ def check_function(name: str, insns: List[Insn], ns: str) -> FunctionReport:
             problems.append(f"hot loop [{hot.start:#x}, {hot.end:#x}] uses no {reg} register")
         sc = hot.scalar_fp()
         if sc:
-            problems.append(f"hot loop [{hot.start:#x}, {hot.end:#x}] does scalar arithmetic: "
-                            + ", ".join(sorted({i.mnem for i in sc})))
+            problems.append(
+                f"hot loop [{hot.start:#x}, {hot.end:#x}] does scalar arithmetic: "
+                + ", ".join(sorted({i.mnem for i in sc}))
+            )
         if hot.calls():
             problems.append(f"hot loop [{hot.start:#x}, {hot.end:#x}] calls {hot.calls()[0].ops}")
     return FunctionReport(name, ns, reg, hot, problems)
@@ -191,7 +195,9 @@ def check(so_path: str) -> Tuple[List[FunctionReport], List[str]]:
             if vex:
                 other.append(f"{name}: AVX instruction {vex[0].mnem} in the baseline variant")
     if not any(r.variant in VARIANTS for r in reports):
-        other.append("no function of the snn_cpu::avx2 / snn_cpu::avx512 variants found (not an x86-64 GCC/clang build?)")
+        other.append(
+            "no function of the snn_cpu::avx2 / snn_cpu::avx512 variants found (not an x86-64 GCC/clang build?)"
+        )
     return reports, other
 
 
@@ -203,16 +209,20 @@ def summary(reports: List[FunctionReport], other: List[str]) -> str:
             continue
         bad = [r for r in rs if not r.ok]
         if ns in SPIKE_LINEAR_NS:
-            lines.append(f"{ns} (spike_linear, intrinsics): {len(rs)} functions, {len(rs) - len(bad)} on "
-                         f"{rs[0].reg} registers, {len(bad)} failing")
+            lines.append(
+                f"{ns} (spike_linear, intrinsics): {len(rs)} functions, {len(rs) - len(bad)} on "
+                f"{rs[0].reg} registers, {len(bad)} failing"
+            )
             lines.extend(f"  FAIL {r.name}: " + "; ".join(r.problems) for r in bad)
             continue
         n_vec = [r.loop.count(r.reg) for r in rs if r.loop is not None]
         no_loop = sum(1 for r in rs if r.loop is None and r.ok)
-        lines.append(f"{ns}: {len(rs)} kernels; {len(rs) - len(bad) - no_loop} with a {rs[0].reg} hot loop free of "
-                     f"scalar FP arithmetic and calls ({min(n_vec, default=0)}-{max(n_vec, default=0)} "
-                     f"{rs[0].reg} instructions per hot loop), {no_loop} loop-free (a memcpy), "
-                     f"{len(bad)} failing")
+        lines.append(
+            f"{ns}: {len(rs)} kernels; {len(rs) - len(bad) - no_loop} with a {rs[0].reg} hot loop free of "
+            f"scalar FP arithmetic and calls ({min(n_vec, default=0)}-{max(n_vec, default=0)} "
+            f"{rs[0].reg} instructions per hot loop), {no_loop} loop-free (a memcpy), "
+            f"{len(bad)} failing"
+        )
         for r in bad:
             lines.append(f"  FAIL {r.name}: " + "; ".join(r.problems))
     for o in other:
@@ -236,8 +246,10 @@ def main(argv: List[str]) -> int:
     print(summary(reports, other))
     if "--list" in argv:
         for r in reports:
-            print(f"{'ok  ' if r.ok else 'FAIL'} {r.variant:9s} {r.loop.count(r.reg) if r.loop else 0:4d} "
-                  f"{r.reg}  {r.name}")
+            print(
+                f"{'ok  ' if r.ok else 'FAIL'} {r.variant:9s} {r.loop.count(r.reg) if r.loop else 0:4d} "
+                f"{r.reg}  {r.name}"
+            )
     return 0 if all(r.ok for r in reports) and not other else 1
 
 

@@ -1,9 +1,10 @@
 """snn_cuda: fused multi-step spiking neurons (LIF, IF, ParametricLIF, Leaky) for PyTorch.
 
-    import snn_cuda
-    lif = snn_cuda.LIF(tau=2.0)            # [T, B, ...] -> spikes [T, B, ...]
-    snn_cuda.build_info()                   # which kernels were compiled
+import snn_cuda
+lif = snn_cuda.LIF(tau=2.0)            # [T, B, ...] -> spikes [T, B, ...]
+snn_cuda.build_info()                   # which kernels were compiled
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,23 @@ from .neuron import IF, LIF, Leaky, MemoryModule, NeuronLinear, ParametricLIF, S
 from ._version import __version__  # the one version source (snn_cuda/_version.py)
 
 __all__ = [
-    "LIF", "IF", "ParametricLIF", "Leaky", "SynapticCurrent", "NeuronLinear", "MemoryModule", "SeqToANN", "SpikeLinear", "PoissonEncoder", "poisson_encode",
-    "convert", "surrogate", "functional", "reference", "ops", "build_info",
+    "LIF",
+    "IF",
+    "ParametricLIF",
+    "Leaky",
+    "SynapticCurrent",
+    "NeuronLinear",
+    "MemoryModule",
+    "SeqToANN",
+    "SpikeLinear",
+    "PoissonEncoder",
+    "poisson_encode",
+    "convert",
+    "surrogate",
+    "functional",
+    "reference",
+    "ops",
+    "build_info",
 ]
 
 

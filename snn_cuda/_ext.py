@@ -1,6 +1,7 @@
 """Loads the compiled extension. Importing snn_cuda never fails: without a
 usable extension everything runs on the reference backend, and
 `build_info()` / the errors of backend="fused" say why."""
+
 from __future__ import annotations
 
 import importlib
@@ -43,8 +44,7 @@ def _load() -> None:
         msg = str(e)
         if "undefined symbol" in msg:
             load_error = (
-                f"the compiled extension does not match torch {torch.__version__} ({msg}); "
-                f"rebuild it with `{_REBUILD}`"
+                f"the compiled extension does not match torch {torch.__version__} ({msg}); rebuild it with `{_REBUILD}`"
             )
         elif "No module named" in msg:
             load_error = (
@@ -108,7 +108,7 @@ def unavailable_reason(device_type: str) -> str:
             return ""
         return (
             f"snn_cuda was built without CUDA kernels (CPU-only build) and the CuPy path cannot run ({why}); "
-            f'for fused GPU kernels either install CuPy (no CUDA compiler needed): {_CUPY_HINT}, or rebuild '
+            f"for fused GPU kernels either install CuPy (no CUDA compiler needed): {_CUPY_HINT}, or rebuild "
             "with a CUDA build of torch, nvcc on PATH and CUDA_HOME set: SNN_CUDA_FORCE_CUDA=1 " + _REBUILD
         )
     return f"no fused kernels for device type {device_type!r}"
@@ -205,7 +205,10 @@ def cupy_unavailable_reason(device_type: str) -> str:
             warnings.warn(
                 "snn_cuda: backend='cupy': the CuPy-compiled kernels now serve every CUDA call of the snn_cuda ops "
                 "in this process, in place of the compiled CUDA kernels (snn_cuda.cupy_backend.unregister() "
-                "restores them)", RuntimeWarning, stacklevel=4)
+                "restores them)",
+                RuntimeWarning,
+                stacklevel=4,
+            )
     return ""
 
 

@@ -9,6 +9,7 @@ parent when it has a setup.py), ``<venv>`` (sys.prefix when it is a virtual envi
 base interpreter's prefix), ``<site-packages>`` (where this package is installed when not from a
 checkout), ``~`` (the home directory) and ``<tmp>`` (the temporary directory).
 """
+
 from __future__ import annotations
 
 import os
@@ -79,8 +80,10 @@ def scrub_paths(obj: Any, root: Optional[str] = None, _pairs=None) -> Any:
     if isinstance(obj, str):
         return scrub_text(obj, pairs)
     if isinstance(obj, dict):
-        return {scrub_paths(k, _pairs=pairs) if isinstance(k, str) else k: scrub_paths(v, _pairs=pairs)
-                for k, v in obj.items()}
+        return {
+            scrub_paths(k, _pairs=pairs) if isinstance(k, str) else k: scrub_paths(v, _pairs=pairs)
+            for k, v in obj.items()
+        }
     if isinstance(obj, (list, tuple)):
         return type(obj)(scrub_paths(v, _pairs=pairs) for v in obj)
     return obj

@@ -23,6 +23,7 @@ Exit status: 0 when every correctness check passed, 1 otherwise (benchmarks neve
     python -m snn_cuda.check                      # full run, ./snn_cuda_check_report/
     python -m snn_cuda.check --quick --out DIR    # smaller matrix and benchmark
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,6 @@ import datetime as _dt
 import importlib.util
 import inspect
 import json
-import math
 import os
 import platform
 import re
@@ -44,7 +44,7 @@ import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -66,8 +66,14 @@ GRAD_TOL: Dict[torch.dtype, Tuple[float, float]] = {
 }
 
 SURROGATES = [
-    sg.Sigmoid(alpha=2.5), sg.ATan(alpha=3.0), sg.FastSigmoid(slope=7.0), sg.PiecewiseQuadratic(alpha=0.7),
-    sg.PiecewiseExp(alpha=1.3), sg.SoftSign(alpha=1.5), sg.Erf(alpha=1.1), sg.Rect(alpha=0.6),
+    sg.Sigmoid(alpha=2.5),
+    sg.ATan(alpha=3.0),
+    sg.FastSigmoid(slope=7.0),
+    sg.PiecewiseQuadratic(alpha=0.7),
+    sg.PiecewiseExp(alpha=1.3),
+    sg.SoftSign(alpha=1.5),
+    sg.Erf(alpha=1.1),
+    sg.Rect(alpha=0.6),
     sg.StraightThrough(),
 ]
 
@@ -80,8 +86,16 @@ ADVISORY_TOOLS = ("initcheck",)
 # ------------------------------------------------------------------------------------------
 # comparisons
 # ------------------------------------------------------------------------------------------
-def compare_tensors(name: str, got: Optional[torch.Tensor], want: Optional[torch.Tensor], *,
-                    exact: bool = True, rtol: float = 0.0, atol: float = 0.0, scale: Optional[float] = None) -> dict:
+def compare_tensors(
+    name: str,
+    got: Optional[torch.Tensor],
+    want: Optional[torch.Tensor],
+    *,
+    exact: bool = True,
+    rtol: float = 0.0,
+    atol: float = 0.0,
+    scale: Optional[float] = None,
+) -> dict:
     """Compares one output of the fused op with the reference's. `exact`: bitwise (NaNs equal);
     otherwise |got - want| <= atol * scale + rtol * |want| with scale = max(1, max|want|).
     Returns {"name", "passed", "max_abs_err", "max_rel_err", "detail"}."""
@@ -134,12 +148,21 @@ def neuron_configs() -> List[Tuple[str, str, dict]]:
     for v_reset, rname in ((-0.1, "hard"), (None, "soft")):
         for decay_input in (True, False):
             for detach in (False, True):
-                out.append((f"lif-{rname}-{'decay' if decay_input else 'nodecay'}{'-detach' if detach else ''}",
-                            "lif", dict(tau=1.7, decay_input=decay_input, v_threshold=0.9, v_reset=v_reset,
-                                        detach_reset=detach)))
+                out.append(
+                    (
+                        f"lif-{rname}-{'decay' if decay_input else 'nodecay'}{'-detach' if detach else ''}",
+                        "lif",
+                        dict(tau=1.7, decay_input=decay_input, v_threshold=0.9, v_reset=v_reset, detach_reset=detach),
+                    )
+                )
         for detach in (False, True):
-            out.append((f"if-{rname}{'-detach' if detach else ''}", "if",
-                        dict(v_threshold=1.1, v_reset=v_reset, detach_reset=detach)))
+            out.append(
+                (
+                    f"if-{rname}{'-detach' if detach else ''}",
+                    "if",
+                    dict(v_threshold=1.1, v_reset=v_reset, detach_reset=detach),
+                )
+            )
         out.append((f"if-{rname}-floor", "if", dict(v_threshold=1.1, v_reset=v_reset, v_floor=-0.3)))
     for reset in ("subtract", "zero", "none"):
         out.append((f"leaky-{reset}", "leaky", dict(beta=0.85, threshold=0.9, reset_mechanism=reset)))
@@ -147,21 +170,48 @@ def neuron_configs() -> List[Tuple[str, str, dict]]:
     # learnable / per-neuron parameters (their gradients are compared too)
     for v_reset, rname in ((-0.1, "hard"), (None, "soft")):
         for decay_input in (True, False):
-            out.append((f"plif-{rname}-{'decay' if decay_input else 'nodecay'}-learn_th", "plif",
-                        dict(init_tau=1.7, decay_input=decay_input, v_threshold=0.9, v_reset=v_reset,
-                             learn_threshold=True)))
-    out.append(("plif-hard-detach-per_neuron", "plif",
-                dict(init_tau=2.5, v_threshold=0.9, v_reset=-0.1, detach_reset=True, param_shape="features")))
-    out.append(("lif-soft-learn_th-per_neuron", "lif",
-                dict(tau=1.7, v_threshold=0.9, v_reset=None, learn_threshold=True, param_shape="features")))
-    out.append(("if-hard-floor-learn_th", "if", dict(v_threshold=1.1, v_reset=-0.1, v_floor=-0.3,
-                                                       learn_threshold=True)))
+            out.append(
+                (
+                    f"plif-{rname}-{'decay' if decay_input else 'nodecay'}-learn_th",
+                    "plif",
+                    dict(init_tau=1.7, decay_input=decay_input, v_threshold=0.9, v_reset=v_reset, learn_threshold=True),
+                )
+            )
+    out.append(
+        (
+            "plif-hard-detach-per_neuron",
+            "plif",
+            dict(init_tau=2.5, v_threshold=0.9, v_reset=-0.1, detach_reset=True, param_shape="features"),
+        )
+    )
+    out.append(
+        (
+            "lif-soft-learn_th-per_neuron",
+            "lif",
+            dict(tau=1.7, v_threshold=0.9, v_reset=None, learn_threshold=True, param_shape="features"),
+        )
+    )
+    out.append(
+        ("if-hard-floor-learn_th", "if", dict(v_threshold=1.1, v_reset=-0.1, v_floor=-0.3, learn_threshold=True))
+    )
     for reset in ("subtract", "zero"):
-        out.append((f"leaky-{reset}-learn_beta_th-per_neuron", "leaky",
-                    dict(beta=0.85, threshold=0.9, reset_mechanism=reset, learn_beta=True, learn_threshold=True,
-                         param_shape="features")))
-    out.append(("leaky-none-learn_beta", "leaky", dict(beta=0.85, threshold=0.9, reset_mechanism="none",
-                                                       learn_beta=True)))
+        out.append(
+            (
+                f"leaky-{reset}-learn_beta_th-per_neuron",
+                "leaky",
+                dict(
+                    beta=0.85,
+                    threshold=0.9,
+                    reset_mechanism=reset,
+                    learn_beta=True,
+                    learn_threshold=True,
+                    param_shape="features",
+                ),
+            )
+        )
+    out.append(
+        ("leaky-none-learn_beta", "leaky", dict(beta=0.85, threshold=0.9, reset_mechanism="none", learn_beta=True))
+    )
     return out
 
 
@@ -172,10 +222,10 @@ class Case:
     kwargs: dict
     dtype: torch.dtype
     surrogate: Optional[sg.SurrogateFunction]
-    shape: Tuple[int, ...]          # [T, ...] (for const_T: [B, ...] and T = const_T)
+    shape: Tuple[int, ...]  # [T, ...] (for const_T: [B, ...] and T = const_T)
     v0: bool = False
-    const_T: Optional[int] = None   # layer(x, T=n) constant-input form
-    noncontig: bool = False         # x is a transposed view
+    const_T: Optional[int] = None  # layer(x, T=n) constant-input form
+    noncontig: bool = False  # x is a transposed view
     save_mode: Optional[str] = None  # "h" | "checkpoint" | None (the device default)
     backward: bool = True
 
@@ -222,8 +272,13 @@ def build_matrix(quick: bool, device: str, sm_count: int = 0) -> List[Case]:
         for j, dt in enumerate(dtypes):
             if quick and j != i % len(dtypes):
                 continue
-            add(name, dt, SURROGATES[(i + j) % len(SURROGATES)], v0=(i + j) % 2 == 0,
-                save_modes=None if not quick else [modes[(i + j) % len(modes)]])
+            add(
+                name,
+                dt,
+                SURROGATES[(i + j) % len(SURROGATES)],
+                v0=(i + j) % 2 == 0,
+                save_modes=None if not quick else [modes[(i + j) % len(modes)]],
+            )
     # every surrogate on LIF and Leaky, fp32 and bf16
     sdtypes = [torch.float32, torch.bfloat16] if not quick else [torch.float32]
     for sur in SURROGATES:
@@ -231,7 +286,7 @@ def build_matrix(quick: bool, device: str, sm_count: int = 0) -> List[Case]:
             for dt in sdtypes:
                 add(cfg_name, dt, sur, v0=True, save_modes=[modes[-1]] if quick else None)
     # special forms
-    for dt in ([torch.float32, torch.float16] if not quick else [torch.float32]):
+    for dt in [torch.float32, torch.float16] if not quick else [torch.float32]:
         add("lif-hard-decay", dt, sg.ATan(), shape=(3, 67), const_T=11, v0=True)
         add("leaky-zero", dt, sg.ATan(), shape=(3, 67), const_T=11)
         add("if-soft", dt, sg.Sigmoid(), noncontig=True)
@@ -257,15 +312,17 @@ def sanitizer_matrix() -> List[Case]:
     """Small cases over every kernel variant family, cheap enough under racecheck."""
     cfgs = {c[0]: c for c in neuron_configs()}
     out = []
-    for cfg_name, dt, sur in (("lif-hard-decay", torch.float32, sg.ATan()),
-                              ("lif-soft-nodecay-detach", torch.bfloat16, sg.Sigmoid()),
-                              ("if-hard-floor", torch.float16, sg.Rect()),
-                              ("if-soft", torch.float64, sg.Erf()),
-                              ("leaky-subtract", torch.float32, sg.FastSigmoid()),
-                              ("leaky-zero", torch.bfloat16, sg.ATan()),
-                              ("synaptic", torch.float32, None)):
+    for cfg_name, dt, sur in (
+        ("lif-hard-decay", torch.float32, sg.ATan()),
+        ("lif-soft-nodecay-detach", torch.bfloat16, sg.Sigmoid()),
+        ("if-hard-floor", torch.float16, sg.Rect()),
+        ("if-soft", torch.float64, sg.Erf()),
+        ("leaky-subtract", torch.float32, sg.FastSigmoid()),
+        ("leaky-zero", torch.bfloat16, sg.ATan()),
+        ("synaptic", torch.float32, None),
+    ):
         name, kind, kw = cfgs[cfg_name]
-        for m in (_save_modes() if kind in ("lif", "if") else [None]):
+        for m in _save_modes() if kind in ("lif", "if") else [None]:
             out.append(Case(name, kind, kw, dt, sur, (9, 2, 37), v0=True, save_mode=m))
         if kind in ("lif", "leaky"):
             out.append(Case(name, kind, kw, dt, sur, (2, 37), const_T=9))
@@ -352,7 +409,7 @@ def _run_layer(case: Case, backend: str, x, v0, g):
         gs = torch.autograd.grad(outs, inputs, grads, allow_unused=True)
         out["grad_x"] = gs[0]
         out["grad_v0"] = gs[1] if v0 is not None else None
-        for (pname, _), gp in zip(params, gs[len(gs) - len(params):]):
+        for (pname, _), gp in zip(params, gs[len(gs) - len(params) :]):
             out[f"grad_{pname}"] = gp
     return {k: (None if v is None else v.detach()) for k, v in out.items()}
 
@@ -389,8 +446,9 @@ def run_case(case: Case, device: str, inject_fault: bool = False) -> dict:
         for key in ("spikes", "mem_seq", "mem_last"):
             comps.append(compare_tensors(key, fused[key], ref[key], exact=True))
         if case.backward:
-            for key in ["grad_x", "grad_v0"] + sorted(k for k in ref if k.startswith("grad_") and
-                                                       k not in ("grad_x", "grad_v0")):
+            for key in ["grad_x", "grad_v0"] + sorted(
+                k for k in ref if k.startswith("grad_") and k not in ("grad_x", "grad_v0")
+            ):
                 want = ref[key]
                 if key == "grad_x" and case.const_T and want is not None and fused[key] is not None:
                     # the kernel sums over T in the state dtype and rounds once; autograd's expand
@@ -410,26 +468,48 @@ def check_poisson(device: str, quick: bool) -> List[dict]:
     """The fused Poisson encoder: a {0,1} output with the right rate, exact at 0 and 1, and on
     CUDA bit-equal to the CPU kernel for the same seed (counter-based Philox)."""
     recs = []
-    for dt in ([torch.float32, torch.bfloat16] if quick else DTYPES):
-        rec = {"name": f"poisson_encode {DTYPE_NAMES[dt]}", "device": device, "passed": False,
-               "comparisons": [], "error": None}
+    for dt in [torch.float32, torch.bfloat16] if quick else DTYPES:
+        rec = {
+            "name": f"poisson_encode {DTYPE_NAMES[dt]}",
+            "device": device,
+            "passed": False,
+            "comparisons": [],
+            "error": None,
+        }
         try:
             T = 400
             x = torch.linspace(0, 1, 257, dtype=torch.float64).to(device=device, dtype=dt)
             s = snn_cuda.poisson_encode(x, T, generator=torch.Generator().manual_seed(5), backend="fused")
             comps = []
             binary = bool(((s == 0) | (s == 1)).all())
-            comps.append({"name": "binary", "passed": binary, "max_abs_err": None, "max_rel_err": None,
-                          "detail": "" if binary else "values other than 0/1"})
-            comps.append(compare_tensors("x=0 and x=1 exact", s[:, [0, -1]].float(),
-                                         torch.tensor([0.0, 1.0], device=device).expand(T, 2)))
+            comps.append(
+                {
+                    "name": "binary",
+                    "passed": binary,
+                    "max_abs_err": None,
+                    "max_rel_err": None,
+                    "detail": "" if binary else "values other than 0/1",
+                }
+            )
+            comps.append(
+                compare_tensors(
+                    "x=0 and x=1 exact", s[:, [0, -1]].float(), torch.tensor([0.0, 1.0], device=device).expand(T, 2)
+                )
+            )
             rate = s.double().mean(0)
             xr = x.double()
             bound = 5 * torch.sqrt(xr * (1 - xr) / T) + 1e-9
             err = (rate - xr).abs()
             ok = bool((err <= bound).all())
-            comps.append({"name": "rate within 5 sigma", "passed": ok, "max_abs_err": float(err.max()),
-                          "max_rel_err": None, "detail": "" if ok else f"{int((err > bound).sum())} rates off"})
+            comps.append(
+                {
+                    "name": "rate within 5 sigma",
+                    "passed": ok,
+                    "max_abs_err": float(err.max()),
+                    "max_rel_err": None,
+                    "detail": "" if ok else f"{int((err > bound).sum())} rates off",
+                }
+            )
             if device == "cuda":
                 sc = snn_cuda.poisson_encode(x.cpu(), T, generator=torch.Generator().manual_seed(5), backend="fused")
                 comps.append(compare_tensors("cuda == cpu (same seed)", s.cpu(), sc, exact=True))
@@ -442,8 +522,14 @@ def check_poisson(device: str, quick: bool) -> List[dict]:
     return recs
 
 
-def run_matrix(device: str, quick: bool, sm_count: int = 0, inject_fault: bool = False,
-               cases: Optional[List[Case]] = None, log=print) -> dict:
+def run_matrix(
+    device: str,
+    quick: bool,
+    sm_count: int = 0,
+    inject_fault: bool = False,
+    cases: Optional[List[Case]] = None,
+    log=print,
+) -> dict:
     cases = build_matrix(quick, device, sm_count) if cases is None else cases
     t0 = time.perf_counter()
     recs = []
@@ -481,8 +567,7 @@ def _failure_text(rec) -> str:
     if rec.get("error"):
         return rec["error"]
     bad = [c for c in rec["comparisons"] if not c["passed"]]
-    return "; ".join(f"{c['name']}: {c.get('detail') or 'mismatch'} (max abs err {c.get('max_abs_err')})"
-                     for c in bad)
+    return "; ".join(f"{c['name']}: {c.get('detail') or 'mismatch'} (max abs err {c.get('max_abs_err')})" for c in bad)
 
 
 # ------------------------------------------------------------------------------------------
@@ -547,9 +632,14 @@ def run_cupy_vs_compiled(quick: bool, sm_count: int = 0, log=print, device: str 
         recs.append(rec)
         if not rec["passed"] and sum(not r["passed"] for r in recs) <= 20:
             log(f"  FAIL cupy-vs-compiled {case.name}: {_failure_text(rec)}")
-    for dt in ([torch.float32, torch.bfloat16] if quick else DTYPES):
-        rec = {"name": f"poisson_encode {DTYPE_NAMES[dt]}", "device": device, "passed": False, "comparisons": [],
-               "error": None}
+    for dt in [torch.float32, torch.bfloat16] if quick else DTYPES:
+        rec = {
+            "name": f"poisson_encode {DTYPE_NAMES[dt]}",
+            "device": device,
+            "passed": False,
+            "comparisons": [],
+            "error": None,
+        }
         try:
             x = torch.linspace(0, 1, 4099, dtype=torch.float64).to(device=device, dtype=dt)
             a = torch.ops.snn_cuda.poisson_encode(x, 37, 12345)
@@ -573,8 +663,10 @@ def run_cupy_vs_compiled(quick: bool, sm_count: int = 0, log=print, device: str 
         "gradients_bitwise": f"{sum(bool(c.get('bitwise')) for c in grads)}/{len(grads)}",
         "records": recs,
     }
-    log(f"  {summary['name']}: {len(recs) - len(failed)}/{len(recs)} passed in {summary['seconds']} s "
-        f"(gradients bit-identical in {summary['gradients_bitwise']})")
+    log(
+        f"  {summary['name']}: {len(recs) - len(failed)}/{len(recs)} passed in {summary['seconds']} s "
+        f"(gradients bit-identical in {summary['gradients_bitwise']})"
+    )
     return summary
 
 
@@ -582,11 +674,20 @@ def run_cupy_vs_compiled(quick: bool, sm_count: int = 0, log=print, device: str 
 # host emulation of the CUDA kernels (source checkout only)
 # ------------------------------------------------------------------------------------------
 _EMU_DEFAULTS = dict(
-    CXXFLAGS=["-std=c++17", "-O1", "-g1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-              "-fsanitize=alignment", "-ffp-contract=off"],
+    CXXFLAGS=[
+        "-std=c++17",
+        "-O1",
+        "-g1",
+        "-fsanitize=address,undefined",
+        "-fno-sanitize-recover=all",
+        "-fsanitize=alignment",
+        "-ffp-contract=off",
+    ],
     SUMMARY_RE=re.compile(r"^EMU: (\d+) cases passed, (\d+) failed$", re.M),
-    SANITIZER_ENV={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1",
-                   "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"},
+    SANITIZER_ENV={
+        "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1",
+        "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+    },
 )
 
 
@@ -602,7 +703,9 @@ def _emu_settings(root: Path) -> dict:
     never drift apart), else this module's copy."""
     settings = dict(_EMU_DEFAULTS)
     try:
-        spec = importlib.util.spec_from_file_location("_snn_test_emulation", root / "python_tests" / "test_emulation.py")
+        spec = importlib.util.spec_from_file_location(
+            "_snn_test_emulation", root / "python_tests" / "test_emulation.py"
+        )
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         for k in settings:
@@ -618,8 +721,11 @@ def run_emulation(quick: bool, log=print) -> dict:
     rec = {"name": "CUDA kernels, host emulation (g++ ASan/UBSan)", "passed": False, "error": None}
     root = source_root()
     if root is None:
-        rec.update(skipped=True, passed=True,
-                   detail="not a source checkout (python_tests/emulation missing): the CUDA kernels were NOT exercised")
+        rec.update(
+            skipped=True,
+            passed=True,
+            detail="not a source checkout (python_tests/emulation missing): the CUDA kernels were NOT exercised",
+        )
         return rec
     gxx = shutil.which(os.environ.get("CXX_EMU", "g++"))
     if gxx is None:
@@ -638,17 +744,42 @@ def run_emulation(quick: bool, log=print) -> dict:
         if not quick:  # reuse the test suite's cached full build when it is fresh
             cached = emu_dir / "build" / "emu_neuron"
             stamp = emu_dir / "build" / "emu_neuron.cmd"
-            want = " ".join([gxx, *st["CXXFLAGS"], "-I", str(root / "csrc"), "-I", str(emu_dir),
-                             str(emu_dir / "emu_neuron.cpp"), "-o", str(cached)])
+            want = " ".join(
+                [
+                    gxx,
+                    *st["CXXFLAGS"],
+                    "-I",
+                    str(root / "csrc"),
+                    "-I",
+                    str(emu_dir),
+                    str(emu_dir / "emu_neuron.cpp"),
+                    "-o",
+                    str(cached),
+                ]
+            )
             srcs = [emu_dir / "emu_neuron.cpp", emu_dir / "host_shim.h", *sorted(kernels.glob("*"))]
-            if (cached.exists() and stamp.exists() and stamp.read_text() == want
-                    and all(cached.stat().st_mtime >= s.stat().st_mtime for s in srcs)):
+            if (
+                cached.exists()
+                and stamp.exists()
+                and stamp.read_text() == want
+                and all(cached.stat().st_mtime >= s.stat().st_mtime for s in srcs)
+            ):
                 binary = cached
                 rec["build"] = "reused python_tests/emulation/build/emu_neuron"
         if binary is None:
             binary = tmp / "emu_neuron"
-            cmd = [gxx, *st["CXXFLAGS"], *extra, "-I", str(root / "csrc"), "-I", str(emu_dir),
-                   str(emu_dir / "emu_neuron.cpp"), "-o", str(binary)]
+            cmd = [
+                gxx,
+                *st["CXXFLAGS"],
+                *extra,
+                "-I",
+                str(root / "csrc"),
+                "-I",
+                str(emu_dir),
+                str(emu_dir / "emu_neuron.cpp"),
+                "-o",
+                str(binary),
+            ]
             log(f"  building the emulation driver ({rec['variant']}) ...")
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
             rec["build"] = " ".join(cmd)
@@ -695,8 +826,10 @@ def parse_sanitizer_output(out: str) -> dict:
     errs = [int(v) for v in _SAN_SUMMARY.findall(out)]
     races = _RACE_SUMMARY.findall(out)
     errs += [int(e) for _h, e, _w in races]
-    res = {"errors": sum(errs) if (errs or races) else None,
-           "race_warnings": sum(int(w) for _h, _e, w in races) if races else None}
+    res = {
+        "errors": sum(errs) if (errs or races) else None,
+        "race_warnings": sum(int(w) for _h, _e, w in races) if races else None,
+    }
     lines = [m.group(0) for m in re.finditer(r"(ERROR|RACECHECK) SUMMARY:.*", out)]
     res["summary"] = "; ".join(dict.fromkeys(lines)) if lines else "no summary line"
     return res
@@ -717,8 +850,14 @@ def run_sanitizer_subset() -> int:
 def run_sanitizers(quick: bool, log=print) -> List[dict]:
     tool = shutil.which("compute-sanitizer")
     if tool is None:
-        return [{"name": "compute-sanitizer", "skipped": True, "passed": True,
-                 "detail": "compute-sanitizer not on PATH (it ships with the CUDA toolkit: add its bin/ to PATH)"}]
+        return [
+            {
+                "name": "compute-sanitizer",
+                "skipped": True,
+                "passed": True,
+                "detail": "compute-sanitizer not on PATH (it ships with the CUDA toolkit: add its bin/ to PATH)",
+            }
+        ]
     recs = []
     env = dict(os.environ)
     env["PYTORCH_NO_CUDA_MEMORY_CACHING"] = "1"  # exact allocations, so overruns hit unowned memory
@@ -727,8 +866,13 @@ def run_sanitizers(quick: bool, log=print) -> List[dict]:
             continue
         cmd = [tool, "--tool", name, "--error-exitcode", "97"]
         cmd += [sys.executable, "-m", "snn_cuda.check", "--sanitizer-subset"]
-        rec = {"name": f"compute-sanitizer {name}", "passed": False, "advisory": name in ADVISORY_TOOLS,
-               "command": " ".join(cmd), "error": None}
+        rec = {
+            "name": f"compute-sanitizer {name}",
+            "passed": False,
+            "advisory": name in ADVISORY_TOOLS,
+            "command": " ".join(cmd),
+            "error": None,
+        }
         log(f"  compute-sanitizer --tool {name} ...")
         t0 = time.perf_counter()
         try:
@@ -764,6 +908,7 @@ def _sync(device):
 def _timer(device):
     """Returns a function timing fn() in seconds (CUDA events on the GPU)."""
     if device == "cuda":
+
         def t(fn):
             a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             torch.cuda.synchronize()
@@ -773,10 +918,12 @@ def _timer(device):
             b.synchronize()
             return a.elapsed_time(b) / 1e3
     else:
+
         def t(fn):
             t0 = time.perf_counter()
             fn()
             return time.perf_counter() - t0
+
     return t
 
 
@@ -796,8 +943,13 @@ def copy_bandwidth(device: str, mbytes: int, budget: float) -> dict:
     r = _time_fn(lambda: dst.copy_(src), device, budget, max_reps=30)
     nbytes = 2 * n * 4
     del src, dst
-    return {"bytes": nbytes, "median_s": r["median_s"], "GB_s": nbytes / r["median_s"] / 1e9,
-            "best_GB_s": nbytes / r["min_s"] / 1e9, "reps": r["reps"]}
+    return {
+        "bytes": nbytes,
+        "median_s": r["median_s"],
+        "GB_s": nbytes / r["median_s"] / 1e9,
+        "best_GB_s": nbytes / r["min_s"] / 1e9,
+        "reps": r["reps"],
+    }
 
 
 def _bytes_per_step(dtype, mode: str) -> int:
@@ -805,7 +957,7 @@ def _bytes_per_step(dtype, mode: str) -> int:
     s = 8 if dtype == torch.float64 else 4
     if mode == "checkpoint":  # x, s fwd; gs, x, gx bwd; a state checkpoint every CHUNK steps
         return int(round(5 * e + 2 * s / getattr(ops, "CHUNK", 8)))
-    return 4 * e + 2 * s       # x, s, h fwd; gs, h, gx bwd
+    return 4 * e + 2 * s  # x, s, h fwd; gs, h, gx bwd
 
 
 def _lif_runner(backend, device):
@@ -815,6 +967,7 @@ def _lif_runner(backend, device):
         snn_cuda.functional.reset_net(layer)
         x.grad = None
         layer(x).backward(g)
+
     return run
 
 
@@ -830,6 +983,7 @@ def _sj_runners(device):
     if version is None:
         try:
             from importlib.metadata import version as _v
+
             version = _v("spikingjelly")
         except Exception:
             version = "?"
@@ -852,6 +1006,7 @@ def _sj_runners(device):
                 sjf.reset_net(layer)
                 x.grad = None
                 layer(x).backward(g)
+
             runners[be or "default"] = run
         except Exception:
             continue
@@ -874,9 +1029,9 @@ def run_benchmarks(device: str, quick: bool, budget: float, log=print, cupy: Opt
     except Exception as e:
         res["notes"].append(f"copy probe failed: {type(e).__name__}: {e}")
     if device == "cuda":
-        shapes = [(64, 2 ** 20)] if quick else [(64, 2 ** 18), (64, 2 ** 20), (64, 2 ** 22)]
+        shapes = [(64, 2**20)] if quick else [(64, 2**18), (64, 2**20), (64, 2**22)]
     else:
-        shapes = [(16, 2 ** 14)] if quick else [(64, 2 ** 16), (64, 64 * 4096)]
+        shapes = [(16, 2**14)] if quick else [(64, 2**16), (64, 64 * 4096)]
     modes = _save_modes()
     sj_runners, sj_version = _sj_runners(device)
     res["spikingjelly"] = sj_version if sj_runners else (sj_version or "not installed")
@@ -886,7 +1041,7 @@ def run_benchmarks(device: str, quick: bool, budget: float, log=print, cupy: Opt
                 # the reference loop keeps ~10 state tensors per step for autograd
                 need = T * N * 4 * 16
                 free, _ = torch.cuda.mem_get_info()
-                while need > 0.7 * free and N > 2 ** 14:
+                while need > 0.7 * free and N > 2**14:
                     N //= 2
                     need = T * N * 4 * 16
             gen = torch.Generator().manual_seed(0)
@@ -898,8 +1053,9 @@ def run_benchmarks(device: str, quick: bool, budget: float, log=print, cupy: Opt
                 candidates.append((fused_label + (f" (save {m})" if m else ""), "fused", m))
             if cupy == "beside":
                 for m in modes:
-                    candidates.append(("snn_cuda fused [CuPy kernels]" + (f" (save {m})" if m else ""),
-                                       "fused-cupy", m))
+                    candidates.append(
+                        ("snn_cuda fused [CuPy kernels]" + (f" (save {m})" if m else ""), "fused-cupy", m)
+                    )
             candidates.append(("snn_cuda reference (torch loop)", "torch", None))
             if dtype == torch.float32:
                 for be, fn in sj_runners.items():
@@ -912,8 +1068,11 @@ def run_benchmarks(device: str, quick: bool, budget: float, log=print, cupy: Opt
                         fn = backend[1]
                     else:
                         fn = _lif_runner("fused" if backend == "fused-cupy" else backend, device)
-                    with _SaveMode(device, mode), warnings.catch_warnings(), \
-                            _cupy_kernels(backend == "fused-cupy", device):
+                    with (
+                        _SaveMode(device, mode),
+                        warnings.catch_warnings(),
+                        _cupy_kernels(backend == "fused-cupy", device),
+                    ):
                         warnings.simplefilter("ignore")
                         r = _time_fn(lambda: fn(x, gout), device, budget)
                     row.update(r)
@@ -932,15 +1091,26 @@ def run_benchmarks(device: str, quick: bool, budget: float, log=print, cupy: Opt
                         sj_best = row
                     row["sj_backend"] = True
                 res["rows"].append(row)
-                log(f"  {label:<44} {DTYPE_NAMES[dtype]:>4} [{T}, {N}]: " + (
-                    row["error"] if "error" in row else
-                    f"{row['median_s'] * 1e3:9.2f} ms  {row['neuron_steps_per_s'] / 1e9:7.3f} G neuron-steps/s  "
-                    f"{row['GB_s_at_save_h_bytes']:8.1f} GB/s @{_bytes_per_step(dtype, 'h')} B"))
+                log(
+                    f"  {label:<44} {DTYPE_NAMES[dtype]:>4} [{T}, {N}]: "
+                    + (
+                        row["error"]
+                        if "error" in row
+                        else f"{row['median_s'] * 1e3:9.2f} ms  {row['neuron_steps_per_s'] / 1e9:7.3f} G neuron-steps/s  "
+                        f"{row['GB_s_at_save_h_bytes']:8.1f} GB/s @{_bytes_per_step(dtype, 'h')} B"
+                    )
+                )
             if sj_best is not None:
                 sj_best["fastest_spikingjelly"] = True
             # speedups vs the reference row of this shape/dtype
-            ref = [r for r in res["rows"] if r["shape"] == [T, N] and r["dtype"] == DTYPE_NAMES[dtype]
-                   and r["impl"].startswith("snn_cuda reference") and "median_s" in r]
+            ref = [
+                r
+                for r in res["rows"]
+                if r["shape"] == [T, N]
+                and r["dtype"] == DTYPE_NAMES[dtype]
+                and r["impl"].startswith("snn_cuda reference")
+                and "median_s" in r
+            ]
             for r in res["rows"]:
                 if r["shape"] == [T, N] and r["dtype"] == DTYPE_NAMES[dtype] and "median_s" in r and ref:
                     r["speedup_vs_reference"] = ref[0]["median_s"] / r["median_s"]
@@ -948,8 +1118,10 @@ def run_benchmarks(device: str, quick: bool, budget: float, log=print, cupy: Opt
             if device == "cuda":
                 torch.cuda.empty_cache()
     if cupy == "beside":
-        res["notes"].append("[CuPy kernels]: the same kernels compiled at run time by NVRTC through CuPy (the path "
-                            "of installs without nvcc); the first call's compile is excluded (warm-up)")
+        res["notes"].append(
+            "[CuPy kernels]: the same kernels compiled at run time by NVRTC through CuPy (the path "
+            "of installs without nvcc); the first call's compile is excluded (warm-up)"
+        )
     elif cupy == "only":
         res["notes"].append("this install has no compiled CUDA kernels: the fused rows ran the CuPy-compiled kernels")
     if sj_runners and len(sj_runners) > 1:
@@ -967,8 +1139,12 @@ def _nvidia_smi() -> dict:
     if smi is None:
         return {}
     try:
-        out = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total,clocks.max.memory",
-                              "--format=csv,noheader"], capture_output=True, text=True, timeout=30).stdout
+        out = subprocess.run(
+            [smi, "--query-gpu=name,driver_version,memory.total,clocks.max.memory", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
         line = out.strip().splitlines()[0]
         name, drv, mem, clk = [s.strip() for s in line.split(",")][:4]
         return {"name": name, "driver_version": drv, "memory_total": mem, "max_memory_clock": clk}
@@ -996,6 +1172,7 @@ def environment(device: str) -> dict:
     for mod in ("spikingjelly", "snntorch", "cupy", "triton"):
         try:
             from importlib.metadata import version
+
             env[f"{mod}_version"] = version(mod if mod != "cupy" else "cupy") if importlib.util.find_spec(mod) else None
         except Exception:
             env[f"{mod}_version"] = None
@@ -1003,7 +1180,8 @@ def environment(device: str) -> dict:
     env["cupy_version"] = cp.get("cupy") or env.get("cupy_version")
     env["cuda_backend"] = env["build_info"].get("cuda_backend")
     env["cupy_path"] = ("available" if cp.get("available") else f"unavailable: {cp.get('reason')}") + "".join(
-        f", {k} {cp[k]}" for k in ("cuda_runtime", "cuda_driver", "nvrtc") if cp.get(k))
+        f", {k} {cp[k]}" for k in ("cuda_runtime", "cuda_driver", "nvrtc") if cp.get(k)
+    )
     if device == "cuda":
         p = torch.cuda.get_device_properties(0)
         smi = _nvidia_smi()
@@ -1014,16 +1192,18 @@ def environment(device: str) -> dict:
                 drv = str(fn())
             except Exception:
                 drv = None
-        env.update({
-            "gpu": p.name,
-            "gpu_count": torch.cuda.device_count(),
-            "compute_capability": f"{p.major}.{p.minor}",
-            "sm_count": p.multi_processor_count,
-            "gpu_memory_GiB": round(p.total_memory / 2 ** 30, 1),
-            "driver_version": drv or smi.get("driver_version"),
-            "cuda_runtime": torch.version.cuda,
-            "nvidia_smi": smi or None,
-        })
+        env.update(
+            {
+                "gpu": p.name,
+                "gpu_count": torch.cuda.device_count(),
+                "compute_capability": f"{p.major}.{p.minor}",
+                "sm_count": p.multi_processor_count,
+                "gpu_memory_GiB": round(p.total_memory / 2**30, 1),
+                "driver_version": drv or smi.get("driver_version"),
+                "cuda_runtime": torch.version.cuda,
+                "nvidia_smi": smi or None,
+            }
+        )
         try:
             v = torch._C._cuda_getDriverVersion()  # CUDA version the driver supports, e.g. 13000
             env["driver_cuda_version"] = f"{v // 1000}.{(v % 1000) // 10}"
@@ -1045,31 +1225,59 @@ def _fmt(v, nd=3):
 
 def render_markdown(rep: dict) -> str:
     env = rep["environment"]
-    L = [f"# snn_cuda check report", "",
-         f"**Result: {'PASS' if rep['passed'] else 'FAIL'}** — {rep['summary']}", ""]
+    L = ["# snn_cuda check report", "", f"**Result: {'PASS' if rep['passed'] else 'FAIL'}** — {rep['summary']}", ""]
     if not env["gpu_found"]:
         L += [f"> {rep['gpu_note']}", ""]
     L += ["## Environment", "", "| | |", "|---|---|"]
-    keys = ["gpu", "compute_capability", "sm_count", "gpu_memory_GiB", "driver_version", "driver_cuda_version",
-            "cuda_runtime", "torch", "torch_cuda", "snn_cuda", "python", "platform", "cpu_count",
-            "spikingjelly_version", "snntorch_version", "cupy_version", "cuda_backend", "cupy_path",
-            "triton_version", "compute_sanitizer",
-            "source_checkout", "time_utc"]
+    keys = [
+        "gpu",
+        "compute_capability",
+        "sm_count",
+        "gpu_memory_GiB",
+        "driver_version",
+        "driver_cuda_version",
+        "cuda_runtime",
+        "torch",
+        "torch_cuda",
+        "snn_cuda",
+        "python",
+        "platform",
+        "cpu_count",
+        "spikingjelly_version",
+        "snntorch_version",
+        "cupy_version",
+        "cuda_backend",
+        "cupy_path",
+        "triton_version",
+        "compute_sanitizer",
+        "source_checkout",
+        "time_utc",
+    ]
     for k in keys:
         if k in env:
             L.append(f"| {k} | {_fmt(env[k])} |")
     bi = env.get("build_info", {})
     L.append(f"| build_info | `{json.dumps(bi, default=str)}` |")
-    L += ["", "## Correctness", "", "| check | result | cases | max abs err (spikes / mem / grad_x / grad_v0) | time |",
-          "|---|---|---|---|---|"]
+    L += [
+        "",
+        "## Correctness",
+        "",
+        "| check | result | cases | max abs err (spikes / mem / grad_x / grad_v0) | time |",
+        "|---|---|---|---|---|",
+    ]
     for c in rep["checks"]:
         res = "skipped" if c.get("skipped") else ("PASS" if c["passed"] else "FAIL")
         if c.get("advisory") and not c["passed"]:
             res += " (advisory)"
-        cases = f"{c['cases'] - c['failed']}/{c['cases']}" if "cases" in c else (c.get("summary") or c.get("subset") or "")
+        cases = (
+            f"{c['cases'] - c['failed']}/{c['cases']}" if "cases" in c else (c.get("summary") or c.get("subset") or "")
+        )
         me = c.get("max_err") or {}
-        errs = " / ".join(_fmt(me.get(k)) for k in ("spikes", "mem_seq", "grad_x", "grad_v0")) if me else \
-            (c.get("detail") or c.get("error") or "")
+        errs = (
+            " / ".join(_fmt(me.get(k)) for k in ("spikes", "mem_seq", "grad_x", "grad_v0"))
+            if me
+            else (c.get("detail") or c.get("error") or "")
+        )
         secs = c.get("seconds")
         L.append(f"| {c['name']} | {res} | {cases} | {errs} | " + (f"{secs:.1f} s |" if secs is not None else "- |"))
     fails = []
@@ -1088,13 +1296,18 @@ def render_markdown(rep: dict) -> str:
         L += ["", f"## Benchmark ({b['device']}, LIF tau=2 ATan, forward + backward)", ""]
         if b.get("copy"):
             cp = b["copy"]
-            L.append(f"Copy bandwidth probe (`dst.copy_(src)`, read+write bytes): **{cp['GB_s']:.1f} GB/s** "
-                     f"(best {cp['best_GB_s']:.1f}, {cp['bytes'] / 2 ** 20:.0f} MiB moved).")
+            L.append(
+                f"Copy bandwidth probe (`dst.copy_(src)`, read+write bytes): **{cp['GB_s']:.1f} GB/s** "
+                f"(best {cp['best_GB_s']:.1f}, {cp['bytes'] / 2**20:.0f} MiB moved)."
+            )
             L.append("")
-        L += ["Effective GB/s = bytes a save-h fused pass must move (24 B per fp32 neuron-step, 16 B for bf16) / "
-              "time, for every row, so rows compare; `own B` is the minimum for that row's save mode.", "",
-              "| impl | dtype | [T, N] | ms | G neuron-steps/s | eff. GB/s @save-h B | % of copy | own B | x vs reference |",
-              "|---|---|---|---|---|---|---|---|---|"]
+        L += [
+            "Effective GB/s = bytes a save-h fused pass must move (24 B per fp32 neuron-step, 16 B for bf16) / "
+            "time, for every row, so rows compare; `own B` is the minimum for that row's save mode.",
+            "",
+            "| impl | dtype | [T, N] | ms | G neuron-steps/s | eff. GB/s @save-h B | % of copy | own B | x vs reference |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         cp_bw = (b.get("copy") or {}).get("GB_s")
         for r in b["rows"]:
             name = r["impl"] + (" *" if r.get("fastest_spikingjelly") else "")
@@ -1102,9 +1315,11 @@ def render_markdown(rep: dict) -> str:
                 L.append(f"| {name} | {r['dtype']} | {r['shape']} | error: {r['error']} | | | | | |")
                 continue
             pct = f"{100 * r['GB_s_at_save_h_bytes'] / cp_bw:.0f}%" if cp_bw else "-"
-            L.append(f"| {name} | {r['dtype']} | {r['shape']} | {r['median_s'] * 1e3:.2f} | "
-                     f"{r['neuron_steps_per_s'] / 1e9:.3f} | {r['GB_s_at_save_h_bytes']:.1f} | {pct} | "
-                     f"{r.get('bytes_per_step_min', '-')} | {_fmt(r.get('speedup_vs_reference'), 2)} |")
+            L.append(
+                f"| {name} | {r['dtype']} | {r['shape']} | {r['median_s'] * 1e3:.2f} | "
+                f"{r['neuron_steps_per_s'] / 1e9:.3f} | {r['GB_s_at_save_h_bytes']:.1f} | {pct} | "
+                f"{r.get('bytes_per_step_min', '-')} | {_fmt(r.get('speedup_vs_reference'), 2)} |"
+            )
         for n in b.get("notes", []):
             L += ["", f"_{n}_"]
     L += ["", f"Command: `{rep['command']}` ({rep['seconds']:.0f} s)", ""]
@@ -1115,13 +1330,16 @@ def render_markdown(rep: dict) -> str:
 # main
 # ------------------------------------------------------------------------------------------
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m snn_cuda.check",
-                                description="Check snn_cuda's fused kernels against the reference on this "
-                                            "machine, benchmark them, and write report.md / report.json.")
+    p = argparse.ArgumentParser(
+        prog="python -m snn_cuda.check",
+        description="Check snn_cuda's fused kernels against the reference on this "
+        "machine, benchmark them, and write report.md / report.json.",
+    )
     p.add_argument("--out", default="snn_cuda_check_report", help="report directory (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="smaller matrix and benchmark")
-    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
-                   help="auto: CUDA when a GPU is visible (default)")
+    p.add_argument(
+        "--device", choices=("auto", "cuda", "cpu"), default="auto", help="auto: CUDA when a GPU is visible (default)"
+    )
     p.add_argument("--no-bench", action="store_true", help="skip the benchmark")
     p.add_argument("--no-emulation", action="store_true", help="skip the host emulation of the CUDA kernels")
     p.add_argument("--no-sanitizer", action="store_true", help="skip compute-sanitizer")
@@ -1150,13 +1368,17 @@ def main(argv=None) -> int:
     env = environment(device)
     gpu_note = ""
     if gpu:
-        log(f"snn_cuda.check: GPU {env['gpu']} (sm_{env['compute_capability'].replace('.', '')}, "
-            f"{env['sm_count']} SMs), driver {env['driver_version']}, CUDA {env['cuda_runtime']}, torch {torch.__version__}")
+        log(
+            f"snn_cuda.check: GPU {env['gpu']} (sm_{env['compute_capability'].replace('.', '')}, "
+            f"{env['sm_count']} SMs), driver {env['driver_version']}, CUDA {env['cuda_runtime']}, torch {torch.__version__}"
+        )
         if not build.get("cuda"):
             log(f"  WARNING: the CUDA kernels are not available: {build.get('cuda_reason') or build.get('load_error')}")
     else:
-        gpu_note = "No GPU was found (torch.cuda.is_available() is False): the fused CPU kernels were checked " \
-                   "against the reference."
+        gpu_note = (
+            "No GPU was found (torch.cuda.is_available() is False): the fused CPU kernels were checked "
+            "against the reference."
+        )
         if args.device == "cpu" and torch.cuda.is_available():
             gpu_note = "--device cpu: the GPU was not used; the fused CPU kernels were checked against the reference."
         log(f"snn_cuda.check: {gpu_note}")
@@ -1181,8 +1403,15 @@ def main(argv=None) -> int:
             checks.append(run_cupy_vs_compiled(args.quick, env.get("sm_count", 0), log=log))
         elif build.get("cuda"):
             why = "--no-cupy" if args.no_cupy else cupy.get("reason")
-            checks.append({"name": "CuPy path", "device": "cuda", "skipped": True, "passed": True,
-                           "detail": f"not checked: {why}"})
+            checks.append(
+                {
+                    "name": "CuPy path",
+                    "device": "cuda",
+                    "skipped": True,
+                    "passed": True,
+                    "detail": f"not checked: {why}",
+                }
+            )
             log(f"  CuPy path not checked: {why}")
     log("Checking the fused CPU ops against the reference ...")
     checks.append(run_matrix("cpu", args.quick, inject_fault=args.selftest_fail and not gpu, log=log))
@@ -1200,8 +1429,10 @@ def main(argv=None) -> int:
     cuda_exercised = gpu or any(c.get("name", "").startswith("CUDA kernels") and not c.get("skipped") for c in checks)
     if not gpu:
         if cuda_exercised:
-            gpu_note += (" The CUDA kernels' __global__ bodies ran on the CPU in the host emulation (g++ with "
-                         "ASan/UBSan) only, not on a GPU.")
+            gpu_note += (
+                " The CUDA kernels' __global__ bodies ran on the CPU in the host emulation (g++ with "
+                "ASan/UBSan) only, not on a GPU."
+            )
         else:
             gpu_note += " The CUDA kernels were NOT exercised."
     bench = None
@@ -1214,9 +1445,11 @@ def main(argv=None) -> int:
             bench = {"device": device, "rows": [], "notes": [f"benchmark failed: {type(e).__name__}: {e}"]}
     passed = all(c["passed"] or c.get("advisory") for c in checks)
     n_fail = sum(1 for c in checks if not c["passed"] and not c.get("advisory"))
-    summary = (f"{len(checks) - n_fail}/{len(checks)} checks passed on "
-               + (f"{env['gpu']}" if gpu else "CPU (no GPU found)")
-               + ("" if cuda_exercised else "; CUDA kernels not exercised"))
+    summary = (
+        f"{len(checks) - n_fail}/{len(checks)} checks passed on "
+        + (f"{env['gpu']}" if gpu else "CPU (no GPU found)")
+        + ("" if cuda_exercised else "; CUDA kernels not exercised")
+    )
     rep = {
         "passed": passed,
         "summary": summary,
@@ -1224,7 +1457,9 @@ def main(argv=None) -> int:
         "gpu_note": gpu_note,
         "cuda_kernels_exercised": cuda_exercised,
         "quick": args.quick,
-        "command": " ".join([Path(sys.executable).name, "-m", "snn_cuda.check", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            [Path(sys.executable).name, "-m", "snn_cuda.check", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "environment": env,
         "checks": checks,
         "benchmark": bench,
@@ -1233,6 +1468,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from ._paths import scrub_paths  # reports are shared: no home, venv or checkout paths
+
     rep = scrub_paths(json.loads(json.dumps(rep, default=str)))
     (out / "report.json").write_text(json.dumps(rep, indent=1, default=str))
     (out / "report.md").write_text(render_markdown(rep))

@@ -61,6 +61,7 @@ over a whole sequence, change the model's forward and call
 ``snn_cuda.functional.set_step_mode`` on the converted SpikingJelly nodes yourself.
 State reset: ``snn_cuda.functional.reset_net(model)`` resets every converted neuron too.
 """
+
 from __future__ import annotations
 
 import copy
@@ -76,8 +77,14 @@ from torch import Tensor, nn
 from . import surrogate as sg
 from .neuron import IF, LIF, BACKENDS, Leaky, ParametricLIF, _check_choice
 
-__all__ = ["convert", "ConversionReport", "SpikingJellyIF", "SpikingJellyLIF", "SpikingJellyParametricLIF",
-           "SnnTorchLeaky"]
+__all__ = [
+    "convert",
+    "ConversionReport",
+    "SpikingJellyIF",
+    "SpikingJellyLIF",
+    "SpikingJellyParametricLIF",
+    "SnnTorchLeaky",
+]
 
 
 # ---------------------------------------------------------------------------------------
@@ -134,13 +141,19 @@ def _no_hooks(m: nn.Module) -> None:
 # SpikingJelly
 # ---------------------------------------------------------------------------------------
 _SJ_SURROGATES = {
-    "Sigmoid": sg.Sigmoid, "ATan": sg.ATan, "PiecewiseQuadratic": sg.PiecewiseQuadratic,
-    "PiecewiseExp": sg.PiecewiseExp, "SoftSign": sg.SoftSign, "Erf": sg.Erf, "Rect": sg.Rect,
+    "Sigmoid": sg.Sigmoid,
+    "ATan": sg.ATan,
+    "PiecewiseQuadratic": sg.PiecewiseQuadratic,
+    "PiecewiseExp": sg.PiecewiseExp,
+    "SoftSign": sg.SoftSign,
+    "Erf": sg.Erf,
+    "Rect": sg.Rect,
 }
 
 
 def _sj_surrogate(f) -> sg.SurrogateFunction:
     from spikingjelly.activation_based import surrogate as sjs
+
     name = type(f).__name__
     cls = _SJ_SURROGATES.get(name)
     if cls is None or type(f) is not getattr(sjs, name, None):
@@ -166,8 +179,12 @@ class _SJMixin:
         if self.step_mode == "s" and self.store_v_seq and isinstance(self.v, Tensor):
             v_step = self.v.unsqueeze(0)
             seq = self.v_seq
-            if (seq is None or seq.shape[1:] != v_step.shape[1:] or seq.device != v_step.device
-                    or seq.dtype != v_step.dtype):
+            if (
+                seq is None
+                or seq.shape[1:] != v_step.shape[1:]
+                or seq.device != v_step.device
+                or seq.dtype != v_step.dtype
+            ):
                 self.v_seq = v_step.clone()
             else:
                 self.v_seq = torch.cat((seq, v_step))
@@ -182,9 +199,12 @@ def _sj_class(name: str) -> type:
     (SpikingJelly is optional)."""
     if name not in _sj_classes:
         from spikingjelly.activation_based import base as sjbase
+
         snn_base = {"SpikingJellyLIF": LIF, "SpikingJellyIF": IF, "SpikingJellyParametricLIF": ParametricLIF}[name]
-        doc = (f"snn_cuda.{snn_base.__name__} with SpikingJelly's call conventions (made by "
-               "snn_cuda.convert); also a spikingjelly.activation_based.base.MemoryModule.")
+        doc = (
+            f"snn_cuda.{snn_base.__name__} with SpikingJelly's call conventions (made by "
+            "snn_cuda.convert); also a spikingjelly.activation_based.base.MemoryModule."
+        )
         cls = type(name, (_SJMixin, snn_base, sjbase.MemoryModule), {"__module__": __name__, "__doc__": doc})
         cls.__qualname__ = name
         _sj_classes[name] = cls
@@ -193,6 +213,7 @@ def _sj_class(name: str) -> type:
 
 def _convert_sj(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
     from spikingjelly.activation_based import neuron as sjn
+
     plif_cls = getattr(sjn, "ParametricLIFNode", None)
     if type(m) not in (sjn.LIFNode, sjn.IFNode, plif_cls):
         raise _Skip("not an exact SpikingJelly IFNode/LIFNode/ParametricLIFNode: not supported")
@@ -209,9 +230,15 @@ def _convert_sj(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
     surrogate = _sj_surrogate(m.surrogate_function)
     v_threshold = _real(m.v_threshold, "v_threshold")
     v_reset = None if m.v_reset is None else _real(m.v_reset, "v_reset")
-    common = dict(v_threshold=v_threshold, v_reset=v_reset, surrogate=surrogate,
-                  detach_reset=bool(m.detach_reset), step_mode=m.step_mode, backend=backend,
-                  store_v_seq=bool(m.store_v_seq))
+    common = dict(
+        v_threshold=v_threshold,
+        v_reset=v_reset,
+        surrogate=surrogate,
+        detach_reset=bool(m.detach_reset),
+        step_mode=m.step_mode,
+        backend=backend,
+        store_v_seq=bool(m.store_v_seq),
+    )
     note = ""
     if plif:
         w = params["w"]
@@ -239,6 +266,7 @@ def _convert_sj(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
 # ---------------------------------------------------------------------------------------
 def _snntorch_surrogate(f) -> sg.SurrogateFunction:
     import snntorch.surrogate as sts
+
     code = getattr(f, "__code__", None)
     known = {
         sts.atan().__code__: ("alpha", sg.ATan),
@@ -302,8 +330,9 @@ def _snntorch_leaky_class() -> type:
                     self.register_parameter(name, p)
             for name, buf in src._buffers.items():
                 if name != "mem":
-                    self.register_buffer(name, buf.detach().clone(),
-                                         persistent=name not in src._non_persistent_buffers_set)
+                    self.register_buffer(
+                        name, buf.detach().clone(), persistent=name not in src._non_persistent_buffers_set
+                    )
             self.spike_grad = src.spike_grad
             self.surrogate_disable = False
             self.init_hidden = bool(src.init_hidden)
@@ -313,10 +342,14 @@ def _snntorch_leaky_class() -> type:
             self.reset_delay = True
             self._reset_mechanism = src.reset_mechanism
             beta, th = self.beta, self.threshold
-            self.neuron = Leaky(beta=0.5 if _st_tensor_mode(beta) else _st_constant("beta", beta),
-                                threshold=1.0 if _st_tensor_mode(th) else _st_constant("threshold", th),
-                                reset_mechanism=src.reset_mechanism, surrogate=surrogate, step_mode="s",
-                                backend=backend)
+            self.neuron = Leaky(
+                beta=0.5 if _st_tensor_mode(beta) else _st_constant("beta", beta),
+                threshold=1.0 if _st_tensor_mode(th) else _st_constant("threshold", th),
+                reset_mechanism=src.reset_mechanism,
+                surrogate=surrogate,
+                step_mode="s",
+                backend=backend,
+            )
             self._bind()
             self.train(src.training)
             if src.mem.numel():
@@ -375,8 +408,9 @@ def _snntorch_leaky_class() -> type:
         def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
             super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
             if isinstance(self.graded_spikes_factor, nn.Parameter) or float(self.graded_spikes_factor) != 1.0:
-                raise RuntimeError("SnnTorchLeaky: the loaded state needs graded_spikes_factor == 1 "
-                                   "(not reproducible by snn_cuda)")
+                raise RuntimeError(
+                    "SnnTorchLeaky: the loaded state needs graded_spikes_factor == 1 (not reproducible by snn_cuda)"
+                )
             # keep the kernel's constants in step with the loaded buffers (tensors: read at forward)
             for name in ("beta", "threshold"):
                 t = getattr(self, name)
@@ -411,12 +445,15 @@ def _st_value(m: nn.Module, name: str) -> Tuple[Tensor, str]:
 
 def _convert_snntorch(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
     import snntorch as snn
+
     if type(m) is not snn.Leaky:
         raise _Skip("not an exact snnTorch Leaky: not supported")
     _no_hooks(m)
     if isinstance(getattr(m, "graded_spikes_factor", None), nn.Parameter):
-        raise _Skip("learnable graded_spikes_factor (learn_graded_spikes_factor=True): not supported "
-                    "(snn_cuda's spikes are 0/1)")
+        raise _Skip(
+            "learnable graded_spikes_factor (learn_graded_spikes_factor=True): not supported "
+            "(snn_cuda's spikes are 0/1)"
+        )
     if set(m._parameters) - {"beta", "threshold"} or set(m._buffers) - set(_ST_STATE) - {"mem"}:
         raise _Skip("unexpected parameters/buffers: not supported")
     if getattr(m, "surrogate_disable", False):
@@ -452,7 +489,7 @@ def _convert_snntorch(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
 # the walk
 # ---------------------------------------------------------------------------------------
 def _kind(m: nn.Module) -> Optional[str]:
-    """"sj" / "snntorch" for a neuron of that library (any subclass: reported if skipped)."""
+    """ "sj" / "snntorch" for a neuron of that library (any subclass: reported if skipped)."""
     if "spikingjelly" in sys.modules:
         try:
             from spikingjelly.activation_based.neuron.base_node import BaseNode

@@ -11,6 +11,7 @@ square root, no flush-to-zero).
 `runtime_source()` / `runtime_options()` are exactly what snn_cuda.cupy_backend
 hands to NVRTC; python_tests/test_nvrtc.py compiles the same for sm_80/sm_90.
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,12 +21,25 @@ from typing import Dict, List, Optional, Tuple
 
 _PKG = Path(__file__).resolve().parent
 MODELS: Tuple[Tuple[str, str], ...] = (
-    ("MODEL_LIF", "RESET_HARD"), ("MODEL_LIF", "RESET_SOFT"),
-    ("MODEL_IF", "RESET_HARD"), ("MODEL_IF", "RESET_SOFT"),
-    ("MODEL_LEAKY", "RESET_HARD"), ("MODEL_LEAKY", "RESET_SOFT"), ("MODEL_LEAKY", "RESET_NONE"),
+    ("MODEL_LIF", "RESET_HARD"),
+    ("MODEL_LIF", "RESET_SOFT"),
+    ("MODEL_IF", "RESET_HARD"),
+    ("MODEL_IF", "RESET_SOFT"),
+    ("MODEL_LEAKY", "RESET_HARD"),
+    ("MODEL_LEAKY", "RESET_SOFT"),
+    ("MODEL_LEAKY", "RESET_NONE"),
 )
-SURROGATES = ("SG_SIGMOID", "SG_ATAN", "SG_FAST_SIGMOID", "SG_PIECEWISE_QUADRATIC", "SG_PIECEWISE_EXP",
-              "SG_SOFT_SIGN", "SG_ERF", "SG_RECT", "SG_STRAIGHT_THROUGH")
+SURROGATES = (
+    "SG_SIGMOID",
+    "SG_ATAN",
+    "SG_FAST_SIGMOID",
+    "SG_PIECEWISE_QUADRATIC",
+    "SG_PIECEWISE_EXP",
+    "SG_SOFT_SIGN",
+    "SG_ERF",
+    "SG_RECT",
+    "SG_STRAIGHT_THROUGH",
+)
 STORAGE = {"float32": "float", "float64": "double", "float16": "snn::half_t", "bfloat16": "snn::bf16_t"}
 KERNEL_FILES = ("neuron_kernels.cuh", "encoder_kernels.cuh")
 
@@ -36,7 +50,8 @@ def kernel_dir() -> Path:
             return d
     raise FileNotFoundError(
         "snn_cuda: the CUDA kernel headers were not found (expected snn_cuda/_kernels/ in an installed "
-        "package or csrc/kernels/ in the source tree)")
+        "package or csrc/kernels/ in the source tree)"
+    )
 
 
 def headers() -> Dict[str, str]:
@@ -107,10 +122,10 @@ def options(arch: str) -> List[str]:
     return [
         f"--gpu-architecture={arch}",
         "--std=c++17",
-        "--fmad=false",           # bit parity with the CPU kernels and the reference
+        "--fmad=false",  # bit parity with the CPU kernels and the reference
         "--prec-div=true",
         "--prec-sqrt=true",
-        "--ftz=false",            # must stay last of its kind: NVRTC honours the last -ftz
+        "--ftz=false",  # must stay last of its kind: NVRTC honours the last -ftz
         "-default-device",
     ]
 

@@ -25,6 +25,7 @@ layers behave as with the compiled kernels.
 
 Importing this module does not import CuPy.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -48,8 +49,8 @@ MODEL_LIF, MODEL_IF, MODEL_LEAKY, MODEL_PLIF = 0, 1, 2, 3
 RESET_HARD, RESET_SOFT, RESET_NONE = 0, 1, 2
 SG_COUNT = 9
 SAVE_NONE, SAVE_H, SAVE_CKPT = 0, 1, 2
-CHUNK = 8      # kChunk
-BLOCK = 256    # kBlockThreads
+CHUNK = 8  # kChunk
+BLOCK = 256  # kBlockThreads
 
 CUPY_INSTALL_HINT = 'pip install "snn_cuda[cupy]"'
 
@@ -65,28 +66,63 @@ _int = ctypes.c_int
 
 class FwdParams(ctypes.Structure):
     _fields_ = [
-        ("T", _i64), ("N", _i64), ("x_tstride", _i64),
-        ("x", _ptr), ("v0", _ptr), ("spikes", _ptr), ("saved", _ptr), ("v_seq", _ptr), ("v_last", _ptr),
+        ("T", _i64),
+        ("N", _i64),
+        ("x_tstride", _i64),
+        ("x", _ptr),
+        ("v0", _ptr),
+        ("spikes", _ptr),
+        ("saved", _ptr),
+        ("v_seq", _ptr),
+        ("v_last", _ptr),
         ("ckpt", _ptr),
-        ("tau", _f64), ("v_th", _f64), ("v_reset", _f64), ("v_floor", _f64), ("beta", _f64), ("v_init", _f64),
-        ("decay_input", _int), ("has_floor", _int),
+        ("tau", _f64),
+        ("v_th", _f64),
+        ("v_reset", _f64),
+        ("v_floor", _f64),
+        ("beta", _f64),
+        ("v_init", _f64),
+        ("decay_input", _int),
+        ("has_floor", _int),
         ("plif", _int),
-        ("decay_param", _ptr), ("th_param", _ptr), ("P", _i64),
+        ("decay_param", _ptr),
+        ("th_param", _ptr),
+        ("P", _i64),
         ("spikes_u8", _int),
     ]
 
 
 class BwdParams(ctypes.Structure):
     _fields_ = [
-        ("T", _i64), ("N", _i64),
-        ("grad_spikes", _ptr), ("grad_v_seq", _ptr), ("grad_v_last", _ptr), ("saved", _ptr), ("ckpt", _ptr),
-        ("x", _ptr), ("x_tstride", _i64), ("v0", _ptr), ("grad_x", _ptr), ("grad_v0", _ptr),
-        ("tau", _f64), ("v_th", _f64), ("v_reset", _f64), ("v_floor", _f64), ("beta", _f64), ("v_init", _f64),
+        ("T", _i64),
+        ("N", _i64),
+        ("grad_spikes", _ptr),
+        ("grad_v_seq", _ptr),
+        ("grad_v_last", _ptr),
+        ("saved", _ptr),
+        ("ckpt", _ptr),
+        ("x", _ptr),
+        ("x_tstride", _i64),
+        ("v0", _ptr),
+        ("grad_x", _ptr),
+        ("grad_v0", _ptr),
+        ("tau", _f64),
+        ("v_th", _f64),
+        ("v_reset", _f64),
+        ("v_floor", _f64),
+        ("beta", _f64),
+        ("v_init", _f64),
         ("sg_param", _f64),
-        ("decay_input", _int), ("has_floor", _int), ("detach_reset", _int), ("const_input", _int),
+        ("decay_input", _int),
+        ("has_floor", _int),
+        ("detach_reset", _int),
+        ("const_input", _int),
         ("plif", _int),
-        ("decay_param", _ptr), ("th_param", _ptr), ("P", _i64),
-        ("grad_decay", _ptr), ("grad_th", _ptr),
+        ("decay_param", _ptr),
+        ("th_param", _ptr),
+        ("P", _i64),
+        ("grad_decay", _ptr),
+        ("grad_th", _ptr),
     ]
 
 
@@ -109,15 +145,14 @@ def grid_blocks(n: int, block: int, sm_count: int) -> int:
 # ------------------------------------------------------------------------------------------
 # which template instance a call needs (the dispatch of csrc/cuda/launch*.cu)
 # ------------------------------------------------------------------------------------------
-DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
-               torch.bfloat16: "bfloat16"}
+DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 
 
 class Kernel(NamedTuple):
-    kind: str     # "fwd" | "bwd" | "poisson"
-    combo: int    # combo_index(model, reset); 0 for poisson
-    sg: int       # surrogate id (bwd only)
-    dtype: str    # storage dtype name, a key of cuda_source.STORAGE
+    kind: str  # "fwd" | "bwd" | "poisson"
+    combo: int  # combo_index(model, reset); 0 for poisson
+    sg: int  # surrogate id (bwd only)
+    dtype: str  # storage dtype name, a key of cuda_source.STORAGE
 
     @property
     def name(self) -> str:
@@ -138,7 +173,8 @@ def combo_index(model: int, reset: int) -> int:
         return 4 + int(reset)
     raise ValueError(
         f"snn_cuda: (model, reset) = ({model}, {reset}) is not a compiled neuron: model 0=LIF/1=IF/3=ParametricLIF "
-        "take reset 0=hard/1=soft; model 2=Leaky takes 0=zero/1=subtract/2=none")
+        "take reset 0=hard/1=soft; model 2=Leaky takes 0=zero/1=subtract/2=none"
+    )
 
 
 def dispatch_names(dtypes: Optional[Sequence[torch.dtype]] = None) -> List[str]:
@@ -160,9 +196,20 @@ def dispatch_names(dtypes: Optional[Sequence[torch.dtype]] = None) -> List[str]:
 # ------------------------------------------------------------------------------------------
 # The messages print as c10 does (ScalarType names, doubles like an ostream), so that they read the
 # same as the compiled ops'.
-_C10_NAMES = {torch.float32: "Float", torch.float64: "Double", torch.float16: "Half", torch.bfloat16: "BFloat16",
-              torch.int8: "Char", torch.uint8: "Byte", torch.int16: "Short", torch.int32: "Int", torch.int64: "Long",
-              torch.bool: "Bool", torch.complex64: "ComplexFloat", torch.complex128: "ComplexDouble"}
+_C10_NAMES = {
+    torch.float32: "Float",
+    torch.float64: "Double",
+    torch.float16: "Half",
+    torch.bfloat16: "BFloat16",
+    torch.int8: "Char",
+    torch.uint8: "Byte",
+    torch.int16: "Short",
+    torch.int32: "Int",
+    torch.int64: "Long",
+    torch.bool: "Bool",
+    torch.complex64: "ComplexFloat",
+    torch.complex128: "ComplexDouble",
+}
 
 
 def _c10(dtype: torch.dtype) -> str:
@@ -216,7 +263,7 @@ def _num_chunks(T: int) -> int:
 
 
 def _rest_sizes(t: Tensor, skip: int) -> List[int]:
-    return list(t.shape)[min(skip, t.dim()):]
+    return list(t.shape)[min(skip, t.dim()) :]
 
 
 def _as_time_major(x: Tensor) -> Tensor:
@@ -246,10 +293,12 @@ def _checked_param(t: Optional[Tensor], name: str, like: Tensor, sdt: torch.dtyp
         raise TypeError(f"snn_cuda: {name} must have the state dtype {_c10(sdt)}, got {_c10(t.dtype)}")
     ok = t.numel() == 1
     if not ok and 1 <= t.dim() <= len(rest):
-        ok = list(t.shape) == list(rest[len(rest) - t.dim():])
+        ok = list(t.shape) == list(rest[len(rest) - t.dim() :])
     if not ok:
-        raise ValueError(f"snn_cuda: {name} must have one element or the shape of the trailing (per-neuron) dims "
-                         f"of {list(rest)}, got {list(t.shape)}")
+        raise ValueError(
+            f"snn_cuda: {name} must have one element or the shape of the trailing (per-neuron) dims "
+            f"of {list(rest)}, got {list(t.shape)}"
+        )
     return t.contiguous()
 
 
@@ -296,6 +345,7 @@ def _ptr_or_null(t: Optional[Tensor], cond: bool = True):
 class Prepared(NamedTuple):
     """What a call launches: the kernel, its work items, the params struct (which points into
     `keep`, the tensors that must outlive the launch) and the op's outputs."""
+
     kernel: Kernel
     n: int
     params: ctypes.Structure
@@ -303,9 +353,28 @@ class Prepared(NamedTuple):
     keep: tuple
 
 
-def prepare_forward(x, v0, decay_param, threshold_param, T_const, model, reset, surrogate, sg_param, tau, v_th,
-                    v_reset, v_floor, beta, v_init, decay_input, has_floor, save_mode, store_v_seq,
-                    spikes_uint8=False) -> Prepared:
+def prepare_forward(
+    x,
+    v0,
+    decay_param,
+    threshold_param,
+    T_const,
+    model,
+    reset,
+    surrogate,
+    sg_param,
+    tau,
+    v_th,
+    v_reset,
+    v_floor,
+    beta,
+    v_init,
+    decay_input,
+    has_floor,
+    save_mode,
+    store_v_seq,
+    spikes_uint8=False,
+) -> Prepared:
     dt = _dtype_name(x.dtype, "x")
     combo = combo_index(model, reset)
     _check_surrogate(surrogate, sg_param)
@@ -361,8 +430,7 @@ def prepare_forward(x, v0, decay_param, threshold_param, T_const, model, reset, 
     p.v_last = v_last.data_ptr()
     _set_scalars(p, tau, v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor)
     _set_params(p, npar, model)
-    return Prepared(Kernel("fwd", combo, 0, dt), p.N, p, (spikes, saved, v_seq, v_last),
-                    (xk, v0c, npar.decay, npar.th))
+    return Prepared(Kernel("fwd", combo, 0, dt), p.N, p, (spikes, saved, v_seq, v_last), (xk, v0c, npar.decay, npar.th))
 
 
 def _checked_grad(g: Optional[Tensor], name: str, like: Tensor, dt: torch.dtype, shape: List[int]):
@@ -377,9 +445,34 @@ def _checked_grad(g: Optional[Tensor], name: str, like: Tensor, dt: torch.dtype,
     return g.contiguous()
 
 
-def prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param, threshold_param, T_const,
-                     save_mode, model, reset, surrogate, sg_param, tau, v_th, v_reset, v_floor, beta, v_init,
-                     decay_input, has_floor, detach_reset, grad_decay, grad_threshold, x_dtype) -> Prepared:
+def prepare_backward(
+    grad_spikes,
+    grad_v_seq,
+    grad_v_last,
+    saved,
+    x,
+    v0,
+    decay_param,
+    threshold_param,
+    T_const,
+    save_mode,
+    model,
+    reset,
+    surrogate,
+    sg_param,
+    tau,
+    v_th,
+    v_reset,
+    v_floor,
+    beta,
+    v_init,
+    decay_input,
+    has_floor,
+    detach_reset,
+    grad_decay,
+    grad_threshold,
+    x_dtype,
+) -> Prepared:
     dt = _dtype_name(x_dtype, "x_dtype")
     combo = combo_index(model, reset)
     _check_surrogate(surrogate, sg_param)
@@ -388,8 +481,10 @@ def prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_p
     if saved.dtype != sdt:
         raise TypeError(f"snn_cuda: saved must be {_c10(sdt)}, got {_c10(saved.dtype)}")
     if not (saved.dim() >= 1 and saved.size(0) >= 1):
-        raise ValueError("snn_cuda: saved must be the [T, ...] tensor the forward saved (was the forward run with "
-                         f"save_mode=0?), got shape {list(saved.shape)}")
+        raise ValueError(
+            "snn_cuda: saved must be the [T, ...] tensor the forward saved (was the forward run with "
+            f"save_mode=0?), got shape {list(saved.shape)}"
+        )
     if save_mode not in (SAVE_H, SAVE_CKPT):
         raise ValueError(f"snn_cuda: save_mode must be 1 (save h) or 2 (checkpoints) for a backward, got {save_mode}")
     const_input = T_const >= 0
@@ -401,8 +496,11 @@ def prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_p
     xk = None
     if want_x:
         if x is None:
-            why = ("to rebuild the states from checkpoints" if save_mode == SAVE_CKPT
-                   else "for the ParametricLIF decay gradient")
+            why = (
+                "to rebuild the states from checkpoints"
+                if save_mode == SAVE_CKPT
+                else "for the ParametricLIF decay gradient"
+            )
             raise ValueError(f"snn_cuda: x (the forward's input) is required {why}")
         xk = x.contiguous() if const_input else _as_time_major(x)
         if xk.dtype != x_dtype:
@@ -413,11 +511,11 @@ def prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_p
         if save_mode == SAVE_CKPT:
             T = T_const if const_input else xk.size(0)
             if not (xrest == rest and _num_chunks(T) == saved.size(0)):
-                raise ValueError(f"snn_cuda: x of shape {list(xk.shape)} does not match the checkpoints of shape "
-                                 f"{list(saved.shape)}")
+                raise ValueError(
+                    f"snn_cuda: x of shape {list(xk.shape)} does not match the checkpoints of shape {list(saved.shape)}"
+                )
         elif not (xrest == rest and (const_input or xk.size(0) == T)):
-            raise ValueError(f"snn_cuda: x of shape {list(xk.shape)} does not match saved of shape "
-                             f"{list(saved.shape)}")
+            raise ValueError(f"snn_cuda: x of shape {list(xk.shape)} does not match saved of shape {list(saved.shape)}")
     npar = _prepare_params(decay_param, threshold_param, model, saved, sdt, rest)
     if grad_decay and not (npar.decay is not None and model in (MODEL_PLIF, MODEL_LEAKY)):
         raise ValueError("snn_cuda: grad_decay needs decay_param and model 2 (Leaky) or 3 (ParametricLIF)")
@@ -457,8 +555,13 @@ def prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_p
     _set_params(p, npar, model)
     p.grad_decay = g_decay.data_ptr() if (grad_decay and p.N) else None
     p.grad_th = g_th.data_ptr() if (grad_threshold and p.N) else None
-    return Prepared(Kernel("bwd", combo, int(surrogate), dt), p.N, p, (gx, gv0, g_decay, g_th),
-                    (gs, gv, gvl, savedc, xk, v0c, npar.decay, npar.th))
+    return Prepared(
+        Kernel("bwd", combo, int(surrogate), dt),
+        p.N,
+        p,
+        (gx, gv0, g_decay, g_th),
+        (gs, gv, gvl, savedc, xk, v0c, npar.decay, npar.th),
+    )
 
 
 def prepare_poisson(x: Tensor, T: int, seed: int) -> Prepared:
@@ -490,29 +593,119 @@ def _run(prep: Prepared, device: torch.device) -> None:
         _launcher(prep.kernel, prep.n, prep.params, device)
 
 
-def neuron_forward(x, v0, decay_param, threshold_param, T, model, reset, surrogate, surrogate_param, tau,
-                   v_threshold, v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset, save_mode,
-                   store_v_seq, spikes_uint8=False):
+def neuron_forward(
+    x,
+    v0,
+    decay_param,
+    threshold_param,
+    T,
+    model,
+    reset,
+    surrogate,
+    surrogate_param,
+    tau,
+    v_threshold,
+    v_reset,
+    v_floor,
+    beta,
+    v_init,
+    decay_input,
+    has_floor,
+    detach_reset,
+    save_mode,
+    store_v_seq,
+    spikes_uint8=False,
+):
     with _guard(x.device):
-        prep = prepare_forward(x, v0, decay_param, threshold_param, T, model, reset, surrogate, surrogate_param,
-                               tau, v_threshold, v_reset, v_floor, beta, v_init, decay_input, has_floor, save_mode,
-                               store_v_seq, spikes_uint8)
+        prep = prepare_forward(
+            x,
+            v0,
+            decay_param,
+            threshold_param,
+            T,
+            model,
+            reset,
+            surrogate,
+            surrogate_param,
+            tau,
+            v_threshold,
+            v_reset,
+            v_floor,
+            beta,
+            v_init,
+            decay_input,
+            has_floor,
+            save_mode,
+            store_v_seq,
+            spikes_uint8,
+        )
         _run(prep, x.device)
     return prep.outputs
 
 
-def neuron_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param, threshold_param, T, save_mode,
-                    model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
-                    decay_input, has_floor, detach_reset, grad_decay, grad_threshold, x_dtype, readout_grad=None,
-                    readout_weight=None):
+def neuron_backward(
+    grad_spikes,
+    grad_v_seq,
+    grad_v_last,
+    saved,
+    x,
+    v0,
+    decay_param,
+    threshold_param,
+    T,
+    save_mode,
+    model,
+    reset,
+    surrogate,
+    surrogate_param,
+    tau,
+    v_threshold,
+    v_reset,
+    v_floor,
+    beta,
+    v_init,
+    decay_input,
+    has_floor,
+    detach_reset,
+    grad_decay,
+    grad_threshold,
+    x_dtype,
+    readout_grad=None,
+    readout_weight=None,
+):
     if readout_grad is not None or readout_weight is not None:
-        raise ValueError("snn_cuda: readout_grad / readout_weight are only supported by the CPU kernels; "
-                         "pass grad_spikes")
+        raise ValueError(
+            "snn_cuda: readout_grad / readout_weight are only supported by the CPU kernels; pass grad_spikes"
+        )
     with _guard(saved.device):
-        prep = prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param, threshold_param, T,
-                                save_mode, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset,
-                                v_floor, beta, v_init, decay_input, has_floor, detach_reset, grad_decay,
-                                grad_threshold, x_dtype)
+        prep = prepare_backward(
+            grad_spikes,
+            grad_v_seq,
+            grad_v_last,
+            saved,
+            x,
+            v0,
+            decay_param,
+            threshold_param,
+            T,
+            save_mode,
+            model,
+            reset,
+            surrogate,
+            surrogate_param,
+            tau,
+            v_threshold,
+            v_reset,
+            v_floor,
+            beta,
+            v_init,
+            decay_input,
+            has_floor,
+            detach_reset,
+            grad_decay,
+            grad_threshold,
+            x_dtype,
+        )
         _run(prep, saved.device)
     return prep.outputs
 
@@ -588,6 +781,7 @@ def serving(dispatch_key: str = "CUDA"):
 def _import_cupy():
     import cupy  # heavy: only on first use
     from cupy.cuda import function, nvrtc  # noqa: F401
+
     return cupy
 
 
@@ -609,8 +803,14 @@ def _assume_constant(fn):
 
 
 def _probe() -> Tuple[str, dict]:
-    info: dict = {"cupy": None, "cuda_runtime": None, "cuda_driver": None, "nvrtc": None, "include_dir": None,
-                  "cache_dir": None}
+    info: dict = {
+        "cupy": None,
+        "cuda_runtime": None,
+        "cuda_driver": None,
+        "nvrtc": None,
+        "include_dir": None,
+        "cache_dir": None,
+    }
     try:
         cupy = _import_cupy()
     except Exception as e:  # ImportError, or a broken install
@@ -630,15 +830,19 @@ def _probe() -> Tuple[str, dict]:
     try:
         info["nvrtc"] = "%d.%d" % tuple(cupy.cuda.nvrtc.getVersion())
     except Exception as e:
-        return (f"CuPy {info['cupy']} cannot load NVRTC ({type(e).__name__}: {e}); install the NVRTC of its CUDA "
-                "version (e.g. pip install nvidia-cuda-nvrtc-cu12 for cupy-cuda12x) or a CUDA toolkit"), info
+        return (
+            f"CuPy {info['cupy']} cannot load NVRTC ({type(e).__name__}: {e}); install the NVRTC of its CUDA "
+            "version (e.g. pip install nvidia-cuda-nvrtc-cu12 for cupy-cuda12x) or a CUDA toolkit"
+        ), info
     inc = _cuda_include_dir(cupy)
     info["include_dir"] = inc
     info["cache_dir"] = str(cache_dir()) if cache_dir() is not None else None
     if inc is None:
-        return ("cuda_fp16.h was not found for NVRTC (looked in CuPy's CUDA path, CUDA_HOME/CUDA_PATH, "
-                "/usr/local/cuda and the nvidia-cuda-runtime wheels); install a CUDA toolkit or "
-                "nvidia-cuda-runtime"), info
+        return (
+            "cuda_fp16.h was not found for NVRTC (looked in CuPy's CUDA path, CUDA_HOME/CUDA_PATH, "
+            "/usr/local/cuda and the nvidia-cuda-runtime wheels); install a CUDA toolkit or "
+            "nvidia-cuda-runtime"
+        ), info
     if not torch.cuda.is_available():
         return "no CUDA device is visible (torch.cuda.is_available() is False)", info
     rtv = 0
@@ -647,8 +851,10 @@ def _probe() -> Tuple[str, dict]:
     except Exception:
         pass
     if drv and rtv and drv // 1000 < rtv // 1000:
-        return (f"CuPy {info['cupy']} is built for CUDA {_fmt_cuda_version(rtv)} but the driver supports CUDA "
-                f"{_fmt_cuda_version(drv)}; install cupy-cuda{drv // 1000}x"), info
+        return (
+            f"CuPy {info['cupy']} is built for CUDA {_fmt_cuda_version(rtv)} but the driver supports CUDA "
+            f"{_fmt_cuda_version(drv)}; install cupy-cuda{drv // 1000}x"
+        ), info
     try:
         n = rt.getDeviceCount()
     except Exception as e:
@@ -714,8 +920,10 @@ def nvrtc_arch(cc: int, supported: Sequence[int]) -> str:
         return f"sm_{cc}"
     older = [a for a in supported if a <= cc]
     if not older:
-        raise RuntimeError(f"snn_cuda: this GPU (sm_{cc}) is older than every architecture this NVRTC supports "
-                           f"(sm_{supported[0]} and newer); install a CuPy/NVRTC for an older CUDA")
+        raise RuntimeError(
+            f"snn_cuda: this GPU (sm_{cc}) is older than every architecture this NVRTC supports "
+            f"(sm_{supported[0]} and newer); install a CuPy/NVRTC for an older CUDA"
+        )
     return f"compute_{older[-1]}"
 
 
@@ -745,7 +953,7 @@ def compile_kernel(name: str, arch: str, include_dir: str, nvrtc=None) -> Tuple[
             try:
                 data = path.read_bytes()
                 if data.startswith(_CACHE_MAGIC):
-                    lowered, binary = data[len(_CACHE_MAGIC):].split(b"\n", 1)
+                    lowered, binary = data[len(_CACHE_MAGIC) :].split(b"\n", 1)
                     _binaries[mem_key] = (lowered.decode(), binary)
                     return _binaries[mem_key]
             except (OSError, ValueError):

@@ -1,5 +1,6 @@
 """Whole-network helpers: state reset between batches, detach for truncated
 BPTT, switching step mode and backend."""
+
 from __future__ import annotations
 
 from torch import nn

@@ -1,4 +1,5 @@
 """Stateless helpers for time-major sequences."""
+
 from __future__ import annotations
 
 import torch
@@ -95,8 +96,12 @@ class _SpikeLinearFn(torch.autograd.Function):
     def forward(ctx, x, weight, bias):
         # Only the weight gradient reads x; a binary x loses nothing as uint8.
         narrow = None
-        byte_ops = (x.device.type == "cpu" and _ext.cpu_available() and x.dtype in (torch.float32, torch.float64)
-                    and weight.dtype == x.dtype)
+        byte_ops = (
+            x.device.type == "cpu"
+            and _ext.cpu_available()
+            and x.dtype in (torch.float32, torch.float64)
+            and weight.dtype == x.dtype
+        )
         small = byte_ops and weight.shape[0] <= _BYTE_FORWARD_MAX_OUT
         if weight.requires_grad or small:
             narrow = _binary_to_uint8(x)

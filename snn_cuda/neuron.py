@@ -5,6 +5,7 @@ The membrane state lives in plain attributes (`.v`, `.mem`), never in
 parameters or buffers: it is not in `state_dict`, DDP never broadcasts it,
 and `functional.reset_net` clears it between batches.
 """
+
 from __future__ import annotations
 
 import math
@@ -100,7 +101,8 @@ def _as_state(v, x: Tensor, rest, name: str) -> Optional[Tensor]:
         else:
             raise ValueError(
                 f"{name} has shape {tuple(v.shape)} but the input needs {tuple(rest)}: "
-                "call snn_cuda.functional.reset_net(model) between batches of different shapes")
+                "call snn_cuda.functional.reset_net(model) between batches of different shapes"
+            )
     if v.device != x.device:
         raise ValueError(f"{name} is on {v.device} but the input is on {x.device}")
     return v.to(ops.state_dtype(x.dtype))
@@ -139,8 +141,15 @@ def _shape_arg(param_shape) -> Optional[tuple]:
     return shape
 
 
-def _register_param(module: nn.Module, name: str, value, learn: bool, param_shape: Optional[tuple],
-                    low: Optional[float] = None, high: Optional[float] = None) -> None:
+def _register_param(
+    module: nn.Module,
+    name: str,
+    value,
+    learn: bool,
+    param_shape: Optional[tuple],
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+) -> None:
     """Sets `name` on the module as a float (a fixed scalar: the fastest kernels), a buffer (a
     fixed tensor, e.g. per neuron) or an nn.Parameter (learn=True). Tensors are float32
     unless given as float64, shaped `param_shape` when given, and must broadcast to one
@@ -164,11 +173,14 @@ def _register_param(module: nn.Module, name: str, value, learn: bool, param_shap
         try:
             t = t.expand(param_shape).clone()
         except RuntimeError:
-            raise ValueError(f"{name} of shape {tuple(t.shape)} does not broadcast to param_shape "
-                             f"{param_shape}") from None
+            raise ValueError(
+                f"{name} of shape {tuple(t.shape)} does not broadcast to param_shape {param_shape}"
+            ) from None
     if not bool(torch.isfinite(t.detach()).all()):
         raise ValueError(f"{name} must be finite")
-    if not (learn or t.requires_grad) and ((low is not None and bool((t < low).any())) or (high is not None and bool((t > high).any()))):
+    if not (learn or t.requires_grad) and (
+        (low is not None and bool((t < low).any())) or (high is not None and bool((t > high).any()))
+    ):
         raise ValueError(f"{name} must be in [{low}, {high}]")
     if learn:
         module.register_parameter(name, nn.Parameter(t.detach()))
@@ -184,14 +196,16 @@ def _op_param(t: Optional[Tensor], rest: tuple, name: str) -> Optional[Tensor]:
     if t.numel() == 1:
         return t.reshape(())
     d = t.dim()
-    target = tuple(rest[len(rest) - d:]) if d <= len(rest) else None
+    target = tuple(rest[len(rest) - d :]) if d <= len(rest) else None
     try:
         ok = target is not None and torch.broadcast_shapes(tuple(t.shape), target) == target
     except RuntimeError:
         ok = False
     if not ok:
-        raise ValueError(f"{name} of shape {tuple(t.shape)} does not broadcast to the per-neuron dims of the "
-                         f"input (a step has shape {tuple(rest)})")
+        raise ValueError(
+            f"{name} of shape {tuple(t.shape)} does not broadcast to the per-neuron dims of the "
+            f"input (a step has shape {tuple(rest)})"
+        )
     return t if tuple(t.shape) == target else t.expand(target)
 
 
@@ -211,8 +225,22 @@ class _LIFBase(MemoryModule):
     # so it saves memory when the input is kept alive anyway).
     backward_storage = "auto"
 
-    def __init__(self, *, tau, decay_input, v_threshold, v_reset, surrogate, detach_reset, step_mode, backend,
-                 store_v_seq, v_floor, learn_threshold=False, param_shape=None):
+    def __init__(
+        self,
+        *,
+        tau,
+        decay_input,
+        v_threshold,
+        v_reset,
+        surrogate,
+        detach_reset,
+        step_mode,
+        backend,
+        store_v_seq,
+        v_floor,
+        learn_threshold=False,
+        param_shape=None,
+    ):
         super().__init__(step_mode, backend)
         if self._model != ops.MODEL_PLIF:
             self.tau = tau
@@ -261,7 +289,8 @@ class _LIFBase(MemoryModule):
         k = self._decay_tensor()
         if self._use_fused(x, self.surrogate_function):
             spikes, _, v_seq, v_last = ops.neuron_multistep(
-                x.unsqueeze(0) if single else x, v0,
+                x.unsqueeze(0) if single else x,
+                v0,
                 T=-1 if T is None else T,
                 model=self._model,
                 reset=ops.RESET_SOFT if self.v_reset is None else ops.RESET_HARD,
@@ -283,7 +312,8 @@ class _LIFBase(MemoryModule):
         else:
             xs = x.unsqueeze(0) if single else (x.unsqueeze(0).expand(T, *x.shape) if T is not None else x)
             spikes, v_seq, v_last = reference.lif_reference(
-                xs, v0 if v0 is not None else v_init,
+                xs,
+                v0 if v0 is not None else v_init,
                 model={ops.MODEL_LIF: "lif", ops.MODEL_IF: "if", ops.MODEL_PLIF: "plif"}[self._model],
                 tau=self.tau if self._model == ops.MODEL_LIF else 2.0,
                 decay_input=self.decay_input,
@@ -335,17 +365,37 @@ class LIF(_LIFBase):
 
     _model = ops.MODEL_LIF
 
-    def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
-                 v_reset: Optional[float] = 0.0, surrogate: sg.SurrogateFunction = None,
-                 detach_reset: bool = False, step_mode: str = "m", backend: str = "auto",
-                 store_v_seq: bool = False, learn_threshold: bool = False, param_shape=None):
+    def __init__(
+        self,
+        tau: float = 2.0,
+        decay_input: bool = True,
+        v_threshold: float = 1.0,
+        v_reset: Optional[float] = 0.0,
+        surrogate: sg.SurrogateFunction = None,
+        detach_reset: bool = False,
+        step_mode: str = "m",
+        backend: str = "auto",
+        store_v_seq: bool = False,
+        learn_threshold: bool = False,
+        param_shape=None,
+    ):
         tau = _finite("tau", tau)
         if not tau > 1.0:
             raise ValueError(f"tau must be > 1, got {tau}")
-        super().__init__(tau=tau, decay_input=decay_input, v_threshold=v_threshold, v_reset=v_reset,
-                         surrogate=surrogate, detach_reset=detach_reset, step_mode=step_mode, backend=backend,
-                         store_v_seq=store_v_seq, v_floor=None, learn_threshold=learn_threshold,
-                         param_shape=param_shape)
+        super().__init__(
+            tau=tau,
+            decay_input=decay_input,
+            v_threshold=v_threshold,
+            v_reset=v_reset,
+            surrogate=surrogate,
+            detach_reset=detach_reset,
+            step_mode=step_mode,
+            backend=backend,
+            store_v_seq=store_v_seq,
+            v_floor=None,
+            learn_threshold=learn_threshold,
+            param_shape=param_shape,
+        )
 
 
 class IF(_LIFBase):
@@ -355,14 +405,33 @@ class IF(_LIFBase):
 
     _model = ops.MODEL_IF
 
-    def __init__(self, v_threshold: float = 1.0, v_reset: Optional[float] = 0.0,
-                 surrogate: sg.SurrogateFunction = None, detach_reset: bool = False, step_mode: str = "m",
-                 backend: str = "auto", store_v_seq: bool = False, v_floor: Optional[float] = None,
-                 learn_threshold: bool = False, param_shape=None):
-        super().__init__(tau=2.0, decay_input=True, v_threshold=v_threshold, v_reset=v_reset,
-                         surrogate=surrogate, detach_reset=detach_reset, step_mode=step_mode, backend=backend,
-                         store_v_seq=store_v_seq, v_floor=v_floor, learn_threshold=learn_threshold,
-                         param_shape=param_shape)
+    def __init__(
+        self,
+        v_threshold: float = 1.0,
+        v_reset: Optional[float] = 0.0,
+        surrogate: sg.SurrogateFunction = None,
+        detach_reset: bool = False,
+        step_mode: str = "m",
+        backend: str = "auto",
+        store_v_seq: bool = False,
+        v_floor: Optional[float] = None,
+        learn_threshold: bool = False,
+        param_shape=None,
+    ):
+        super().__init__(
+            tau=2.0,
+            decay_input=True,
+            v_threshold=v_threshold,
+            v_reset=v_reset,
+            surrogate=surrogate,
+            detach_reset=detach_reset,
+            step_mode=step_mode,
+            backend=backend,
+            store_v_seq=store_v_seq,
+            v_floor=v_floor,
+            learn_threshold=learn_threshold,
+            param_shape=param_shape,
+        )
 
 
 class ParametricLIF(_LIFBase):
@@ -383,17 +452,37 @@ class ParametricLIF(_LIFBase):
 
     _model = ops.MODEL_PLIF
 
-    def __init__(self, init_tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
-                 v_reset: Optional[float] = 0.0, surrogate: sg.SurrogateFunction = None,
-                 detach_reset: bool = False, step_mode: str = "m", backend: str = "auto",
-                 store_v_seq: bool = False, learn_threshold: bool = False, param_shape=None):
+    def __init__(
+        self,
+        init_tau: float = 2.0,
+        decay_input: bool = True,
+        v_threshold: float = 1.0,
+        v_reset: Optional[float] = 0.0,
+        surrogate: sg.SurrogateFunction = None,
+        detach_reset: bool = False,
+        step_mode: str = "m",
+        backend: str = "auto",
+        store_v_seq: bool = False,
+        learn_threshold: bool = False,
+        param_shape=None,
+    ):
         init_tau = _finite("init_tau", init_tau)
         if not init_tau > 1.0:
             raise ValueError(f"init_tau must be > 1, got {init_tau}")
-        super().__init__(tau=None, decay_input=decay_input, v_threshold=v_threshold, v_reset=v_reset,
-                         surrogate=surrogate, detach_reset=detach_reset, step_mode=step_mode, backend=backend,
-                         store_v_seq=store_v_seq, v_floor=None, learn_threshold=learn_threshold,
-                         param_shape=param_shape)
+        super().__init__(
+            tau=None,
+            decay_input=decay_input,
+            v_threshold=v_threshold,
+            v_reset=v_reset,
+            surrogate=surrogate,
+            detach_reset=detach_reset,
+            step_mode=step_mode,
+            backend=backend,
+            store_v_seq=store_v_seq,
+            v_floor=None,
+            learn_threshold=learn_threshold,
+            param_shape=param_shape,
+        )
         shape = _shape_arg(param_shape) or ()
         self.w = nn.Parameter(torch.full(shape, -math.log(init_tau - 1.0), dtype=torch.float32))
 
@@ -426,10 +515,19 @@ class Leaky(MemoryModule):
     per-neuron sums over time, reduced in a fixed order (deterministic).
     """
 
-    def __init__(self, beta, threshold=1.0, reset_mechanism: str = "subtract",
-                 surrogate: sg.SurrogateFunction = None, step_mode: str = "m", backend: str = "auto",
-                 return_mem: bool = True, learn_beta: bool = False, learn_threshold: bool = False,
-                 param_shape=None):
+    def __init__(
+        self,
+        beta,
+        threshold=1.0,
+        reset_mechanism: str = "subtract",
+        surrogate: sg.SurrogateFunction = None,
+        step_mode: str = "m",
+        backend: str = "auto",
+        return_mem: bool = True,
+        learn_beta: bool = False,
+        learn_threshold: bool = False,
+        param_shape=None,
+    ):
         super().__init__(step_mode, backend)
         self.return_mem = bool(return_mem)
         self.learn_beta = bool(learn_beta)
@@ -476,7 +574,8 @@ class Leaky(MemoryModule):
         mem_out = readout is None and (single or self.return_mem)
         if self._use_fused(x, self.surrogate_function):
             spikes, mem_seq, _, mem_last = ops.neuron_multistep(
-                x.unsqueeze(0) if single else x, u0,
+                x.unsqueeze(0) if single else x,
+                u0,
                 T=-1 if T is None else T,
                 model=ops.MODEL_LEAKY,
                 reset=ops.LEAKY_RESETS[self.reset_mechanism],
@@ -496,8 +595,13 @@ class Leaky(MemoryModule):
         else:
             xs = x.unsqueeze(0) if single else (x.unsqueeze(0).expand(T, *x.shape) if T is not None else x)
             spikes, mem_seq, mem_last = reference.leaky_reference(
-                xs, u0 if u0 is not None else u_init, beta=beta, threshold=th,
-                reset_mechanism=self.reset_mechanism, surrogate=self.surrogate_function)
+                xs,
+                u0 if u0 is not None else u_init,
+                beta=beta,
+                threshold=th,
+                reset_mechanism=self.reset_mechanism,
+                surrogate=self.surrogate_function,
+            )
             if readout is not None:
                 spikes = F.linear(spikes, *readout)
         self.mem = mem_last
@@ -510,9 +614,11 @@ class Leaky(MemoryModule):
         return spikes, mem_seq
 
     def extra_repr(self) -> str:
-        return (f"beta={_param_repr(self.beta)}, threshold={_param_repr(self.threshold)}, "
-                f"reset_mechanism={self.reset_mechanism!r}, "
-                f"surrogate={self.surrogate_function!r}, " + super().extra_repr())
+        return (
+            f"beta={_param_repr(self.beta)}, threshold={_param_repr(self.threshold)}, "
+            f"reset_mechanism={self.reset_mechanism!r}, "
+            f"surrogate={self.surrogate_function!r}, " + super().extra_repr()
+        )
 
 
 class NeuronLinear(nn.Module):
@@ -541,8 +647,9 @@ class NeuronLinear(nn.Module):
     def __init__(self, neuron: nn.Module, linear: nn.Linear):
         super().__init__()
         if not isinstance(neuron, (_LIFBase, Leaky)):
-            raise TypeError("neuron must be a snn_cuda LIF, IF, ParametricLIF or Leaky layer, got "
-                            f"{type(neuron).__name__}")
+            raise TypeError(
+                f"neuron must be a snn_cuda LIF, IF, ParametricLIF or Leaky layer, got {type(neuron).__name__}"
+            )
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be a torch.nn.Linear (or snn_cuda.SpikeLinear), got {type(linear).__name__}")
         self.neuron = neuron
@@ -550,8 +657,9 @@ class NeuronLinear(nn.Module):
 
     def forward(self, x: Tensor, T: Optional[int] = None) -> Tensor:
         if isinstance(x, Tensor) and x.dim() >= 1 and x.shape[-1] != self.linear.in_features:
-            raise ValueError(f"x has {x.shape[-1]} features in its last dim but linear expects "
-                             f"in_features={self.linear.in_features}")
+            raise ValueError(
+                f"x has {x.shape[-1]} features in its last dim but linear expects in_features={self.linear.in_features}"
+            )
         readout = (self.linear.weight, self.linear.bias)
         if isinstance(self.neuron, Leaky):
             return self.neuron._forward(x, None, T, readout)
@@ -590,13 +698,24 @@ class SynapticCurrent(MemoryModule):
         c_init = 0.0 if isinstance(self.c, Tensor) else float(self.c)
         if self._use_fused(x, sg.StraightThrough()):
             _, c_seq, _, c_last = ops.neuron_multistep(
-                xs, c0, model=ops.MODEL_LEAKY, reset=ops.RESET_NONE,
-                surrogate_id=sg.StraightThrough.kind_id, surrogate_param=0.0, beta=self.decay, v_init=c_init,
-                store_v_seq=True)
+                xs,
+                c0,
+                model=ops.MODEL_LEAKY,
+                reset=ops.RESET_NONE,
+                surrogate_id=sg.StraightThrough.kind_id,
+                surrogate_param=0.0,
+                beta=self.decay,
+                v_init=c_init,
+                store_v_seq=True,
+            )
         else:
             _, c_seq, c_last = reference.leaky_reference(
-                xs, c0 if c0 is not None else c_init, beta=self.decay, reset_mechanism="none",
-                surrogate=sg.StraightThrough())
+                xs,
+                c0 if c0 is not None else c_init,
+                beta=self.decay,
+                reset_mechanism="none",
+                surrogate=sg.StraightThrough(),
+            )
         self.c = c_last
         return c_seq[0] if single else c_seq
 

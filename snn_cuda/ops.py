@@ -4,6 +4,7 @@ autograd, plus the functional entry points the layers call.
 One forward and one backward op serve LIF, IF and Leaky (switched by
 `model`/`reset`); see csrc/ops.cpp for the schemas.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -61,9 +62,29 @@ def _seq_shapes(x: Tensor, T: int):
 if _ext.loaded:
 
     @torch.library.register_fake("snn_cuda::neuron_forward")
-    def _forward_fake(x, v0, decay_param, threshold_param, T, model, reset, surrogate, surrogate_param, tau,
-                      v_threshold, v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset, save_mode,
-                      store_v_seq, spikes_uint8=False):
+    def _forward_fake(
+        x,
+        v0,
+        decay_param,
+        threshold_param,
+        T,
+        model,
+        reset,
+        surrogate,
+        surrogate_param,
+        tau,
+        v_threshold,
+        v_reset,
+        v_floor,
+        beta,
+        v_init,
+        decay_input,
+        has_floor,
+        detach_reset,
+        save_mode,
+        store_v_seq,
+        spikes_uint8=False,
+    ):
         seq, rest = _seq_shapes(x, T)
         sdt = state_dtype(x.dtype)
         leaky = model == MODEL_LEAKY
@@ -79,10 +100,36 @@ if _ext.loaded:
         return spikes, saved, v_seq, v_last
 
     @torch.library.register_fake("snn_cuda::neuron_backward")
-    def _backward_fake(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param, threshold_param, T,
-                       save_mode, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta,
-                       v_init, decay_input, has_floor, detach_reset, grad_decay, grad_threshold, x_dtype,
-                       readout_grad=None, readout_weight=None):
+    def _backward_fake(
+        grad_spikes,
+        grad_v_seq,
+        grad_v_last,
+        saved,
+        x,
+        v0,
+        decay_param,
+        threshold_param,
+        T,
+        save_mode,
+        model,
+        reset,
+        surrogate,
+        surrogate_param,
+        tau,
+        v_threshold,
+        v_reset,
+        v_floor,
+        beta,
+        v_init,
+        decay_input,
+        has_floor,
+        detach_reset,
+        grad_decay,
+        grad_threshold,
+        x_dtype,
+        readout_grad=None,
+        readout_weight=None,
+    ):
         rest = tuple(saved.shape[1:])
         if T >= 0:
             gx_shape = rest
@@ -91,14 +138,38 @@ if _ext.loaded:
         else:
             gx_shape = tuple(saved.shape)
         gx = saved.new_empty(gx_shape, dtype=x_dtype)
-        return (gx, saved.new_empty(rest), saved.new_empty(rest if grad_decay else (0,)),
-                saved.new_empty(rest if grad_threshold else (0,)))
+        return (
+            gx,
+            saved.new_empty(rest),
+            saved.new_empty(rest if grad_decay else (0,)),
+            saved.new_empty(rest if grad_threshold else (0,)),
+        )
 
     def _neuron_saved(inputs, saved):
         """What a neuron_forward call keeps for its backward: (tensors to save, the backward's
         arguments, x's dtype). Shared by the op's autograd and _NeuronLinearFn."""
-        (x, v0, decay_param, threshold_param, T, model, reset, surrogate, surrogate_param, tau, v_threshold,
-         v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset, save_mode, store_v_seq) = inputs[:20]
+        (
+            x,
+            v0,
+            decay_param,
+            threshold_param,
+            T,
+            model,
+            reset,
+            surrogate,
+            surrogate_param,
+            tau,
+            v_threshold,
+            v_reset,
+            v_floor,
+            beta,
+            v_init,
+            decay_input,
+            has_floor,
+            detach_reset,
+            save_mode,
+            store_v_seq,
+        ) = inputs[:20]
         if model == MODEL_LEAKY and store_v_seq:
             save_mode = SAVE_H  # the membrane sequence it returns is what it saves
         grad_decay = decay_param is not None and decay_param.requires_grad
@@ -108,8 +179,25 @@ if _ext.loaded:
         keep_x = save_mode == SAVE_CKPT or (plif_decay and decay_input)
         keep_v0 = model == MODEL_LEAKY or plif_decay
         tensors = (saved, x if keep_x else None, v0 if keep_v0 else None, decay_param, threshold_param)
-        args = (T, save_mode, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta,
-                v_init, decay_input, has_floor, detach_reset, grad_decay, grad_th)
+        args = (
+            T,
+            save_mode,
+            model,
+            reset,
+            surrogate,
+            surrogate_param,
+            tau,
+            v_threshold,
+            v_reset,
+            v_floor,
+            beta,
+            v_init,
+            decay_input,
+            has_floor,
+            detach_reset,
+            grad_decay,
+            grad_th,
+        )
         return tensors, args, x.dtype
 
     def _forward_setup_context(ctx, inputs, output):
@@ -131,8 +219,25 @@ if _ext.loaded:
         says which of the last three are wanted; `readout=(gy, W)` has the kernel compute
         g_spikes = gy W itself (CPU)."""
         saved, x, v0, decay_param, threshold_param = tensors
-        (T, save_mode, model, reset, surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init,
-         decay_input, has_floor, detach_reset, grad_decay, grad_th) = args
+        (
+            T,
+            save_mode,
+            model,
+            reset,
+            surrogate,
+            surrogate_param,
+            tau,
+            v_threshold,
+            v_reset,
+            v_floor,
+            beta,
+            v_init,
+            decay_input,
+            has_floor,
+            detach_reset,
+            grad_decay,
+            grad_th,
+        ) = args
         if model == MODEL_LEAKY and save_mode == SAVE_H:
             g_v_seq = g_saved  # Leaky's saved tensor is the membrane sequence it returns
         elif g_v_seq is not None and g_v_seq.numel() == 0:
@@ -140,16 +245,55 @@ if _ext.loaded:
         grad_decay = grad_decay and needs[1]
         grad_th = grad_th and needs[2]
         gx, gv0, gd, gt = torch.ops.snn_cuda.neuron_backward(
-            g_spikes, g_v_seq, g_v_last, saved, x, v0, decay_param, threshold_param, T, save_mode, model, reset,
-            surrogate, surrogate_param, tau, v_threshold, v_reset, v_floor, beta, v_init, decay_input, has_floor,
-            detach_reset, grad_decay, grad_th, x_dtype, *readout)
-        return (gx, gv0 if needs[0] else None,
-                _reduce_param_grad(gd, decay_param) if grad_decay else None,
-                _reduce_param_grad(gt, threshold_param) if grad_th else None)
+            g_spikes,
+            g_v_seq,
+            g_v_last,
+            saved,
+            x,
+            v0,
+            decay_param,
+            threshold_param,
+            T,
+            save_mode,
+            model,
+            reset,
+            surrogate,
+            surrogate_param,
+            tau,
+            v_threshold,
+            v_reset,
+            v_floor,
+            beta,
+            v_init,
+            decay_input,
+            has_floor,
+            detach_reset,
+            grad_decay,
+            grad_th,
+            x_dtype,
+            *readout,
+        )
+        return (
+            gx,
+            gv0 if needs[0] else None,
+            _reduce_param_grad(gd, decay_param) if grad_decay else None,
+            _reduce_param_grad(gt, threshold_param) if grad_th else None,
+        )
 
     def _forward_backward(ctx, g_spikes, g_saved, g_v_seq, g_v_last):
-        return _neuron_grads(ctx.saved_tensors, ctx.args, ctx.x_dtype, ctx.needs_input_grad[1:4], g_spikes,
-                             g_saved, g_v_seq, g_v_last) + (None,) * 17
+        return (
+            _neuron_grads(
+                ctx.saved_tensors,
+                ctx.args,
+                ctx.x_dtype,
+                ctx.needs_input_grad[1:4],
+                g_spikes,
+                g_saved,
+                g_v_seq,
+                g_v_last,
+            )
+            + (None,) * 17
+        )
 
     class _NeuronLinearFn(torch.autograd.Function):
         """A neuron followed by a Linear layer in one autograd node, so that the spikes between
@@ -183,25 +327,39 @@ if _ext.loaded:
                 if ctx.has_bias and ctx.needs_input_grad[1]:
                     gb = gy.reshape(-1, gy.shape[-1]).sum(0)
                 if ctx.neuron:
-                    if (gy.device.type == "cpu" and gy.shape[-1] <= READOUT_MAX_OUTPUTS
-                            and ctx.x_dtype in (torch.float32, torch.float64)
-                            and gy.dtype == ctx.x_dtype and weight.dtype == ctx.x_dtype and tensors[0].dim() >= 2):
+                    if (
+                        gy.device.type == "cpu"
+                        and gy.shape[-1] <= READOUT_MAX_OUTPUTS
+                        and ctx.x_dtype in (torch.float32, torch.float64)
+                        and gy.dtype == ctx.x_dtype
+                        and weight.dtype == ctx.x_dtype
+                        and tensors[0].dim() >= 2
+                    ):
                         readout = (gy, weight.detach())
                     else:
                         g_spikes = gy.matmul(weight.to(gy.dtype)).to(ctx.x_dtype)
             grads = (None,) * 4
             if ctx.neuron and (readout or any(g is not None for g in (g_spikes, g_saved, g_v_seq, g_v_last))):
-                grads = _neuron_grads(tensors, ctx.args, ctx.x_dtype, ctx.needs_input_grad[3:6], g_spikes,
-                                      g_saved, g_v_seq, g_v_last, readout)
+                grads = _neuron_grads(
+                    tensors,
+                    ctx.args,
+                    ctx.x_dtype,
+                    ctx.needs_input_grad[3:6],
+                    g_spikes,
+                    g_saved,
+                    g_v_seq,
+                    g_v_last,
+                    readout,
+                )
             return (gw, gb) + grads + (None,) * 16
 
-    torch.library.register_autograd(
-        "snn_cuda::neuron_forward", _forward_backward, setup_context=_forward_setup_context)
+    torch.library.register_autograd("snn_cuda::neuron_forward", _forward_backward, setup_context=_forward_setup_context)
 
     def _no_double_backward(ctx, *grads):
         raise RuntimeError(
             "snn_cuda: double backward (create_graph=True through a fused neuron) is not supported; "
-            "use backend='torch' for higher-order gradients")
+            "use backend='torch' for higher-order gradients"
+        )
 
     torch.library.register_autograd("snn_cuda::neuron_backward", _no_double_backward)
 
@@ -256,15 +414,34 @@ def neuron_multistep(
     if threshold_param is not None:
         threshold_param = threshold_param.to(sdt)
     need_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x, v0, decay_param, threshold_param))
+        t is not None and t.requires_grad for t in (x, v0, decay_param, threshold_param)
+    )
     if not need_grad:
         save_mode = SAVE_NONE
     elif save_mode is None:
         save_mode = DEFAULT_SAVE_MODE.get(x.device.type, SAVE_H)
-    args = (x, v0, decay_param, threshold_param, T, model, reset, surrogate_id, float(surrogate_param), float(tau),
-            float(v_threshold), float(v_reset), 0.0 if v_floor is None else float(v_floor), float(beta),
-            float(v_init), bool(decay_input), v_floor is not None, bool(detach_reset), int(save_mode),
-            bool(store_v_seq))
+    args = (
+        x,
+        v0,
+        decay_param,
+        threshold_param,
+        T,
+        model,
+        reset,
+        surrogate_id,
+        float(surrogate_param),
+        float(tau),
+        float(v_threshold),
+        float(v_reset),
+        0.0 if v_floor is None else float(v_floor),
+        float(beta),
+        float(v_init),
+        bool(decay_input),
+        v_floor is not None,
+        bool(detach_reset),
+        int(save_mode),
+        bool(store_v_seq),
+    )
     if readout is None:
         return torch.ops.snn_cuda.neuron_forward(*args)
     weight, bias = readout

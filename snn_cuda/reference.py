@@ -52,8 +52,7 @@ def _check_x(x: Tensor, name: str, min_dim: int) -> None:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dtype not in _FLOAT_DTYPES:
         raise TypeError(
-            f"{name} must be a floating tensor (float16, bfloat16, float32 or float64), "
-            f"got dtype {x.dtype}"
+            f"{name} must be a floating tensor (float16, bfloat16, float32 or float64), got dtype {x.dtype}"
         )
     if x.dim() < min_dim:
         raise ValueError(
@@ -67,8 +66,7 @@ def _finite(name: str, value) -> float:
         raise TypeError(f"{name} must be a finite real number, got {value!r}")
     if isinstance(value, Tensor):
         if value.numel() != 1:
-            raise TypeError(f"{name} must be a finite real number, got a tensor of shape "
-                            f"{tuple(value.shape)}")
+            raise TypeError(f"{name} must be a finite real number, got a tensor of shape {tuple(value.shape)}")
         value = value.item()
     try:
         f = float(value)
@@ -98,8 +96,9 @@ def _param(name: str, value, dtype: torch.dtype, device: torch.device, shape) ->
     except RuntimeError:
         ok = False
     if not ok:
-        raise ValueError(f"{name} must be a scalar or broadcast to one step's shape {tuple(shape)}, "
-                         f"got shape {tuple(value.shape)}")
+        raise ValueError(
+            f"{name} must be a scalar or broadcast to one step's shape {tuple(shape)}, got shape {tuple(value.shape)}"
+        )
     return value.to(dtype)
 
 
@@ -127,8 +126,7 @@ def _init_state(
         bshape = None
     if bshape != shape:
         raise ValueError(
-            f"{name} must have shape x_seq.shape[1:] = {tuple(shape)} (or broadcast to it), "
-            f"got {tuple(init.shape)}"
+            f"{name} must have shape x_seq.shape[1:] = {tuple(shape)} (or broadcast to it), got {tuple(init.shape)}"
         )
     return init.to(dtype)
 
@@ -145,8 +143,22 @@ def _resolve_surrogate(surrogate, default_cls) -> SurrogateFunction:
 class _LIFParams:
     """Validated LIF/IF parameters, scalars rounded to the state dtype on x's device."""
 
-    def __init__(self, dtype, device, shape, *, model, tau, decay_input, v_threshold, v_reset,
-                 surrogate, detach_reset, v_floor, k=None):
+    def __init__(
+        self,
+        dtype,
+        device,
+        shape,
+        *,
+        model,
+        tau,
+        decay_input,
+        v_threshold,
+        v_reset,
+        surrogate,
+        detach_reset,
+        v_floor,
+        k=None,
+    ):
         if not isinstance(model, str) or model.lower() not in _MODELS:
             raise ValueError(f"model must be one of {_MODELS}, got {model!r}")
         self.model = model.lower()
@@ -174,9 +186,7 @@ class _LIFParams:
         vr = _finite("v_reset", v_reset) if self.hard else 0.0
         self.vr_value = vr
         self.v_reset = _scalar(vr, dtype, device)  # Vr: v_reset, or 0 under soft reset
-        self.v_floor = (
-            None if v_floor is None else _scalar(_finite("v_floor", v_floor), dtype, device)
-        )
+        self.v_floor = None if v_floor is None else _scalar(_finite("v_floor", v_floor), dtype, device)
         self.surrogate = _resolve_surrogate(surrogate, _surrogate.Sigmoid)
         self.detach_reset = bool(detach_reset)
 
@@ -231,9 +241,20 @@ def reference_step_lif(
     post-reset membrane and the charged potential H in the state dtype."""
     _check_x(x, "x", 0)
     dtype = state_dtype_for(x.dtype)
-    p = _LIFParams(dtype, x.device, x.shape, model=model, tau=tau, decay_input=decay_input,
-                   v_threshold=v_threshold, v_reset=v_reset, surrogate=surrogate,
-                   detach_reset=detach_reset, v_floor=v_floor, k=k)
+    p = _LIFParams(
+        dtype,
+        x.device,
+        x.shape,
+        model=model,
+        tau=tau,
+        decay_input=decay_input,
+        v_threshold=v_threshold,
+        v_reset=v_reset,
+        surrogate=surrogate,
+        detach_reset=detach_reset,
+        v_floor=v_floor,
+        k=k,
+    )
     v = _init_state(v, "v", p.vr_value, x.shape, dtype, x.device)
     s, v_new, h = _lif_step(x.to(dtype), v, p)
     return s.to(x.dtype), v_new, h
@@ -270,9 +291,20 @@ def lif_reference(
     dtype = state_dtype_for(x_seq.dtype)
     device = x_seq.device
     rest = x_seq.shape[1:]
-    p = _LIFParams(dtype, device, rest, model=model, tau=tau, decay_input=decay_input,
-                   v_threshold=v_threshold, v_reset=v_reset, surrogate=surrogate,
-                   detach_reset=detach_reset, v_floor=v_floor, k=k)
+    p = _LIFParams(
+        dtype,
+        device,
+        rest,
+        model=model,
+        tau=tau,
+        decay_input=decay_input,
+        v_threshold=v_threshold,
+        v_reset=v_reset,
+        surrogate=surrogate,
+        detach_reset=detach_reset,
+        v_floor=v_floor,
+        k=k,
+    )
     v = _init_state(v0, "v0", p.vr_value, rest, dtype, device)
 
     spikes, vs = [], []
@@ -282,8 +314,7 @@ def lif_reference(
         vs.append(v)
     if not vs:  # T == 0
         v_last = v.expand(rest).clone()
-        return (x_seq.new_empty(x_seq.shape),
-                torch.empty(x_seq.shape, dtype=dtype, device=device), v_last)
+        return (x_seq.new_empty(x_seq.shape), torch.empty(x_seq.shape, dtype=dtype, device=device), v_last)
     return torch.stack(spikes).to(x_seq.dtype), torch.stack(vs), v
 
 
@@ -293,9 +324,7 @@ def lif_reference(
 class _LeakyParams:
     def __init__(self, dtype, device, shape, *, beta, threshold, reset_mechanism, surrogate):
         if not isinstance(reset_mechanism, str) or reset_mechanism.lower() not in _RESET_MECHANISMS:
-            raise ValueError(
-                f"reset_mechanism must be one of {_RESET_MECHANISMS}, got {reset_mechanism!r}"
-            )
+            raise ValueError(f"reset_mechanism must be one of {_RESET_MECHANISMS}, got {reset_mechanism!r}")
         self.reset_mechanism = reset_mechanism.lower()
         if isinstance(beta, Tensor):
             # learnable beta: clamped to [0, 1] in forward, gradient as autograd gives
@@ -336,8 +365,9 @@ def reference_step_leaky(
     state dtype. ``u`` defaults to 0."""
     _check_x(x, "x", 0)
     dtype = state_dtype_for(x.dtype)
-    p = _LeakyParams(dtype, x.device, x.shape, beta=beta, threshold=threshold,
-                     reset_mechanism=reset_mechanism, surrogate=surrogate)
+    p = _LeakyParams(
+        dtype, x.device, x.shape, beta=beta, threshold=threshold, reset_mechanism=reset_mechanism, surrogate=surrogate
+    )
     u = _init_state(u, "u", 0.0, x.shape, dtype, x.device)
     s, u_new = _leaky_step(x.to(dtype), u, p)
     return s.to(x.dtype), u_new
@@ -365,8 +395,9 @@ def leaky_reference(
     dtype = state_dtype_for(x_seq.dtype)
     device = x_seq.device
     rest = x_seq.shape[1:]
-    p = _LeakyParams(dtype, device, rest, beta=beta, threshold=threshold,
-                     reset_mechanism=reset_mechanism, surrogate=surrogate)
+    p = _LeakyParams(
+        dtype, device, rest, beta=beta, threshold=threshold, reset_mechanism=reset_mechanism, surrogate=surrogate
+    )
     u = _init_state(u0, "u0", 0.0, rest, dtype, device)
 
     spikes, us = [], []
@@ -375,6 +406,9 @@ def leaky_reference(
         spikes.append(s)
         us.append(u)
     if not us:  # T == 0
-        return (x_seq.new_empty(x_seq.shape),
-                torch.empty(x_seq.shape, dtype=dtype, device=device), u.expand(rest).clone())
+        return (
+            x_seq.new_empty(x_seq.shape),
+            torch.empty(x_seq.shape, dtype=dtype, device=device),
+            u.expand(rest).clone(),
+        )
     return torch.stack(spikes).to(x_seq.dtype), torch.stack(us), u

@@ -6,6 +6,7 @@ with their fake (meta) kernels and autograd, and the functional entry point `spi
 
 Backward gives weight and bias gradients; the spikes (uint8) get none.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -25,15 +26,18 @@ if _ext.loaded:
         torch._check(spikes.dtype == torch.uint8, lambda: f"snn_cuda: spikes must be uint8, got {spikes.dtype}")
         torch._check(spikes.dim() >= 1, lambda: "snn_cuda: spikes must have at least 1 dimension ([..., N])")
         torch._check(weight.dim() == 2, lambda: f"snn_cuda: weight must be 2-D ([K, N]), got {tuple(weight.shape)}")
-        torch._check(weight.shape[1] == spikes.shape[-1],
-                     lambda: "snn_cuda: weight.size(1) must equal spikes.size(-1) (N)")
+        torch._check(
+            weight.shape[1] == spikes.shape[-1], lambda: "snn_cuda: weight.size(1) must equal spikes.size(-1) (N)"
+        )
         return weight.new_empty((*spikes.shape[:-1], weight.shape[0]))
 
     @torch.library.register_fake("snn_cuda::spike_linear_weight_grad")
     def _spike_linear_weight_grad_fake(grad_out, spikes):
         torch._check(spikes.dtype == torch.uint8, lambda: f"snn_cuda: spikes must be uint8, got {spikes.dtype}")
-        torch._check(spikes.dim() >= 1 and grad_out.dim() == spikes.dim(),
-                     lambda: "snn_cuda: grad_out ([..., K]) must have the leading dimensions of spikes ([..., N])")
+        torch._check(
+            spikes.dim() >= 1 and grad_out.dim() == spikes.dim(),
+            lambda: "snn_cuda: grad_out ([..., K]) must have the leading dimensions of spikes ([..., N])",
+        )
         return grad_out.new_empty((grad_out.shape[-1], spikes.shape[-1]))
 
     def _spike_linear_setup_context(ctx, inputs, output):
@@ -52,13 +56,15 @@ if _ext.loaded:
         return None, grad_w, grad_b
 
     torch.library.register_autograd(
-        "snn_cuda::spike_linear", _spike_linear_backward, setup_context=_spike_linear_setup_context)
+        "snn_cuda::spike_linear", _spike_linear_backward, setup_context=_spike_linear_setup_context
+    )
 
     def _weight_grad_no_double_backward(ctx, *grads):
         raise RuntimeError(
             "snn_cuda: double backward (create_graph=True through spike_linear's weight gradient) is not "
             "supported; use torch.nn.functional.linear on (spikes != 0).to(weight.dtype) for higher-order "
-            "gradients")
+            "gradients"
+        )
 
     torch.library.register_autograd("snn_cuda::spike_linear_weight_grad", _weight_grad_no_double_backward)
 

@@ -51,19 +51,13 @@ __all__ = [
 def _check_positive(cls_name: str, pname: str, value) -> float:
     """Validate a surrogate parameter: a finite, strictly positive real number."""
     if isinstance(value, (bool, str, bytes)) or value is None:
-        raise TypeError(
-            f"{cls_name}: {pname} must be a finite positive number, got {value!r}"
-        )
+        raise TypeError(f"{cls_name}: {pname} must be a finite positive number, got {value!r}")
     try:
         f = float(value)
     except (TypeError, ValueError, RuntimeError):
-        raise TypeError(
-            f"{cls_name}: {pname} must be a finite positive number, got {value!r}"
-        ) from None
+        raise TypeError(f"{cls_name}: {pname} must be a finite positive number, got {value!r}") from None
     if not math.isfinite(f) or f <= 0.0:
-        raise ValueError(
-            f"{cls_name}: {pname} must be a finite positive number, got {f!r}"
-        )
+        raise ValueError(f"{cls_name}: {pname} must be a finite positive number, got {f!r}")
     return f
 
 
@@ -118,9 +112,7 @@ class SurrogateFunction(torch.nn.Module):
     # -- the math ------------------------------------------------------------------------
     def derivative(self, z: Tensor) -> Tensor:
         """sigma'(z), elementwise, in z's dtype."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must implement derivative(z)"
-        )
+        raise NotImplementedError(f"{type(self).__name__} must implement derivative(z)")
 
     def spike(self, z: Tensor, strict: bool = False) -> Tensor:
         """Step function with surrogate gradient.
@@ -324,9 +316,7 @@ SURROGATES: Dict[str, Type[SurrogateFunction]] = {
 }
 
 #: kind_id -> class.
-KIND_IDS: Dict[int, Type[SurrogateFunction]] = {
-    cls.kind_id: cls for cls in SURROGATES.values()
-}
+KIND_IDS: Dict[int, Type[SurrogateFunction]] = {cls.kind_id: cls for cls in SURROGATES.values()}
 
 
 def _normalize(name: str) -> str:
@@ -354,8 +344,7 @@ def get(surrogate: Union[str, SurrogateFunction, Type[SurrogateFunction]]) -> Su
         if cls is not None:
             return cls()
         raise ValueError(
-            f"surrogate: unknown surrogate {surrogate!r}; valid names are {valid} "
-            f"(or a SurrogateFunction instance)"
+            f"surrogate: unknown surrogate {surrogate!r}; valid names are {valid} (or a SurrogateFunction instance)"
         )
     raise ValueError(
         f"surrogate: expected a SurrogateFunction instance or one of the names {valid}, "

@@ -11,7 +11,8 @@ namespace snn_cpu {
 
 bool isa_supported(Isa v) {
   switch (v) {
-    case Isa::kDefault: return true;
+    case Isa::kDefault:
+      return true;
 #if SNN_CPU_MULTI_ISA
     case Isa::kAvx2:
       __builtin_cpu_init();
@@ -21,15 +22,19 @@ bool isa_supported(Isa v) {
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl");
 #endif
-    default: return false;
+    default:
+      return false;
   }
 }
 
 const char* isa_name(Isa v) {
   switch (v) {
-    case Isa::kAvx512: return "avx512";
-    case Isa::kAvx2: return "avx2";
-    default: return "default";
+    case Isa::kAvx512:
+      return "avx512";
+    case Isa::kAvx2:
+      return "avx2";
+    default:
+      return "default";
   }
 }
 
@@ -84,8 +89,8 @@ Choice choose() {
 #else
               " (or this build: not x86-64 with GCC/clang) lacks it" +
 #endif
-              " (avx512 needs AVX-512 F/BW/VL, avx2 needs AVX2 and FMA); its widest variant is '" +
-              isa_name(widest()) + "'";
+              " (avx512 needs AVX-512 F/BW/VL, avx2 needs AVX2 and FMA); its widest variant is '" + isa_name(widest()) +
+              "'";
     return c;
   }
   c.isa = want;

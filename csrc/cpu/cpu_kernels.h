@@ -44,8 +44,8 @@ constexpr int kCombos = 7;
 template <typename S>
 struct NeuronRows {
   FwdRow<S> fwd[kCombos];
-  FwdRowP<S> fwd_p[kCombos];     // per-neuron decay / threshold rows
-  FwdRowP<S> fwd_plif[2];        // ParametricLIF (LIF hard, soft)
+  FwdRowP<S> fwd_p[kCombos];  // per-neuron decay / threshold rows
+  FwdRowP<S> fwd_plif[2];     // ParametricLIF (LIF hard, soft)
   StateRow<S> state[kCombos];
   BwdRow<S> bwd[snn::SG_COUNT][kCombos];
   BwdRowP<S> bwd_p[snn::SG_COUNT][kCombos];
@@ -57,8 +57,8 @@ struct NeuronRows {
 // Loops per storage dtype T.
 template <typename T>
 struct ElemRows {
-  void (*load)(const T*, i64, float*);    // 16-bit storage -> fp32 state (null for fp32/fp64)
-  void (*store)(const float*, i64, T*);   // fp32 state -> 16-bit storage (null for fp32/fp64)
+  void (*load)(const T*, i64, float*);   // 16-bit storage -> fp32 state (null for fp32/fp64)
+  void (*store)(const float*, i64, T*);  // fp32 state -> 16-bit storage (null for fp32/fp64)
   void (*poisson)(const snn::PoissonParams&, i64, i64);
   int (*narrow)(const T*, uint8_t*, i64);
   void (*widen)(const uint8_t*, T*, i64);
@@ -78,12 +78,30 @@ struct Kernels {
   const ElemRows<T>& elem() const;
 };
 
-template <> inline const NeuronRows<float>& Kernels::rows<float>() const { return f32; }
-template <> inline const NeuronRows<double>& Kernels::rows<double>() const { return f64; }
-template <> inline const ElemRows<float>& Kernels::elem<float>() const { return e_f32; }
-template <> inline const ElemRows<double>& Kernels::elem<double>() const { return e_f64; }
-template <> inline const ElemRows<half_t>& Kernels::elem<half_t>() const { return e_f16; }
-template <> inline const ElemRows<bf16_t>& Kernels::elem<bf16_t>() const { return e_bf16; }
+template <>
+inline const NeuronRows<float>& Kernels::rows<float>() const {
+  return f32;
+}
+template <>
+inline const NeuronRows<double>& Kernels::rows<double>() const {
+  return f64;
+}
+template <>
+inline const ElemRows<float>& Kernels::elem<float>() const {
+  return e_f32;
+}
+template <>
+inline const ElemRows<double>& Kernels::elem<double>() const {
+  return e_f64;
+}
+template <>
+inline const ElemRows<half_t>& Kernels::elem<half_t>() const {
+  return e_f16;
+}
+template <>
+inline const ElemRows<bf16_t>& Kernels::elem<bf16_t>() const {
+  return e_bf16;
+}
 
 // The table of one variant (the default one where the build has no other).
 const Kernels& kernels_for(Isa v);

@@ -18,10 +18,13 @@ const Kernels& table();
 const Kernels& kernels_for(Isa v) {
   switch (v) {
 #if SNN_CPU_MULTI_ISA
-    case Isa::kAvx512: return avx512::table();
-    case Isa::kAvx2: return avx2::table();
+    case Isa::kAvx512:
+      return avx512::table();
+    case Isa::kAvx2:
+      return avx2::table();
 #endif
-    default: return baseline::table();
+    default:
+      return baseline::table();
   }
 }
 }  // namespace snn_cpu

@@ -118,9 +118,9 @@ SNN_ROW_ATTR void state_row(const Coeffs<S> c, i64 len, const S* __restrict save
 // the driver writes out the requested ones.
 template <int MODEL, int RESET, int SG, typename S, bool PLIF>
 SNN_ROW_ATTR void bwd_row_p(const Coeffs<S> c, i64 len, const S* __restrict saved, const S* __restrict prev,
-                            const S* __restrict x, const S* __restrict gs, const S* __restrict gv,
-                            S* __restrict carry, S* __restrict gx, const S* __restrict pd, const S* __restrict pt,
-                            S* __restrict gd, S* __restrict gt) {
+                            const S* __restrict x, const S* __restrict gs, const S* __restrict gv, S* __restrict carry,
+                            S* __restrict gx, const S* __restrict pd, const S* __restrict pt, S* __restrict gd,
+                            S* __restrict gt) {
   Coeffs<S> cc = c;
   cc.plif = PLIF;
   cc.learn_decay = true;
@@ -259,17 +259,22 @@ SNN_ROW_ATTR void widen_run(const uint8_t* __restrict x, T* __restrict out, i64 
 // ---------------------------------------------------------------------------
 // The tables.
 // ---------------------------------------------------------------------------
-#define SNN_COMBOS(F, ...)                                                                           \
-  {F<MODEL_LIF, RESET_HARD, ##__VA_ARGS__>,   F<MODEL_LIF, RESET_SOFT, ##__VA_ARGS__>,                 \
-   F<MODEL_IF, RESET_HARD, ##__VA_ARGS__>,    F<MODEL_IF, RESET_SOFT, ##__VA_ARGS__>,                  \
-   F<MODEL_LEAKY, RESET_HARD, ##__VA_ARGS__>, F<MODEL_LEAKY, RESET_SOFT, ##__VA_ARGS__>,               \
+#define SNN_COMBOS(F, ...)                                                               \
+  {F<MODEL_LIF, RESET_HARD, ##__VA_ARGS__>,   F<MODEL_LIF, RESET_SOFT, ##__VA_ARGS__>,   \
+   F<MODEL_IF, RESET_HARD, ##__VA_ARGS__>,    F<MODEL_IF, RESET_SOFT, ##__VA_ARGS__>,    \
+   F<MODEL_LEAKY, RESET_HARD, ##__VA_ARGS__>, F<MODEL_LEAKY, RESET_SOFT, ##__VA_ARGS__>, \
    F<MODEL_LEAKY, RESET_NONE, ##__VA_ARGS__>}
-#define SNN_PLIF(F, ...) \
-  {F<MODEL_LIF, RESET_HARD, ##__VA_ARGS__, true>, F<MODEL_LIF, RESET_SOFT, ##__VA_ARGS__, true>}
-#define SNN_SGS(M, ...)                                                                              \
-  {M(SG_SIGMOID, ##__VA_ARGS__),          M(SG_ATAN, ##__VA_ARGS__),     M(SG_FAST_SIGMOID, ##__VA_ARGS__), \
-   M(SG_PIECEWISE_QUADRATIC, ##__VA_ARGS__), M(SG_PIECEWISE_EXP, ##__VA_ARGS__), M(SG_SOFT_SIGN, ##__VA_ARGS__), \
-   M(SG_ERF, ##__VA_ARGS__),              M(SG_RECT, ##__VA_ARGS__),     M(SG_STRAIGHT_THROUGH, ##__VA_ARGS__)}
+#define SNN_PLIF(F, ...) {F<MODEL_LIF, RESET_HARD, ##__VA_ARGS__, true>, F<MODEL_LIF, RESET_SOFT, ##__VA_ARGS__, true>}
+#define SNN_SGS(M, ...)                      \
+  {M(SG_SIGMOID, ##__VA_ARGS__),             \
+   M(SG_ATAN, ##__VA_ARGS__),                \
+   M(SG_FAST_SIGMOID, ##__VA_ARGS__),        \
+   M(SG_PIECEWISE_QUADRATIC, ##__VA_ARGS__), \
+   M(SG_PIECEWISE_EXP, ##__VA_ARGS__),       \
+   M(SG_SOFT_SIGN, ##__VA_ARGS__),           \
+   M(SG_ERF, ##__VA_ARGS__),                 \
+   M(SG_RECT, ##__VA_ARGS__),                \
+   M(SG_STRAIGHT_THROUGH, ##__VA_ARGS__)}
 #define SNN_BWD(SG, S) SNN_COMBOS(bwd_row, SG, S)
 #define SNN_BWD_P(SG, S) SNN_COMBOS(bwd_row_p, SG, S, false)
 #define SNN_BWD_PLIF(SG, S) SNN_PLIF(bwd_row_p, SG, S)
@@ -279,9 +284,9 @@ static_assert(SG_COUNT == 9, "a surrogate was added: list it in SNN_SGS");
 template <typename S>
 NeuronRows<S> neuron_rows() {
   return NeuronRows<S>{
-      SNN_COMBOS(fwd_row, S),   SNN_COMBOS(fwd_row_p, S, false), SNN_PLIF(fwd_row_p, S), SNN_COMBOS(state_row, S),
-      SNN_SGS(SNN_BWD, S),      SNN_SGS(SNN_BWD_P, S),           SNN_SGS(SNN_BWD_PLIF, S),
-      readout_row<S>,           store_bytes<S>};
+      SNN_COMBOS(fwd_row, S), SNN_COMBOS(fwd_row_p, S, false), SNN_PLIF(fwd_row_p, S),   SNN_COMBOS(state_row, S),
+      SNN_SGS(SNN_BWD, S),    SNN_SGS(SNN_BWD_P, S),           SNN_SGS(SNN_BWD_PLIF, S), readout_row<S>,
+      store_bytes<S>};
 }
 
 template <typename T>
@@ -301,13 +306,8 @@ ElemRows<T> elem_rows() {
 #undef SNN_BWD_PLIF
 
 const Kernels& table() {
-  static const Kernels k{SNN_ROW_ISA,
-                         neuron_rows<float>(),
-                         neuron_rows<double>(),
-                         elem_rows<float>(),
-                         elem_rows<double>(),
-                         elem_rows<half_t>(),
-                         elem_rows<bf16_t>()};
+  static const Kernels k{SNN_ROW_ISA,         neuron_rows<float>(), neuron_rows<double>(), elem_rows<float>(),
+                         elem_rows<double>(), elem_rows<half_t>(),  elem_rows<bf16_t>()};
   return k;
 }
 

@@ -32,10 +32,18 @@ void poisson_cpu(const snn::PoissonParams& p) {
 at::Tensor poisson_encode_cpu(const at::Tensor& x, int64_t T, int64_t seed) {
   auto e = snn_host::prepare_poisson(x, T, seed);
   switch (e.dt) {
-    case snn_host::DT_F32: poisson_cpu<float>(e.p); break;
-    case snn_host::DT_F64: poisson_cpu<double>(e.p); break;
-    case snn_host::DT_F16: poisson_cpu<snn::half_t>(e.p); break;
-    case snn_host::DT_BF16: poisson_cpu<snn::bf16_t>(e.p); break;
+    case snn_host::DT_F32:
+      poisson_cpu<float>(e.p);
+      break;
+    case snn_host::DT_F64:
+      poisson_cpu<double>(e.p);
+      break;
+    case snn_host::DT_F16:
+      poisson_cpu<snn::half_t>(e.p);
+      break;
+    case snn_host::DT_BF16:
+      poisson_cpu<snn::bf16_t>(e.p);
+      break;
   }
   return e.out;
 }
@@ -61,10 +69,18 @@ at::Tensor binary_to_uint8_cpu(const at::Tensor& x_in) {
   const int64_t n = x.numel();
   bool ok = true;
   switch (dt) {
-    case snn_host::DT_F32: ok = narrow_binary((const float*)x.data_ptr(), o, n); break;
-    case snn_host::DT_F64: ok = narrow_binary((const double*)x.data_ptr(), o, n); break;
-    case snn_host::DT_F16: ok = narrow_binary((const snn::half_t*)x.data_ptr(), o, n); break;
-    case snn_host::DT_BF16: ok = narrow_binary((const snn::bf16_t*)x.data_ptr(), o, n); break;
+    case snn_host::DT_F32:
+      ok = narrow_binary((const float*)x.data_ptr(), o, n);
+      break;
+    case snn_host::DT_F64:
+      ok = narrow_binary((const double*)x.data_ptr(), o, n);
+      break;
+    case snn_host::DT_F16:
+      ok = narrow_binary((const snn::half_t*)x.data_ptr(), o, n);
+      break;
+    case snn_host::DT_BF16:
+      ok = narrow_binary((const snn::bf16_t*)x.data_ptr(), o, n);
+      break;
   }
   return ok ? out : at::empty({0}, x.options().dtype(at::kByte));
 }
@@ -82,10 +98,18 @@ at::Tensor uint8_to_cpu(const at::Tensor& x_in, at::ScalarType dtype) {
   const snn_cpu::Kernels& k = snn_cpu::kernels();
   at::parallel_for(0, x.numel(), 1 << 16, [&](int64_t i0, int64_t i1) {
     switch (dt) {
-      case snn_host::DT_F32: k.e_f32.widen(xp + i0, (float*)o + i0, i1 - i0); break;
-      case snn_host::DT_F64: k.e_f64.widen(xp + i0, (double*)o + i0, i1 - i0); break;
-      case snn_host::DT_F16: k.e_f16.widen(xp + i0, (snn::half_t*)o + i0, i1 - i0); break;
-      case snn_host::DT_BF16: k.e_bf16.widen(xp + i0, (snn::bf16_t*)o + i0, i1 - i0); break;
+      case snn_host::DT_F32:
+        k.e_f32.widen(xp + i0, (float*)o + i0, i1 - i0);
+        break;
+      case snn_host::DT_F64:
+        k.e_f64.widen(xp + i0, (double*)o + i0, i1 - i0);
+        break;
+      case snn_host::DT_F16:
+        k.e_f16.widen(xp + i0, (snn::half_t*)o + i0, i1 - i0);
+        break;
+      case snn_host::DT_BF16:
+        k.e_bf16.widen(xp + i0, (snn::bf16_t*)o + i0, i1 - i0);
+        break;
     }
   });
   return out;

@@ -117,9 +117,7 @@ struct CachingAllocator final : public c10::Allocator {
     auto* ctx = new BlockCtx{cache().get(rounded), rounded};
     return at::DataPtr(ctx->ptr, ctx, &release, at::Device(at::kCPU));
   }
-  void copy_data(void* dest, const void* src, std::size_t count) const override {
-    std::memcpy(dest, src, count);
-  }
+  void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
 };
 
 CachingAllocator& allocator() {

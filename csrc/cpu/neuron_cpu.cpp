@@ -110,8 +110,8 @@ struct Rows {
 template <typename S>
 Rows<S> rows_for(const snn_cpu::Kernels& k, int combo, bool plif, int sg) {
   const snn_cpu::NeuronRows<S>& t = k.rows<S>();
-  Rows<S> r{t.fwd[combo], plif ? t.fwd_plif[combo] : t.fwd_p[combo], t.state[combo], nullptr, nullptr,
-            t.readout, t.store_bytes};
+  Rows<S> r{t.fwd[combo], plif ? t.fwd_plif[combo] : t.fwd_p[combo], t.state[combo], nullptr, nullptr, t.readout,
+            t.store_bytes};
   if (sg >= 0 && sg < SG_COUNT) {
     r.bwd = t.bwd[sg][combo];
     r.bwd_p = plif ? t.bwd_plif[sg][combo] : t.bwd_p[sg][combo];
@@ -246,8 +246,8 @@ void bwd_driver(const snn_cpu::Kernels& k, const BwdParams& p, bool leaky, const
   const bool need_prev = leaky || c.learn_decay;
   // X_t enters ParametricLIF's decay gradient under decay_input only (else 0).
   const bool need_x = !leaky && c.learn_decay && c.decay_input;
-  const bool streams = (p.grad_spikes && !ro) || p.grad_v_seq || p.saved || !p.const_input ||
-                       (p.x_tstride != 0 && (p.ckpt || need_x));
+  const bool streams =
+      (p.grad_spikes && !ro) || p.grad_v_seq || p.saved || !p.const_input || (p.x_tstride != 0 && (p.ckpt || need_x));
   const i64 N = p.N, blk = block_len(N, streams), nblk = (N + blk - 1) / blk;
   const T* gs = (const T*)p.grad_spikes;
   const S* gv = (const S*)p.grad_v_seq;
@@ -353,20 +353,27 @@ void bwd_driver(const snn_cpu::Kernels& k, const BwdParams& p, bool leaky, const
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cpu(
     const at::Tensor& x, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& decay_param,
-    const c10::optional<at::Tensor>& threshold_param, int64_t T, int64_t model, int64_t reset,
-    int64_t surrogate, double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta,
-    double v_init, bool decay_input, bool has_floor, bool detach_reset, int64_t save_mode, bool store_v_seq,
-    bool spikes_uint8) {
+    const c10::optional<at::Tensor>& threshold_param, int64_t T, int64_t model, int64_t reset, int64_t surrogate,
+    double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta, double v_init,
+    bool decay_input, bool has_floor, bool detach_reset, int64_t save_mode, bool store_v_seq, bool spikes_uint8) {
   auto f = snn_host::prepare_forward(x, v0, decay_param, threshold_param, T, model, reset, surrogate, sg_param, tau,
                                      v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor, save_mode,
                                      store_v_seq, spikes_uint8);
   const bool leaky = model == MODEL_LEAKY, plif = model == MODEL_PLIF;
   const snn_cpu::Kernels& k = snn_cpu::kernels();
   switch (f.dt) {
-    case snn_host::DT_F32: fwd_driver<float>(k, f.p, leaky, rows_for<float>(k, f.combo, plif, -1)); break;
-    case snn_host::DT_F64: fwd_driver<double>(k, f.p, leaky, rows_for<double>(k, f.combo, plif, -1)); break;
-    case snn_host::DT_F16: fwd_driver<half_t>(k, f.p, leaky, rows_for<float>(k, f.combo, plif, -1)); break;
-    case snn_host::DT_BF16: fwd_driver<bf16_t>(k, f.p, leaky, rows_for<float>(k, f.combo, plif, -1)); break;
+    case snn_host::DT_F32:
+      fwd_driver<float>(k, f.p, leaky, rows_for<float>(k, f.combo, plif, -1));
+      break;
+    case snn_host::DT_F64:
+      fwd_driver<double>(k, f.p, leaky, rows_for<double>(k, f.combo, plif, -1));
+      break;
+    case snn_host::DT_F16:
+      fwd_driver<half_t>(k, f.p, leaky, rows_for<float>(k, f.combo, plif, -1));
+      break;
+    case snn_host::DT_BF16:
+      fwd_driver<bf16_t>(k, f.p, leaky, rows_for<float>(k, f.combo, plif, -1));
+      break;
   }
   return snn_host::outputs(f);
 }
@@ -385,10 +392,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_backward_cpu(
                     "snn_cuda: readout_grad and readout_weight must be given together");
   TORCH_CHECK_VALUE(!readout || !(grad_spikes.has_value() && grad_spikes->defined()),
                     "snn_cuda: grad_spikes must be None when readout_grad is given (it is computed from it)");
-  auto b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param,
-                                      threshold_param, T, save_mode, model, reset, surrogate, sg_param, tau, v_th,
-                                      v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset,
-                                      grad_decay, grad_threshold, x_dtype);
+  auto b =
+      snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param, threshold_param, T,
+                                 save_mode, model, reset, surrogate, sg_param, tau, v_th, v_reset, v_floor, beta,
+                                 v_init, decay_input, has_floor, detach_reset, grad_decay, grad_threshold, x_dtype);
   const bool leaky = model == MODEL_LEAKY, plif = model == MODEL_PLIF;
   at::Tensor gy, w;
   Readout<float> ro32{};
@@ -428,8 +435,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_backward_cpu(
     case snn_host::DT_F64:
       bwd_driver<double>(k, b.p, leaky, rows_for<double>(k, b.combo, plif, b.sg), readout ? &ro64 : nullptr);
       break;
-    case snn_host::DT_F16: bwd_driver<half_t>(k, b.p, leaky, rows_for<float>(k, b.combo, plif, b.sg)); break;
-    case snn_host::DT_BF16: bwd_driver<bf16_t>(k, b.p, leaky, rows_for<float>(k, b.combo, plif, b.sg)); break;
+    case snn_host::DT_F16:
+      bwd_driver<half_t>(k, b.p, leaky, rows_for<float>(k, b.combo, plif, b.sg));
+      break;
+    case snn_host::DT_BF16:
+      bwd_driver<bf16_t>(k, b.p, leaky, rows_for<float>(k, b.combo, plif, b.sg));
+      break;
   }
   return snn_host::outputs(b);
 }

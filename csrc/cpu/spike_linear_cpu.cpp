@@ -89,24 +89,24 @@ constexpr int lanes() {
 
 template <class T>
 struct FwdArgs {
-  const uint8_t* s;   // [M, N]
-  const T* w;         // [K, N]
-  const T* wtail;     // [K, L]: the last N % L weights of each row, zero-padded
-  const T* bias;      // [K] or null
-  T* y;               // [M, K]
+  const uint8_t* s;  // [M, N]
+  const T* w;        // [K, N]
+  const T* wtail;    // [K, L]: the last N % L weights of each row, zero-padded
+  const T* bias;     // [K] or null
+  T* y;              // [M, K]
   int64_t M, N, K;
-  int64_t nfull;      // N / L
-  int64_t nblk;       // blocks of L columns per row, the last one maybe partial
-  int tail;           // N % L
-  int64_t tail_direct_rows;  // rows whose partial block can be read as L bytes in bounds
+  int64_t nfull;                      // N / L
+  int64_t nblk;                       // blocks of L columns per row, the last one maybe partial
+  int tail;                           // N % L
+  int64_t tail_direct_rows;           // rows whose partial block can be read as L bytes in bounds
   alignas(64) uint8_t tail_mask[64];  // 0xFF in the first `tail` bytes
 };
 
 template <class T>
 struct GradArgs {
-  const T* g;         // [M, K]
-  const uint8_t* s;   // [M, N]
-  T* out;             // [K, N]
+  const T* g;        // [M, K]
+  const uint8_t* s;  // [M, N]
+  T* out;            // [K, N]
   int64_t M, N, K;
   int tail;
   int64_t tail_direct_rows;
@@ -519,10 +519,16 @@ template <class T>
 void run_forward(const FwdArgs<T>& a) {
   switch (isa()) {
 #if SL_X86
-    case Isa::kAvx512: sl_avx512::forward<T>(a); return;
-    case Isa::kAvx2: sl_avx2::forward<T>(a); return;
+    case Isa::kAvx512:
+      sl_avx512::forward<T>(a);
+      return;
+    case Isa::kAvx2:
+      sl_avx2::forward<T>(a);
+      return;
 #endif
-    default: sl_generic::forward<T>(a); return;
+    default:
+      sl_generic::forward<T>(a);
+      return;
   }
 }
 
@@ -530,10 +536,16 @@ template <class T>
 void run_weight_grad(const GradArgs<T>& a) {
   switch (isa()) {
 #if SL_X86
-    case Isa::kAvx512: sl_avx512::weight_grad<T>(a); return;
-    case Isa::kAvx2: sl_avx2::weight_grad<T>(a); return;
+    case Isa::kAvx512:
+      sl_avx512::weight_grad<T>(a);
+      return;
+    case Isa::kAvx2:
+      sl_avx2::weight_grad<T>(a);
+      return;
 #endif
-    default: sl_generic::weight_grad<T>(a); return;
+    default:
+      sl_generic::weight_grad<T>(a);
+      return;
   }
 }
 
@@ -590,7 +602,8 @@ void check_weight_grad(const at::Tensor& grad_out, const at::Tensor& spikes) {
   TORCH_CHECK_VALUE(grad_out.dim() == spikes.dim() &&
                         std::equal(grad_out.sizes().begin(), grad_out.sizes().end() - 1, spikes.sizes().begin()),
                     "snn_cuda: grad_out ([..., K]) must have the leading dimensions of spikes ([..., N]), got "
-                    "grad_out of shape ", grad_out.sizes(), " and spikes of shape ", spikes.sizes());
+                    "grad_out of shape ",
+                    grad_out.sizes(), " and spikes of shape ", spikes.sizes());
 }
 
 std::vector<int64_t> linear_out_sizes(const at::Tensor& spikes, int64_t K) {

@@ -164,7 +164,7 @@ SL_KERNEL void grad_block(const GradArgs<T>& a, int64_t n0, int64_t k0, int64_t 
 template <class T, int RB, int... I>
 FwdFn<T> fwd_pick(int kb, bool conv, std::integer_sequence<int, I...>) {
   static constexpr FwdFn<T> tab[2][sizeof...(I)] = {{&fwd_block<T, I + 1, RB, false>...},
-                                                     {&fwd_block<T, I + 1, RB, true>...}};
+                                                    {&fwd_block<T, I + 1, RB, true>...}};
   return tab[conv][kb - 1];
 }
 

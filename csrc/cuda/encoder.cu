@@ -21,11 +21,16 @@ int poisson_t(const snn::PoissonParams& p, int sm_count, cudaStream_t stream) {
 int poisson(const snn::PoissonParams& p, int dtype, int sm_count, void* stream_ptr) {
   cudaStream_t stream = (cudaStream_t)stream_ptr;
   switch (dtype) {
-    case 0: return poisson_t<float>(p, sm_count, stream);
-    case 1: return poisson_t<double>(p, sm_count, stream);
-    case 2: return poisson_t<snn::half_t>(p, sm_count, stream);
-    case 3: return poisson_t<snn::bf16_t>(p, sm_count, stream);
-    default: return (int)cudaErrorInvalidValue;
+    case 0:
+      return poisson_t<float>(p, sm_count, stream);
+    case 1:
+      return poisson_t<double>(p, sm_count, stream);
+    case 2:
+      return poisson_t<snn::half_t>(p, sm_count, stream);
+    case 3:
+      return poisson_t<snn::bf16_t>(p, sm_count, stream);
+    default:
+      return (int)cudaErrorInvalidValue;
   }
 }
 

@@ -14,8 +14,8 @@ int backward(const snn::BwdParams& p, int dtype, int combo, int sg, int sm_count
 int poisson(const snn::PoissonParams& p, int dtype, int sm_count, void* stream);
 const char* error_string(int err);
 
-#define SNN_DECLARE_LAUNCHERS(SUFFIX)                                                       \
-  int forward_##SUFFIX(const snn::FwdParams& p, int combo, int sm_count, void* stream);     \
+#define SNN_DECLARE_LAUNCHERS(SUFFIX)                                                   \
+  int forward_##SUFFIX(const snn::FwdParams& p, int combo, int sm_count, void* stream); \
   int backward_##SUFFIX(const snn::BwdParams& p, int combo, int sg, int sm_count, void* stream);
 SNN_DECLARE_LAUNCHERS(f32)
 SNN_DECLARE_LAUNCHERS(f64)

@@ -26,10 +26,9 @@ void check_launch(int err, const char* what) {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cuda(
     const at::Tensor& x, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& decay_param,
-    const c10::optional<at::Tensor>& threshold_param, int64_t T, int64_t model, int64_t reset,
-    int64_t surrogate, double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta,
-    double v_init, bool decay_input, bool has_floor, bool detach_reset, int64_t save_mode, bool store_v_seq,
-    bool spikes_uint8) {
+    const c10::optional<at::Tensor>& threshold_param, int64_t T, int64_t model, int64_t reset, int64_t surrogate,
+    double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta, double v_init,
+    bool decay_input, bool has_floor, bool detach_reset, int64_t save_mode, bool store_v_seq, bool spikes_uint8) {
   const c10::cuda::CUDAGuard guard(x.device());
   auto f = snn_host::prepare_forward(x, v0, decay_param, threshold_param, T, model, reset, surrogate, sg_param, tau,
                                      v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor, save_mode,
@@ -55,14 +54,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_backward_cuda(
                         !(readout_weight.has_value() && readout_weight->defined()),
                     "snn_cuda: readout_grad / readout_weight are only supported by the CPU kernels; pass grad_spikes");
   const c10::cuda::CUDAGuard guard(saved.device());
-  auto b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param,
-                                      threshold_param, T, save_mode, model, reset, surrogate, sg_param, tau, v_th,
-                                      v_reset, v_floor, beta, v_init, decay_input, has_floor, detach_reset,
-                                      grad_decay, grad_threshold, x_dtype);
+  auto b =
+      snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param, threshold_param, T,
+                                 save_mode, model, reset, surrogate, sg_param, tau, v_th, v_reset, v_floor, beta,
+                                 v_init, decay_input, has_floor, detach_reset, grad_decay, grad_threshold, x_dtype);
   const int dev = saved.get_device();
-  check_launch(snn_launch::backward(b.p, b.dt, b.combo, b.sg, sm_count(dev),
-                                    c10::cuda::getCurrentCUDAStream(dev).stream()),
-               "neuron backward");
+  check_launch(
+      snn_launch::backward(b.p, b.dt, b.combo, b.sg, sm_count(dev), c10::cuda::getCurrentCUDAStream(dev).stream()),
+      "neuron backward");
   return snn_host::outputs(b);
 }
 

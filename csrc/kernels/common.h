@@ -165,17 +165,36 @@ typedef __half half_t;
 typedef __nv_bfloat16 bf16_t;
 SNN_HD SNN_INLINE float to_state(half_t v) { return __half2float(v); }
 SNN_HD SNN_INLINE float to_state(bf16_t v) { return __bfloat162float(v); }
-template <typename T> SNN_HD SNN_INLINE T from_float(float v);
-template <> SNN_HD SNN_INLINE half_t from_float<half_t>(float v) { return __float2half_rn(v); }
-template <> SNN_HD SNN_INLINE bf16_t from_float<bf16_t>(float v) { return __float2bfloat16_rn(v); }
+template <typename T>
+SNN_HD SNN_INLINE T from_float(float v);
+template <>
+SNN_HD SNN_INLINE half_t from_float<half_t>(float v) {
+  return __float2half_rn(v);
+}
+template <>
+SNN_HD SNN_INLINE bf16_t from_float<bf16_t>(float v) {
+  return __float2bfloat16_rn(v);
+}
 #else
 // Host storage types: 16 bits, same layout as at::Half / at::BFloat16 and
 // as __half / __nv_bfloat16, so buffers can be reinterpreted freely.
-struct half_t { unsigned short x; };
-struct bf16_t { unsigned short x; };
+struct half_t {
+  unsigned short x;
+};
+struct bf16_t {
+  unsigned short x;
+};
 
-SNN_INLINE float bits_to_float(unsigned int u) { float f; std::memcpy(&f, &u, 4); return f; }
-SNN_INLINE unsigned int float_to_bits(float f) { unsigned int u; std::memcpy(&u, &f, 4); return u; }
+SNN_INLINE float bits_to_float(unsigned int u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+SNN_INLINE unsigned int float_to_bits(float f) {
+  unsigned int u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
 
 // IEEE binary16 -> binary32, exact, branch-free (denormals via the magic
 // multiply trick; see M. Maratyszcza's FP16 library for the derivation).
@@ -196,9 +215,11 @@ SNN_INLINE float to_state(half_t h) {
 }
 SNN_INLINE float to_state(bf16_t b) { return bits_to_float((unsigned int)b.x << 16); }
 
-template <typename T> SNN_INLINE T from_float(float v);
+template <typename T>
+SNN_INLINE T from_float(float v);
 // binary32 -> binary16, round to nearest even, overflow to inf, NaN kept.
-template <> SNN_INLINE half_t from_float<half_t>(float f) {
+template <>
+SNN_INLINE half_t from_float<half_t>(float f) {
   const float scale_to_inf = bits_to_float(0x77800000u);   // 2^112
   const float scale_to_zero = bits_to_float(0x08800000u);  // 2^-110
   float base = (std::fabs(f) * scale_to_inf) * scale_to_zero;
@@ -217,7 +238,8 @@ template <> SNN_INLINE half_t from_float<half_t>(float f) {
   return h;
 }
 // binary32 -> bfloat16, round to nearest even, NaN kept quiet.
-template <> SNN_INLINE bf16_t from_float<bf16_t>(float f) {
+template <>
+SNN_INLINE bf16_t from_float<bf16_t>(float f) {
   const unsigned int u = float_to_bits(f);
   bf16_t b;
   if ((u & 0x7fffffffu) > 0x7f800000u) {
@@ -234,21 +256,34 @@ SNN_HD SNN_INLINE float to_state(float v) { return v; }
 SNN_HD SNN_INLINE double to_state(double v) { return v; }
 
 // State type: fp64 for fp64 storage, fp32 for everything else.
-template <typename T> struct StateOf { typedef float type; };
-template <> struct StateOf<double> { typedef double type; };
+template <typename T>
+struct StateOf {
+  typedef float type;
+};
+template <>
+struct StateOf<double> {
+  typedef double type;
+};
 
-template <typename T, typename S> struct Store {
+template <typename T, typename S>
+struct Store {
   static SNN_HD SNN_INLINE T from(S v) { return from_float<T>((float)v); }
 };
-template <> struct Store<float, float> {
+template <>
+struct Store<float, float> {
   static SNN_HD SNN_INLINE float from(float v) { return v; }
 };
-template <> struct Store<double, float> {
+template <>
+struct Store<double, float> {
   static SNN_HD SNN_INLINE double from(float v) { return v; }
 };
-template <> struct Store<double, double> {
+template <>
+struct Store<double, double> {
   static SNN_HD SNN_INLINE double from(double v) { return v; }
 };
-template <typename T, typename S> SNN_HD SNN_INLINE T store_as(S v) { return Store<T, S>::from(v); }
+template <typename T, typename S>
+SNN_HD SNN_INLINE T store_as(S v) {
+  return Store<T, S>::from(v);
+}
 
 }  // namespace snn

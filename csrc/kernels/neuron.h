@@ -12,12 +12,12 @@ namespace snn {
 // Scalars, already rounded to the state type S by the launcher.
 template <typename S>
 struct Coeffs {
-  S tau;          // LIF time constant; ParametricLIF: the charge factor k = sigmoid(w)
-  S v_th;         // v_threshold (LIF/IF) or threshold (Leaky)
-  S v_reset;      // LIF/IF hard reset value (0 under soft reset)
-  S v_floor;      // IF floor (when has_floor)
-  S beta;         // Leaky decay
-  S sg;           // surrogate parameter
+  S tau;      // LIF time constant; ParametricLIF: the charge factor k = sigmoid(w)
+  S v_th;     // v_threshold (LIF/IF) or threshold (Leaky)
+  S v_reset;  // LIF/IF hard reset value (0 under soft reset)
+  S v_floor;  // IF floor (when has_floor)
+  S beta;     // Leaky decay
+  S sg;       // surrogate parameter
   bool decay_input;
   bool has_floor;
   bool detach_reset;
@@ -32,8 +32,14 @@ struct Coeffs {
 };
 
 // Heaviside as SpikingJelly (fires at 0) and as snnTorch (strict).
-template <typename S> SNN_HD SNN_INLINE S heaviside(S z) { return z >= S(0) ? S(1) : S(0); }
-template <typename S> SNN_HD SNN_INLINE S heaviside_strict(S z) { return z > S(0) ? S(1) : S(0); }
+template <typename S>
+SNN_HD SNN_INLINE S heaviside(S z) {
+  return z >= S(0) ? S(1) : S(0);
+}
+template <typename S>
+SNN_HD SNN_INLINE S heaviside_strict(S z) {
+  return z > S(0) ? S(1) : S(0);
+}
 
 // ---------------------------------------------------------------------------
 // Forward. One step of one neuron: v (in/out) is the state V_{t-1} -> V_t
@@ -126,8 +132,7 @@ SNN_HD SNN_INLINE S forward_step(const Coeffs<S>& c, S& v, S x, S& saved) {
 // Returns gX_t.
 // ---------------------------------------------------------------------------
 template <int MODEL, int RESET, int SG, typename S>
-SNN_HD SNN_INLINE S backward_step(const Coeffs<S>& c, S saved, S prev, S x, S gs, S gv, S& carry, S& g_decay,
-                                  S& g_th) {
+SNN_HD SNN_INLINE S backward_step(const Coeffs<S>& c, S saved, S prev, S x, S gs, S gv, S& carry, S& g_decay, S& g_th) {
   if (MODEL == MODEL_LEAKY) {
     const S u = saved;
     const S sgu = surrogate_grad<SG, S>(u - c.v_th, c.sg);

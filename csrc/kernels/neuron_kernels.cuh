@@ -121,15 +121,14 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_bwd
         for (int k = 0; k < kChunk; ++k)
           if (k < len) hs[k] = saved[(t0 + k) * N + n];
         if (need_prev)
-          before = t0 > 0 ? state_from_saved<MODEL, RESET, S>(c, saved[(t0 - 1) * N + n])
-                          : (v0 ? v0[n] : (S)p.v_init);
+          before = t0 > 0 ? state_from_saved<MODEL, RESET, S>(c, saved[(t0 - 1) * N + n]) : (v0 ? v0[n] : (S)p.v_init);
       }
 #pragma unroll
       for (int k = kChunk - 1; k >= 0; --k) {
         if (k < len) {
           const i64 o = (t0 + k) * N + n;
-          const S prev = need_prev ? (k > 0 ? state_from_saved<MODEL, RESET, S>(c, hs[k > 0 ? k - 1 : 0]) : before)
-                                   : S(0);
+          const S prev =
+              need_prev ? (k > 0 ? state_from_saved<MODEL, RESET, S>(c, hs[k > 0 ? k - 1 : 0]) : before) : S(0);
           const S xv = x_in_grad ? xs[k] : S(0);
           const S g_s = gs ? to_state(gs[o]) : S(0);
           const S g_v = gv ? gv[o] : S(0);

@@ -21,25 +21,25 @@ SNN_HD SNN_INLINE i64 num_chunks(i64 T) { return (T + kChunk - 1) / kChunk; }
 
 // What the forward keeps for the backward.
 enum SaveMode : int {
-  SAVE_NONE = 0,     // inference: nothing
-  SAVE_H = 1,        // the charged potential of every step ([T, N], state dtype)
-  SAVE_CKPT = 2,     // the membrane before every kChunk-th step ([ceil(T/K), N]); x is re-read
+  SAVE_NONE = 0,  // inference: nothing
+  SAVE_H = 1,     // the charged potential of every step ([T, N], state dtype)
+  SAVE_CKPT = 2,  // the membrane before every kChunk-th step ([ceil(T/K), N]); x is re-read
 };
 
 struct FwdParams {
-  i64 T;             // time steps
-  i64 N;             // neurons (product of the non-time dims)
-  i64 x_tstride;     // elements between x[t] and x[t+1]; 0 = same input at every step
-  const void* x;     // T: element (t, n) at x[t * x_tstride + n]
-  const void* v0;    // S [N], or null: every neuron starts at v_init
-  void* spikes;      // T [T, N]
-  void* saved;       // S [T, N], or null (no backward will run)
-  void* v_seq;       // S [T, N], or null (membrane sequence not requested)
-  void* v_last;      // S [N]
-  void* ckpt;        // S [num_chunks(T), N]: V before steps 0, K, 2K, ...; or null
+  i64 T;           // time steps
+  i64 N;           // neurons (product of the non-time dims)
+  i64 x_tstride;   // elements between x[t] and x[t+1]; 0 = same input at every step
+  const void* x;   // T: element (t, n) at x[t * x_tstride + n]
+  const void* v0;  // S [N], or null: every neuron starts at v_init
+  void* spikes;    // T [T, N]
+  void* saved;     // S [T, N], or null (no backward will run)
+  void* v_seq;     // S [T, N], or null (membrane sequence not requested)
+  void* v_last;    // S [N]
+  void* ckpt;      // S [num_chunks(T), N]: V before steps 0, K, 2K, ...; or null
   double tau, v_th, v_reset, v_floor, beta, v_init;
   int decay_input, has_floor;
-  int plif;               // ParametricLIF: the charge multiplies by k (see Coeffs::plif)
+  int plif;  // ParametricLIF: the charge multiplies by k (see Coeffs::plif)
   // Per-neuron parameters (S [P], neuron n reads element n % P; P = 1 for a
   // tensor-valued scalar), or null: the scalar above. decay: k (ParametricLIF)
   // or beta (Leaky); th: the threshold.

@@ -75,10 +75,16 @@ struct Buf {
   }
   Buf(const Buf&) = delete;
   Buf& operator=(const Buf&) = delete;
-  Buf(Buf&& o) noexcept : p(o.p), n(o.n) { o.p = nullptr; o.n = 0; }
+  Buf(Buf&& o) noexcept : p(o.p), n(o.n) {
+    o.p = nullptr;
+    o.n = 0;
+  }
   Buf& operator=(Buf&& o) noexcept {
     std::free(p);
-    p = o.p; n = o.n; o.p = nullptr; o.n = 0;
+    p = o.p;
+    n = o.n;
+    o.p = nullptr;
+    o.n = 0;
     return *this;
   }
   ~Buf() { std::free(p); }
@@ -130,32 +136,45 @@ uint16_t ref_float_to_bf16(float f) {
 }
 
 // Storage traits for the oracle: state type S, load/store, names, tolerances.
-template <typename T> struct Stor;
-template <> struct Stor<float> {
+template <typename T>
+struct Stor;
+template <>
+struct Stor<float> {
   typedef float S;
   static S load(float v) { return v; }
   static float store(S v) { return v; }
   static const char* name() { return "float32"; }
   static double rtol() { return 1e-5; }
 };
-template <> struct Stor<double> {
+template <>
+struct Stor<double> {
   typedef double S;
   static S load(double v) { return v; }
   static double store(S v) { return v; }
   static const char* name() { return "float64"; }
   static double rtol() { return 1e-12; }
 };
-template <> struct Stor<snn::half_t> {
+template <>
+struct Stor<snn::half_t> {
   typedef float S;
   static S load(snn::half_t v) { return ref_half_to_float(v.x); }
-  static snn::half_t store(S v) { snn::half_t h; h.x = ref_float_to_half(v); return h; }
+  static snn::half_t store(S v) {
+    snn::half_t h;
+    h.x = ref_float_to_half(v);
+    return h;
+  }
   static const char* name() { return "float16"; }
   static double rtol() { return 1e-5; }
 };
-template <> struct Stor<snn::bf16_t> {
+template <>
+struct Stor<snn::bf16_t> {
   typedef float S;
   static S load(snn::bf16_t v) { return ref_bf16_to_float(v.x); }
-  static snn::bf16_t store(S v) { snn::bf16_t h; h.x = ref_float_to_bf16(v); return h; }
+  static snn::bf16_t store(S v) {
+    snn::bf16_t h;
+    h.x = ref_float_to_bf16(v);
+    return h;
+  }
   static const char* name() { return "bfloat16"; }
   static double rtol() { return 1e-5; }
 };
@@ -170,8 +189,8 @@ enum { R_HARD = 0, R_SOFT = 1, R_NONE = 2 };
 
 const char* kModelName[] = {"LIF", "IF", "Leaky"};
 const char* kResetName[3][3] = {{"hard", "soft", "?"}, {"hard", "soft", "?"}, {"zero", "subtract", "none"}};
-const char* kSgName[] = {"Sigmoid", "ATan", "FastSigmoid", "PiecewiseQuadratic", "PiecewiseExp",
-                         "SoftSign", "Erf", "Rect", "StraightThrough"};
+const char* kSgName[] = {"Sigmoid",  "ATan", "FastSigmoid", "PiecewiseQuadratic", "PiecewiseExp",
+                         "SoftSign", "Erf",  "Rect",        "StraightThrough"};
 
 // Surrogate derivative g'(z), docs/neuron_semantics.md table.
 template <typename S>
@@ -281,9 +300,12 @@ RefFwd<typename Stor<T>::S> ref_forward(const Config& c, const Shape& sh, const 
       if (c.model == M_LEAKY) {
         const S R = (V - vth) > S(0) ? S(1) : S(0);  // Θ' strict, from U_{t-1}
         S U;
-        if (c.reset == R_SOFT) U = beta * V + X - R * vth;         // subtract
-        else if (c.reset == R_HARD) U = beta * (S(1) - R) * V + X;  // zero
-        else U = beta * V + X;                                      // none
+        if (c.reset == R_SOFT)
+          U = beta * V + X - R * vth;  // subtract
+        else if (c.reset == R_HARD)
+          U = beta * (S(1) - R) * V + X;  // zero
+        else
+          U = beta * V + X;  // none
         const S s = (U - vth) > S(0) ? S(1) : S(0);
         r.spikes[o] = s;
         r.saved[o] = U;
@@ -294,12 +316,16 @@ RefFwd<typename Stor<T>::S> ref_forward(const Config& c, const Shape& sh, const 
         if (c.model == M_LIF && c.plif) {
           // ParametricLIF: H = V + (X - (V - Vr)) k, or V - (V - Vr) k + X.
           const S k = tau;
-          if (c.decay_input) H = V + (X - (V - Vr)) * k;
-          else H = V - (V - Vr) * k + X;
+          if (c.decay_input)
+            H = V + (X - (V - Vr)) * k;
+          else
+            H = V - (V - Vr) * k + X;
           r.saved[o] = H;
         } else if (c.model == M_LIF) {
-          if (c.decay_input) H = V + (X - (V - Vr)) / tau;
-          else H = V - (V - Vr) / tau + X;
+          if (c.decay_input)
+            H = V + (X - (V - Vr)) / tau;
+          else
+            H = V - (V - Vr) / tau + X;
           r.saved[o] = H;
         } else {
           P = V + X;
@@ -308,8 +334,10 @@ RefFwd<typename Stor<T>::S> ref_forward(const Config& c, const Shape& sh, const 
         }
         r.H[o] = H;
         const S s = (H - vth) >= S(0) ? S(1) : S(0);  // Θ fires at 0
-        if (hard) V = H * (S(1) - s) + vreset * s;
-        else V = H - vth * s;
+        if (hard)
+          V = H * (S(1) - s) + vreset * s;
+        else
+          V = H - vth * s;
         r.spikes[o] = s;
         r.v_seq[o] = V;
       }
@@ -435,8 +463,8 @@ RefBwd<typename Stor<T>::S> ref_backward(const Config& c, const Shape& sh, const
           const S k = tau;
           const S X = Stor<T>::load(x[t * sh.xs + n]);
           const S dHdk = c.decay_input ? X - (prev - Vr) : -(prev - Vr);
-          const double dHdk_m = (c.decay_input ? std::fabs((double)X) : 0.0) + std::fabs((double)prev) +
-                                std::fabs((double)Vr);
+          const double dHdk_m =
+              (c.decay_input ? std::fabs((double)X) : 0.0) + std::fabs((double)prev) + std::fabs((double)Vr);
           gdec = gdec + gH * dHdk;
           gdec_m += gH_m * dHdk_m;
           next = gH - gH * k;
@@ -511,51 +539,79 @@ constexpr bool sg_enabled(int) { return true; }
 
 template <int M, int R, int SG, typename T>
 BwdLaunch bwd_entry() {
-  if constexpr (sg_enabled(SG)) return &launch_bwd<M, R, SG, T>;
-  else return nullptr;
+  if constexpr (sg_enabled(SG))
+    return &launch_bwd<M, R, SG, T>;
+  else
+    return nullptr;
 }
 
 template <int M, int R, typename T>
 BwdLaunch bwd_table_sg(int sg) {
   switch (sg) {
-    case 0: return bwd_entry<M, R, 0, T>();
-    case 1: return bwd_entry<M, R, 1, T>();
-    case 2: return bwd_entry<M, R, 2, T>();
-    case 3: return bwd_entry<M, R, 3, T>();
-    case 4: return bwd_entry<M, R, 4, T>();
-    case 5: return bwd_entry<M, R, 5, T>();
-    case 6: return bwd_entry<M, R, 6, T>();
-    case 7: return bwd_entry<M, R, 7, T>();
-    case 8: return bwd_entry<M, R, 8, T>();
-    default: return nullptr;
+    case 0:
+      return bwd_entry<M, R, 0, T>();
+    case 1:
+      return bwd_entry<M, R, 1, T>();
+    case 2:
+      return bwd_entry<M, R, 2, T>();
+    case 3:
+      return bwd_entry<M, R, 3, T>();
+    case 4:
+      return bwd_entry<M, R, 4, T>();
+    case 5:
+      return bwd_entry<M, R, 5, T>();
+    case 6:
+      return bwd_entry<M, R, 6, T>();
+    case 7:
+      return bwd_entry<M, R, 7, T>();
+    case 8:
+      return bwd_entry<M, R, 8, T>();
+    default:
+      return nullptr;
   }
 }
 
 template <typename T>
 FwdLaunch fwd_table(int model, int reset) {
   switch (model * 3 + reset) {
-    case 0: return &launch_fwd<snn::MODEL_LIF, snn::RESET_HARD, T>;
-    case 1: return &launch_fwd<snn::MODEL_LIF, snn::RESET_SOFT, T>;
-    case 3: return &launch_fwd<snn::MODEL_IF, snn::RESET_HARD, T>;
-    case 4: return &launch_fwd<snn::MODEL_IF, snn::RESET_SOFT, T>;
-    case 6: return &launch_fwd<snn::MODEL_LEAKY, snn::RESET_HARD, T>;
-    case 7: return &launch_fwd<snn::MODEL_LEAKY, snn::RESET_SOFT, T>;
-    case 8: return &launch_fwd<snn::MODEL_LEAKY, snn::RESET_NONE, T>;
-    default: return nullptr;
+    case 0:
+      return &launch_fwd<snn::MODEL_LIF, snn::RESET_HARD, T>;
+    case 1:
+      return &launch_fwd<snn::MODEL_LIF, snn::RESET_SOFT, T>;
+    case 3:
+      return &launch_fwd<snn::MODEL_IF, snn::RESET_HARD, T>;
+    case 4:
+      return &launch_fwd<snn::MODEL_IF, snn::RESET_SOFT, T>;
+    case 6:
+      return &launch_fwd<snn::MODEL_LEAKY, snn::RESET_HARD, T>;
+    case 7:
+      return &launch_fwd<snn::MODEL_LEAKY, snn::RESET_SOFT, T>;
+    case 8:
+      return &launch_fwd<snn::MODEL_LEAKY, snn::RESET_NONE, T>;
+    default:
+      return nullptr;
   }
 }
 
 template <typename T>
 BwdLaunch bwd_table(int model, int reset, int sg) {
   switch (model * 3 + reset) {
-    case 0: return bwd_table_sg<snn::MODEL_LIF, snn::RESET_HARD, T>(sg);
-    case 1: return bwd_table_sg<snn::MODEL_LIF, snn::RESET_SOFT, T>(sg);
-    case 3: return bwd_table_sg<snn::MODEL_IF, snn::RESET_HARD, T>(sg);
-    case 4: return bwd_table_sg<snn::MODEL_IF, snn::RESET_SOFT, T>(sg);
-    case 6: return bwd_table_sg<snn::MODEL_LEAKY, snn::RESET_HARD, T>(sg);
-    case 7: return bwd_table_sg<snn::MODEL_LEAKY, snn::RESET_SOFT, T>(sg);
-    case 8: return bwd_table_sg<snn::MODEL_LEAKY, snn::RESET_NONE, T>(sg);
-    default: return nullptr;
+    case 0:
+      return bwd_table_sg<snn::MODEL_LIF, snn::RESET_HARD, T>(sg);
+    case 1:
+      return bwd_table_sg<snn::MODEL_LIF, snn::RESET_SOFT, T>(sg);
+    case 3:
+      return bwd_table_sg<snn::MODEL_IF, snn::RESET_HARD, T>(sg);
+    case 4:
+      return bwd_table_sg<snn::MODEL_IF, snn::RESET_SOFT, T>(sg);
+    case 6:
+      return bwd_table_sg<snn::MODEL_LEAKY, snn::RESET_HARD, T>(sg);
+    case 7:
+      return bwd_table_sg<snn::MODEL_LEAKY, snn::RESET_SOFT, T>(sg);
+    case 8:
+      return bwd_table_sg<snn::MODEL_LEAKY, snn::RESET_NONE, T>(sg);
+    default:
+      return nullptr;
   }
 }
 
@@ -636,8 +692,10 @@ void check_close(Failure& F, const char* name, const V* k, const std::vector<typ
   typedef typename Stor<T>::S S;
   for (size_t i = 0; i < r.size(); ++i) {
     double kv;
-    if constexpr (std::is_same<V, T>::value) kv = (double)Stor<T>::load(k[i]);
-    else kv = (double)k[i];
+    if constexpr (std::is_same<V, T>::value)
+      kv = (double)Stor<T>::load(k[i]);
+    else
+      kv = (double)k[i];
     const double ref = (double)r[i];
     const double tol = rtol * mag[i] + 1e-300;
     double lo = ref - tol, hi = ref + tol;
@@ -652,8 +710,7 @@ void check_close(Failure& F, const char* name, const V* k, const std::vector<typ
     }
     if (!(kv >= lo && kv <= hi)) {
       F.fail(std::string(name) + "[" + std::to_string(i) + " (t=" + std::to_string(i / N) +
-             ",n=" + std::to_string(i % N) + ")] kernel=" + fmt_g(kv) + " ref=" + fmt_g(ref) +
-             " mag=" + fmt_g(mag[i]));
+             ",n=" + std::to_string(i % N) + ")] kernel=" + fmt_g(kv) + " ref=" + fmt_g(ref) + " mag=" + fmt_g(mag[i]));
       return;
     }
   }
@@ -669,10 +726,14 @@ struct Stats {
 };
 
 template <typename S>
-S nan_sentinel() { return std::numeric_limits<S>::quiet_NaN(); }
+S nan_sentinel() {
+  return std::numeric_limits<S>::quiet_NaN();
+}
 
 template <typename T>
-T storage_nan() { return Stor<T>::store(std::numeric_limits<typename Stor<T>::S>::quiet_NaN()); }
+T storage_nan() {
+  return Stor<T>::store(std::numeric_limits<typename Stor<T>::S>::quiet_NaN());
+}
 
 std::string describe(const char* dtype, const Config& c, const Shape& s) {
   char b[768];
@@ -741,9 +802,12 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
       const double th = th_of(n);
       double v = rng.uniform(-1.0, 2.0) * th;
       const double u = rng.uniform();
-      if (u < 0.05) v = th;              // exactly at threshold (Θ(0) = 1, Θ'(0) = 0)
-      else if (u < 0.08) v = c.v_floor;  // exactly at the IF floor
-      else if (u < 0.11) v = 0.0;
+      if (u < 0.05)
+        v = th;  // exactly at threshold (Θ(0) = 1, Θ'(0) = 0)
+      else if (u < 0.08)
+        v = c.v_floor;  // exactly at the IF floor
+      else if (u < 0.11)
+        v = 0.0;
       x[t * sh.xs + n] = Stor<T>::store((S)v);
     }
   Buf<S> v0;
@@ -833,8 +897,8 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
     for (long long i = 0; i < TT * N; ++i) {
       const unsigned char want = rf.spikes[i] != (S)0 ? 1 : 0;
       if (sp8[i] != want) {
-        F.fail("u8 spikes[t=" + std::to_string(i / N) + ",n=" + std::to_string(i % N) + "] kernel=" +
-               std::to_string((int)sp8[i]) + " ref=" + std::to_string((int)want));
+        F.fail("u8 spikes[t=" + std::to_string(i / N) + ",n=" + std::to_string(i % N) +
+               "] kernel=" + std::to_string((int)sp8[i]) + " ref=" + std::to_string((int)want));
         break;
       }
     }
@@ -960,8 +1024,9 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
     if ((c.learn_decay || c.learn_th) && grid2 != grid) {
       st.determinism_checks++;
       const bool ok = rerun_same((unsigned)grid2, [](snn::BwdParams&) {});
-      if (!ok) F.fail("backward with sm_count=" + std::to_string(sm2) + " (grid " + std::to_string(grid2) +
-                      ") != grid " + std::to_string(grid) + " (bitwise)");
+      if (!ok)
+        F.fail("backward with sm_count=" + std::to_string(sm2) + " (grid " + std::to_string(grid2) + ") != grid " +
+               std::to_string(grid) + " (bitwise)");
     }
     const RefBwd<S> rb = ref_backward<T>(c, sh, rf, x.p, sh.v0 ? v0.p : nullptr, sh.gs ? gs.p : nullptr,
                                          sh.gv_seq ? gvs.p : nullptr, sh.gv_last ? gvl.p : nullptr, pa);
@@ -996,18 +1061,18 @@ struct BaseShape {
 };
 
 const BaseShape kShapes[] = {
-    {1, 1, -1, 0, 0},     // single neuron, single step
-    {5, 37, -1, 0, 0},    // part of one block
-    {5, 700, -2, 0, 0},   // several blocks, non-contiguous input (x_tstride = N + 3)
-    {5, 2500, -1, 1, 0},  // sm_count = 1: 2048 threads, the grid-stride loop wraps
-    {5, 700, 0, 0, 1},    // constant input, gradient summed over T in the kernel
-    {1, 2500, 0, 1, 1},   // constant input, T = 1, wrapping grid
-    {5, 257, 0, 0, 0},    // stride-0 (expanded) input with a [T, N] gradient
-    {5, 2500, -2, 2, 0},  // non-contiguous, two SMs
-    {1, 700, -2, 132, 0}, // T = 1 non-contiguous (x_tstride unused but must not be read past)
-    {19, 300, -2, 0, 0},  // two full time chunks (kChunk = 8) and a partial one, non-contiguous
-    {16, 37, 0, 0, 1},    // exactly two chunks, constant input summed over T
-    {8, 2500, -1, 1, 0},  // exactly one chunk, wrapping grid (last: not in the learnable matrix)
+    {1, 1, -1, 0, 0},      // single neuron, single step
+    {5, 37, -1, 0, 0},     // part of one block
+    {5, 700, -2, 0, 0},    // several blocks, non-contiguous input (x_tstride = N + 3)
+    {5, 2500, -1, 1, 0},   // sm_count = 1: 2048 threads, the grid-stride loop wraps
+    {5, 700, 0, 0, 1},     // constant input, gradient summed over T in the kernel
+    {1, 2500, 0, 1, 1},    // constant input, T = 1, wrapping grid
+    {5, 257, 0, 0, 0},     // stride-0 (expanded) input with a [T, N] gradient
+    {5, 2500, -2, 2, 0},   // non-contiguous, two SMs
+    {1, 700, -2, 132, 0},  // T = 1 non-contiguous (x_tstride unused but must not be read past)
+    {19, 300, -2, 0, 0},   // two full time chunks (kChunk = 8) and a partial one, non-contiguous
+    {16, 37, 0, 0, 1},     // exactly two chunks, constant input summed over T
+    {8, 2500, -1, 1, 0},   // exactly one chunk, wrapping grid (last: not in the learnable matrix)
 };
 
 // The optional pointers / modes of a case from a shape and random bits.
@@ -1035,8 +1100,10 @@ const size_t kNumShapes = sizeof(kShapes) / sizeof(kShapes[0]);
 
 template <typename T>
 void run_dtype(Stats& st, uint64_t& counter) {
-  struct MR { int m, r; };
-  const MR combos[7] = {{M_LIF, R_HARD}, {M_LIF, R_SOFT}, {M_IF, R_HARD}, {M_IF, R_SOFT},
+  struct MR {
+    int m, r;
+  };
+  const MR combos[7] = {{M_LIF, R_HARD},   {M_LIF, R_SOFT},   {M_IF, R_HARD},   {M_IF, R_SOFT},
                         {M_LEAKY, R_HARD}, {M_LEAKY, R_SOFT}, {M_LEAKY, R_NONE}};
   for (const MR& mr : combos) {
     for (int variant = 0; variant < 2; ++variant) {  // LIF: decay_input; IF: has_floor; Leaky: once
@@ -1113,12 +1180,12 @@ void run_learnable(Stats& st, uint64_t& counter) {
   for (int kind = 0; kind < 4; ++kind) {
     const int model = kind <= 1 ? M_LIF : kind == 2 ? M_IF : M_LEAKY;
     const int n_resets = model == M_LEAKY ? 3 : 2;
-    const int n_variants = model == M_LEAKY ? 1 : 2;   // LIF family: decay_input; IF: has_floor
-    const int n_detach = model == M_LEAKY ? 1 : 2;     // detach_reset is not a Leaky option
+    const int n_variants = model == M_LEAKY ? 1 : 2;  // LIF family: decay_input; IF: has_floor
+    const int n_detach = model == M_LEAKY ? 1 : 2;    // detach_reset is not a Leaky option
 #if defined(EMU_QUICK)
     const int n_sg = 1;  // the mutation builds: one surrogate per configuration
 #else
-    const int n_sg = kind == 0 || kind == 3 ? 3 : 2;   // surrogates per configuration
+    const int n_sg = kind == 0 || kind == 3 ? 3 : 2;  // surrogates per configuration
 #endif
     for (int reset = 0; reset < n_resets; ++reset) {
       for (int variant = 0; variant < n_variants; ++variant) {
@@ -1305,8 +1372,10 @@ int main(int argc, char** argv) {
   }
 
   Stats st;
-  if (selftest_coverage()) st.passed++;
-  else st.failed++;
+  if (selftest_coverage())
+    st.passed++;
+  else
+    st.failed++;
 
   uint64_t counter = 0, lcounter = 0;
   run_dtype<float>(st, counter);
@@ -1324,10 +1393,11 @@ int main(int argc, char** argv) {
   run_learnable<snn::bf16_t>(st, lcounter);
 #endif
   g_current_case = "(done)";
-  std::printf("EMU: launches fwd=%lld bwd=%lld emulated_threads=%llu wrapped_grids=%lld determinism_checks=%lld "
-              "u8_spike_checks=%lld\n",
-              st.fwd_launches, st.bwd_launches, emu_launch_stats().threads, st.wrapped_grids, st.determinism_checks,
-              st.u8_spike_checks);
+  std::printf(
+      "EMU: launches fwd=%lld bwd=%lld emulated_threads=%llu wrapped_grids=%lld determinism_checks=%lld "
+      "u8_spike_checks=%lld\n",
+      st.fwd_launches, st.bwd_launches, emu_launch_stats().threads, st.wrapped_grids, st.determinism_checks,
+      st.u8_spike_checks);
   std::printf("EMU: %lld cases passed, %lld failed\n", st.passed, st.failed);
   return st.failed == 0 ? 0 : 1;
 }

@@ -63,10 +63,22 @@
 // float4/int4/double2 reinterpretation fail under -fsanitize=alignment, as it
 // would fault (misaligned address) on the GPU.
 // ---------------------------------------------------------------------------
-#define SNN_SHIM_VEC1(NAME, T, AL) struct alignas(AL) NAME { T x; };
-#define SNN_SHIM_VEC2(NAME, T, AL) struct alignas(AL) NAME { T x, y; };
-#define SNN_SHIM_VEC3(NAME, T, AL) struct alignas(AL) NAME { T x, y, z; };
-#define SNN_SHIM_VEC4(NAME, T, AL) struct alignas(AL) NAME { T x, y, z, w; };
+#define SNN_SHIM_VEC1(NAME, T, AL) \
+  struct alignas(AL) NAME {        \
+    T x;                           \
+  };
+#define SNN_SHIM_VEC2(NAME, T, AL) \
+  struct alignas(AL) NAME {        \
+    T x, y;                        \
+  };
+#define SNN_SHIM_VEC3(NAME, T, AL) \
+  struct alignas(AL) NAME {        \
+    T x, y, z;                     \
+  };
+#define SNN_SHIM_VEC4(NAME, T, AL) \
+  struct alignas(AL) NAME {        \
+    T x, y, z, w;                  \
+  };
 
 SNN_SHIM_VEC1(char1, signed char, 1)
 SNN_SHIM_VEC2(char2, signed char, 2)
@@ -161,7 +173,9 @@ static const int warpSize = 32;
 // Device built-ins with an exact serial meaning.
 // ---------------------------------------------------------------------------
 template <typename T>
-inline T __ldg(const T* p) { return *p; }
+inline T __ldg(const T* p) {
+  return *p;
+}
 
 // Not emulable serially: abort loudly if a kernel reaches one.
 [[noreturn]] inline void snn_shim_unsupported(const char* what) {
