@@ -5,8 +5,8 @@ A CUDAExtension when torch is a CUDA build and nvcc is found (CUDA_HOME, else
 Environment switches:
   SNN_CUDA_FORCE_CPU=1    build the CPU kernels only
   SNN_CUDA_FORCE_CUDA=1   fail unless the CUDA kernels can be built
-  TORCH_CUDA_ARCH_LIST    target GPUs (default without a visible GPU:
-                          7.5;8.0;8.6;8.9;9.0+PTX)
+  TORCH_CUDA_ARCH_LIST    target GPUs (default, GPU visible or not: DEFAULT_ARCHS
+                          below; build_info()['built_with'] records the list)
   MAX_JOBS                parallel compile jobs (ninja)
 Install: pip install --no-build-isolation .
 """
@@ -20,11 +20,26 @@ from pathlib import Path
 from setuptools import setup
 
 ROOT = Path(__file__).parent.resolve()
+# Without TORCH_CUDA_ARCH_LIST the build targets these, whatever GPU the build
+# machine has (torch's own default would be the visible GPU only, and a build
+# made on an H100 would then fail on every other GPU with "no kernel image").
+# SASS for Turing to Hopper; the compute_90 PTX is JIT-compiled by the driver
+# on any newer GPU, which is how Blackwell (10.x, 12.x) runs this build.
+# 10.0 / 12.0 SASS is left out because nvcc 13.0 compiles these kernels 5-8x
+# slower for them than for the older archs: the two would add about 1230
+# CPU-seconds to a build that takes 5.5-7.5 minutes on 2 cores, past the
+# 10-minute limit (measurements in docs/verification.md, "Arch coverage").
 DEFAULT_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
 
 
 def _flag(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def cuda_arch_list(environ) -> str:
+    """The arch list the CUDA build uses: TORCH_CUDA_ARCH_LIST when set (not blank), else
+    DEFAULT_ARCHS, whether or not a GPU is visible."""
+    return (environ.get("TORCH_CUDA_ARCH_LIST") or "").strip() or DEFAULT_ARCHS
 
 
 def _find_cuda_home():
@@ -45,6 +60,7 @@ def _ext_modules():
     from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
     cuda_home = _find_cuda_home()
+    arch_source = None
     want_cuda = not _flag("SNN_CUDA_FORCE_CPU") and torch.version.cuda is not None and cuda_home is not None
     if _flag("SNN_CUDA_FORCE_CUDA") and not want_cuda:
         sys.exit(
@@ -59,8 +75,8 @@ def _ext_modules():
         import torch.utils.cpp_extension as ce
 
         ce.CUDA_HOME = cuda_home
-        if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
-            os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS
+        arch_source = "TORCH_CUDA_ARCH_LIST" if (os.environ.get("TORCH_CUDA_ARCH_LIST") or "").strip() else "default"
+        os.environ["TORCH_CUDA_ARCH_LIST"] = cuda_arch_list(os.environ)
 
     # -ffp-contract=off: no FMA contraction, so the kernels round as the
     # reference and every ISA variant alike. -fno-trapping-math: lets the
@@ -106,6 +122,8 @@ def _ext_modules():
             "csrc/cuda/neuron_f64.cu",
             "csrc/cuda/neuron_f16.cu",
             "csrc/cuda/neuron_bf16.cu",
+            "csrc/cuda/convert.cu",
+            "csrc/cuda/convert_cuda.cpp",
         ]
         nvcc = ["-O3", "--fmad=false", "-lineinfo", "--expt-relaxed-constexpr"]
         ext = CUDAExtension(
@@ -119,11 +137,11 @@ def _ext_modules():
         ext = CppExtension(
             "snn_cuda._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link, define_macros=define_macros
         )
-    _write_build_info(torch, want_cuda, cuda_home)
+    _write_build_info(torch, want_cuda, cuda_home, arch_source)
     return [ext], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}
 
 
-def _write_build_info(torch, with_cuda, cuda_home):
+def _write_build_info(torch, with_cuda, cuda_home, arch_source=None):
     """Record what was built against, so that import can tell a stale build
     (another torch) from a broken one before loading the shared object."""
     info = {
@@ -132,6 +150,8 @@ def _write_build_info(torch, with_cuda, cuda_home):
         "with_cuda": bool(with_cuda),
         "cuda_home": cuda_home if with_cuda else None,
         "cuda_arch_list": os.environ.get("TORCH_CUDA_ARCH_LIST") if with_cuda else None,
+        # "default" (DEFAULT_ARCHS) or "TORCH_CUDA_ARCH_LIST" (set by whoever built it)
+        "cuda_arch_list_source": arch_source if with_cuda else None,
         "python": platform.python_version(),
         "machine": platform.machine(),
     }

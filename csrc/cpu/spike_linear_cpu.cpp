@@ -613,14 +613,16 @@ std::vector<int64_t> linear_out_sizes(const at::Tensor& spikes, int64_t K) {
 }
 
 // The spikes as 0/1 of `dtype` for the at::linear / at::mm fallback (a byte
-// of 2 is a spike of 1, so not spikes.to(dtype)). On the CPU
-// snn_cuda::uint8_to, as fast as that copy (0.34 ms for [3200, 1000] to
-// fp32) where spikes.ne(0).to(dtype) takes 2.3 ms.
+// of 2 is a spike of 1, so not spikes.to(dtype)): snn_cuda::uint8_to, one
+// pass. On the CPU as fast as that copy (0.34 ms for [3200, 1000] to fp32)
+// where spikes.ne(0).to(dtype) takes 2.3 ms; on CUDA 1 B read and
+// sizeof(dtype) written per element where ne/to wrote a bool temporary and
+// read it back. A build whose CUDA key has no uint8_to kernel (CPU-only,
+// before the CuPy path registers) keeps ne/to.
 at::Tensor widen(const at::Tensor& spikes, at::ScalarType dtype) {
-  if (spikes.device().is_cpu()) {
-    static auto op = c10::Dispatcher::singleton()
-                         .findSchemaOrThrow("snn_cuda::uint8_to", "")
-                         .typed<at::Tensor(const at::Tensor&, at::ScalarType)>();
+  static const auto handle = c10::Dispatcher::singleton().findSchemaOrThrow("snn_cuda::uint8_to", "");
+  if (spikes.device().is_cpu() || handle.hasKernelForDispatchKey(c10::DispatchKey::CUDA)) {
+    static auto op = handle.typed<at::Tensor(const at::Tensor&, at::ScalarType)>();
     return op.call(spikes, dtype);
   }
   return spikes.ne(0).to(dtype);

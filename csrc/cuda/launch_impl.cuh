@@ -5,6 +5,7 @@
 
 #include "../kernels/neuron_kernels.cuh"
 #include "launch.h"
+#include "occupancy.cuh"
 
 namespace snn_launch {
 namespace detail {
@@ -12,116 +13,96 @@ namespace detail {
 using namespace snn;
 
 template <typename T>
-int forward_t(const FwdParams& p, int combo, int sm_count, void* stream_ptr) {
+int forward_t(const FwdParams& p, int combo, Device dev, void* stream_ptr) {
   if (p.N == 0) return 0;
   cudaStream_t stream = (cudaStream_t)stream_ptr;
-  const dim3 block(kBlockThreads);
-  const dim3 grid((unsigned)grid_blocks(p.N, kBlockThreads, sm_count));
   switch (combo) {
     case 0:
-      neuron_fwd_kernel<MODEL_LIF, RESET_HARD, T><<<grid, block, 0, stream>>>(p);
-      break;
+      return launch<neuron_fwd_kernel<MODEL_LIF, RESET_HARD, T>>(p, p.N, dev, stream);
     case 1:
-      neuron_fwd_kernel<MODEL_LIF, RESET_SOFT, T><<<grid, block, 0, stream>>>(p);
-      break;
+      return launch<neuron_fwd_kernel<MODEL_LIF, RESET_SOFT, T>>(p, p.N, dev, stream);
     case 2:
-      neuron_fwd_kernel<MODEL_IF, RESET_HARD, T><<<grid, block, 0, stream>>>(p);
-      break;
+      return launch<neuron_fwd_kernel<MODEL_IF, RESET_HARD, T>>(p, p.N, dev, stream);
     case 3:
-      neuron_fwd_kernel<MODEL_IF, RESET_SOFT, T><<<grid, block, 0, stream>>>(p);
-      break;
+      return launch<neuron_fwd_kernel<MODEL_IF, RESET_SOFT, T>>(p, p.N, dev, stream);
     case 4:
-      neuron_fwd_kernel<MODEL_LEAKY, RESET_HARD, T><<<grid, block, 0, stream>>>(p);
-      break;
+      return launch<neuron_fwd_kernel<MODEL_LEAKY, RESET_HARD, T>>(p, p.N, dev, stream);
     case 5:
-      neuron_fwd_kernel<MODEL_LEAKY, RESET_SOFT, T><<<grid, block, 0, stream>>>(p);
-      break;
+      return launch<neuron_fwd_kernel<MODEL_LEAKY, RESET_SOFT, T>>(p, p.N, dev, stream);
     case 6:
-      neuron_fwd_kernel<MODEL_LEAKY, RESET_NONE, T><<<grid, block, 0, stream>>>(p);
-      break;
+      return launch<neuron_fwd_kernel<MODEL_LEAKY, RESET_NONE, T>>(p, p.N, dev, stream);
     default:
       return (int)cudaErrorInvalidValue;
   }
-  return (int)cudaGetLastError();
 }
 
 template <int MODEL, int RESET, typename T>
-void backward_sg(const BwdParams& p, int sg, dim3 grid, dim3 block, cudaStream_t stream) {
+int backward_sg(const BwdParams& p, int sg, Device dev, cudaStream_t stream) {
   switch (sg) {
     case SG_SIGMOID:
-      neuron_bwd_kernel<MODEL, RESET, SG_SIGMOID, T><<<grid, block, 0, stream>>>(p);
-      break;
+      return launch<neuron_bwd_kernel<MODEL, RESET, SG_SIGMOID, T>>(p, p.N, dev, stream);
     case SG_ATAN:
-      neuron_bwd_kernel<MODEL, RESET, SG_ATAN, T><<<grid, block, 0, stream>>>(p);
-      break;
+      return launch<neuron_bwd_kernel<MODEL, RESET, SG_ATAN, T>>(p, p.N, dev, stream);
     case SG_FAST_SIGMOID:
-      neuron_bwd_kernel<MODEL, RESET, SG_FAST_SIGMOID, T><<<grid, block, 0, stream>>>(p);
-      break;
+      return launch<neuron_bwd_kernel<MODEL, RESET, SG_FAST_SIGMOID, T>>(p, p.N, dev, stream);
     case SG_PIECEWISE_QUADRATIC:
-      neuron_bwd_kernel<MODEL, RESET, SG_PIECEWISE_QUADRATIC, T><<<grid, block, 0, stream>>>(p);
-      break;
+      return launch<neuron_bwd_kernel<MODEL, RESET, SG_PIECEWISE_QUADRATIC, T>>(p, p.N, dev, stream);
     case SG_PIECEWISE_EXP:
-      neuron_bwd_kernel<MODEL, RESET, SG_PIECEWISE_EXP, T><<<grid, block, 0, stream>>>(p);
-      break;
+      return launch<neuron_bwd_kernel<MODEL, RESET, SG_PIECEWISE_EXP, T>>(p, p.N, dev, stream);
     case SG_SOFT_SIGN:
-      neuron_bwd_kernel<MODEL, RESET, SG_SOFT_SIGN, T><<<grid, block, 0, stream>>>(p);
-      break;
+      return launch<neuron_bwd_kernel<MODEL, RESET, SG_SOFT_SIGN, T>>(p, p.N, dev, stream);
     case SG_ERF:
-      neuron_bwd_kernel<MODEL, RESET, SG_ERF, T><<<grid, block, 0, stream>>>(p);
-      break;
+      return launch<neuron_bwd_kernel<MODEL, RESET, SG_ERF, T>>(p, p.N, dev, stream);
     case SG_RECT:
-      neuron_bwd_kernel<MODEL, RESET, SG_RECT, T><<<grid, block, 0, stream>>>(p);
-      break;
+      return launch<neuron_bwd_kernel<MODEL, RESET, SG_RECT, T>>(p, p.N, dev, stream);
     default:
-      neuron_bwd_kernel<MODEL, RESET, SG_STRAIGHT_THROUGH, T><<<grid, block, 0, stream>>>(p);
-      break;
+      return launch<neuron_bwd_kernel<MODEL, RESET, SG_STRAIGHT_THROUGH, T>>(p, p.N, dev, stream);
   }
 }
 
 template <typename T>
-int backward_t(const BwdParams& p, int combo, int sg, int sm_count, void* stream_ptr) {
+int backward_t(const BwdParams& p, int combo, int sg, Device dev, void* stream_ptr) {
   if (p.N == 0) return 0;
   if (sg < 0 || sg >= SG_COUNT) return (int)cudaErrorInvalidValue;
   cudaStream_t stream = (cudaStream_t)stream_ptr;
-  const dim3 block(kBlockThreads);
-  const dim3 grid((unsigned)grid_blocks(p.N, kBlockThreads, sm_count));
   switch (combo) {
     case 0:
-      backward_sg<MODEL_LIF, RESET_HARD, T>(p, sg, grid, block, stream);
-      break;
+      return backward_sg<MODEL_LIF, RESET_HARD, T>(p, sg, dev, stream);
     case 1:
-      backward_sg<MODEL_LIF, RESET_SOFT, T>(p, sg, grid, block, stream);
-      break;
+      return backward_sg<MODEL_LIF, RESET_SOFT, T>(p, sg, dev, stream);
     case 2:
-      backward_sg<MODEL_IF, RESET_HARD, T>(p, sg, grid, block, stream);
-      break;
+      return backward_sg<MODEL_IF, RESET_HARD, T>(p, sg, dev, stream);
     case 3:
-      backward_sg<MODEL_IF, RESET_SOFT, T>(p, sg, grid, block, stream);
-      break;
+      return backward_sg<MODEL_IF, RESET_SOFT, T>(p, sg, dev, stream);
     case 4:
-      backward_sg<MODEL_LEAKY, RESET_HARD, T>(p, sg, grid, block, stream);
-      break;
+      return backward_sg<MODEL_LEAKY, RESET_HARD, T>(p, sg, dev, stream);
     case 5:
-      backward_sg<MODEL_LEAKY, RESET_SOFT, T>(p, sg, grid, block, stream);
-      break;
+      return backward_sg<MODEL_LEAKY, RESET_SOFT, T>(p, sg, dev, stream);
     case 6:
-      backward_sg<MODEL_LEAKY, RESET_NONE, T>(p, sg, grid, block, stream);
-      break;
+      return backward_sg<MODEL_LEAKY, RESET_NONE, T>(p, sg, dev, stream);
     default:
       return (int)cudaErrorInvalidValue;
   }
-  return (int)cudaGetLastError();
 }
 
 }  // namespace detail
 }  // namespace snn_launch
 
-#define SNN_DEFINE_LAUNCHERS(SUFFIX, TYPE)                                                        \
-  namespace snn_launch {                                                                          \
-  int forward_##SUFFIX(const snn::FwdParams& p, int combo, int sm_count, void* stream) {          \
-    return detail::forward_t<TYPE>(p, combo, sm_count, stream);                                   \
-  }                                                                                               \
-  int backward_##SUFFIX(const snn::BwdParams& p, int combo, int sg, int sm_count, void* stream) { \
-    return detail::backward_t<TYPE>(p, combo, sg, sm_count, stream);                              \
-  }                                                                                               \
+#define SNN_DEFINE_LAUNCHERS(SUFFIX, TYPE)                                                                         \
+  namespace snn_launch {                                                                                           \
+  int forward_##SUFFIX(const snn::FwdParams& p, int combo, Device dev, void* stream) {                             \
+    return detail::forward_t<TYPE>(p, combo, dev, stream);                                                         \
+  }                                                                                                                \
+  int backward_##SUFFIX(const snn::BwdParams& p, int combo, int sg, Device dev, void* stream) {                    \
+    return detail::backward_t<TYPE>(p, combo, sg, dev, stream);                                                    \
+  }                                                                                                                \
+  int probe_##SUFFIX(int device) {                                                                                 \
+    return detail::probe<snn::neuron_fwd_kernel<snn::MODEL_LIF, snn::RESET_HARD, TYPE>>(device);                   \
+  }                                                                                                                \
+  int occupancy_fwd_##SUFFIX(int device) {                                                                         \
+    return detail::occupancy<snn::neuron_fwd_kernel<snn::MODEL_LIF, snn::RESET_HARD, TYPE>>(device);               \
+  }                                                                                                                \
+  int occupancy_bwd_##SUFFIX(int device) {                                                                         \
+    return detail::occupancy<snn::neuron_bwd_kernel<snn::MODEL_LIF, snn::RESET_HARD, snn::SG_ATAN, TYPE>>(device); \
+  }                                                                                                                \
   }

@@ -2,9 +2,13 @@
 // Only this file sees torch; the kernels are launched through launch.h.
 #include <torch/library.h>
 #include <ATen/ATen.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
+
+#include <string>
+#include <vector>
 
 #include "../host.h"
 #include "launch.h"
@@ -20,9 +24,33 @@ int sm_count(int device) {
   return n;
 }
 
-void check_launch(int err, const char* what) {
+snn_launch::Device launch_device(int device) { return snn_launch::Device{device, sm_count(device)}; }
+
+// The compute capability as "major.minor", for messages.
+std::string capability(int device) {
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return "?";
+  }
+  return std::to_string(major) + "." + std::to_string(minor);
+}
+
+void check_launch(int err, const char* what, int device) {
+  if (err == (int)cudaErrorNoKernelImageForDevice) {
+    TORCH_CHECK(false, "snn_cuda: the ", what, " kernel has no image for this GPU (cuda:", device,
+                ", compute capability ", capability(device),
+                "): snn_cuda was built for other GPUs (snn_cuda.build_info()['built_with']['cuda_arch_list']). "
+                "Rebuild with TORCH_CUDA_ARCH_LIST including ",
+                capability(device),
+                ", or run the layers with backend='auto' (falls back to the CuPy path or the reference) or "
+                "backend='cupy'");
+  }
   TORCH_CHECK(err == 0, "snn_cuda: launching the ", what, " kernel failed: ", snn_launch::error_string(err));
 }
+
+void check_launch(int err, const char* what) { check_launch(err, what, -1); }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cuda(
     const at::Tensor& x, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& decay_param,
@@ -34,8 +62,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cuda(
                                      v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor, save_mode,
                                      store_v_seq, spikes_uint8);
   const int dev = x.get_device();
-  check_launch(snn_launch::forward(f.p, f.dt, f.combo, sm_count(dev), c10::cuda::getCurrentCUDAStream(dev).stream()),
-               "neuron forward");
+  check_launch(
+      snn_launch::forward(f.p, f.dt, f.combo, launch_device(dev), c10::cuda::getCurrentCUDAStream(dev).stream()),
+      "neuron forward", dev);
   return snn_host::outputs(f);
 }
 
@@ -60,8 +89,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_backward_cuda(
                                  v_init, decay_input, has_floor, detach_reset, grad_decay, grad_threshold, x_dtype);
   const int dev = saved.get_device();
   check_launch(
-      snn_launch::backward(b.p, b.dt, b.combo, b.sg, sm_count(dev), c10::cuda::getCurrentCUDAStream(dev).stream()),
-      "neuron backward");
+      snn_launch::backward(b.p, b.dt, b.combo, b.sg, launch_device(dev), c10::cuda::getCurrentCUDAStream(dev).stream()),
+      "neuron backward", dev);
   return snn_host::outputs(b);
 }
 
@@ -75,6 +104,36 @@ at::Tensor poisson_encode_cuda(const at::Tensor& x, int64_t T, int64_t seed) {
 }
 
 }  // namespace
+
+// The Python layers ask this before their first call on a device (snn_cuda/_ext.py,
+// kernel_image_reason): a build without an image for the GPU would otherwise
+// fail at every launch, and backend="auto" could not fall back.
+int64_t cuda_kernel_image_status(int64_t device) {
+  TORCH_CHECK_VALUE(device >= 0 && device < c10::cuda::device_count(),
+                    "snn_cuda: device must be a CUDA device index in [0, ", (int)c10::cuda::device_count(), "), got ",
+                    device);
+  const c10::cuda::CUDAGuard guard((c10::DeviceIndex)device);
+  return snn_launch::probe_kernel_image((int)device);
+}
+
+// [forward blocks/SM, backward blocks/SM, SMs] of the representative kernels
+// (LIF, hard reset; backward ATan) of `dtype`, for the check report.
+std::vector<int64_t> cuda_occupancy(int64_t device, at::ScalarType dtype) {
+  TORCH_CHECK_VALUE(device >= 0 && device < c10::cuda::device_count(),
+                    "snn_cuda: device must be a CUDA device index in [0, ", (int)c10::cuda::device_count(), "), got ",
+                    device);
+  const int dt = snn_host::dtype_code(dtype, "dtype");
+  const c10::cuda::CUDAGuard guard((c10::DeviceIndex)device);
+  return {snn_launch::occupancy_fwd(dt, (int)device), snn_launch::occupancy_bwd(dt, (int)device),
+          sm_count((int)device)};
+}
+
+TORCH_LIBRARY_FRAGMENT(snn_cuda, m) {
+  // cudaError_t of resolving the compiled kernels on CUDA device `device`
+  // (0: they run; 209 cudaErrorNoKernelImageForDevice: built for other GPUs).
+  m.def("cuda_kernel_image_status(int device) -> int", &cuda_kernel_image_status);
+  m.def("cuda_occupancy(int device, ScalarType dtype) -> int[]", &cuda_occupancy);
+}
 
 TORCH_LIBRARY_IMPL(snn_cuda, CUDA, m) {
   m.impl("poisson_encode", &poisson_encode_cuda);

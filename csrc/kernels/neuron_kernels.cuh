@@ -14,12 +14,17 @@
 namespace snn {
 
 // Resident blocks per SM the register allocation must allow: 4 x 256 threads
-// caps fp32/16-bit kernels at 64 registers (50 % occupancy on sm_80/sm_90);
-// fp64 state needs register pairs, so it is allowed 3 (85 registers) rather
-// than spilling.
+// caps fp32/16-bit kernels at 64 registers (50 % occupancy on sm_80/sm_90).
+// fp64 state needs register pairs: at 3 blocks (a cap of 80 registers) every
+// fp64 backward spilled (up to 40 B of stack per thread, local-memory loads
+// and stores inside the time loop); at 2 (128 registers) none does, using
+// 72-98 registers, which leaves 2-3 resident blocks (25-37.5 %) on sm_90
+// (benchmarks/results/gpu_static_report.md). Which of the two runs faster has
+// not been measured on a GPU; fp64 has no speed target, and spilling in the
+// time loop was the known defect.
 template <typename T>
 struct MinBlocks {
-  static const int value = sizeof(typename StateOf<T>::type) == 8 ? 3 : 4;
+  static const int value = sizeof(typename StateOf<T>::type) == 8 ? 2 : 4;
 };
 
 template <int MODEL, int RESET, typename T>

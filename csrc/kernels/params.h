@@ -115,13 +115,20 @@ SNN_HD SNN_INLINE void neuron_coeffs(Coeffs<S>& c, const P& p, i64 n) {
 // Threads per block of every neuron kernel.
 static const int kBlockThreads = 256;
 
-// Blocks for N neurons: one thread per neuron, capped at a full-occupancy
-// wave (2048 resident threads per SM); past the cap the kernels grid-stride.
-// A pure function of its arguments so the CUDA launcher, the CuPy path and
-// the emulation (which passes tiny SM counts to force wrap-around) agree.
-SNN_HD SNN_INLINE i64 grid_blocks(i64 n, int block, int sm_count) {
+// Blocks for n work items: one thread per item, capped at one full wave of
+// resident blocks, sm_count x blocks_per_sm; past the cap the kernels
+// grid-stride. blocks_per_sm is the occupancy API's answer for the kernel
+// being launched (cudaOccupancyMaxActiveBlocksPerMultiprocessor, cached per
+// kernel and device by the launchers): a register-limited kernel holds 4-6
+// blocks of 256 per SM, and a cap of 2048 / block = 8 launched 1.33-2 waves,
+// the last one partial. 0 (unknown) keeps that thread-limit cap of
+// 2048 / block. A pure function of its arguments, so that the CUDA launchers,
+// the CuPy path and the emulation (which passes tiny SM counts to force
+// wrap-around) agree.
+SNN_HD SNN_INLINE i64 grid_blocks(i64 n, int block, int sm_count, int blocks_per_sm = 0) {
   const i64 need = (n + block - 1) / block;
-  const i64 cap = (i64)(sm_count > 0 ? sm_count : 1) * (2048 / block > 0 ? 2048 / block : 1);
+  const i64 per_sm = blocks_per_sm > 0 ? blocks_per_sm : (2048 / block > 0 ? 2048 / block : 1);
+  const i64 cap = (i64)(sm_count > 0 ? sm_count : 1) * per_sm;
   const i64 g = need < cap ? need : cap;
   return g > 0 ? g : 1;
 }

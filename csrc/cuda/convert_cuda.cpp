@@ -1,0 +1,71 @@
+// CUDA registration of the spike <-> byte conversions (binary_to_uint8,
+// uint8_to), with the schemas and results of their CPU kernels
+// (csrc/cpu/encoder_cpu.cpp). Only this file sees torch; the kernels are
+// launched through launch.h (csrc/cuda/convert.cu).
+#include <torch/library.h>
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+
+#include "../host.h"
+#include "launch.h"
+
+namespace {
+
+snn_launch::Device launch_device(int device) {
+  static int cached[64] = {0};
+  int n = device >= 0 && device < 64 ? cached[device] : 0;
+  if (n == 0) {
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
+    if (device >= 0 && device < 64) cached[device] = n;
+  }
+  return snn_launch::Device{device, n};
+}
+
+void check_launch(int err, const char* what) {
+  TORCH_CHECK(err == 0, "snn_cuda: launching the ", what, " kernel failed: ", snn_launch::error_string(err),
+              err == (int)cudaErrorNoKernelImageForDevice
+                  ? " (snn_cuda was built for other GPUs: see snn_cuda.build_info()['built_with']['cuda_arch_list'])"
+                  : "");
+}
+
+at::Tensor binary_to_uint8_cuda(const at::Tensor& x_in) {
+  const auto dt = snn_host::dtype_code(x_in.scalar_type(), "x");
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const at::Tensor x = x_in.contiguous();
+  at::Tensor out = at::empty(x.sizes(), x.options().dtype(at::kByte));
+  const int64_t n = x.numel();
+  if (n == 0) return out;
+  const int dev = x.get_device();
+  at::Tensor flag = at::zeros({1}, x.options().dtype(at::kInt));
+  snn::NarrowParams p{n, x.data_ptr(), out.data_ptr(), flag.data_ptr<int>()};
+  check_launch(snn_launch::narrow(p, dt, launch_device(dev), c10::cuda::getCurrentCUDAStream(dev).stream()),
+               "binary_to_uint8");
+  // The schema returns an empty tensor for a non-binary x, so the result's
+  // shape depends on the data: this read of the flag is a device-to-host
+  // sync. The kernel narrows without the flag (NarrowParams::not_binary
+  // null, no sync) once a caller vouches for 0/1 instead.
+  return flag.item<int>() != 0 ? at::empty({0}, x.options().dtype(at::kByte)) : out;
+}
+
+at::Tensor uint8_to_cuda(const at::Tensor& x_in, at::ScalarType dtype) {
+  const auto dt = snn_host::dtype_code(dtype, "dtype");
+  TORCH_CHECK_TYPE(x_in.scalar_type() == at::kByte, "snn_cuda: x must be uint8, got ", x_in.scalar_type());
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const at::Tensor x = x_in.contiguous();
+  at::Tensor out = at::empty(x.sizes(), x.options().dtype(dtype));
+  const int64_t n = x.numel();
+  if (n == 0) return out;
+  const int dev = x.get_device();
+  snn::WidenParams p{n, x.data_ptr(), out.data_ptr()};
+  check_launch(snn_launch::widen(p, dt, launch_device(dev), c10::cuda::getCurrentCUDAStream(dev).stream()), "uint8_to");
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(snn_cuda, CUDA, m) {
+  m.impl("binary_to_uint8", &binary_to_uint8_cuda);
+  m.impl("uint8_to", &uint8_to_cuda);
+}
