@@ -59,16 +59,24 @@ _CTYPES = {
     "i64": ctypes.c_longlong,
     "const void*": ctypes.c_void_p,
     "void*": ctypes.c_void_p,
+    "int*": ctypes.c_void_p,
     "double": ctypes.c_double,
     "int": ctypes.c_int,
     "unsigned long long": ctypes.c_ulonglong,
 }
-_STRUCT_FILES = {"FwdParams": "params.h", "BwdParams": "params.h", "PoissonParams": "encoder.h"}
+_STRUCT_FILES = {
+    "FwdParams": "params.h",
+    "BwdParams": "params.h",
+    "PoissonParams": "encoder.h",
+    "NarrowParams": "convert.h",
+    "WidenParams": "convert.h",
+}
 GRID_CASES = [
-    (n, b, sm)
+    (n, b, sm, bps)
     for n in (0, 1, 255, 256, 257, 4095, 10**6, 2**40 + 7)
     for b in (1, 32, 256, 1024, 2048, 4096)
     for sm in (0, 1, 2, 132)
+    for bps in (0, 1, 3, 6, 32)
 ]
 
 
@@ -103,6 +111,7 @@ def cxx_layout(tmp_path_factory):
         "#include <cstddef>",
         '#include "kernels/params.h"',
         '#include "kernels/encoder.h"',
+        '#include "kernels/convert.h"',
         "int main() {",
     ]
     for s, fields in structs.items():
@@ -112,9 +121,16 @@ def cxx_layout(tmp_path_factory):
                 f'  std::printf("%s.%s %zu %zu\\n", "{s}", "{f}", offsetof(snn::{s}, {f}), '
                 f"sizeof(((snn::{s}*)nullptr)->{f}));"
             )
-    lines.append('  std::printf("kBlockThreads %d\\nkChunk %d\\n", snn::kBlockThreads, snn::kChunk);')
-    for n, b, sm in GRID_CASES:
-        lines.append(f'  std::printf("grid {n} {b} {sm} %lld\\n", (long long)snn::grid_blocks({n}LL, {b}, {sm}));')
+    lines.append(
+        '  std::printf("kBlockThreads %d\\nkChunk %d\\nkConvertVec %d\\n", snn::kBlockThreads, snn::kChunk, '
+        "snn::kConvertVec);"
+    )
+    for n, b, sm, bps in GRID_CASES:
+        lines.append(
+            f'  std::printf("grid {n} {b} {sm} {bps} %lld\\n", (long long)snn::grid_blocks({n}LL, {b}, {sm}, {bps}));'
+        )
+    # the default blocks_per_sm (0) is what a caller that passes none gets (the Poisson launcher)
+    lines.append('  std::printf("grid3 %lld\\n", (long long)snn::grid_blocks(10000000LL, 256, 3));')
     lines.append("  return 0;\n}")
     d = tmp_path_factory.mktemp("layout")
     src, exe = d / "layout.cpp", d / "layout"
@@ -153,8 +169,23 @@ def test_params_layout_matches_cxx(cxx_layout, name):
 def test_grid_and_constants_match_cxx(cxx_layout):
     _, vals = cxx_layout
     assert vals["kBlockThreads"] == [cb.BLOCK] and vals["kChunk"] == [cb.CHUNK] == [ops.CHUNK]
-    for n, b, sm in GRID_CASES:
-        assert cb.grid_blocks(n, b, sm) == vals[f"grid {n} {b} {sm}"][0], (n, b, sm)
+    assert vals["kConvertVec"] == [cb.CONVERT_VEC]
+    for n, b, sm, bps in GRID_CASES:
+        assert cb.grid_blocks(n, b, sm, bps) == vals[f"grid {n} {b} {sm} {bps}"][0], (n, b, sm, bps)
+    assert vals["grid3"] == [cb.grid_blocks(10**7, 256, 3)] == [3 * 8]
+
+
+def test_grid_is_one_wave_of_the_reported_occupancy():
+    """The cap is SMs x blocks/SM (the occupancy API's answer): a kernel that holds 5 blocks of 256
+    per SM on 132 SMs gets 660 blocks, one full wave, where the thread-limit cap (8/SM) launched
+    1056, 1.6 waves with the last one partial. Below the cap: one thread per item."""
+    assert cb.grid_blocks(10**8, 256, 132, 5) == 660
+    assert cb.grid_blocks(10**8, 256, 132, 0) == 132 * 8
+    assert cb.grid_blocks(1000, 256, 132, 5) == 4
+    assert cb.grid_blocks(0, 256, 132, 5) == 1
+    for bps in (1, 2, 3, 4, 5, 6, 8):
+        g = cb.grid_blocks(10**9, 256, 114, bps)
+        assert g == 114 * bps and g / (114 * bps) == 1.0
 
 
 def test_enum_values_match_ops():
@@ -178,7 +209,7 @@ def test_dispatch_names_are_the_nvrtc_name_expressions():
     """Every (model, reset, surrogate, dtype) instance the ops can request is one of the
     name expressions test_nvrtc.py compiles, and nothing else is."""
     assert set(cb.dispatch_names()) == set(cuda_source.name_expressions())
-    assert len(cb.dispatch_names()) == 4 * (7 * 10 + 1)
+    assert len(cb.dispatch_names()) == 4 * (7 * 10 + 1 + 2)
     assert cb.Kernel("fwd", cb.combo_index(ops.MODEL_PLIF, 1), 0, "float32").name == cuda_source.forward_name(
         1, "float32"
     )
@@ -487,6 +518,7 @@ _EMU_SRC = r"""
 #include "host_shim.h"
 #include "kernels/neuron_kernels.cuh"
 #include "kernels/encoder_kernels.cuh"
+#include "kernels/convert_kernels.cuh"
 using namespace snn;
 template <int M, int R, typename T> void fwd(const FwdParams& p, unsigned g) {
   emu_launch(neuron_fwd_kernel<M, R, T>, dim3(g), dim3(kBlockThreads), p); }
@@ -539,6 +571,24 @@ extern "C" int emu_poisson(const PoissonParams* p, int dt, unsigned g) {
   }
   return 1;
 }
+extern "C" int emu_narrow(const NarrowParams* p, int dt, unsigned g) {
+  switch (dt) {
+    case 0: emu_launch(narrow_kernel<float>, dim3(g), dim3(kBlockThreads), *p); return 0;
+    case 1: emu_launch(narrow_kernel<double>, dim3(g), dim3(kBlockThreads), *p); return 0;
+    case 2: emu_launch(narrow_kernel<half_t>, dim3(g), dim3(kBlockThreads), *p); return 0;
+    case 3: emu_launch(narrow_kernel<bf16_t>, dim3(g), dim3(kBlockThreads), *p); return 0;
+  }
+  return 1;
+}
+extern "C" int emu_widen(const WidenParams* p, int dt, unsigned g) {
+  switch (dt) {
+    case 0: emu_launch(widen_kernel<float>, dim3(g), dim3(kBlockThreads), *p); return 0;
+    case 1: emu_launch(widen_kernel<double>, dim3(g), dim3(kBlockThreads), *p); return 0;
+    case 2: emu_launch(widen_kernel<half_t>, dim3(g), dim3(kBlockThreads), *p); return 0;
+    case 3: emu_launch(widen_kernel<bf16_t>, dim3(g), dim3(kBlockThreads), *p); return 0;
+  }
+  return 1;
+}
 extern "C" unsigned long long emu_threads() { return emu_launch_stats().threads; }
 """
 _EMU_FLAGS = ["-std=c++17", "-O0", "-ffp-contract=off", "-fPIC", "-shared"]
@@ -575,26 +625,33 @@ def emu_lib():
     lib.emu_fwd.argtypes = [ctypes.POINTER(cb.FwdParams), ctypes.c_int, ctypes.c_int, ctypes.c_uint]
     lib.emu_bwd.argtypes = [ctypes.POINTER(cb.BwdParams), ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_uint]
     lib.emu_poisson.argtypes = [ctypes.POINTER(cb.PoissonParams), ctypes.c_int, ctypes.c_uint]
+    lib.emu_narrow.argtypes = [ctypes.POINTER(cb.NarrowParams), ctypes.c_int, ctypes.c_uint]
+    lib.emu_widen.argtypes = [ctypes.POINTER(cb.WidenParams), ctypes.c_int, ctypes.c_uint]
     lib.emu_threads.restype = ctypes.c_ulonglong
     return lib
 
 
 class EmuLauncher:
     """Stands in for the CuPy launch: same (kernel, work items, params) interface, the grid of
-    grid_blocks(n, 256, sm_count) (a small SM count wraps the grid-stride loops)."""
+    grid_blocks(n, 256, sm_count, blocks_per_sm) (a small SM count and an occupancy of 3 blocks
+    per SM, as a register-limited kernel has, wrap the grid-stride loops)."""
 
-    def __init__(self, lib, sm_count=2):
-        self.lib, self.sm_count, self.launches = lib, sm_count, []
+    def __init__(self, lib, sm_count=2, blocks_per_sm=3):
+        self.lib, self.sm_count, self.blocks_per_sm, self.launches = lib, sm_count, blocks_per_sm, []
 
     def __call__(self, kernel, n, params, device):
         assert device.type == "cpu"
-        grid = cb.grid_blocks(n, cb.BLOCK, self.sm_count)
+        grid = cb.grid_blocks(n, cb.BLOCK, self.sm_count, self.blocks_per_sm)
         self.launches.append((kernel, n, grid))
         dt = _DT_CODE[kernel.dtype]
         if kernel.kind == "fwd":
             rc = self.lib.emu_fwd(ctypes.byref(params), dt, kernel.combo, grid)
         elif kernel.kind == "bwd":
             rc = self.lib.emu_bwd(ctypes.byref(params), dt, kernel.combo, kernel.sg, grid)
+        elif kernel.kind == "narrow":
+            rc = self.lib.emu_narrow(ctypes.byref(params), dt, grid)
+        elif kernel.kind == "widen":
+            rc = self.lib.emu_widen(ctypes.byref(params), dt, grid)
         else:
             rc = self.lib.emu_poisson(ctypes.byref(params), dt, grid)
         assert rc == 0, kernel
@@ -834,7 +891,7 @@ def _op_cases():
         xs = rnd(T, B + 2, N, dt=dt)[:, 1 : B + 1]
         assert xs.select(0, 0).is_contiguous() and xs.stride(0) != B * N
         cases.append((f"lif-strided-{dt}", _fwd_args(xs, save_mode=ops.SAVE_CKPT, detach_reset=True), {}))
-    # enough neurons that the grid-stride loop wraps (the emulated launcher uses 2 SMs: 16 blocks)
+    # enough neurons that the grid-stride loop wraps (the emulated launcher's wave: 2 SMs x 3 blocks)
     xw = rnd(3, 5000)
     cases.append(("lif-wraps-grid", _fwd_args(xw, v0=rnd(5000) * 0.3, save_mode=ops.SAVE_CKPT), {}))
     cases.append(("leaky-wraps-grid", _fwd_args(xw, model=ops.MODEL_LEAKY, reset=ops.RESET_SOFT, v_init=0.0), {}))
@@ -869,6 +926,53 @@ def test_cupy_ops_equal_compiled_cpu_ops(emu_launcher, name, fa, bkw):
     assert kinds[-1].sg == fa["surrogate"] and kinds[0].combo == cb.combo_index(fa["model"], fa["reset"])
     if "wraps" in name:
         assert all(n > grid * cb.BLOCK for _, n, grid in emu_launcher.launches)
+
+
+@needs_cpu_kernels
+def test_cupy_byte_conversions_equal_compiled_cpu(emu_launcher):
+    """binary_to_uint8 / uint8_to through the CuPy implementations and the real convert kernels
+    equal the compiled CPU ops: bytes, the empty result for a non-binary input, views at odd
+    offsets (the kernels' per-element path), sizes that wrap the grid and leave a partial group."""
+    g = torch.Generator().manual_seed(3)
+    for dt in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        for n in (1, 5, 4096, 7003):
+            base = (torch.rand(n + 3, generator=g) < 0.3).to(dt)
+            for x in (base[:n], base[1 : n + 1], base[3:]):
+                want = torch.ops.snn_cuda.binary_to_uint8(x)
+                got = cb.binary_to_uint8(x)
+                assert got.dtype == torch.uint8 and torch.equal(got, want), (dt, n)
+                for wdt in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+                    assert torch.equal(cb.uint8_to(got, wdt), torch.ops.snn_cuda.uint8_to(want, wdt)), (dt, wdt, n)
+            bad = base.clone()
+            bad[n // 2] = 0.5
+            assert cb.binary_to_uint8(bad).numel() == 0 == torch.ops.snn_cuda.binary_to_uint8(bad).numel()
+    # any nonzero byte widens to 1
+    b = torch.tensor([0, 1, 2, 255, 0, 7, 1], dtype=torch.uint8)
+    assert torch.equal(cb.uint8_to(b, torch.float32), torch.tensor([0.0, 1, 1, 1, 0, 1, 1]))
+    assert torch.equal(cb.uint8_to(b, torch.float32), torch.ops.snn_cuda.uint8_to(b, torch.float32))
+    assert cb.binary_to_uint8(torch.zeros(0)).shape == (0,)
+    # 2-D input keeps its shape
+    x2 = (torch.rand(33, 17, generator=g) < 0.5).float()
+    assert torch.equal(cb.binary_to_uint8(x2), torch.ops.snn_cuda.binary_to_uint8(x2))
+    kinds = {k.kind for k, _, _ in emu_launcher.launches}
+    assert kinds == {"narrow", "widen"}
+    assert any(n > grid * cb.BLOCK for _, n, grid in emu_launcher.launches), "no conversion wrapped the grid"
+
+
+@needs_cpu_kernels
+def test_cupy_byte_conversion_errors_are_the_compiled_ops_errors():
+    calls = [
+        (cb.binary_to_uint8, torch.ops.snn_cuda.binary_to_uint8, (torch.ones(3, dtype=torch.int32),)),
+        (cb.uint8_to, torch.ops.snn_cuda.uint8_to, (torch.ones(3), torch.float32)),
+        (cb.uint8_to, torch.ops.snn_cuda.uint8_to, (torch.ones(3, dtype=torch.uint8), torch.int64)),
+    ]
+    for mine, compiled, args in calls:
+        with pytest.raises(Exception) as want:
+            compiled(*args)
+        with pytest.raises(Exception) as got:
+            mine(*args)
+        assert type(got.value) is type(want.value), (str(want.value), str(got.value))
+        assert str(got.value) == str(want.value).splitlines()[0]
 
 
 @needs_cpu_kernels

@@ -40,9 +40,9 @@ CXXFLAGS = [
 ]
 # 4 dtypes x (11 model/reset/variant combos x detach x 9 surrogates x 12 shapes = 2376, plus the
 # learnable/per-neuron-parameter matrix: 26 configurations x 2-3 surrogates x 11
-# shapes = 715) + 60 Poisson encoder cases + 1 shim check: 12425 today. Fewer means the matrix
-# silently shrank.
-MIN_CASES = 12350
+# shapes = 715, plus the byte conversions: 8 sizes x 4 offsets x binary or not x 3 checks = 192)
+# + 60 Poisson encoder cases + 1 shim check: 13193 today. Fewer means the matrix silently shrank.
+MIN_CASES = 13100
 SUMMARY_RE = re.compile(r"^EMU: (\d+) cases passed, (\d+) failed$", re.M)
 SANITIZER_ENV = {
     "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1",
@@ -127,6 +127,10 @@ def test_emulated_kernels_match_oracle(driver):
     # Byte spikes (spikes_u8, NeuronLinear) against the oracle on a third of the cases.
     u8 = re.search(r"u8_spike_checks=(\d+)", proc.stdout)
     assert u8 and int(u8.group(1)) >= MIN_CASES // 4, "too few cases checked the uint8 spike output"
+    # The byte conversions ran both their vector path (aligned tensors) and their per-element path
+    # (views at odd offsets).
+    vec = re.search(r"convert_vector_cases=(\d+) convert_scalar_cases=(\d+)", proc.stdout)
+    assert vec and int(vec.group(1)) > 0 and int(vec.group(2)) > 0, "a conversion path went unexercised"
 
 
 @pytest.mark.parametrize(
@@ -205,6 +209,23 @@ MUTANTS = {
         "[n]",
         r"AddressSanitizer: heap-buffer-overflow",
     ),
+    # (e) the byte conversions: the vector path taken without the alignment test (a view at an odd
+    # offset then loads a misaligned vector), and the per-element tail one element too far.
+    "convert_unaligned_vector": (
+        "convert_kernels.cuh",
+        "narrow_kernel",
+        r"const bool vec = [^;]*;",
+        "const bool vec = true;",
+        r"runtime error: (load|store|member access within) misaligned address|"
+        r"runtime error: .*misaligned address",
+    ),
+    "convert_tail_overrun": (
+        "convert_kernels.cuh",
+        "widen_kernel",
+        r"e \+ k < p\.n",
+        "e + k <= p.n",
+        r"AddressSanitizer: heap-buffer-overflow",
+    ),
     "grad_th_unwritten": (
         "neuron_kernels.cuh",
         "neuron_bwd_kernel",
@@ -280,8 +301,9 @@ def test_unmutated_quick_build_passes(mutant_results):
     assert rc != "build-failed", f"quick build failed:\n{out[-6000:]}"
     m = SUMMARY_RE.search(out)
     assert rc == 0 and m and int(m.group(2)) == 0, out[-6000:]
-    # float32 only: 528 main-matrix + 297 learnable-parameter + 15 Poisson cases + 1 shim check.
-    assert int(m.group(1)) >= 800
+    # float32 only: 528 main-matrix + 297 learnable-parameter + 15 Poisson + 192 conversion cases + 1 shim
+    # check.
+    assert int(m.group(1)) >= 1000
 
 
 @pytest.mark.parametrize("name", list(MUTANTS))

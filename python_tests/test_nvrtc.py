@@ -61,7 +61,8 @@ def test_every_kernel_instance_compiles_with_nvrtc(compiled, arch):
     names, results = compiled
     res = results[arch]
     assert res["ok"], res["log"][-6000:]
-    assert len(names) == 4 * (7 * 10 + 1)  # dtypes x (7 model/reset combos x (fwd + 9 bwd) + Poisson)
+    # dtypes x (7 model/reset combos x (fwd + 9 bwd) + Poisson + the two byte conversions)
+    assert len(names) == 4 * (7 * 10 + 1 + 2)
     for n in names:
         assert res["lowered"][n].startswith(b"_ZN3snn"), (n, res["lowered"][n])
     assert len(set(res["lowered"].values())) == len(names)

@@ -41,7 +41,7 @@ SURROGATES = (
     "SG_STRAIGHT_THROUGH",
 )
 STORAGE = {"float32": "float", "float64": "double", "float16": "snn::half_t", "bfloat16": "snn::bf16_t"}
-KERNEL_FILES = ("neuron_kernels.cuh", "encoder_kernels.cuh")
+KERNEL_FILES = ("neuron_kernels.cuh", "encoder_kernels.cuh", "convert_kernels.cuh")
 
 
 def kernel_dir() -> Path:
@@ -106,6 +106,14 @@ def poisson_name(dtype: str) -> str:
     return f"snn::poisson_kernel<{STORAGE[dtype]}>"
 
 
+def narrow_name(dtype: str) -> str:
+    return f"snn::narrow_kernel<{STORAGE[dtype]}>"
+
+
+def widen_name(dtype: str) -> str:
+    return f"snn::widen_kernel<{STORAGE[dtype]}>"
+
+
 def name_expressions(dtypes: Optional[List[str]] = None) -> List[str]:
     dtypes = list(STORAGE) if dtypes is None else dtypes
     names = []
@@ -114,6 +122,7 @@ def name_expressions(dtypes: Optional[List[str]] = None) -> List[str]:
             names.append(forward_name(c, dt))
             names += [backward_name(c, s, dt) for s in range(len(SURROGATES))]
         names.append(poisson_name(dt))
+        names += [narrow_name(dt), widen_name(dt)]
     return names
 
 

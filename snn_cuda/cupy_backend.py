@@ -19,7 +19,8 @@ layers behave as with the compiled kernels.
 * Launch: the params struct (``ctypes`` mirror of csrc/kernels/params.h, checked against g++'s
   layout by the tests) is passed by value as a one-element numpy void array, CuPy's documented way
   to pass a struct; torch's pointers are used as they are (zero copy), on torch's current stream
-  of the tensor's device, with the compiled launcher's grid ``grid_blocks(N, 256, SMs)``.
+  of the tensor's device, with the compiled launcher's grid ``grid_blocks(N, 256, SMs, blocks/SM)``
+  (blocks/SM: the occupancy API's answer for the kernel, asked once per kernel and device).
 * Host side: the argument checks, output allocation and parameter packing of csrc/host.h, in
   Python, with the same error types and messages.
 
@@ -51,6 +52,7 @@ SG_COUNT = 9
 SAVE_NONE, SAVE_H, SAVE_CKPT = 0, 1, 2
 CHUNK = 8  # kChunk
 BLOCK = 256  # kBlockThreads
+CONVERT_VEC = 4  # kConvertVec (csrc/kernels/convert.h)
 
 CUPY_INSTALL_HINT = 'pip install "snn_cuda[cupy]"'
 
@@ -130,16 +132,37 @@ class PoissonParams(ctypes.Structure):
     _fields_ = [("T", _i64), ("N", _i64), ("x", _ptr), ("out", _ptr), ("seed", ctypes.c_ulonglong)]
 
 
-PARAM_STRUCTS = {"FwdParams": FwdParams, "BwdParams": BwdParams, "PoissonParams": PoissonParams}
+class NarrowParams(ctypes.Structure):
+    _fields_ = [("n", _i64), ("x", _ptr), ("out", _ptr), ("not_binary", _ptr)]
 
 
-def grid_blocks(n: int, block: int, sm_count: int) -> int:
-    """snn::grid_blocks (params.h): one thread per work item, capped at a full-occupancy wave
-    (2048 resident threads per SM); past the cap the kernels grid-stride."""
+class WidenParams(ctypes.Structure):
+    _fields_ = [("n", _i64), ("x", _ptr), ("out", _ptr)]
+
+
+PARAM_STRUCTS = {
+    "FwdParams": FwdParams,
+    "BwdParams": BwdParams,
+    "PoissonParams": PoissonParams,
+    "NarrowParams": NarrowParams,
+    "WidenParams": WidenParams,
+}
+
+
+def grid_blocks(n: int, block: int, sm_count: int, blocks_per_sm: int = 0) -> int:
+    """snn::grid_blocks (params.h): one thread per work item, capped at one full wave of
+    resident blocks (sm_count x blocks_per_sm, the occupancy API's answer for the kernel; 0:
+    2048 / block); past the cap the kernels grid-stride."""
     need = (n + block - 1) // block
-    cap = (sm_count if sm_count > 0 else 1) * (2048 // block if 2048 // block > 0 else 1)
+    per_sm = blocks_per_sm if blocks_per_sm > 0 else (2048 // block if 2048 // block > 0 else 1)
+    cap = (sm_count if sm_count > 0 else 1) * per_sm
     g = need if need < cap else cap
     return g if g > 0 else 1
+
+
+def convert_groups(n: int) -> int:
+    """snn::convert_groups (convert.h): work items of the byte conversions."""
+    return (n + CONVERT_VEC - 1) // CONVERT_VEC
 
 
 # ------------------------------------------------------------------------------------------
@@ -149,7 +172,7 @@ DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16
 
 
 class Kernel(NamedTuple):
-    kind: str  # "fwd" | "bwd" | "poisson"
+    kind: str  # "fwd" | "bwd" | "poisson" | "narrow" | "widen"
     combo: int  # combo_index(model, reset); 0 for poisson
     sg: int  # surrogate id (bwd only)
     dtype: str  # storage dtype name, a key of cuda_source.STORAGE
@@ -160,6 +183,10 @@ class Kernel(NamedTuple):
             return cuda_source.forward_name(self.combo, self.dtype)
         if self.kind == "bwd":
             return cuda_source.backward_name(self.combo, self.sg, self.dtype)
+        if self.kind == "narrow":
+            return cuda_source.narrow_name(self.dtype)
+        if self.kind == "widen":
+            return cuda_source.widen_name(self.dtype)
         return cuda_source.poisson_name(self.dtype)
 
 
@@ -179,7 +206,8 @@ def combo_index(model: int, reset: int) -> int:
 
 def dispatch_names(dtypes: Optional[Sequence[torch.dtype]] = None) -> List[str]:
     """Every template instance the ops can request: op-level (model, reset) x surrogate x dtype,
-    ParametricLIF included (it runs the LIF instances), plus the Poisson encoder."""
+    ParametricLIF included (it runs the LIF instances), plus the Poisson encoder and the byte
+    conversions."""
     names = []
     for dt in (DTYPE_NAMES[d] for d in (DTYPE_NAMES if dtypes is None else dtypes)):
         for model, resets in ((MODEL_LIF, (0, 1)), (MODEL_IF, (0, 1)), (MODEL_LEAKY, (0, 1, 2)), (MODEL_PLIF, (0, 1))):
@@ -188,6 +216,7 @@ def dispatch_names(dtypes: Optional[Sequence[torch.dtype]] = None) -> List[str]:
                 names.append(Kernel("fwd", c, 0, dt).name)
                 names += [Kernel("bwd", c, s, dt).name for s in range(SG_COUNT)]
         names.append(Kernel("poisson", 0, 0, dt).name)
+        names += [Kernel("narrow", 0, 0, dt).name, Kernel("widen", 0, 0, dt).name]
     return list(dict.fromkeys(names))
 
 
@@ -717,7 +746,59 @@ def poisson_encode(x, T, seed):
     return prep.outputs[0]
 
 
-OPS = {"neuron_forward": neuron_forward, "neuron_backward": neuron_backward, "poisson_encode": poisson_encode}
+def prepare_narrow(x: Tensor, not_binary: Optional[Tensor]) -> Prepared:
+    dt = _dtype_name(x.dtype, "x")
+    xc = x.contiguous()
+    out = torch.empty(x.shape, dtype=torch.uint8, device=x.device)
+    p = NarrowParams()
+    p.n = x.numel()
+    p.x = xc.data_ptr()
+    p.out = out.data_ptr()
+    p.not_binary = _ptr_or_null(not_binary)
+    return Prepared(Kernel("narrow", 0, 0, dt), convert_groups(p.n), p, (out,), (xc, not_binary))
+
+
+def prepare_widen(x: Tensor, dtype: torch.dtype) -> Prepared:
+    dt = _dtype_name(dtype, "dtype")
+    if x.dtype != torch.uint8:
+        raise TypeError(f"snn_cuda: x must be uint8, got {_c10(x.dtype)}")
+    xc = x.contiguous()
+    out = torch.empty(x.shape, dtype=dtype, device=x.device)
+    p = WidenParams()
+    p.n = x.numel()
+    p.x = xc.data_ptr()
+    p.out = out.data_ptr()
+    return Prepared(Kernel("widen", 0, 0, dt), convert_groups(p.n), p, (out,), (xc,))
+
+
+def binary_to_uint8(x):
+    """x as uint8 when every element is 0 or 1, else an empty uint8 tensor (the op's schema)."""
+    with _guard(x.device):
+        _dtype_name(x.dtype, "x")
+        flag = torch.zeros(1, dtype=torch.int32, device=x.device) if x.numel() else None
+        prep = prepare_narrow(x, flag)
+        _run(prep, x.device)
+        # The result's shape depends on the data (the schema's empty tensor for a non-binary x):
+        # a device-to-host read, as in the compiled kernel (csrc/cuda/convert_cuda.cpp).
+        if flag is not None and int(flag.item()) != 0:
+            return torch.empty(0, dtype=torch.uint8, device=x.device)
+    return prep.outputs[0]
+
+
+def uint8_to(x, dtype):
+    with _guard(x.device):
+        prep = prepare_widen(x, dtype)
+        _run(prep, x.device)
+    return prep.outputs[0]
+
+
+OPS = {
+    "neuron_forward": neuron_forward,
+    "neuron_backward": neuron_backward,
+    "poisson_encode": poisson_encode,
+    "binary_to_uint8": binary_to_uint8,
+    "uint8_to": uint8_to,
+}
 
 # ------------------------------------------------------------------------------------------
 # registration
@@ -728,7 +809,7 @@ _reg_lock = threading.Lock()
 
 
 def register(dispatch_key: str = "CUDA") -> bool:
-    """Registers the implementations above for `dispatch_key` of the three snn_cuda ops (their
+    """Registers the implementations above for `dispatch_key` of the snn_cuda ops in OPS (their
     schemas come from the compiled extension). Replaces compiled kernels of that key while
     registered; `unregister()` restores them. Returns False if already registered."""
     global _lib, _lib_key
@@ -989,6 +1070,7 @@ def compile_kernel(name: str, arch: str, include_dir: str, nvrtc=None) -> Tuple[
 
 
 _functions: Dict[Tuple[int, str], object] = {}
+_blocks_per_sm: Dict[Tuple[int, str], int] = {}
 _sm_counts: Dict[int, int] = {}
 _archs: Dict[int, str] = {}
 _streams: Dict[int, object] = {}
@@ -1027,8 +1109,14 @@ def _cupy_launch(kernel: Kernel, n: int, params: ctypes.Structure, device: torch
     sm = _sm_counts.get(idx)
     if sm is None:
         sm = _sm_counts[idx] = torch.cuda.get_device_properties(idx).multi_processor_count
-    grid = grid_blocks(n, BLOCK, sm)
     cupy = _import_cupy()
+    per_sm = _blocks_per_sm.get((idx, kernel.name))
+    if per_sm is None:
+        with cupy.cuda.Device(idx):
+            per_sm = int(cupy.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(fn.ptr, BLOCK, 0))
+        if per_sm > 0:  # 0: the launch itself will say why
+            _blocks_per_sm[(idx, kernel.name)] = per_sm
+    grid = grid_blocks(n, BLOCK, sm, per_sm)
     ptr = torch.cuda.current_stream(idx).cuda_stream
     stream = _streams.get(ptr)
     if stream is None:
@@ -1037,7 +1125,13 @@ def _cupy_launch(kernel: Kernel, n: int, params: ctypes.Structure, device: torch
         stream = _streams[ptr] = cupy.cuda.ExternalStream(ptr)
     # By value: CuPy copies sizeof(param) bytes from a one-element numpy array's data.
     arg = numpy.frombuffer(params, dtype=numpy.dtype((numpy.void, ctypes.sizeof(params))))
-    what = {"fwd": "neuron forward", "bwd": "neuron backward", "poisson": "Poisson encoder"}[kernel.kind]
+    what = {
+        "fwd": "neuron forward",
+        "bwd": "neuron backward",
+        "poisson": "Poisson encoder",
+        "narrow": "binary_to_uint8",
+        "widen": "uint8_to",
+    }[kernel.kind]
     try:
         with cupy.cuda.Device(idx):
             fn((grid, 1, 1), (BLOCK, 1, 1), (arg,), 0, stream)

@@ -27,6 +27,7 @@
 #include "host_shim.h"
 #include "kernels/neuron_kernels.cuh"
 #include "kernels/encoder_kernels.cuh"
+#include "kernels/convert_kernels.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -251,6 +252,7 @@ struct NeuronArrays {
 struct Shape {
   long long T, N, xs;  // xs = x_tstride
   int sm_count;
+  int blocks_per_sm;                   // the occupancy the launcher would pass (0: the 2048/block cap)
   bool v0, saved, v_seq;               // forward optional pointers
   bool ckpt;                           // with saved: recompute mode (checkpoints + x) instead of saved H
   bool gs, gv_seq, gv_last, const_in;  // backward optional pointers / mode
@@ -723,6 +725,7 @@ struct Stats {
   long long passed = 0, failed = 0, printed = 0;
   long long fwd_launches = 0, bwd_launches = 0, wrapped_grids = 0, determinism_checks = 0;
   long long u8_spike_checks = 0;
+  long long convert_vector_cases = 0, convert_scalar_cases = 0;
 };
 
 template <typename S>
@@ -739,14 +742,14 @@ std::string describe(const char* dtype, const Config& c, const Shape& s) {
   char b[768];
   std::snprintf(b, sizeof b,
                 "dtype=%s model=%s%s reset=%s decay_input=%d has_floor=%d detach_reset=%d sg=%s(%g) "
-                "T=%lld N=%lld x_tstride=%lld sm_count=%d grid=%lld v0=%d saved=%d ckpt=%d v_seq=%d "
+                "T=%lld N=%lld x_tstride=%lld sm_count=%d blocks_per_sm=%d grid=%lld v0=%d saved=%d ckpt=%d v_seq=%d "
                 "grad_spikes=%d grad_v_seq=%d grad_v_last=%d const_input=%d tau=%g v_th=%g v_reset=%g "
                 "v_floor=%g beta=%g v_init=%g decay_param=%d th_param=%d P=%lld grad_decay=%d grad_th=%d",
                 dtype, kModelName[c.model], c.plif ? "(ParametricLIF)" : "", kResetName[c.model][c.reset],
                 c.decay_input, c.has_floor, c.detach_reset, kSgName[c.sg], c.sg_param, s.T, s.N, s.xs, s.sm_count,
-                (long long)snn::grid_blocks(s.N, snn::kBlockThreads, s.sm_count), s.v0, s.saved, s.ckpt, s.v_seq, s.gs,
-                s.gv_seq, s.gv_last, s.const_in, c.tau, c.v_th, c.v_reset, c.v_floor, c.beta, c.v_init, c.dec_pn,
-                c.th_pn, c.P, c.learn_decay, c.learn_th);
+                s.blocks_per_sm, (long long)snn::grid_blocks(s.N, snn::kBlockThreads, s.sm_count, s.blocks_per_sm),
+                s.v0, s.saved, s.ckpt, s.v_seq, s.gs, s.gv_seq, s.gv_last, s.const_in, c.tau, c.v_th, c.v_reset,
+                c.v_floor, c.beta, c.v_init, c.dec_pn, c.th_pn, c.P, c.learn_decay, c.learn_th);
   return b;
 }
 
@@ -859,8 +862,8 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
   fp.th_param = pa.th;
   fp.P = P;
 
-  // The launcher's grid: a pure function of (N, block, SM count).
-  const long long grid = snn::grid_blocks(N, snn::kBlockThreads, sh.sm_count);
+  // The launcher's grid: a pure function of (N, block, SM count, blocks per SM).
+  const long long grid = snn::grid_blocks(N, snn::kBlockThreads, sh.sm_count, sh.blocks_per_sm);
   if (grid * snn::kBlockThreads < N) st.wrapped_grids++;
   fwd((unsigned)grid, fp);
   st.fwd_launches++;
@@ -1018,9 +1021,10 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
     }
     // Determinism: another grid shape (SM count) gives the same bits; the per-neuron sums do
     // not depend on which thread or grid-stride pass owns the neuron. Run where the other SM
-    // count actually changes the grid (N = 2500: 8 wrapping blocks at 1 SM, 10 at 2 or more).
+    // count actually changes the grid (N = 2500 needs 10 blocks: one SM's wave holds 2-8 and
+    // wraps, 132 SMs hold all 10).
     const int sm2 = sh.sm_count <= 1 ? 132 : 1;
-    const long long grid2 = snn::grid_blocks(N, snn::kBlockThreads, sm2);
+    const long long grid2 = snn::grid_blocks(N, snn::kBlockThreads, sm2, sh.blocks_per_sm);
     if ((c.learn_decay || c.learn_th) && grid2 != grid) {
       st.determinism_checks++;
       const bool ok = rerun_same((unsigned)grid2, [](snn::BwdParams&) {});
@@ -1083,6 +1087,10 @@ Shape make_shape(const BaseShape& b, uint64_t k, uint64_t bits) {
   s.N = b.N;
   s.xs = b.xs == -1 ? b.N : b.xs == -2 ? b.N + 3 : 0;
   s.sm_count = b.sm ? b.sm : kSms[(k / 9) % 3];
+  // Blocks per SM as the occupancy API reports them for these kernels (4-6 for 256 threads; 2-3
+  // for fp64), and 0, the thread-limit cap: a smaller wave wraps the grid-stride loop sooner.
+  const int kBps[4] = {0, 4, 6, 2};
+  s.blocks_per_sm = kBps[(k / 27 + b.T) % 4];
   s.v0 = bits & 1;
   s.saved = (bits >> 1) % 8 != 0;  // 1 in 8: forward only (no backward)
   s.v_seq = (bits >> 4) & 1;
@@ -1308,6 +1316,128 @@ void run_poisson(Stats& st) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// The byte conversions (binary_to_uint8 / uint8_to) against plain loops. The
+// buffers are exact-size and 64-byte aligned, then offset by 0-3 elements, so
+// both the vector path (aligned whole tensors) and the per-element path
+// (views at odd offsets, where a vector access would be misaligned) run, and
+// the partial last group reads nothing past the end.
+// ---------------------------------------------------------------------------
+template <typename T>
+struct AlignedBuf {
+  T* base = nullptr;
+  explicit AlignedBuf(size_t count) {
+    void* p = nullptr;
+    if (posix_memalign(&p, 64, count * sizeof(T) > 0 ? count * sizeof(T) : 1) != 0) {
+      std::fprintf(stderr, "EMU: out of memory\n");
+      std::exit(2);
+    }
+    base = static_cast<T*>(p);
+  }
+  ~AlignedBuf() { std::free(base); }
+  AlignedBuf(const AlignedBuf&) = delete;
+  AlignedBuf& operator=(const AlignedBuf&) = delete;
+};
+
+template <typename T>
+void run_convert(Stats& st) {
+  typedef typename Stor<T>::S S;
+  const long long sizes[] = {1, 3, 4, 5, 8, 1023, 4099, 10001};
+  const int grids[][2] = {{1, 0}, {2, 4}, {132, 6}, {1, 2}};  // (SMs, blocks per SM)
+  uint64_t seed = 0x243F6A8885A308D3ULL;
+  for (long long n : sizes) {
+    for (int off = 0; off < 4; ++off) {
+      for (int binary = 0; binary < 2; ++binary) {
+        const int* g = grids[(n + off + binary) % 4];
+        Rng rng(seed);
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        // narrow: x (offset `off` elements) -> bytes (offset `off % 2`)
+        AlignedBuf<T> xb(n + off);
+        AlignedBuf<unsigned char> ob(n + 1);
+        AlignedBuf<int> flag(1);
+        T* x = xb.base + off;
+        unsigned char* out = ob.base + off % 2;
+        // Neither 0 nor 1. For fp64, 1e-300 is 0 as a float: the kernels compare in the state
+        // type, so it must narrow to 1 and raise the flag.
+        const S odd[] = {(S)0.5, (S)2.0, (S)-1.0, std::numeric_limits<S>::quiet_NaN(),
+                         sizeof(S) == 8 ? (S)1e-300 : (S)3e-5};
+        for (long long i = 0; i < n; ++i) {
+          const double u = rng.uniform();
+          S v = u < 0.5 ? (S)0.0 : (S)1.0;
+          if (u < 0.05) v = (S)-0.0;
+          x[i] = Stor<T>::store(v);
+          out[i] = 0xAB;
+        }
+        if (!binary) x[(long long)(rng.uniform() * n) % n] = Stor<T>::store(odd[n % 5]);
+        flag.base[0] = 0;
+        snn::NarrowParams np{n, x, out, flag.base};
+        const long long groups = snn::convert_groups(n);
+        const long long grid = snn::grid_blocks(groups, snn::kBlockThreads, g[0], g[1]);
+        if (grid * snn::kBlockThreads < groups) st.wrapped_grids++;
+        // The kernels' vector path: both buffers aligned to their vector width (here: offset 0).
+        const bool vec = off == 0;
+        (vec && n >= 4 ? st.convert_vector_cases : st.convert_scalar_cases)++;
+        emu_launch(snn::narrow_kernel<T>, dim3((unsigned)grid), dim3(snn::kBlockThreads), np);
+        long long bad = 0;
+        bool want_flag = false;
+        for (long long i = 0; i < n; ++i) {
+          const double v = (double)Stor<T>::load(x[i]);
+          if (!(v == 0.0 || v == 1.0)) want_flag = true;
+          if (out[i] != (v != 0.0 ? 1 : 0)) ++bad;
+        }
+        g_current_case = std::string("narrow dtype=") + Stor<T>::name() + " n=" + std::to_string(n) +
+                         " x_offset=" + std::to_string(off) + " out_offset=" + std::to_string(off % 2) +
+                         " binary=" + std::to_string(binary) + " sm_count=" + std::to_string(g[0]) +
+                         " blocks_per_sm=" + std::to_string(g[1]);
+        if (bad || (flag.base[0] != 0) != want_flag || want_flag == (bool)binary) {
+          st.failed++;
+          std::printf("FAIL %s: %lld bytes differ, flag=%d want %d\n", g_current_case.c_str(), bad, flag.base[0],
+                      (int)want_flag);
+        } else {
+          st.passed++;
+        }
+        // Without a flag pointer the kernel narrows without checking: same bytes.
+        for (long long i = 0; i < n; ++i) out[i] = 0xCD;
+        np.not_binary = nullptr;
+        emu_launch(snn::narrow_kernel<T>, dim3((unsigned)grid), dim3(snn::kBlockThreads), np);
+        long long bad2 = 0;
+        for (long long i = 0; i < n; ++i) bad2 += out[i] != ((double)Stor<T>::load(x[i]) != 0.0 ? 1 : 0);
+        if (bad2) {
+          st.failed++;
+          std::printf("FAIL %s (no flag): %lld bytes differ\n", g_current_case.c_str(), bad2);
+        } else {
+          st.passed++;
+        }
+        // widen: bytes (offset `off`) -> T (offset `off % 2`); any nonzero byte is a spike
+        AlignedBuf<unsigned char> bb(n + off);
+        AlignedBuf<T> wb(n + 1);
+        unsigned char* bytes = bb.base + off;
+        T* wide = wb.base + off % 2;
+        const unsigned char vals[] = {0, 1, 0, 2, 255, 0, 1, 128};
+        for (long long i = 0; i < n; ++i) {
+          bytes[i] = vals[(unsigned)(rng.uniform() * 8) % 8];
+          wide[i] = storage_nan<T>();
+        }
+        snn::WidenParams wp{n, bytes, wide};
+        emu_launch(snn::widen_kernel<T>, dim3((unsigned)grid), dim3(snn::kBlockThreads), wp);
+        long long badw = 0;
+        for (long long i = 0; i < n; ++i) {
+          const double v = (double)Stor<T>::load(wide[i]);
+          if (v != (bytes[i] ? 1.0 : 0.0) || std::signbit(v)) ++badw;
+        }
+        g_current_case = std::string("widen dtype=") + Stor<T>::name() + " n=" + std::to_string(n) +
+                         " x_offset=" + std::to_string(off) + " out_offset=" + std::to_string(off % 2);
+        if (badw) {
+          st.failed++;
+          std::printf("FAIL %s: %lld values differ\n", g_current_case.c_str(), badw);
+        } else {
+          st.passed++;
+        }
+      }
+    }
+  }
+}
+
 // A tiny kernel that covers a 3-D grid: every (block, thread) must run once.
 __global__ void coverage_kernel(int* hits, int total) {
   const int bx = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
@@ -1381,7 +1511,11 @@ int main(int argc, char** argv) {
   run_dtype<float>(st, counter);
   run_learnable<float>(st, lcounter);
   run_poisson<float>(st);
+  run_convert<float>(st);
 #if !defined(EMU_QUICK)
+  run_convert<double>(st);
+  run_convert<snn::half_t>(st);
+  run_convert<snn::bf16_t>(st);
   run_poisson<snn::half_t>(st);
   run_poisson<double>(st);
   run_poisson<snn::bf16_t>(st);
@@ -1395,9 +1529,9 @@ int main(int argc, char** argv) {
   g_current_case = "(done)";
   std::printf(
       "EMU: launches fwd=%lld bwd=%lld emulated_threads=%llu wrapped_grids=%lld determinism_checks=%lld "
-      "u8_spike_checks=%lld\n",
+      "u8_spike_checks=%lld convert_vector_cases=%lld convert_scalar_cases=%lld\n",
       st.fwd_launches, st.bwd_launches, emu_launch_stats().threads, st.wrapped_grids, st.determinism_checks,
-      st.u8_spike_checks);
+      st.u8_spike_checks, st.convert_vector_cases, st.convert_scalar_cases);
   std::printf("EMU: %lld cases passed, %lld failed\n", st.passed, st.failed);
   return st.failed == 0 ? 0 : 1;
 }
