@@ -92,17 +92,21 @@ def cuda_available() -> bool:
     return _CUDA_OK
 
 
-def unavailable_reason(device_type: str) -> str:
+def unavailable_reason(device_type: str, x=None, backend: str = "auto") -> str:
     """Why no fused kernel runs on this device type ('' if one does). On CUDA: the compiled
     kernels, else the CuPy path (kernels compiled at run time by NVRTC), else the reason and how
-    to get either."""
+    to get either. With `x` (the tensor about to be run) the compiled kernels are also probed,
+    once per device, for an image this GPU can run (kernel_image_reason): without one,
+    `backend="auto"` goes on with the CuPy path (registering it) or, failing that, gets the
+    reason (the caller falls back to the reference); `backend="fused"` gets the reason."""
     if not loaded:
         return load_error or "the compiled extension is not loaded"
     if device_type == "cpu":
         return "" if cpu_available() else "the extension has no CPU kernels"
     if device_type == "cuda":
         if cuda_available():
-            return ""
+            why = kernel_image_reason(x) if x is not None else ""
+            return _route_without_image(why, backend) if why else ""
         why = _cupy_serves_cuda()
         if not why:
             return ""
@@ -112,6 +116,152 @@ def unavailable_reason(device_type: str) -> str:
             "with a CUDA build of torch, nvcc on PATH and CUDA_HOME set: SNN_CUDA_FORCE_CUDA=1 " + _REBUILD
         )
     return f"no fused kernels for device type {device_type!r}"
+
+
+# ------------------------------------------------------------------------------------------
+# Kernel-image probe. A build's fatbinary holds SASS for the archs of its TORCH_CUDA_ARCH_LIST
+# and PTX for those marked +PTX; on a GPU outside both (an older GPU, or a build whose list was
+# narrowed to the build machine's GPU) every launch fails with cudaErrorNoKernelImageForDevice.
+# Registration cannot know the GPU, so the layers ask at their first real call on a device:
+# the extension resolves one kernel of each compiled unit there (csrc/cuda/launch.cu,
+# probe_kernel_image). Never for fake or meta tensors, nor while tracing: those run no kernel,
+# and a probe would be a graph break (dynamo) or a device query inside a trace.
+# ------------------------------------------------------------------------------------------
+NO_KERNEL_IMAGE = 209  # cudaErrorNoKernelImageForDevice
+# A cudaError_t the probe reports instead of asking the GPU: the fallback can be exercised on a
+# GPU whose image is present (and decided in tests through `_probe_hook`).
+PROBE_ERROR_ENV = "SNN_CUDA_PROBE_ERROR"
+
+_image_status: dict = {}  # device index -> cudaError_t of the probe (0: the kernels run)
+_image_warned: set = set()
+
+
+def _probe_device(index: int) -> int:
+    injected = os.environ.get(PROBE_ERROR_ENV, "").strip()
+    if injected:
+        try:
+            return int(injected)
+        except ValueError:
+            raise ValueError(
+                f"{PROBE_ERROR_ENV} must be a cudaError_t code (an integer, e.g. {NO_KERNEL_IMAGE} for "
+                f"cudaErrorNoKernelImageForDevice), got {injected!r}"
+            ) from None
+    if not hasattr(torch.ops.snn_cuda, "cuda_kernel_image_status"):  # pragma: no cover - an older build
+        return 0
+    return int(torch.ops.snn_cuda.cuda_kernel_image_status(index))
+
+
+# The probe itself (device index -> cudaError_t); tests substitute it.
+_probe_hook = _probe_device
+
+
+try:  # private torch APIs: without them the probe relies on is_compiling / is_tracing alone
+    from torch._subclasses.fake_tensor import is_fake as _torch_is_fake
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+except Exception:  # pragma: no cover - moved in another torch
+    _torch_is_fake = _get_current_dispatch_mode_stack = None
+
+
+def _tracing() -> bool:
+    """torch.compile or torch.jit tracing, or any dispatch mode active (FakeTensorMode, make_fx's
+    proxy mode, a user's mode): no kernel of ours runs for real then."""
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and compiler.is_compiling():
+        return True
+    if torch.jit.is_tracing():
+        return True
+    return _get_current_dispatch_mode_stack is not None and bool(_get_current_dispatch_mode_stack())
+
+
+def _is_fake(x) -> bool:
+    if _torch_is_fake is not None:
+        return bool(_torch_is_fake(x))
+    return type(x).__name__ == "FakeTensor"  # pragma: no cover
+
+
+def probe_allowed(x) -> bool:
+    """Whether `x` is a real CUDA tensor outside any trace: the only case the probe runs for."""
+    if not isinstance(x, torch.Tensor) or x.device.type != "cuda" or x.is_meta:
+        return False
+    return not _tracing() and not _is_fake(x)
+
+
+def _device_text(index: int) -> str:
+    try:
+        major, minor = torch.cuda.get_device_capability(index)
+        return f"cuda:{index}, {torch.cuda.get_device_name(index)}, compute capability {major}.{minor}"
+    except Exception:
+        return f"cuda:{index}"
+
+
+def _built_archs() -> str:
+    archs = build.get("cuda_arch_list") or "?"
+    src = build.get("cuda_arch_list_source")
+    return f"TORCH_CUDA_ARCH_LIST={archs!r}" + (f" ({src})" if src else "")
+
+
+def image_message(index: int, status: int) -> str:
+    """The reason the compiled kernels cannot run on device `index` (probe result `status`)."""
+    what = (
+        "no kernel image for this GPU (cudaErrorNoKernelImageForDevice)"
+        if status == NO_KERNEL_IMAGE
+        else f"resolving a kernel failed (cudaError_t {status})"
+    )
+    return (
+        f"the compiled CUDA kernels cannot run on {_device_text(index)}: {what}; this build targets "
+        f"{_built_archs()}: rebuild with TORCH_CUDA_ARCH_LIST including this GPU's compute capability"
+    )
+
+
+def kernel_image_reason(x) -> str:
+    """'' when the compiled CUDA kernels can run on x's device (or the question does not arise:
+    not a real CUDA tensor, or tracing); else why not. Probes once per device and warns once per
+    device when the answer is no. While tracing, a device already probed keeps its answer."""
+    if not _CUDA_OK or not isinstance(x, torch.Tensor) or x.device.type != "cuda":
+        return ""
+    if probe_allowed(x):
+        index = x.device.index if x.device.index is not None else torch.cuda.current_device()
+        status = _image_status.get(index)
+        if status is None:
+            status = _image_status[index] = int(_probe_hook(index))
+    else:
+        index = x.device.index if x.device.index is not None else 0
+        status = _image_status.get(index, 0)
+    if status == 0:
+        return ""
+    msg = image_message(index, status)
+    if index not in _image_warned and not _tracing():
+        _image_warned.add(index)
+        import warnings
+
+        warnings.warn(
+            f"snn_cuda: {msg}. backend='auto' runs the CuPy path (the same kernels compiled for this GPU at "
+            "run time) or else the reference instead; backend='fused' raises",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return msg
+
+
+def _route_without_image(why: str, backend: str) -> str:
+    """Where a call goes when the compiled kernels have no image for the device: '' when the CuPy
+    path now serves it (backend "auto" only, registering it), else the reason (the caller raises
+    for "fused", falls back to the reference for "auto")."""
+    if backend != "auto":
+        return (
+            f"{why}. backend='fused' runs the compiled kernels; backend='auto' falls back to the CuPy path "
+            "or the reference, backend='cupy' runs the CuPy path"
+        )
+    cupy_why = _cupy_serves_cuda()
+    if not cupy_why:
+        return ""
+    return f"{why}; the CuPy path cannot run either ({cupy_why}); for it: {_CUPY_HINT}"
+
+
+def reset_probe() -> None:
+    """Forgets the probe results and warnings (tests; a process that swapped GPUs)."""
+    _image_status.clear()
+    _image_warned.clear()
 
 
 # ------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def poisson_encode(x: Tensor, T: int, generator: torch.Generator = None, backend
         raise ValueError(f"T must be a positive int, got {T!r}")
     if backend not in ("auto", "fused", "torch"):
         raise ValueError(f"backend must be one of 'auto', 'fused', 'torch', got {backend!r}")
-    reason = _ext.unavailable_reason(x.device.type) if x.dtype in ops.FUSED_DTYPES else f"dtype {x.dtype}"
+    reason = _ext.unavailable_reason(x.device.type, x, backend) if x.dtype in ops.FUSED_DTYPES else f"dtype {x.dtype}"
     if backend == "fused" and reason:
         raise RuntimeError(f"snn_cuda: backend='fused' cannot run the Poisson encoder here: {reason}")
     if backend == "torch" or reason:

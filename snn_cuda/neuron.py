@@ -78,7 +78,7 @@ class MemoryModule(nn.Module):
         elif backend == "cupy":
             reason = _ext.cupy_unavailable_reason(x.device.type)
         else:
-            reason = _ext.unavailable_reason(x.device.type)
+            reason = _ext.unavailable_reason(x.device.type, x, backend)
         if not reason:
             return True
         if backend in ("fused", "cupy"):

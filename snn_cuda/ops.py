@@ -306,8 +306,13 @@ if _ext.loaded:
 
         @staticmethod
         def forward(ctx, weight, bias, *inputs):
-            spikes, saved, v_seq, v_last = torch.ops.snn_cuda.neuron_forward(*inputs, True)
-            y = torch.ops.snn_cuda.spike_linear(spikes, weight, bias)
+            ctx.wide = _wide_spikes(inputs[0])
+            spikes, saved, v_seq, v_last = torch.ops.snn_cuda.neuron_forward(*inputs, not ctx.wide)
+            if ctx.wide:
+                spikes = spikes.to(weight.dtype)
+                y = torch.nn.functional.linear(spikes, weight, bias)
+            else:
+                y = torch.ops.snn_cuda.spike_linear(spikes, weight, bias)
             ctx.set_materialize_grads(False)
             ctx.neuron = inputs[18] != SAVE_NONE  # save_mode: SAVE_NONE when no neuron input needs grad
             tensors, ctx.args, ctx.x_dtype = _neuron_saved(inputs, saved) if ctx.neuron else ((None,) * 5, None, None)
@@ -322,7 +327,9 @@ if _ext.loaded:
             g_spikes = None
             readout = ()
             if gy is not None:
-                if ctx.needs_input_grad[0]:
+                if ctx.needs_input_grad[0] and ctx.wide:
+                    gw = gy.reshape(-1, gy.shape[-1]).t().matmul(spikes.reshape(-1, spikes.shape[-1]).to(gy.dtype))
+                elif ctx.needs_input_grad[0]:
                     gw = torch.ops.snn_cuda.spike_linear_weight_grad(gy, spikes)
                 if ctx.has_bias and ctx.needs_input_grad[1]:
                     gb = gy.reshape(-1, gy.shape[-1]).sum(0)
@@ -374,6 +381,16 @@ if _ext.loaded:
     @torch.library.register_fake("snn_cuda::poisson_encode")
     def _poisson_fake(x, T, seed):
         return x.new_empty((T, *x.shape))
+
+
+def _wide_spikes(x: Tensor) -> bool:
+    """Whether NeuronLinear's neuron writes its spikes in x's dtype for torch's GEMM rather than as
+    bytes. On CUDA the GEMM (cuBLAS) reads floats in any case: bytes written, widened (read 1 B,
+    write 4 B) and widened again for the weight gradient move more than writing the spikes once
+    (4 B) and reading them forward and for the weight gradient (4 + 4 B), which is exactly
+    neuron + nn.Linear (benchmarks/gpu_static_report.py counts both). The byte kernels read the
+    bytes themselves on the CPU only."""
+    return x.device.type == "cuda"
 
 
 def neuron_multistep(
@@ -447,5 +464,8 @@ def neuron_multistep(
     weight, bias = readout
     if torch.is_grad_enabled() and (need_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
         return _NeuronLinearFn.apply(weight, bias, *args)
+    if _wide_spikes(x):
+        spikes, saved, v_seq, v_last = torch.ops.snn_cuda.neuron_forward(*args, False)
+        return torch.nn.functional.linear(spikes.to(weight.dtype), weight, bias), saved, v_seq, v_last
     spikes, saved, v_seq, v_last = torch.ops.snn_cuda.neuron_forward(*args, True)
     return torch.ops.snn_cuda.spike_linear(spikes, weight, bias), saved, v_seq, v_last
