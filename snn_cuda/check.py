@@ -1213,6 +1213,277 @@ def environment(device: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------------
+# GPU readiness (issue 20): the kernel image, a training step without host synchronisation,
+# the Poisson encoder under CUDA-graph capture
+# ------------------------------------------------------------------------------------------
+def kernel_image_check(device: str = "cuda") -> dict:
+    """Whether the compiled kernels have an image for this GPU (the probe the layers run at their
+    first call), and the occupancy (blocks of 256 per SM) the launchers size their grid with."""
+    from . import _ext
+
+    t0 = time.perf_counter()
+    rec = {"name": "compiled kernels: image for this GPU, occupancy", "device": device, "passed": True}
+    if not _ext.cuda_available():
+        rec.update(skipped=True, detail="no compiled CUDA kernels in this build")
+        return rec
+    idx = torch.cuda.current_device()
+    reason = _ext.kernel_image_reason(torch.zeros(1, device=device))
+    rec["probe_status"] = _ext._image_status.get(idx)
+    if reason:
+        rec.update(passed=False, error=reason)
+    elif hasattr(torch.ops.snn_cuda, "cuda_occupancy"):
+        occ = {}
+        for dt in DTYPES:
+            fwd, bwd, sms = torch.ops.snn_cuda.cuda_occupancy(idx, dt)
+            occ[DTYPE_NAMES[dt]] = {"fwd_blocks_per_sm": fwd, "bwd_blocks_per_sm": bwd, "sm_count": sms}
+        rec["occupancy"] = occ
+        rec["summary"] = "image present; blocks/SM fwd/bwd " + ", ".join(
+            f"{k} {v['fwd_blocks_per_sm']}/{v['bwd_blocks_per_sm']}" for k, v in occ.items()
+        )
+        bad = [k for k, v in occ.items() if v["fwd_blocks_per_sm"] < 1 or v["bwd_blocks_per_sm"] < 1]
+        if bad:
+            rec.update(passed=False, error=f"the occupancy query failed or gave 0 blocks/SM for {bad}: {occ}")
+    rec["seconds"] = time.perf_counter() - t0
+    return rec
+
+
+# Ops whose result the host must read (a scalar, or an output whose shape depends on the data):
+# on CUDA each one is a blocking device-to-host copy, and none can be captured in a CUDA graph or
+# traced by torch.compile(fullgraph=True).
+_HOST_READ_OPS = (
+    "_local_scalar_dense",
+    "item",
+    "is_nonzero",
+    "nonzero",
+    "masked_select",
+    "equal",
+    "allclose",
+    "unique",
+    "_unique2",
+    "unique_consecutive",
+)
+
+
+def _host_read_detector():
+    """A dispatch mode that raises at the first op reading tensor data back to the host, naming
+    the op and the innermost snn_cuda frame that asked for it: what torch.cuda.set_sync_debug_mode
+    reports on a GPU, visible on any device."""
+    import traceback
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    here = str(Path(__file__).resolve())
+
+    class HostReadDetector(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            if name in _HOST_READ_OPS:
+                frames = [
+                    f
+                    for f in traceback.extract_stack()[:-1]
+                    if "snn_cuda" in f.filename and str(Path(f.filename).resolve()) != here
+                ]
+                where = (
+                    f" at {Path(frames[-1].filename).name}:{frames[-1].lineno} ({frames[-1].name})" if frames else ""
+                )
+                raise RuntimeError(f"host read of tensor data: aten.{name}{where}")
+            return func(*args, **(kwargs or {}))
+
+    return HostReadDetector()
+
+
+class _NoHostSync:
+    """Within: CUDA, torch.cuda.set_sync_debug_mode("error") (every synchronising CUDA call raises);
+    any other device, the host-read detector."""
+
+    def __init__(self, device: str):
+        self.device = device
+
+    def __enter__(self):
+        if self.device == "cuda":
+            self.prev = torch.cuda.get_sync_debug_mode()
+            torch.cuda.set_sync_debug_mode("error")
+        else:
+            self.mode = _host_read_detector()
+            self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device == "cuda":
+            torch.cuda.set_sync_debug_mode(self.prev)
+        else:
+            self.mode.__exit__(*exc)
+        return False
+
+
+def readiness_nets(device: str, T: int = 8, features: int = 64, hidden: int = 48, classes: int = 10) -> dict:
+    """Small versions of the two training nets of issue 20, as (model, loss, batch maker):
+    lif_fc = PoissonEncoder -> SpikeLinear -> LIF (rate output, MSE to the one-hot target);
+    tutorial5 = Linear -> NeuronLinear(Leaky, SpikeLinear) -> Leaky (sum over t of CE(mem_t, y))."""
+    from torch import nn
+    from torch.nn import functional as F
+
+    from .functional import reset_net
+
+    class LifFc(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = snn_cuda.PoissonEncoder(T)
+            self.fc = snn_cuda.SeqToANN(snn_cuda.SpikeLinear(features, classes, bias=False))
+            self.lif = snn_cuda.LIF(tau=2.0, surrogate=sg.ATan())
+
+        def forward(self, x):
+            reset_net(self)
+            return self.lif(self.fc(self.encoder(x))).mean(0)
+
+    class Tutorial5(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(features, hidden)
+            self.hidden = snn_cuda.NeuronLinear(
+                snn_cuda.Leaky(beta=0.95, return_mem=False), snn_cuda.SpikeLinear(hidden, classes)
+            )
+            self.lif2 = snn_cuda.Leaky(beta=0.95)
+
+        def forward(self, x):
+            reset_net(self)
+            _, mem = self.lif2(self.hidden(self.fc1(x), T=T))
+            return mem
+
+    g = torch.Generator().manual_seed(0)
+
+    def batch(B=16):
+        x = torch.rand(B, features, generator=g).to(device)
+        y = torch.randint(0, classes, (B,), generator=g).to(device)
+        return x, y
+
+    def lif_fc_loss(out, y):
+        return F.mse_loss(out, F.one_hot(y, classes).to(out.dtype))
+
+    def t5_loss(mem, y):
+        return F.cross_entropy(mem.flatten(0, 1), y.repeat(mem.shape[0])) * mem.shape[0]
+
+    return {
+        "lif_fc": (LifFc().to(device), lif_fc_loss, batch),
+        "tutorial5": (Tutorial5().to(device), t5_loss, batch),
+    }
+
+
+def _train_step(model, loss_fn, x, y, opt):
+    opt.zero_grad(set_to_none=True)
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
+def sync_free_step_check(device: str, nets: Optional[dict] = None, advisory: Optional[bool] = None) -> dict:
+    """One training step of each net inside _NoHostSync, after one step outside it (first-call work:
+    the kernel-image probe, cuBLAS handles, CuPy compilation). On CUDA this is the check of
+    issue 20 and fails the run; elsewhere the detector's findings are advisory (a host read costs
+    no device synchronisation on the CPU, though it still breaks graph capture and compile)."""
+    t0 = time.perf_counter()
+    nets = readiness_nets(device) if nets is None else nets
+    advisory = device != "cuda" if advisory is None else advisory
+    what = 'torch.cuda.set_sync_debug_mode("error")' if device == "cuda" else "a host-read detector"
+    rec = {"name": f"training step without host sync ({device}, {what})", "device": device, "passed": True}
+    if advisory:
+        rec["advisory"] = True
+    findings = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # fallback warnings are reported elsewhere
+        for name, (model, loss_fn, batch) in nets.items():
+            x, y = batch()
+            opt = torch.optim.SGD(model.parameters(), lr=0.05)
+            try:
+                _train_step(model, loss_fn, x, y, opt)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                with _NoHostSync(device):
+                    loss = _train_step(model, loss_fn, x, y, opt)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                if not bool(torch.isfinite(loss)):
+                    findings[name] = f"non-finite loss {float(loss)}"
+            except Exception as e:
+                findings[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    rec["nets"] = {n: findings.get(n, "ok") for n in nets}
+    if findings:
+        rec["passed"] = False
+        rec["error"] = "; ".join(f"{n}: {m}" for n, m in findings.items())
+    else:
+        rec["summary"] = f"{len(nets)}/{len(nets)} nets ({', '.join(nets)})"
+    rec["seconds"] = time.perf_counter() - t0
+    return rec
+
+
+def _capture_encoder_twice(device: str = "cuda", T: int = 8, shape=(16, 512), rate: float = 0.3):
+    """(x, spikes of replay 1, spikes of replay 2) of the Poisson encoder captured in a CUDA graph."""
+    x = torch.full(shape, rate, device=device)
+    enc = snn_cuda.PoissonEncoder(T)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # first-call work (probe, allocations) outside the capture
+        for _ in range(2):
+            enc(x)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = enc(x)
+    graph.replay()
+    a = out.clone()
+    graph.replay()
+    b = out.clone()
+    torch.cuda.synchronize()
+    return x, a, b
+
+
+def graph_encoder_check(capture=None, device: str = "cuda") -> dict:
+    """The Poisson encoder captured in a CUDA graph and replayed twice must give different spikes,
+    each replay at the input's rate: a seed read into Python at capture would replay the same
+    "random" spikes forever, silently. `capture` returns (x, replay 1, replay 2); tests pass their
+    own."""
+    t0 = time.perf_counter()
+    rec = {"name": f"Poisson encoder in a CUDA graph, two replays ({device})", "device": device, "passed": True}
+    try:
+        x, a, b = (capture or (lambda: _capture_encoder_twice(device)))()
+    except Exception as e:
+        rec.update(
+            passed=False,
+            error=f"the Poisson encoder is not graph-safe: capturing it failed ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''})",
+        )
+        rec["seconds"] = time.perf_counter() - t0
+        return rec
+    a, b = a.double(), b.double()
+    T = a.shape[0]
+    p = float(x.double().mean())
+    n = a.numel()
+    rates = [float(a.mean()), float(b.mean())]
+    tol = 6 * (p * (1 - p) / max(n, 1)) ** 0.5 + 1e-9
+    rec["rates"] = rates
+    rec["input_rate"] = p
+    rec["differing_fraction"] = float((a != b).double().mean())
+    if a.shape != (T, *x.shape) or b.shape != a.shape:
+        rec.update(passed=False, error=f"spikes of shape {tuple(a.shape)} for input {tuple(x.shape)}")
+    elif torch.equal(a, b):
+        rec.update(
+            passed=False,
+            error="the Poisson encoder is not graph-safe: two replays of the captured graph gave identical "
+            "spikes (its seed was fixed when the graph was captured)",
+        )
+    elif any(abs(r - p) > tol for r in rates):
+        rec.update(passed=False, error=f"spike rates {rates} differ from the input's {p} by more than {tol:.2g}")
+    else:
+        rec["summary"] = (
+            f"replays differ in {rec['differing_fraction']:.1%} of spikes; "
+            f"rates {rates[0]:.4f}, {rates[1]:.4f} (input {p:.4f})"
+        )
+    rec["seconds"] = time.perf_counter() - t0
+    return rec
+
+
+# ------------------------------------------------------------------------------------------
 # report
 # ------------------------------------------------------------------------------------------
 def _fmt(v, nd=3):
@@ -1386,6 +1657,9 @@ def main(argv=None) -> int:
     cupy = build.get("cupy") or {}
     cupy_mode = None
     if gpu:
+        log("Probing the compiled kernels on this GPU ...")
+        checks.append(kernel_image_check("cuda"))
+        log(f"  {checks[-1].get('summary') or checks[-1].get('error') or checks[-1].get('detail')}")
         log("Checking the fused CUDA ops against the reference ...")
         c = run_matrix("cuda", args.quick, env.get("sm_count", 0), inject_fault=args.selftest_fail, log=log)
         if not build.get("cuda"):
@@ -1415,6 +1689,14 @@ def main(argv=None) -> int:
             log(f"  CuPy path not checked: {why}")
     log("Checking the fused CPU ops against the reference ...")
     checks.append(run_matrix("cpu", args.quick, inject_fault=args.selftest_fail and not gpu, log=log))
+    for dev in ("cuda", "cpu") if gpu else ("cpu",):
+        log(f"One training step per net without host synchronisation ({dev}) ...")
+        checks.append(sync_free_step_check(dev))
+        log(f"  {checks[-1].get('summary') or checks[-1].get('error')}")
+    if gpu:
+        log("The Poisson encoder captured in a CUDA graph ...")
+        checks.append(graph_encoder_check(device="cuda"))
+        log(f"  {checks[-1].get('summary') or checks[-1].get('error')}")
     if gpu and not args.no_sanitizer:
         log("compute-sanitizer ...")
         for r in run_sanitizers(args.quick, log=log):
