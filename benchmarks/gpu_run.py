@@ -26,10 +26,14 @@ summary.md / summary.json (per step: command, exit status, seconds, log tail), e
 written through snn_cuda._paths.scrub_paths (no machine paths). Exit status: 0 when every
 step that ran passed, 1 otherwise, 2 when no GPU is visible (unless --device cpu).
 
-Time on an H100 (16 cores): the build of the default arch list ~2-3 min (the longest unit,
-neuron_f64.cu, is its critical path with 16 jobs: docs/verification.md, "Arch coverage"), check
---quick ~2 min, neuron_op ~1 min, mnist ~2 min: about 8 minutes, under the 10-minute budget that
---budget enforces (default 570 s).
+Time on an H100 machine (16 cores), estimated (no GPU run yet): the build of the default arch
+list took 24 minutes with one job on this project's shared 2-core machine at a load of 3-5, i.e.
+some 12 CPU-minutes; with 16 jobs its critical path is the slowest unit, neuron_f64.cu (about 3
+minutes there under load: docs/verification.md, "Arch coverage"), so ~2-3 minutes. check --quick
+took 26 s on the CPU here and adds the CUDA matrix, the CuPy path and the readiness checks on the
+GPU: ~2 minutes; neuron_op at a 1.5 s budget per row ~1 minute; mnist (3 nets x 2
+implementations x 40 batches, one process each) ~2 minutes. About 8 minutes, under the 10-minute
+budget that --budget enforces (default 570 s).
 
 --device cpu --skip-build --tiny runs the same pipeline with tiny sizes on the CPU (what
 python_tests/test_gpu_run.py does, so the plumbing is tested without a GPU).

@@ -60,6 +60,163 @@ DTYPE_NAMES = {"float": "fp32", "double": "fp64", "__half": "fp16", "__nv_bfloat
 DTYPE_ORDER = ["fp32", "fp16", "bf16", "fp64"]
 
 
+# ----------------------------------------------------------------------------- NeuronLinear traffic
+class _SpikeTraffic:
+    """A dispatch mode counting the bytes that go through the spike tensor between a neuron layer
+    and its Linear layer: the neuron op's spike output (written), and every op that reads a tensor
+    derived from it (views are free; a non-view op reads its spike-derived inputs and writes its
+    spike-sized outputs, which stay spike-derived). Other tensors (x, weights, grad_spikes, the
+    neuron's saved state) are the same with or without the fusion and are not counted."""
+
+    def __new__(cls, numel):
+        import torch
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        class Mode(TorchDispatchMode):
+            def __init__(self):
+                super().__init__()
+                self.marked, self.keep = set(), []
+                self.fwd = {"read": 0, "write": 0, "launches": 0, "ops": []}
+                self.bwd = {"read": 0, "write": 0, "launches": 0, "ops": []}
+                self.phase = self.fwd
+
+            def _mark(self, t):
+                self.marked.add(id(t))
+                self.keep.append(t)  # ids stay unique while the trace lives
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                outs = [o for o in (out if isinstance(out, (tuple, list)) else (out,)) if isinstance(o, torch.Tensor)]
+                name = str(func.overloadpacket)
+                if name.startswith("snn_cuda.neuron_forward"):
+                    self._mark(outs[0])
+                    self.phase["write"] += outs[0].nbytes
+                    self.phase["launches"] += 1
+                    self.phase["ops"].append(f"{name} (spikes {outs[0].dtype})")
+                    return out
+                flat = [a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)]
+                flat += [x for a in args if isinstance(a, (list, tuple)) for x in a if isinstance(x, torch.Tensor)]
+                hit = [a for a in flat if id(a) in self.marked]
+                if not hit:
+                    return out
+                if func.is_view or name in ("aten.detach", "aten.alias", "aten.lift_fresh"):
+                    for o in outs:
+                        self._mark(o)
+                    return out
+                self.phase["read"] += sum(a.nbytes for a in hit)
+                self.phase["launches"] += 1
+                self.phase["ops"].append(name)
+                for o in outs:
+                    if o.numel() == numel:
+                        self._mark(o)
+                        self.phase["write"] += o.nbytes
+                return out
+
+        return Mode()
+
+
+def neuron_linear_traffic(dtype_name="fp32", T=8, B=16, N=256, K=10):
+    """Bytes per neuron-step through the spike tensor, forward and backward (one training step),
+    traced op by op (_SpikeTraffic) on CPU tensors with the CUDA decision of
+    snn_cuda.ops._wide_spikes forced (the ops it runs are the ones a CUDA tensor runs; the CPU's
+    readout fusion only changes grad_spikes, which is not counted): neuron + nn.Linear,
+    NeuronLinear as on CUDA, and NeuronLinear as on the CPU (uint8 spikes read by the byte
+    kernels). Also checks, on fake CUDA tensors, that the CUDA forward asks the neuron for spikes
+    in x's dtype. Returns rows of dicts (bytes per neuron-step)."""
+    sys.path.insert(0, str(REPO))
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    import snn_cuda
+    from snn_cuda import ops
+
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}[dtype_name]
+    numel = T * B * N
+
+    def run(make, force_wide):
+        torch.manual_seed(0)
+        saved = ops._wide_spikes
+        if force_wide is not None:
+            ops._wide_spikes = lambda x: force_wide
+        try:
+            neuron, linear, fused = make()
+            x = torch.randn(T, B, N, dtype=dtype).mul(2).requires_grad_(True)
+            mode = _SpikeTraffic(numel)
+            with mode:
+                snn_cuda.functional.reset_net(neuron)
+                y = linear(neuron(x)) if not fused else fused(x)
+                mode.phase = mode.bwd
+                y.float().square().sum().backward()
+            return mode
+        finally:
+            ops._wide_spikes = saved
+
+    def leaky():
+        return snn_cuda.Leaky(beta=0.9, return_mem=False, backend="fused")
+
+    def pair():
+        return leaky(), torch.nn.Linear(N, K, dtype=dtype), None
+
+    def fused():
+        nl = snn_cuda.NeuronLinear(leaky(), snn_cuda.SpikeLinear(N, K, dtype=dtype))
+        return nl.neuron, nl.linear, nl
+
+    rows = []
+    for label, make, wide in (
+        ("neuron + nn.Linear", pair, None),
+        ("NeuronLinear, CUDA path (spikes in x's dtype into the GEMM)", fused, True),
+        ("NeuronLinear, CPU path (uint8 spikes read by the byte kernels)", fused, False),
+    ):
+        if wide is False and dtype_name not in ("fp32", "fp64"):
+            continue  # 16-bit spike_linear on the CPU widens inside the op, which a trace cannot see
+        m = run(make, wide)
+        rows.append(
+            dict(
+                impl=label,
+                dtype=dtype_name,
+                fwd_B=(m.fwd["read"] + m.fwd["write"]) / numel,
+                bwd_B=(m.bwd["read"] + m.bwd["write"]) / numel,
+                fwd_launches=m.fwd["launches"],
+                bwd_launches=m.bwd["launches"],
+                ops_fwd=m.fwd["ops"],
+                ops_bwd=m.bwd["ops"],
+                traced=True,
+            )
+        )
+    # The decision itself, as a CUDA tensor meets it (fake tensors: no GPU needed).
+    seen = []
+
+    class Spy(torch.utils._python_dispatch.TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if str(func.overloadpacket) == "snn_cuda.neuron_forward":
+                seen.append(bool(args[20]) if len(args) > 20 else bool((kwargs or {}).get("spikes_uint8", False)))
+            return func(*args, **(kwargs or {}))
+
+    with FakeTensorMode(allow_non_fake_inputs=False), torch.device("cuda"):
+        nl = snn_cuda.NeuronLinear(leaky(), snn_cuda.SpikeLinear(N, K, dtype=dtype))
+        xf = torch.randn(T, B, N, dtype=dtype, requires_grad=True)
+        with Spy():
+            nl(xf)
+    cuda_uint8 = seen[-1] if seen else None
+    # Before this build, on CUDA: uint8 spikes (1 B written), then spike_linear and its weight
+    # gradient each widened them with spikes.ne(0).to(dtype) (1 B read + 1 B bool written, 1 B
+    # read + t B written) before the GEMM read t B (csrc/cpu/spike_linear_cpu.cpp, CUDA path).
+    tb = {"fp32": 4, "fp16": 2, "bf16": 2, "fp64": 8}[dtype_name]
+    rows.append(
+        dict(
+            impl="NeuronLinear before (CUDA: uint8 spikes, ne(0).to() widening in spike_linear and its weight grad)",
+            dtype=dtype_name,
+            fwd_B=1 + (1 + 1) + (1 + tb) + tb,
+            bwd_B=(1 + 1) + (1 + tb) + tb,
+            fwd_launches=4,
+            bwd_launches=3,
+            traced=False,
+        )
+    )
+    return rows, cuda_uint8
+
+
 # ----------------------------------------------------------------------------- tools
 def find_tool(name):
     cands = []
@@ -334,6 +491,10 @@ def classify(demangled):
         kind = "bwd"
     elif base.endswith("poisson_kernel"):
         kind = "poisson"
+    elif base.endswith("narrow_kernel"):
+        kind = "narrow"
+    elif base.endswith("widen_kernel"):
+        kind = "widen"
     else:
         kind = "other"
     return kind, base, args, storage
@@ -808,13 +969,55 @@ def main(argv=None):
         P(f"| {dtype} | {shs} | {rcs} | {'≤ %d' % tg if tg else '—'} | {met} | {sj_ref.get(dtype, '—')} |")
     P("")
 
+    # ---- NeuronLinear
+    P("## NeuronLinear on CUDA: bytes per neuron-step through the spike tensor\n")
+    nl_json = []
+    try:
+        decisions = {}
+        for dname in ("fp32", "bf16"):
+            rows_nl, decisions[dname] = neuron_linear_traffic(dname)
+            nl_json += rows_nl
+        P(
+            "Traced op by op (`neuron_linear_traffic`: a dispatch mode counts the spike tensor's bytes written by the neuron "
+            "op and read/written by every op that takes a tensor derived from it, views free; one training step of a Leaky "
+            "layer, T×B×N = 8×16×256, K = 10 outputs) — except the *before* row, computed from the CUDA path it had. "
+            "On fake CUDA tensors the NeuronLinear forward asks the neuron for spikes in uint8: "
+            + ", ".join(f"{d} {'yes' if u else 'no'}" for d, u in decisions.items())
+            + " (no = spikes in x's dtype, straight into cuBLAS).\n"
+        )
+        P("| impl | dtype | fwd B | bwd B | total B | ops fwd / bwd | ≤ neuron + nn.Linear |")
+        P("|---|---|---|---|---|---|---|")
+        for dname in ("fp32", "bf16"):
+            ref = next(r for r in nl_json if r["dtype"] == dname and r["impl"] == "neuron + nn.Linear")
+            ref_total = ref["fwd_B"] + ref["bwd_B"]
+            for r in (r for r in nl_json if r["dtype"] == dname):
+                tot = r["fwd_B"] + r["bwd_B"]
+                r["total_B"] = tot
+                cmp_ = "—" if r is ref else ("yes" if tot <= ref_total else "NO")
+                if "CPU path" in r["impl"]:
+                    cmp_ += " (CPU)"
+                P(
+                    f"| {r['impl']} | {dname} | {r['fwd_B']:g} | {r['bwd_B']:g} | {tot:g} | "
+                    f"{r['fwd_launches']} / {r['bwd_launches']} | {cmp_} |"
+                )
+        P(
+            "\nOn CUDA the GEMM (cuBLAS) reads the spikes as floats whatever the neuron writes, so bytes only add passes: "
+            "NeuronLinear there writes them in x's dtype, the GEMM reads them, and they are what the weight gradient "
+            "reads — exactly neuron + nn.Linear, in one autograd node. A direct `snn_cuda.spike_linear` call on CUDA "
+            "widens its uint8 input in one pass (the `uint8_to` kernel: 1 B read, t B written) before the GEMM. "
+            "The CPU path keeps the bytes: its kernels read them directly.\n"
+        )
+    except Exception as e:  # the report's kernel part must not depend on this
+        P(f"Not computed: {type(e).__name__}: {e}\n")
+
     # ---- all kernels
     P("## All kernels in the extension\n")
     P(
         "| kind | dtype | kernels | regs (min–max) | max-reg kernel | spills (STL/LDL) | stack / local B | occupancy (min–max) | "
+        "blocks/SM = grid wave per SM (min–max) | waves at the old 8/SM cap | "
         "loads in flight (min over loops) | ≤ 64 regs & ≥ 50 % |"
     )
-    P("|---|---|---|---|---|---|---|---|---|---|")
+    P("|---|---|---|---|---|---|---|---|---|---|---|---|")
     groups = defaultdict(list)
     for v in ours.values():
         groups[(v["kind"], dt(v))].append(v)
@@ -825,10 +1028,15 @@ def main(argv=None):
         mx = max(g, key=lambda v: v["regs"])
         infl = [lp["inflight"] for v in g for lp in v["loops"] if any(o["kind"] == "load" for o in lp["ops"])]
         bad = [v for v in g if v["regs"] > 64 or v["occupancy"] < 50]
+        bps = [v["blocks_per_sm"] for v in g if v.get("blocks_per_sm")]
+        old_cap = 2048 // block
+        waves = sorted({round(old_cap / b, 2) for b in bps})
         P(
             f"| {kind} | {dtype} | {len(g)} | {min(v['regs'] for v in g)}–{mx['regs']} | {label(mx)} | "
             f"{sum(v['spill_ins'] for v in g)} | {max(v['stack'] for v in g)} / {max(v['local'] for v in g)} | "
-            f"{min(v['occupancy'] for v in g):.1f}–{max(v['occupancy'] for v in g):.1f} % | {min(infl) if infl else '—'} | "
+            f"{min(v['occupancy'] for v in g):.1f}–{max(v['occupancy'] for v in g):.1f} % | "
+            f"{min(bps) if bps else '—'}–{max(bps) if bps else '—'} | "
+            f"{'–'.join(f'{w:g}' for w in (waves[0], waves[-1])) if waves else '—'} | {min(infl) if infl else '—'} | "
             f"{'all' if not bad else '%d fail' % len(bad)} |"
         )
     allk = [v for v in ours.values() if v["regs"] is not None]
@@ -940,6 +1148,13 @@ def main(argv=None):
         "≤ 64 registers keeps ≥ 50 %."
     )
     P(
+        "- **blocks/SM = grid wave per SM**: the resident blocks per SM above, which is what "
+        "`cudaOccupancyMaxActiveBlocksPerMultiprocessor` reports for the kernel (no shared memory, a fixed block): the "
+        "launchers ask it once per kernel and device and launch SMs × blocks/SM blocks at most (`snn::grid_blocks`), one "
+        f"full wave, past which the kernels grid-stride. **waves at the old 8/SM cap**: the grid was SMs × {2048 // block} "
+        "(the thread limit), which for these kernels is that many waves, the last one partial."
+    )
+    P(
         "- **loop loads / stores**: global memory instructions (`LDG`/`STG`, generic `LD`/`ST`) inside an innermost SASS loop "
         "(a backward `BRA` and its target; the compiler may emit several versions of the time loop, unswitched on which optional "
         "pointers are null), counted by width in bits; `cond` = predicated or inside a forward-branch region of the loop body "
@@ -1002,6 +1217,7 @@ def main(argv=None):
                 kChunk=K,
                 generated=now,
                 main=rows_json,
+                neuron_linear=nl_json,
                 spikingjelly=sj_json,
                 kernels=jall,
             ),
