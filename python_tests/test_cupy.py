@@ -876,10 +876,13 @@ def test_cupy_poisson_equals_compiled_cpu(emu_launcher):
     for dt in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
         x = torch.linspace(0, 1, 1001, dtype=torch.float64).to(dt).reshape(7, 143)
         for seed in (0, 12345, -(2**63), 2**63 - 1):
-            assert torch.equal(cb.poisson_encode(x, 13, seed), torch.ops.snn_cuda.poisson_encode(x, 13, seed)), (
+            key = torch.tensor(seed)
+            # x's device: the kernel reads the key through seed_ptr (as from a CUDA key)
+            assert torch.equal(cb.poisson_encode(x, 13, key), torch.ops.snn_cuda.poisson_encode(x, 13, key)), (
                 dt,
                 seed,
             )
+            assert emu_launcher.launches[-1][0].kind == "poisson"
 
 
 def _bad_calls():
@@ -947,11 +950,16 @@ def test_cupy_backward_errors_are_the_compiled_ops_errors():
             cb.neuron_backward(*args.values())
         assert type(got.value) is type(want.value), (str(want.value), str(got.value))
         assert str(got.value) == str(want.value).splitlines()[0]
-    with pytest.raises(Exception) as want:
-        torch.ops.snn_cuda.poisson_encode(torch.ones(3), 0, 1)
-    with pytest.raises(Exception) as got:
-        cb.poisson_encode(torch.ones(3), 0, 1)
-    assert type(got.value) is type(want.value) and str(got.value) == str(want.value).splitlines()[0]
+    for args in (
+        (torch.ones(3), 0, torch.tensor(1)),
+        (torch.ones(3), 2, torch.tensor(1, dtype=torch.int32)),
+        (torch.ones(3), 2, torch.tensor([1, 2])),
+    ):
+        with pytest.raises(Exception) as want:
+            torch.ops.snn_cuda.poisson_encode(*args)
+        with pytest.raises(Exception) as got:
+            cb.poisson_encode(*args)
+        assert type(got.value) is type(want.value) and str(got.value) == str(want.value).splitlines()[0]
 
 
 @needs_cpu_kernels
@@ -963,7 +971,7 @@ def test_cupy_kernels_pass_opcheck(cupy_on_cpu):
     v0 = torch.randn(2, 5, generator=g, requires_grad=True)
     args = tuple(_fwd_args(x, v0=v0, save_mode=ops.SAVE_CKPT, store_v_seq=True).values())
     torch.library.opcheck(torch.ops.snn_cuda.neuron_forward.default, args)
-    torch.library.opcheck(torch.ops.snn_cuda.poisson_encode.default, (torch.rand(3, 4), 5, 7))
+    torch.library.opcheck(torch.ops.snn_cuda.poisson_encode.default, (torch.rand(3, 4), 5, torch.tensor(7)))
     assert cupy_on_cpu.launches
 
 

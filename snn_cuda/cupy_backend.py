@@ -127,7 +127,14 @@ class BwdParams(ctypes.Structure):
 
 
 class PoissonParams(ctypes.Structure):
-    _fields_ = [("T", _i64), ("N", _i64), ("x", _ptr), ("out", _ptr), ("seed", ctypes.c_ulonglong)]
+    _fields_ = [
+        ("T", _i64),
+        ("N", _i64),
+        ("x", _ptr),
+        ("out", _ptr),
+        ("seed_ptr", _ptr),
+        ("seed", ctypes.c_ulonglong),
+    ]
 
 
 PARAM_STRUCTS = {"FwdParams": FwdParams, "BwdParams": BwdParams, "PoissonParams": PoissonParams}
@@ -564,10 +571,19 @@ def prepare_backward(
     )
 
 
-def prepare_poisson(x: Tensor, T: int, seed: int) -> Prepared:
+def prepare_poisson(x: Tensor, T: int, seed: Tensor) -> Prepared:
     dt = _dtype_name(x.dtype, "x")
     if T < 1:
         raise ValueError(f"snn_cuda: T must be >= 1, got {T}")
+    if seed.dtype != torch.int64:
+        raise TypeError(f"snn_cuda: seed must be an int64 tensor, got {_c10(seed.dtype)}")
+    if seed.numel() != 1:
+        raise ValueError(f"snn_cuda: seed must have one element, got shape {list(seed.shape)}")
+    on_device = seed.device == x.device
+    if not (on_device or seed.device.type == "cpu"):
+        raise ValueError(
+            f"snn_cuda: seed is on {seed.device} but x is on {x.device} (it must be on x's device or on the CPU)"
+        )
     xc = x.contiguous()
     out = torch.empty([T] + list(x.shape), dtype=x.dtype, device=x.device)
     p = PoissonParams()
@@ -575,8 +591,11 @@ def prepare_poisson(x: Tensor, T: int, seed: int) -> Prepared:
     p.N = x.numel()
     p.x = xc.data_ptr()
     p.out = out.data_ptr()
-    p.seed = seed & 0xFFFFFFFFFFFFFFFF  # (unsigned long long)seed
-    return Prepared(Kernel("poisson", 0, 0, dt), (T * p.N + 3) // 4, p, (out,), (xc,))
+    # On x's device the kernel reads the key (csrc/host.h prepare_poisson: graph-safe, no sync);
+    # a CPU key beside a CUDA x is read here, from host memory.
+    p.seed_ptr = seed.data_ptr() if on_device else None
+    p.seed = 0 if on_device else int(seed.reshape(())) & 0xFFFFFFFFFFFFFFFF
+    return Prepared(Kernel("poisson", 0, 0, dt), (T * p.N + 3) // 4, p, (out,), (xc, seed))
 
 
 # ------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor, nn
 
@@ -21,28 +23,53 @@ class SeqToANN(nn.Sequential):
         return y.unflatten(0, (T, B))
 
 
-def poisson_encode(x: Tensor, T: int, generator: torch.Generator = None, backend: str = "auto") -> Tensor:
-    """Rate coding: `[B, ...]` intensities -> `[T, B, ...]` spikes in x's
-    dtype, each element firing with probability equal to its intensity.
+def _key_device(x: Tensor, generator: Optional[torch.Generator]) -> torch.device:
+    """Where the encoder's random numbers are drawn: on the generator's device (x's default
+    generator when None). A CPU generator serves any input (its draws are copied where needed);
+    a generator on another accelerator than x's would need a device-to-host read: refused."""
+    if generator is None:
+        return x.device
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    dev = generator.device
+    if dev.type != "cpu" and dev.type != x.device.type:
+        raise ValueError(
+            f"generator is on {dev} but x is on {x.device}: pass a generator on x's device or a CPU generator"
+        )
+    return dev if dev.type == "cpu" else x.device
 
-    The fused kernel draws from a counter-based generator (Philox) keyed by a
-    seed taken from torch's generator (`generator`, or the default CPU one),
-    so `torch.manual_seed` makes runs reproducible and CPU and CUDA agree.
-    The reference (`backend="torch"`) is `torch.rand(...) < x`."""
+
+def poisson_encode(x: Tensor, T: int, generator: Optional[torch.Generator] = None, backend: str = "auto") -> Tensor:
+    """Rate coding: `[B, ...]` intensities -> `[T, B, ...]` spikes in x's dtype, each element
+    firing with probability equal to its intensity.
+
+    The fused kernel draws from a counter-based generator (Philox) whose 64-bit key torch's
+    generator draws at every call, as a tensor: `generator`, or the default generator of x's
+    device. The key never becomes a Python number, so nothing synchronises with the device,
+    `torch.compile(fullgraph=True)` traces the call, and a captured CUDA graph draws a fresh key
+    (hence fresh spikes) at every replay. `torch.manual_seed` makes runs reproducible; the same
+    CPU generator state gives the same spikes for CPU and CUDA inputs (a CPU generator works for
+    inputs on any device; one on another device than x's is refused). For CUDA-graph capture use
+    the default or a CUDA generator: a CPU generator's key is read when the op is called, so a
+    replay would repeat it.
+    The reference (`backend="torch"`) is `torch.rand(...) < x`, drawn from the same generator."""
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor of intensities, got {getattr(x, 'dtype', type(x))}")
     if isinstance(T, bool) or not isinstance(T, int) or T < 1:
         raise ValueError(f"T must be a positive int, got {T!r}")
     if backend not in ("auto", "fused", "torch"):
         raise ValueError(f"backend must be one of 'auto', 'fused', 'torch', got {backend!r}")
-    reason = _ext.unavailable_reason(x.device.type) if x.dtype in ops.FUSED_DTYPES else f"dtype {x.dtype}"
+    dev = _key_device(x, generator)
+    reason = ops.unavailable_reason(x.device.type) if x.dtype in ops.FUSED_DTYPES else f"dtype {x.dtype}"
     if backend == "fused" and reason:
         raise RuntimeError(f"snn_cuda: backend='fused' cannot run the Poisson encoder here: {reason}")
     if backend == "torch" or reason:
-        r = torch.rand((T, *x.shape), device=x.device, dtype=x.dtype, generator=generator)
-        return (r < x).to(x.dtype)
-    seed = int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=generator))
-    return torch.ops.snn_cuda.poisson_encode(x.detach(), T, seed)
+        r = torch.rand((T, *x.shape), device=dev, dtype=x.dtype, generator=generator)
+        return (r.to(x.device, non_blocking=True) < x).to(x.dtype)
+    # The key as drawn before (same range, same generator call): a CPU run keeps its spikes for a
+    # given seed. A CPU key beside a CUDA x is read by the op when called (host memory).
+    key = torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, device=dev, generator=generator)
+    return torch.ops.snn_cuda.poisson_encode(x.detach(), T, key)
 
 
 class PoissonEncoder(nn.Module):
@@ -58,7 +85,7 @@ class PoissonEncoder(nn.Module):
         self.T = T
         self.backend = backend
 
-    def forward(self, x: Tensor, generator: torch.Generator = None) -> Tensor:
+    def forward(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         return poisson_encode(x, self.T, generator=generator, backend=self.backend)
 
     def extra_repr(self) -> str:

@@ -54,6 +54,17 @@ def state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def unavailable_reason(device_type: str) -> str:
+    """Why the fused ops cannot run tensors of this device type ('' when they can). Meta tensors
+    run the ops' fake kernels (shapes and dtypes, no data): available wherever the ops are
+    registered, so that a model can be dry-run on "meta" with the backend it will train with.
+    Fake tensors report their real device type and follow its availability: a graph traced
+    with them must run on that device later."""
+    if device_type == "meta" and _ext.loaded:
+        return ""
+    return _ext.unavailable_reason(device_type)
+
+
 def _seq_shapes(x: Tensor, T: int):
     seq = (T, *x.shape) if T >= 0 else tuple(x.shape)
     return seq, seq[1:]
@@ -373,6 +384,19 @@ if _ext.loaded:
 
     @torch.library.register_fake("snn_cuda::poisson_encode")
     def _poisson_fake(x, T, seed):
+        # The compiled op's checks (csrc/host.h prepare_poisson), with its exception types.
+        torch._check_type(
+            seed.dtype == torch.int64, lambda: f"snn_cuda: seed must be an int64 tensor, got {seed.dtype}"
+        )
+        torch._check_value(
+            seed.numel() == 1, lambda: f"snn_cuda: seed must have one element, got shape {list(seed.shape)}"
+        )
+        torch._check_value(
+            seed.device == x.device or seed.device.type == "cpu",
+            lambda: (
+                f"snn_cuda: seed is on {seed.device} but x is on {x.device} (it must be on x's device or on the CPU)"
+            ),
+        )
         return x.new_empty((T, *x.shape))
 
 

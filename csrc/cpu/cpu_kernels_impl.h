@@ -213,9 +213,10 @@ SNN_ROW_ATTR void poisson_run(const PoissonParams& p, i64 e0, i64 e1) {
   const T* x = (const T*)p.x;
   T* out = (T*)p.out;
   const i64 g0 = e0 / 4, ng = (e1 + 3) / 4 - g0;
+  const unsigned long long key = poisson_key(p);
 #pragma omp simd
   for (i64 j = 0; j < ng; ++j) {
-    const U32x4 v = philox4x32_10((unsigned long long)(g0 + j), 0ull, p.seed);
+    const U32x4 v = philox4x32_10((unsigned long long)(g0 + j), 0ull, key);
     lanes[0][j] = v.v[0];
     lanes[1][j] = v.v[1];
     lanes[2][j] = v.v[2];

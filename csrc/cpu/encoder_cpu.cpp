@@ -29,7 +29,7 @@ void poisson_cpu(const snn::PoissonParams& p) {
   });
 }
 
-at::Tensor poisson_encode_cpu(const at::Tensor& x, int64_t T, int64_t seed) {
+at::Tensor poisson_encode_cpu(const at::Tensor& x, int64_t T, const at::Tensor& seed) {
   auto e = snn_host::prepare_poisson(x, T, seed);
   switch (e.dt) {
     case snn_host::DT_F32:
