@@ -118,9 +118,12 @@ def test_binary_to_uint8(dtype):
     assert u.dtype == torch.uint8 and torch.equal(u.to(dtype), x)
     back = torch.ops.snn_cuda.uint8_to(u, dtype)
     assert back.dtype == dtype and torch.equal(back, x)
-    x[3, 5] = 0.5
-    assert torch.ops.snn_cuda.binary_to_uint8(x).numel() == 0
-    x[3, 5] = float("nan")
-    assert torch.ops.snn_cuda.binary_to_uint8(x).numel() == 0
+    # Binarity is the caller's knowledge, never checked (on a GPU that is a host sync): any
+    # value is narrowed to x != 0, in the full shape its fake kernel promises.
+    for v, want in ((0.5, 1), (float("nan"), 1), (-2.0, 1), (-0.0, 0)):
+        x[3, 5] = v
+        u = torch.ops.snn_cuda.binary_to_uint8(x)
+        assert u.shape == x.shape and u[3, 5] == want
+        assert torch.equal(u, x.ne(0).to(torch.uint8))
     y = (torch.rand(4, 6) > 0.5).float().t()  # non-contiguous
     assert torch.equal(torch.ops.snn_cuda.binary_to_uint8(y).float(), y)

@@ -65,6 +65,14 @@ def unavailable_reason(device_type: str) -> str:
     return _ext.unavailable_reason(device_type)
 
 
+def check_device(name: str, t: Optional[Tensor], x: Tensor) -> None:
+    """A tensor argument must be on the input's device. Checked before the op is called: the
+    dispatcher picks the kernel from every tensor argument, so a CUDA parameter beside a CPU
+    input would reach the CUDA kernel and fail in c10's device guard, naming neither."""
+    if t is not None and t.device != x.device:
+        raise ValueError(f"snn_cuda: {name} is on {t.device} but the input is on {x.device}")
+
+
 def _seq_shapes(x: Tensor, T: int):
     seq = (T, *x.shape) if T >= 0 else tuple(x.shape)
     return seq, seq[1:]
