@@ -440,6 +440,12 @@ def neuron_multistep(
     Linear layer to the spikes inside the op (`_NeuronLinearFn`): the first
     output is then `spikes @ weight.T + bias` and the spikes only ever exist
     as bytes."""
+    check_device("v0", v0, x)
+    check_device("decay_param", decay_param, x)
+    check_device("threshold_param", threshold_param, x)
+    if readout is not None:
+        check_device("the Linear weight", readout[0], x)
+        check_device("the Linear bias", readout[1], x)
     sdt = state_dtype(x.dtype)
     if decay_param is not None:
         decay_param = decay_param.to(sdt)
