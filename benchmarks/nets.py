@@ -224,8 +224,9 @@ class LifFcFused(nn.Module):
     def __init__(self, T: int):
         super().__init__()
         self.encoder = snn_cuda.PoissonEncoder(T)
-        # SpikeLinear: nn.Linear that saves its binary input as uint8 for backward.
-        self.fc = snn_cuda.SeqToANN(nn.Flatten(), snn_cuda.SpikeLinear(28 * 28, 10, bias=False))
+        # SpikeLinear: nn.Linear that saves its input as uint8 for backward; binary=True says the
+        # encoder's output is 0/1 (never checked: a check would sync a GPU every step).
+        self.fc = snn_cuda.SeqToANN(nn.Flatten(), snn_cuda.SpikeLinear(28 * 28, 10, bias=False, binary=True))
         self.lif = snn_cuda.LIF(tau=2.0, surrogate=sg.ATan(), step_mode="m", backend="fused")
 
     def linears(self):
@@ -407,7 +408,9 @@ class DenseIFFused(nn.Module):
         self.T = T
         self.inp = _dense_if_neuron("m", "fused")
         self.fcs = nn.ModuleList(
-            snn_cuda.SeqToANN(snn_cuda.SpikeLinear(a, b, bias=False)) for a, b in zip(sizes[:-1], sizes[1:])
+            # Every layer's input is IF spikes (0/1): saved as bytes.
+            snn_cuda.SeqToANN(snn_cuda.SpikeLinear(a, b, bias=False, binary=True))
+            for a, b in zip(sizes[:-1], sizes[1:])
         )
         self.syns = nn.ModuleList(snn_cuda.SynapticCurrent(SYN_DECAY, step_mode="m", backend="fused") for _ in self.fcs)
         self.ifs = nn.ModuleList(_dense_if_neuron("m", "fused") for _ in self.fcs)

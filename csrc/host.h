@@ -376,22 +376,38 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
 }
 
 struct Poisson {
-  at::Tensor x, out;
+  at::Tensor x, seed, out;
   snn::PoissonParams p;
   DType dt;
 };
 
-inline Poisson prepare_poisson(const at::Tensor& x, int64_t T, int64_t seed) {
+// seed: the Philox key as a one-element int64 tensor. On x's device the kernel reads it when it
+// runs: no host synchronisation, and a CUDA graph replays the read (so a key drawn in the graph
+// by torch's generator is fresh at every replay). A CPU seed beside a CUDA x is read here, when
+// the op is called (host memory: no synchronisation either, but a captured graph keeps it).
+inline Poisson prepare_poisson(const at::Tensor& x, int64_t T, const at::Tensor& seed) {
   Poisson e;
   e.dt = dtype_code(x.scalar_type(), "x");
   TORCH_CHECK_VALUE(T >= 1, "snn_cuda: T must be >= 1, got ", T);
+  TORCH_CHECK_TYPE(seed.scalar_type() == at::kLong, "snn_cuda: seed must be an int64 tensor, got ", seed.scalar_type());
+  TORCH_CHECK_VALUE(seed.numel() == 1, "snn_cuda: seed must have one element, got shape ", seed.sizes());
+  const bool on_device = seed.device() == x.device();
+  TORCH_CHECK_VALUE(on_device || seed.device().is_cpu(), "snn_cuda: seed is on ", seed.device(), " but x is on ",
+                    x.device(), " (it must be on x's device or on the CPU)");
   e.x = x.contiguous();
   e.out = alloc(with_time(T, x.sizes().vec()), x.options());
   e.p.T = T;
   e.p.N = x.numel();
   e.p.x = e.x.data_ptr();
   e.p.out = e.out.data_ptr();
-  e.p.seed = (unsigned long long)seed;
+  if (on_device) {
+    e.seed = seed;
+    e.p.seed_ptr = seed.data_ptr();
+    e.p.seed = 0;
+  } else {
+    e.p.seed_ptr = nullptr;
+    e.p.seed = (unsigned long long)*seed.data_ptr<int64_t>();
+  }
   return e;
 }
 

@@ -49,9 +49,15 @@ TORCH_LIBRARY(snn_cuda, m) {
       "bool grad_threshold, ScalarType x_dtype, Tensor? readout_grad=None, Tensor? readout_weight=None) -> "
       "(Tensor, Tensor, Tensor, Tensor)");
   // Rate coding: x [...] of probabilities -> [T, ...] spikes in x's dtype,
-  // element (t, n) firing when Philox(seed)'s uniform for t*N+n is < x[n].
-  m.def("poisson_encode(Tensor x, int T, int seed) -> Tensor");
-  // x as uint8 when every element is 0 or 1, else an empty tensor (one pass).
+  // element (t, n) firing when Philox(key = seed)'s uniform for t*N+n is < x[n].
+  // seed: one-element int64 tensor on x's device, read by the kernel when it
+  // runs (so a key that torch's generator draws on the device before the call
+  // makes the op safe under CUDA-graph replay and torch.compile: no Python int
+  // ever holds it), or on the CPU (read when the op is called).
+  m.def("poisson_encode(Tensor x, int T, Tensor seed) -> Tensor");
+  // Spikes as bytes: (x != 0) as uint8, the shape of x. Whether x holds 0/1
+  // spikes is the caller's knowledge; the op never looks (on a GPU that
+  // would cost a host synchronisation), so it always returns the full shape.
   m.def("binary_to_uint8(Tensor x) -> Tensor");
   // 0/1 bytes back to `dtype` (the inverse of binary_to_uint8).
   m.def("uint8_to(Tensor x, ScalarType dtype) -> Tensor");

@@ -931,7 +931,7 @@ def test_cupy_ops_equal_compiled_cpu_ops(emu_launcher, name, fa, bkw):
 @needs_cpu_kernels
 def test_cupy_byte_conversions_equal_compiled_cpu(emu_launcher):
     """binary_to_uint8 / uint8_to through the CuPy implementations and the real convert kernels
-    equal the compiled CPU ops: bytes, the empty result for a non-binary input, views at odd
+    equal the compiled CPU ops: bytes (x != 0, also for values other than 0 and 1), views at odd
     offsets (the kernels' per-element path), sizes that wrap the grid and leave a partial group."""
     g = torch.Generator().manual_seed(3)
     for dt in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
@@ -943,9 +943,14 @@ def test_cupy_byte_conversions_equal_compiled_cpu(emu_launcher):
                 assert got.dtype == torch.uint8 and torch.equal(got, want), (dt, n)
                 for wdt in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
                     assert torch.equal(cb.uint8_to(got, wdt), torch.ops.snn_cuda.uint8_to(want, wdt)), (dt, wdt, n)
-            bad = base.clone()
-            bad[n // 2] = 0.5
-            assert cb.binary_to_uint8(bad).numel() == 0 == torch.ops.snn_cuda.binary_to_uint8(bad).numel()
+            # any nonzero value (the op does not check for spikes: the caller vouches) narrows to 1
+            other = base.clone()
+            other[n // 2] = 0.5
+            other[0] = -3.0
+            if dt == torch.float64:
+                other[-1] = 1e-300  # compared in fp64 (a float cast would make it 0)
+            got = cb.binary_to_uint8(other)
+            assert torch.equal(got, torch.ops.snn_cuda.binary_to_uint8(other)) and torch.equal(got, (other != 0).byte())
     # any nonzero byte widens to 1
     b = torch.tensor([0, 1, 2, 255, 0, 7, 1], dtype=torch.uint8)
     assert torch.equal(cb.uint8_to(b, torch.float32), torch.tensor([0.0, 1, 1, 1, 0, 1, 1]))
@@ -980,10 +985,13 @@ def test_cupy_poisson_equals_compiled_cpu(emu_launcher):
     for dt in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
         x = torch.linspace(0, 1, 1001, dtype=torch.float64).to(dt).reshape(7, 143)
         for seed in (0, 12345, -(2**63), 2**63 - 1):
-            assert torch.equal(cb.poisson_encode(x, 13, seed), torch.ops.snn_cuda.poisson_encode(x, 13, seed)), (
+            key = torch.tensor(seed)
+            # x's device: the kernel reads the key through seed_ptr (as from a CUDA key)
+            assert torch.equal(cb.poisson_encode(x, 13, key), torch.ops.snn_cuda.poisson_encode(x, 13, key)), (
                 dt,
                 seed,
             )
+            assert emu_launcher.launches[-1][0].kind == "poisson"
 
 
 def _bad_calls():
@@ -1051,11 +1059,16 @@ def test_cupy_backward_errors_are_the_compiled_ops_errors():
             cb.neuron_backward(*args.values())
         assert type(got.value) is type(want.value), (str(want.value), str(got.value))
         assert str(got.value) == str(want.value).splitlines()[0]
-    with pytest.raises(Exception) as want:
-        torch.ops.snn_cuda.poisson_encode(torch.ones(3), 0, 1)
-    with pytest.raises(Exception) as got:
-        cb.poisson_encode(torch.ones(3), 0, 1)
-    assert type(got.value) is type(want.value) and str(got.value) == str(want.value).splitlines()[0]
+    for args in (
+        (torch.ones(3), 0, torch.tensor(1)),
+        (torch.ones(3), 2, torch.tensor(1, dtype=torch.int32)),
+        (torch.ones(3), 2, torch.tensor([1, 2])),
+    ):
+        with pytest.raises(Exception) as want:
+            torch.ops.snn_cuda.poisson_encode(*args)
+        with pytest.raises(Exception) as got:
+            cb.poisson_encode(*args)
+        assert type(got.value) is type(want.value) and str(got.value) == str(want.value).splitlines()[0]
 
 
 @needs_cpu_kernels
@@ -1067,7 +1080,7 @@ def test_cupy_kernels_pass_opcheck(cupy_on_cpu):
     v0 = torch.randn(2, 5, generator=g, requires_grad=True)
     args = tuple(_fwd_args(x, v0=v0, save_mode=ops.SAVE_CKPT, store_v_seq=True).values())
     torch.library.opcheck(torch.ops.snn_cuda.neuron_forward.default, args)
-    torch.library.opcheck(torch.ops.snn_cuda.poisson_encode.default, (torch.rand(3, 4), 5, 7))
+    torch.library.opcheck(torch.ops.snn_cuda.poisson_encode.default, (torch.rand(3, 4), 5, torch.tensor(7)))
     assert cupy_on_cpu.launches
 
 

@@ -142,7 +142,7 @@ def battery() -> dict:
     g = torch.Generator().manual_seed(5)
     p = torch.rand(B, F, generator=g)
     for dt in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
-        enc = torch.ops.snn_cuda.poisson_encode(p.to(dt), T, 1234)
+        enc = torch.ops.snn_cuda.poisson_encode(p.to(dt), T, torch.tensor(1234))
         out[f"poisson/{dt}"] = enc
         out[f"narrow/{dt}"] = torch.ops.snn_cuda.binary_to_uint8(enc)
         out[f"widen/{dt}"] = torch.ops.snn_cuda.uint8_to(out[f"narrow/{dt}"], dt)

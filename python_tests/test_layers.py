@@ -383,6 +383,8 @@ def test_spike_linear_matches_linear_and_saves_uint8():
     sl = snn_cuda.SpikeLinear(30, 7)
     sl.load_state_dict(lin.state_dict())
     for binary in (True, False):
+        # The caller declares spikes (binary=True); the layer never inspects the values.
+        sl.binary = binary
         x = torch.rand(5, 6, 30)
         x = (x > 0.6).float() if binary else x
         x1 = x.clone().requires_grad_()
@@ -407,7 +409,8 @@ def test_spike_linear_matches_linear_and_saves_uint8():
         torch.testing.assert_close(x2.grad, x1.grad)
         torch.testing.assert_close(sl.weight.grad, lin.weight.grad)
         torch.testing.assert_close(sl.bias.grad, lin.bias.grad)
-        dtypes = {t.dtype for t in saved if t.shape == x.shape}
+        # binary=False is nn.Linear, which saves x flattened to 2-D: matched by size
+        dtypes = {t.dtype for t in saved if t.numel() == x.numel()}
         assert dtypes == ({torch.uint8} if binary else {torch.float32})
         lin.zero_grad()
         sl.zero_grad()

@@ -642,9 +642,10 @@ def run_cupy_vs_compiled(quick: bool, sm_count: int = 0, log=print, device: str 
         }
         try:
             x = torch.linspace(0, 1, 4099, dtype=torch.float64).to(device=device, dtype=dt)
-            a = torch.ops.snn_cuda.poisson_encode(x, 37, 12345)
+            seed = torch.tensor(12345, device=device)
+            a = torch.ops.snn_cuda.poisson_encode(x, 37, seed)
             with _cupy_kernels(True, device):
-                b = torch.ops.snn_cuda.poisson_encode(x, 37, 12345)
+                b = torch.ops.snn_cuda.poisson_encode(x, 37, seed)
             rec["comparisons"] = [compare_tensors("spikes", b, a, exact=True)]
             rec["passed"] = rec["comparisons"][0]["passed"]
         except Exception as e:

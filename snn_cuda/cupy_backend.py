@@ -129,7 +129,14 @@ class BwdParams(ctypes.Structure):
 
 
 class PoissonParams(ctypes.Structure):
-    _fields_ = [("T", _i64), ("N", _i64), ("x", _ptr), ("out", _ptr), ("seed", ctypes.c_ulonglong)]
+    _fields_ = [
+        ("T", _i64),
+        ("N", _i64),
+        ("x", _ptr),
+        ("out", _ptr),
+        ("seed_ptr", _ptr),
+        ("seed", ctypes.c_ulonglong),
+    ]
 
 
 class NarrowParams(ctypes.Structure):
@@ -593,10 +600,19 @@ def prepare_backward(
     )
 
 
-def prepare_poisson(x: Tensor, T: int, seed: int) -> Prepared:
+def prepare_poisson(x: Tensor, T: int, seed: Tensor) -> Prepared:
     dt = _dtype_name(x.dtype, "x")
     if T < 1:
         raise ValueError(f"snn_cuda: T must be >= 1, got {T}")
+    if seed.dtype != torch.int64:
+        raise TypeError(f"snn_cuda: seed must be an int64 tensor, got {_c10(seed.dtype)}")
+    if seed.numel() != 1:
+        raise ValueError(f"snn_cuda: seed must have one element, got shape {list(seed.shape)}")
+    on_device = seed.device == x.device
+    if not (on_device or seed.device.type == "cpu"):
+        raise ValueError(
+            f"snn_cuda: seed is on {seed.device} but x is on {x.device} (it must be on x's device or on the CPU)"
+        )
     xc = x.contiguous()
     out = torch.empty([T] + list(x.shape), dtype=x.dtype, device=x.device)
     p = PoissonParams()
@@ -604,8 +620,11 @@ def prepare_poisson(x: Tensor, T: int, seed: int) -> Prepared:
     p.N = x.numel()
     p.x = xc.data_ptr()
     p.out = out.data_ptr()
-    p.seed = seed & 0xFFFFFFFFFFFFFFFF  # (unsigned long long)seed
-    return Prepared(Kernel("poisson", 0, 0, dt), (T * p.N + 3) // 4, p, (out,), (xc,))
+    # On x's device the kernel reads the key (csrc/host.h prepare_poisson: graph-safe, no sync);
+    # a CPU key beside a CUDA x is read here, from host memory.
+    p.seed_ptr = seed.data_ptr() if on_device else None
+    p.seed = 0 if on_device else int(seed.reshape(())) & 0xFFFFFFFFFFFFFFFF
+    return Prepared(Kernel("poisson", 0, 0, dt), (T * p.N + 3) // 4, p, (out,), (xc, seed))
 
 
 # ------------------------------------------------------------------------------------------
@@ -772,16 +791,12 @@ def prepare_widen(x: Tensor, dtype: torch.dtype) -> Prepared:
 
 
 def binary_to_uint8(x):
-    """x as uint8 when every element is 0 or 1, else an empty uint8 tensor (the op's schema)."""
+    """x != 0 as uint8, in x's shape: whether x holds spikes is the caller's knowledge (the op's
+    contract, as on the CPU and in the compiled kernel), so the kernel runs without its flag."""
     with _guard(x.device):
         _dtype_name(x.dtype, "x")
-        flag = torch.zeros(1, dtype=torch.int32, device=x.device) if x.numel() else None
-        prep = prepare_narrow(x, flag)
+        prep = prepare_narrow(x, None)
         _run(prep, x.device)
-        # The result's shape depends on the data (the schema's empty tensor for a non-binary x):
-        # a device-to-host read, as in the compiled kernel (csrc/cuda/convert_cuda.cpp).
-        if flag is not None and int(flag.item()) != 0:
-            return torch.empty(0, dtype=torch.uint8, device=x.device)
     return prep.outputs[0]
 
 

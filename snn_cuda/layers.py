@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor, nn
 
@@ -21,28 +23,53 @@ class SeqToANN(nn.Sequential):
         return y.unflatten(0, (T, B))
 
 
-def poisson_encode(x: Tensor, T: int, generator: torch.Generator = None, backend: str = "auto") -> Tensor:
-    """Rate coding: `[B, ...]` intensities -> `[T, B, ...]` spikes in x's
-    dtype, each element firing with probability equal to its intensity.
+def _key_device(x: Tensor, generator: Optional[torch.Generator]) -> torch.device:
+    """Where the encoder's random numbers are drawn: on the generator's device (x's default
+    generator when None). A CPU generator serves any input (its draws are copied where needed);
+    a generator on another accelerator than x's would need a device-to-host read: refused."""
+    if generator is None:
+        return x.device
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    dev = generator.device
+    if dev.type != "cpu" and dev.type != x.device.type:
+        raise ValueError(
+            f"generator is on {dev} but x is on {x.device}: pass a generator on x's device or a CPU generator"
+        )
+    return dev if dev.type == "cpu" else x.device
 
-    The fused kernel draws from a counter-based generator (Philox) keyed by a
-    seed taken from torch's generator (`generator`, or the default CPU one),
-    so `torch.manual_seed` makes runs reproducible and CPU and CUDA agree.
-    The reference (`backend="torch"`) is `torch.rand(...) < x`."""
+
+def poisson_encode(x: Tensor, T: int, generator: Optional[torch.Generator] = None, backend: str = "auto") -> Tensor:
+    """Rate coding: `[B, ...]` intensities -> `[T, B, ...]` spikes in x's dtype, each element
+    firing with probability equal to its intensity.
+
+    The fused kernel draws from a counter-based generator (Philox) whose 64-bit key torch's
+    generator draws at every call, as a tensor: `generator`, or the default generator of x's
+    device. The key never becomes a Python number, so nothing synchronises with the device,
+    `torch.compile(fullgraph=True)` traces the call, and a captured CUDA graph draws a fresh key
+    (hence fresh spikes) at every replay. `torch.manual_seed` makes runs reproducible; the same
+    CPU generator state gives the same spikes for CPU and CUDA inputs (a CPU generator works for
+    inputs on any device; one on another device than x's is refused). For CUDA-graph capture use
+    the default or a CUDA generator: a CPU generator's key is read when the op is called, so a
+    replay would repeat it.
+    The reference (`backend="torch"`) is `torch.rand(...) < x`, drawn from the same generator."""
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor of intensities, got {getattr(x, 'dtype', type(x))}")
     if isinstance(T, bool) or not isinstance(T, int) or T < 1:
         raise ValueError(f"T must be a positive int, got {T!r}")
     if backend not in ("auto", "fused", "torch"):
         raise ValueError(f"backend must be one of 'auto', 'fused', 'torch', got {backend!r}")
-    reason = _ext.unavailable_reason(x.device.type, x, backend) if x.dtype in ops.FUSED_DTYPES else f"dtype {x.dtype}"
+    dev = _key_device(x, generator)
+    reason = ops.unavailable_reason(x.device.type, x, backend) if x.dtype in ops.FUSED_DTYPES else f"dtype {x.dtype}"
     if backend == "fused" and reason:
         raise RuntimeError(f"snn_cuda: backend='fused' cannot run the Poisson encoder here: {reason}")
     if backend == "torch" or reason:
-        r = torch.rand((T, *x.shape), device=x.device, dtype=x.dtype, generator=generator)
-        return (r < x).to(x.dtype)
-    seed = int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=generator))
-    return torch.ops.snn_cuda.poisson_encode(x.detach(), T, seed)
+        r = torch.rand((T, *x.shape), device=dev, dtype=x.dtype, generator=generator)
+        return (r.to(x.device, non_blocking=True) < x).to(x.dtype)
+    # The key as drawn before (same range, same generator call): a CPU run keeps its spikes for a
+    # given seed. A CPU key beside a CUDA x is read by the op when called (host memory).
+    key = torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, device=dev, generator=generator)
+    return torch.ops.snn_cuda.poisson_encode(x.detach(), T, key)
 
 
 class PoissonEncoder(nn.Module):
@@ -58,25 +85,30 @@ class PoissonEncoder(nn.Module):
         self.T = T
         self.backend = backend
 
-    def forward(self, x: Tensor, generator: torch.Generator = None) -> Tensor:
+    def forward(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         return poisson_encode(x, self.T, generator=generator, backend=self.backend)
 
     def extra_repr(self) -> str:
         return f"T={self.T}, backend={self.backend!r}"
 
 
-def _binary_to_uint8(x: Tensor):
-    """x as uint8 if every element is 0 or 1, else None."""
-    if x.device.type == "cpu" and _ext.cpu_available() and x.dtype in ops.FUSED_DTYPES:
-        out = torch.ops.snn_cuda.binary_to_uint8(x)
-        return out if out.numel() == x.numel() else None
-    if bool(((x == 0) | (x == 1)).all()):
-        return x.to(torch.uint8)
-    return None
+# Device types whose compiled ops narrow / widen spikes (looked up once: the layers consult them on
+# every call, also while torch.compile traces them). Elsewhere torch's own conversions do it.
+_BYTE_KERNELS = {
+    dev: _ext.has_kernel("binary_to_uint8", key) and _ext.has_kernel("uint8_to", key)
+    for dev, key in (("cpu", "CPU"), ("cuda", "CUDA"), ("meta", "Meta"))
+}
 
 
-def _uint8_to(x: Tensor, dtype: torch.dtype) -> Tensor:
-    if x.device.type == "cpu" and _ext.cpu_available() and dtype in ops.FUSED_DTYPES:
+def _to_bytes(x: Tensor) -> Tensor:
+    """Spikes as bytes (x != 0). Never looks at whether x is binary: the caller knows."""
+    if _BYTE_KERNELS.get(x.device.type, False) and x.dtype in ops.FUSED_DTYPES:
+        return torch.ops.snn_cuda.binary_to_uint8(x)
+    return x.ne(0).to(torch.uint8)
+
+
+def _from_bytes(x: Tensor, dtype: torch.dtype) -> Tensor:
+    if _BYTE_KERNELS.get(x.device.type, False) and dtype in ops.FUSED_DTYPES:
         return torch.ops.snn_cuda.uint8_to(x, dtype)
     return x.to(dtype)
 
@@ -87,15 +119,12 @@ _BYTE_FORWARD_MAX_OUT = 40
 
 
 class _SpikeLinearFn(torch.autograd.Function):
-    """y = x W^T + b, saving a binary x as uint8 (1 byte instead of 4 per
-    element for fp32 spikes). A non-binary x is saved as is. On the CPU, for
-    a few outputs, a binary x is multiplied as bytes (spike_linear) and the
-    weight gradient read from them (spike_linear_weight_grad)."""
+    """y = x W^T + b for 0/1 spikes x (the caller vouches), saving x as uint8 (1 byte instead of
+    4 per element for fp32 spikes). On the CPU, for a few outputs, x is multiplied as bytes
+    (spike_linear) and the weight gradient read from them (spike_linear_weight_grad)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias):
-        # Only the weight gradient reads x; a binary x loses nothing as uint8.
-        narrow = None
         byte_ops = (
             x.device.type == "cpu"
             and _ext.cpu_available()
@@ -103,19 +132,16 @@ class _SpikeLinearFn(torch.autograd.Function):
             and weight.dtype == x.dtype
         )
         small = byte_ops and weight.shape[0] <= _BYTE_FORWARD_MAX_OUT
-        if weight.requires_grad or small:
-            narrow = _binary_to_uint8(x)
-        if small and narrow is not None:
+        # Only the weight gradient reads x: spikes lose nothing as uint8.
+        narrow = _to_bytes(x) if (weight.requires_grad or small) else None
+        if small:
             y = torch.ops.snn_cuda.spike_linear(narrow, weight, bias)
         else:
             y = torch.nn.functional.linear(x, weight, bias)
-        if not weight.requires_grad:
-            narrow = None
         ctx.byte_ops = byte_ops
-        ctx.binary = narrow is not None
         ctx.x_dtype = x.dtype
         ctx.has_bias = bias is not None
-        ctx.save_for_backward(narrow if narrow is not None else x, weight)
+        ctx.save_for_backward(narrow if weight.requires_grad else None, weight)
         return y
 
     @staticmethod
@@ -125,26 +151,53 @@ class _SpikeLinearFn(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             gx = gy.matmul(weight.to(gy.dtype))
         if ctx.needs_input_grad[1]:
-            if ctx.binary and ctx.byte_ops and gy.dtype == ctx.x_dtype:
+            if ctx.byte_ops and gy.dtype == ctx.x_dtype:
                 gw = torch.ops.snn_cuda.spike_linear_weight_grad(gy, xs)
             else:
-                x = _uint8_to(xs, ctx.x_dtype) if ctx.binary else xs
-                gw = gy.reshape(-1, gy.shape[-1]).t().matmul(x.reshape(-1, x.shape[-1]).to(gy.dtype))
+                x = _from_bytes(xs, gy.dtype)
+                gw = gy.reshape(-1, gy.shape[-1]).t().matmul(x.reshape(-1, x.shape[-1]))
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = gy.reshape(-1, gy.shape[-1]).sum(0)
         return gx, gw, gb
 
 
 class SpikeLinear(nn.Linear):
-    """`nn.Linear` for spike inputs: same parameters and state_dict, but a
-    binary input (spikes) is saved for backward as uint8, 4x less activation
-    memory than fp32 spikes (2x for 16-bit). On the CPU (fp32/fp64) the
-    weight gradient is computed from those bytes, and with up to 40 outputs
-    the forward too (`spike_linear`): values and gradients are `nn.Linear`'s
-    up to the summation order (each spike-times-weight product is exact). A
-    non-binary input is saved as is and goes through `F.linear`."""
+    """`nn.Linear` for spike inputs: same parameters and state_dict.
+
+    `binary=True` declares that the input holds only 0 and 1 (spikes from a snn_cuda neuron or
+    the Poisson encoder, for instance); the layer then saves it for backward as uint8, 4x less
+    activation memory than fp32 spikes (2x for 16-bit), and on the CPU (fp32/fp64) computes the
+    weight gradient from those bytes, and with up to 40 outputs the forward too
+    (`spike_linear`): values and gradients are `nn.Linear`'s up to the summation order (each
+    spike-times-weight product is exact). The values are never checked (on a GPU that check is
+    a host synchronisation per step): an input with other values gets a wrong weight gradient.
+    `binary=False` (the default) is `nn.Linear`. A uint8 input is spikes stored as bytes (a
+    nonzero byte is a spike) whatever `binary` says: the type vouches for the values, and the
+    layer runs `spike_linear` on it."""
+
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None, binary: bool = False
+    ):
+        if not isinstance(binary, bool):
+            raise TypeError(f"binary must be a bool, got {type(binary).__name__}")
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        self.binary = binary
 
     def forward(self, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+        if isinstance(x, Tensor):
+            ops.check_device("SpikeLinear.weight", self.weight, x)
+            if x.dtype == torch.uint8:
+                if _ext.loaded:
+                    return torch.ops.snn_cuda.spike_linear(x, self.weight, self.bias)
+                return super().forward(x.ne(0).to(self.weight.dtype))
+        if (
+            self.binary
+            and torch.is_grad_enabled()
+            and (x.requires_grad or self.weight.requires_grad)
+            and x.dtype in ops.FUSED_DTYPES
+        ):
             return _SpikeLinearFn.apply(x, self.weight, self.bias)
         return super().forward(x)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", binary=True" if self.binary else "")

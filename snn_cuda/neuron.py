@@ -14,6 +14,7 @@ from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
+from torch._subclasses.fake_tensor import is_fake
 from torch.nn import functional as F
 
 from . import _ext, ops, reference
@@ -58,6 +59,12 @@ class MemoryModule(nn.Module):
     def reset(self) -> None:  # overridden
         raise NotImplementedError
 
+    def reset_parameters(self) -> None:
+        """Sets the tensor parameters and buffers (learnable or per-neuron values) back to the
+        values the layer was built with: after `to_empty()` (a model built on the meta device
+        and materialised later), their storage holds no values until this runs."""
+        _reset_params(self)
+
     def detach(self) -> None:  # overridden: cut the graph for truncated BPTT
         raise NotImplementedError
 
@@ -75,10 +82,13 @@ class MemoryModule(nn.Module):
             reason = f"dtype {x.dtype} has no fused kernel (float32/float64/float16/bfloat16 do)"
         elif surrogate.kind_id is None:
             reason = f"the Python-defined surrogate {type(surrogate).__name__} runs on the reference backend only"
+        elif x.device.type == "meta":
+            # No data: the ops' fake kernels give the shapes, whichever kernels would compute.
+            reason = ops.unavailable_reason("meta")
         elif backend == "cupy":
             reason = _ext.cupy_unavailable_reason(x.device.type)
         else:
-            reason = _ext.unavailable_reason(x.device.type, x, backend)
+            reason = ops.unavailable_reason(x.device.type, x, backend)
         if not reason:
             return True
         if backend in ("fused", "cupy"):
@@ -141,6 +151,13 @@ def _shape_arg(param_shape) -> Optional[tuple]:
     return shape
 
 
+def _host_data(t: Tensor) -> bool:
+    """Whether t's values can be read for free: a real tensor in host memory. Meta tensors have
+    none, fake tensors (FakeTensorMode, tracing) only pretend to, and reading a GPU tensor
+    synchronises with the device."""
+    return t.device.type == "cpu" and not is_fake(t)
+
+
 def _register_param(
     module: nn.Module,
     name: str,
@@ -154,21 +171,27 @@ def _register_param(
     fixed tensor, e.g. per neuron) or an nn.Parameter (learn=True). Tensors are float32
     unless given as float64, shaped `param_shape` when given, and must broadcast to one
     sample's feature dims (x.shape[2:] multi-step, x.shape[1:] single-step). Fixed values
-    must lie in [low, high]."""
+    must lie in [low, high].
+
+    Validation never reads a device's data: Python numbers are checked here; a tensor value is
+    checked by dtype and shape, and by value only when it lives in host memory (free). The
+    initial value is kept for reset_parameters()."""
     if isinstance(value, Tensor):
         if not value.is_floating_point():
             raise TypeError(f"{name} must be a float or a floating tensor, got dtype {value.dtype}")
-        # Kept as given (as snnTorch does: a tensor that requires grad still gets
-        # its gradient as a buffer); float32 unless float64.
+        # Kept as given (as snnTorch does: a tensor that requires grad still gets its
+        # gradient as a buffer); float32 unless float64.
         t = value if value.dtype in (torch.float32, torch.float64) else value.float()
-    elif learn or param_shape is not None:
-        t = torch.tensor(_finite(name, value), dtype=torch.float32)
+        init = None
     else:
         v = _finite(name, value)
-        if (low is not None and v < low) or (high is not None and v > high):
+        if not learn and ((low is not None and v < low) or (high is not None and v > high)):
             raise ValueError(f"{name} must be in [{low}, {high}], got {v}")
-        setattr(module, name, v)
-        return
+        if not learn and param_shape is None:
+            setattr(module, name, v)
+            return
+        t = torch.tensor(v, dtype=torch.float32)
+        init = v
     if param_shape is not None and tuple(t.shape) != param_shape:
         try:
             t = t.expand(param_shape).clone()
@@ -176,16 +199,38 @@ def _register_param(
             raise ValueError(
                 f"{name} of shape {tuple(t.shape)} does not broadcast to param_shape {param_shape}"
             ) from None
-    if not bool(torch.isfinite(t.detach()).all()):
-        raise ValueError(f"{name} must be finite")
-    if not (learn or t.requires_grad) and (
-        (low is not None and bool((t < low).any())) or (high is not None and bool((t > high).any()))
-    ):
-        raise ValueError(f"{name} must be in [{low}, {high}]")
+    if isinstance(value, Tensor):
+        if _host_data(t):
+            if not bool(torch.isfinite(t.detach()).all()):
+                raise ValueError(f"{name} must be finite")
+            if not (learn or t.requires_grad) and (
+                (low is not None and bool((t < low).any())) or (high is not None and bool((t > high).any()))
+            ):
+                raise ValueError(f"{name} must be in [{low}, {high}]")
+        # A meta tensor has no values to restore (reset_parameters then says so).
+        init = None if t.is_meta else t.detach().clone()
     if learn:
         module.register_parameter(name, nn.Parameter(t.detach()))
     else:
         module.register_buffer(name, t)
+    if "_param_init" not in module.__dict__:
+        module._param_init = {}
+    module._param_init[name] = init
+
+
+def _reset_params(module: nn.Module) -> None:
+    for name, init in module.__dict__.get("_param_init", {}).items():
+        t = getattr(module, name)
+        if init is None:
+            raise RuntimeError(
+                f"{type(module).__name__}.reset_parameters: {name} was given as a tensor without values "
+                f"(meta); set {name} by hand after to_empty()"
+            )
+        with torch.no_grad():
+            if isinstance(init, float):
+                t.fill_(init)
+            else:
+                t.copy_(init)
 
 
 def _op_param(t: Optional[Tensor], rest: tuple, name: str) -> Optional[Tensor]:
@@ -211,7 +256,10 @@ def _op_param(t: Optional[Tensor], rest: tuple, name: str) -> Optional[Tensor]:
 
 def _param_repr(v) -> str:
     if isinstance(v, nn.Parameter):
-        return f"learnable{tuple(v.shape)}" if v.dim() else f"learnable({v.item():.4g})"
+        if v.dim():
+            return f"learnable{tuple(v.shape)}"
+        # The value only where reading it is free (not meta, fake or on a GPU).
+        return f"learnable({v.item():.4g})" if _host_data(v) else f"learnable(on {v.device.type})"
     if isinstance(v, Tensor):
         return f"tensor{tuple(v.shape)}"
     return repr(v)
@@ -286,6 +334,9 @@ class _LIFBase(MemoryModule):
         v_init = self.v if not isinstance(self.v, Tensor) else self.v_init
         th = self.v_threshold
         th_t = th if isinstance(th, Tensor) else None
+        ops.check_device("v_threshold", th_t, x)
+        if self._model == ops.MODEL_PLIF:
+            ops.check_device("w", self.w, x)
         k = self._decay_tensor()
         if self._use_fused(x, self.surrogate_function):
             spikes, _, v_seq, v_last = ops.neuron_multistep(
@@ -484,7 +535,13 @@ class ParametricLIF(_LIFBase):
             param_shape=param_shape,
         )
         shape = _shape_arg(param_shape) or ()
-        self.w = nn.Parameter(torch.full(shape, -math.log(init_tau - 1.0), dtype=torch.float32))
+        self._w_init = -math.log(init_tau - 1.0)
+        self.w = nn.Parameter(torch.full(shape, self._w_init, dtype=torch.float32))
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        with torch.no_grad():
+            self.w.fill_(self._w_init)
 
     @property
     def tau(self) -> Tensor:
@@ -569,6 +626,8 @@ class Leaky(MemoryModule):
         u0 = _as_state(state, x, rest, "the membrane mem")
         u_init = 0.0 if isinstance(state, Tensor) else _finite("mem", state)
         beta, th = self.beta, self.threshold
+        ops.check_device("beta", beta if isinstance(beta, Tensor) else None, x)
+        ops.check_device("threshold", th if isinstance(th, Tensor) else None, x)
         if isinstance(beta, Tensor):
             beta = beta.clamp(0, 1)
         mem_out = readout is None and (single or self.return_mem)
@@ -660,6 +719,9 @@ class NeuronLinear(nn.Module):
             raise ValueError(
                 f"x has {x.shape[-1]} features in its last dim but linear expects in_features={self.linear.in_features}"
             )
+        if isinstance(x, Tensor):
+            ops.check_device("linear.weight", self.linear.weight, x)
+            ops.check_device("linear.bias", self.linear.bias, x)
         readout = (self.linear.weight, self.linear.bias)
         if isinstance(self.neuron, Leaky):
             return self.neuron._forward(x, None, T, readout)

@@ -54,6 +54,26 @@ def state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def unavailable_reason(device_type: str, x: Optional[Tensor] = None, backend: str = "auto") -> str:
+    """Why the fused ops cannot run tensors of this device type ('' when they can). Meta tensors
+    run the ops' fake kernels (shapes and dtypes, no data): available wherever the ops are
+    registered, so that a model can be dry-run on "meta" with the backend it will train with.
+    Fake tensors report their real device type and follow its availability: a graph traced
+    with them must run on that device later. With `x`, a real CUDA tensor's device is also probed
+    for a kernel image this GPU can run (_ext.unavailable_reason)."""
+    if device_type == "meta" and _ext.loaded:
+        return ""
+    return _ext.unavailable_reason(device_type, x, backend)
+
+
+def check_device(name: str, t: Optional[Tensor], x: Tensor) -> None:
+    """A tensor argument must be on the input's device. Checked before the op is called: the
+    dispatcher picks the kernel from every tensor argument, so a CUDA parameter beside a CPU
+    input would reach the CUDA kernel and fail in c10's device guard, naming neither."""
+    if t is not None and t.device != x.device:
+        raise ValueError(f"snn_cuda: {name} is on {t.device} but the input is on {x.device}")
+
+
 def _seq_shapes(x: Tensor, T: int):
     seq = (T, *x.shape) if T >= 0 else tuple(x.shape)
     return seq, seq[1:]
@@ -380,6 +400,19 @@ if _ext.loaded:
 
     @torch.library.register_fake("snn_cuda::poisson_encode")
     def _poisson_fake(x, T, seed):
+        # The compiled op's checks (csrc/host.h prepare_poisson), with its exception types.
+        torch._check_type(
+            seed.dtype == torch.int64, lambda: f"snn_cuda: seed must be an int64 tensor, got {seed.dtype}"
+        )
+        torch._check_value(
+            seed.numel() == 1, lambda: f"snn_cuda: seed must have one element, got shape {list(seed.shape)}"
+        )
+        torch._check_value(
+            seed.device == x.device or seed.device.type == "cpu",
+            lambda: (
+                f"snn_cuda: seed is on {seed.device} but x is on {x.device} (it must be on x's device or on the CPU)"
+            ),
+        )
         return x.new_empty((T, *x.shape))
 
 
@@ -425,6 +458,12 @@ def neuron_multistep(
     Linear layer to the spikes inside the op (`_NeuronLinearFn`): the first
     output is then `spikes @ weight.T + bias` and the spikes only ever exist
     as bytes."""
+    check_device("v0", v0, x)
+    check_device("decay_param", decay_param, x)
+    check_device("threshold_param", threshold_param, x)
+    if readout is not None:
+        check_device("the Linear weight", readout[0], x)
+        check_device("the Linear bias", readout[1], x)
     sdt = state_dtype(x.dtype)
     if decay_param is not None:
         decay_param = decay_param.to(sdt)

@@ -78,8 +78,10 @@ def _finite(name: str, value) -> float:
 
 
 def _scalar(value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """A Python scalar rounded to the state dtype, as a 0-dim tensor on x's device."""
-    return torch.tensor(value, dtype=dtype, device=device)
+    """A Python scalar rounded to the state dtype, as a 0-dim tensor on x's device. Filled on
+    the device (torch.full), not copied there: torch.tensor(value, device="cuda") copies from
+    pageable host memory and synchronises with the device at every call."""
+    return torch.full((), value, dtype=dtype, device=device)
 
 
 def _param(name: str, value, dtype: torch.dtype, device: torch.device, shape) -> Tensor:

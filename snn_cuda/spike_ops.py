@@ -68,6 +68,42 @@ if _ext.loaded:
 
     torch.library.register_autograd("snn_cuda::spike_linear_weight_grad", _weight_grad_no_double_backward)
 
+    # Autocast. Without a rule of their own the ops fall through the autocast keys, and their
+    # kernels' at::linear / at::mm fallbacks were then autocast inside the kernel: a CUDA
+    # spike_linear returned the autocast dtype while its fake kernel (weight's dtype) said
+    # float32. spike_linear follows F.linear (it stands in for nn.Linear): weight and bias are
+    # cast to the autocast dtype of the moment, then the op runs with autocast off, so the result
+    # is that dtype on every path, fake included. The weight gradient keeps its inputs' dtype
+    # (autograd brings it back to the weight's), also with autocast off.
+    _lib = torch.library.Library("snn_cuda", "FRAGMENT")
+
+    def _register_autocast(name: str, device_type: str, cast: bool) -> None:
+        op = getattr(torch.ops.snn_cuda, name).default
+        key_name = "Autocast" + torch._C._dispatch_key_for_device(device_type)
+        key = getattr(torch._C.DispatchKey, key_name)
+
+        def impl(*args):
+            if cast:
+                dtype = torch.get_autocast_dtype(device_type)
+                args = tuple(
+                    a.to(dtype)
+                    if isinstance(a, Tensor) and a.is_floating_point() and a.device.type == device_type
+                    else a
+                    for a in args
+                )
+            with torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(key)):
+                return op(*args)
+
+        # The Python kernel serves torch.compile's tracing; the registered one eager calls.
+        if op.has_kernel_for_dispatch_key(key):
+            op.py_kernels.pop(key, None)
+        op.py_impl(key)(impl)
+        _lib.impl(name, lambda _keyset, *args: impl(*args), key_name, with_keyset=True)
+
+    for _device_type in ("cpu", "cuda"):
+        _register_autocast("spike_linear", _device_type, cast=True)
+        _register_autocast("spike_linear_weight_grad", _device_type, cast=False)
+
 
 def spike_linear(spikes: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     """``F.linear`` for spikes stored one byte per element.

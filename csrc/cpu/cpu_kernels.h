@@ -60,7 +60,7 @@ struct ElemRows {
   void (*load)(const T*, i64, float*);   // 16-bit storage -> fp32 state (null for fp32/fp64)
   void (*store)(const float*, i64, T*);  // fp32 state -> 16-bit storage (null for fp32/fp64)
   void (*poisson)(const snn::PoissonParams&, i64, i64);
-  int (*narrow)(const T*, uint8_t*, i64);
+  void (*narrow)(const T*, uint8_t*, i64);
   void (*widen)(const uint8_t*, T*, i64);
 };
 

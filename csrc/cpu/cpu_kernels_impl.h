@@ -213,9 +213,10 @@ SNN_ROW_ATTR void poisson_run(const PoissonParams& p, i64 e0, i64 e1) {
   const T* x = (const T*)p.x;
   T* out = (T*)p.out;
   const i64 g0 = e0 / 4, ng = (e1 + 3) / 4 - g0;
+  const unsigned long long key = poisson_key(p);
 #pragma omp simd
   for (i64 j = 0; j < ng; ++j) {
-    const U32x4 v = philox4x32_10((unsigned long long)(g0 + j), 0ull, p.seed);
+    const U32x4 v = philox4x32_10((unsigned long long)(g0 + j), 0ull, key);
     lanes[0][j] = v.v[0];
     lanes[1][j] = v.v[1];
     lanes[2][j] = v.v[2];
@@ -236,18 +237,11 @@ SNN_ROW_ATTR void poisson_run(const PoissonParams& p, i64 e0, i64 e1) {
   }
 }
 
-// x as 0/1 bytes; returns nonzero when some element is neither 0 nor 1 (one
-// read of x for torch's eq/all/to chain).
+// x != 0 as bytes, compared in the state type (as the CUDA kernel does).
 template <typename T>
-SNN_ROW_ATTR int narrow_run(const T* __restrict x, uint8_t* __restrict out, i64 n) {
-  int bad = 0;
-#pragma omp simd reduction(| : bad)
-  for (i64 i = 0; i < n; ++i) {
-    const float v = (float)to_state(x[i]);
-    out[i] = (uint8_t)(v != 0.0f);
-    bad |= (int)((v != 0.0f) & (v != 1.0f));
-  }
-  return bad;
+SNN_ROW_ATTR void narrow_run(const T* __restrict x, uint8_t* __restrict out, i64 n) {
+#pragma omp simd
+  for (i64 i = 0; i < n; ++i) out[i] = (uint8_t)(to_state(x[i]) != 0);
 }
 
 template <typename T>

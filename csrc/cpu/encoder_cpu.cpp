@@ -5,7 +5,6 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <atomic>
 #include <cstdint>
 
 #include "../host.h"
@@ -29,7 +28,7 @@ void poisson_cpu(const snn::PoissonParams& p) {
   });
 }
 
-at::Tensor poisson_encode_cpu(const at::Tensor& x, int64_t T, int64_t seed) {
+at::Tensor poisson_encode_cpu(const at::Tensor& x, int64_t T, const at::Tensor& seed) {
   auto e = snn_host::prepare_poisson(x, T, seed);
   switch (e.dt) {
     case snn_host::DT_F32:
@@ -48,17 +47,14 @@ at::Tensor poisson_encode_cpu(const at::Tensor& x, int64_t T, int64_t seed) {
   return e.out;
 }
 
-// Spikes saved for a weight gradient: one pass that both checks that x is
-// binary and narrows it to uint8 (the same work as torch's eq/all/to chain
-// in one read of x instead of four).
+// Spikes saved for a weight gradient: x != 0 as bytes, one multi-threaded
+// vectorised pass. Whether x holds spikes is the caller's knowledge (the
+// layer producing x), never looked up here: a check would be a host
+// synchronisation on a GPU, and the CPU op keeps the same contract.
 template <typename T>
-bool narrow_binary(const T* x, uint8_t* out, int64_t n) {
-  std::atomic<bool> ok{true};
+void narrow(const T* x, uint8_t* out, int64_t n) {
   const auto narrow_run = snn_cpu::kernels().elem<T>().narrow;
-  at::parallel_for(0, n, 1 << 16, [&](int64_t i0, int64_t i1) {
-    if (narrow_run(x + i0, out + i0, i1 - i0)) ok.store(false, std::memory_order_relaxed);
-  });
-  return ok.load();
+  at::parallel_for(0, n, 1 << 16, [&](int64_t i0, int64_t i1) { narrow_run(x + i0, out + i0, i1 - i0); });
 }
 
 at::Tensor binary_to_uint8_cpu(const at::Tensor& x_in) {
@@ -67,22 +63,21 @@ at::Tensor binary_to_uint8_cpu(const at::Tensor& x_in) {
   at::Tensor out = snn_host::alloc(x.sizes(), x.options().dtype(at::kByte));
   uint8_t* o = out.data_ptr<uint8_t>();
   const int64_t n = x.numel();
-  bool ok = true;
   switch (dt) {
     case snn_host::DT_F32:
-      ok = narrow_binary((const float*)x.data_ptr(), o, n);
+      narrow((const float*)x.data_ptr(), o, n);
       break;
     case snn_host::DT_F64:
-      ok = narrow_binary((const double*)x.data_ptr(), o, n);
+      narrow((const double*)x.data_ptr(), o, n);
       break;
     case snn_host::DT_F16:
-      ok = narrow_binary((const snn::half_t*)x.data_ptr(), o, n);
+      narrow((const snn::half_t*)x.data_ptr(), o, n);
       break;
     case snn_host::DT_BF16:
-      ok = narrow_binary((const snn::bf16_t*)x.data_ptr(), o, n);
+      narrow((const snn::bf16_t*)x.data_ptr(), o, n);
       break;
   }
-  return ok ? out : at::empty({0}, x.options().dtype(at::kByte));
+  return out;
 }
 
 // The inverse of binary_to_uint8 for the weight gradient: 0/1 bytes back to

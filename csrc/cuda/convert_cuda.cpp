@@ -38,15 +38,13 @@ at::Tensor binary_to_uint8_cuda(const at::Tensor& x_in) {
   const int64_t n = x.numel();
   if (n == 0) return out;
   const int dev = x.get_device();
-  at::Tensor flag = at::zeros({1}, x.options().dtype(at::kInt));
-  snn::NarrowParams p{n, x.data_ptr(), out.data_ptr(), flag.data_ptr<int>()};
+  // x != 0, unchecked: whether x holds spikes is the caller's knowledge (the
+  // op's contract, as on the CPU). Checking would make the result depend on
+  // the data and cost a device-to-host read.
+  snn::NarrowParams p{n, x.data_ptr(), out.data_ptr(), nullptr};
   check_launch(snn_launch::narrow(p, dt, launch_device(dev), c10::cuda::getCurrentCUDAStream(dev).stream()),
                "binary_to_uint8");
-  // The schema returns an empty tensor for a non-binary x, so the result's
-  // shape depends on the data: this read of the flag is a device-to-host
-  // sync. The kernel narrows without the flag (NarrowParams::not_binary
-  // null, no sync) once a caller vouches for 0/1 instead.
-  return flag.item<int>() != 0 ? at::empty({0}, x.options().dtype(at::kByte)) : out;
+  return out;
 }
 
 at::Tensor uint8_to_cuda(const at::Tensor& x_in, at::ScalarType dtype) {

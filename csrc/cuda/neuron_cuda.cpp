@@ -94,7 +94,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_backward_cuda(
   return snn_host::outputs(b);
 }
 
-at::Tensor poisson_encode_cuda(const at::Tensor& x, int64_t T, int64_t seed) {
+at::Tensor poisson_encode_cuda(const at::Tensor& x, int64_t T, const at::Tensor& seed) {
+  // A CUDA seed routes a CPU x here: the op's message, not the device guard's.
+  TORCH_CHECK_VALUE(x.is_cuda(), "snn_cuda: seed is on ", seed.device(), " but x is on ", x.device(),
+                    " (it must be on x's device or on the CPU)");
   const c10::cuda::CUDAGuard guard(x.device());
   auto e = snn_host::prepare_poisson(x, T, seed);
   const int dev = x.get_device();

@@ -1,7 +1,7 @@
 // Poisson (Bernoulli-per-step) rate encoder: [N] intensities -> [T, N] spikes.
 // Element e = t * N + n fires when uniform(e) < x[n]; uniform(e) is lane
-// e % 4 of Philox(counter = e / 4, key = seed). One work item per group of
-// four elements, the same groups on CPU and GPU, so both give the same spikes.
+// e % 4 of Philox(counter = e / 4, key). One work item per group of four
+// elements, the same groups on CPU and GPU, so both give the same spikes.
 #pragma once
 #include "common.h"
 #include "rng.h"
@@ -13,17 +13,26 @@ struct PoissonParams {
   i64 N;
   const void* x;  // T-typed [N]
   void* out;      // T-typed [T, N]
+  // The key is read through seed_ptr (an int64 in the kernel's memory space) when it is set:
+  // a key that torch's generator drew on the device, so a captured CUDA graph reads the fresh
+  // key of every replay instead of the one baked in at capture. Null: `seed` is the key.
+  const void* seed_ptr;
   unsigned long long seed;
 };
 
+SNN_HD SNN_INLINE unsigned long long poisson_key(const PoissonParams& p) {
+  return p.seed_ptr ? (unsigned long long)*(const long long*)p.seed_ptr : p.seed;
+}
+
 // Group g covers elements 4g .. 4g+3; n must be (4g) % N (callers walking
-// consecutive groups step it instead of dividing).
+// consecutive groups step it instead of dividing). key: poisson_key(p), read
+// once per thread.
 template <typename T>
-SNN_HD SNN_INLINE void poisson_group(const PoissonParams& p, i64 g, i64 n) {
+SNN_HD SNN_INLINE void poisson_group(const PoissonParams& p, i64 g, i64 n, unsigned long long key) {
   const T* x = (const T*)p.x;
   T* out = (T*)p.out;
   const i64 total = p.T * p.N;
-  const U32x4 r = philox4x32_10((unsigned long long)g, 0ull, p.seed);
+  const U32x4 r = philox4x32_10((unsigned long long)g, 0ull, key);
   const i64 e0 = g * 4;
   for (int k = 0; k < 4; ++k) {
     const i64 e = e0 + k;

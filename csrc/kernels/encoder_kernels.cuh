@@ -8,8 +8,10 @@ template <typename T>
 __global__ void poisson_kernel(const PoissonParams p) {
   const i64 groups = (p.T * p.N + 3) / 4;
   const i64 stride = (i64)blockDim.x * gridDim.x;
-  for (i64 g = (i64)blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += stride)
-    poisson_group<T>(p, g, (g * 4) % p.N);
+  i64 g = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+  if (g >= groups) return;
+  const unsigned long long key = poisson_key(p);
+  for (; g < groups; g += stride) poisson_group<T>(p, g, (g * 4) % p.N, key);
 }
 
 }  // namespace snn

@@ -1289,7 +1289,15 @@ void run_poisson(Stats& st) {
       p.N = N;
       p.x = x.p;
       p.out = out.p;
-      p.seed = seed;
+      // The key by value, or (sm_count 2) read by the kernel through seed_ptr as the ops pass a
+      // key drawn on the device.
+      const long long key = (long long)seed;
+      if (sm == 2) {
+        p.seed_ptr = &key;
+        p.seed = 0;
+      } else {
+        p.seed = seed;
+      }
       const long long groups = (total + 3) / 4;
       const long long grid = snn::grid_blocks(groups, snn::kBlockThreads, sm);
       if (grid * snn::kBlockThreads < groups) st.wrapped_grids++;
