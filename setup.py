@@ -103,6 +103,7 @@ def _ext_modules():
     sources = [
         "csrc/ops.cpp",
         "csrc/cpu/neuron_cpu.cpp",
+        "csrc/cpu/model_cpu.cpp",
         "csrc/cpu/host_cache.cpp",
         "csrc/cpu/encoder_cpu.cpp",
         "csrc/cpu/spike_linear_cpu.cpp",
@@ -200,10 +201,11 @@ def _build_py_with_kernels():
             # an editable install reads csrc/kernels from the source tree
             if getattr(self, "editable_mode", False) or not src.is_dir():
                 return
-            dst.mkdir(parents=True, exist_ok=True)
-            for f in sorted(src.iterdir()):
+            for f in sorted(src.rglob("*")):
                 if f.suffix in (".h", ".cuh"):
-                    self.copy_file(str(f), str(dst / f.name))
+                    out = dst / f.relative_to(src)  # models/ keeps its place for the includes
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    self.copy_file(str(f), str(out))
 
     return BuildPyWithKernels
 

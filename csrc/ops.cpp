@@ -48,6 +48,25 @@ TORCH_LIBRARY(snn_cuda, m) {
       "float beta, float v_init, bool decay_input, bool has_floor, bool detach_reset, bool grad_decay, "
       "bool grad_threshold, ScalarType x_dtype, Tensor? readout_grad=None, Tensor? readout_weight=None) -> "
       "(Tensor, Tensor, Tensor, Tensor)");
+  // The declared multi-state models (kernels/model_list.h): model and variant
+  // index that list. x: [T, ...] (T = -1) or [...] fed at each of T steps;
+  // params: [kParams, P] in the state dtype (neuron n reads column n % P);
+  // state0: [kStates, ...] or None (the model's initial state). Returns
+  // (spikes [T, ...] in x's dtype, state_seq [kStates, T, ...] (empty unless
+  // return_states), state_last [kStates, ...], ckpt: the states before every
+  // 8th step when save, for the backward, which replays the steps from them).
+  // surrogate/surrogate_param/detach_reset are for the backward; the forward
+  // takes them so that autograd can hand them on.
+  m.def(
+      "model_forward(Tensor x, Tensor params, Tensor? state0, int T, int model, int variant, int surrogate, "
+      "float surrogate_param, bool detach_reset, bool return_states, bool save) -> (Tensor, Tensor, Tensor, Tensor)");
+  // Returns (grad_x: x's shape and dtype, grad_state0 [kStates, ...], and when
+  // grad_params the per-neuron sums over time of the parameter gradients,
+  // [kParams, N], which the caller reduces to each parameter's shape).
+  m.def(
+      "model_backward(Tensor? grad_spikes, Tensor? grad_state_seq, Tensor? grad_state_last, Tensor x, Tensor params, "
+      "Tensor? state0, Tensor ckpt, int T, int model, int variant, int surrogate, float surrogate_param, "
+      "bool detach_reset, bool grad_params) -> (Tensor, Tensor, Tensor)");
   // Rate coding: x [...] of probabilities -> [T, ...] spikes in x's dtype,
   // element (t, n) firing when Philox(key = seed)'s uniform for t*N+n is < x[n].
   // seed: one-element int64 tensor on x's device, read by the kernel when it

@@ -1,4 +1,4 @@
-"""snn_cuda: fused multi-step spiking neurons (LIF, IF, ParametricLIF, Leaky) for PyTorch.
+"""snn_cuda: fused multi-step spiking neurons (LIF, IF, ParametricLIF, Leaky, Synaptic, CUBALIF) for PyTorch.
 
 import snn_cuda
 lif = snn_cuda.LIF(tau=2.0)            # [T, B, ...] -> spikes [T, B, ...]
@@ -11,9 +11,11 @@ import torch
 
 from . import _ext, functional, ops, reference, surrogate
 from . import spike_ops  # spike_linear ops: fake kernels and autograd (registered if the extension loaded)
+from . import model_ops  # declared-model ops: fake kernels and autograd
 from .convert import convert
 from .layers import PoissonEncoder, SeqToANN, SpikeLinear, poisson_encode
 from .neuron import IF, LIF, Leaky, MemoryModule, NeuronLinear, ParametricLIF, SynapticCurrent
+from .multistate import CUBALIF, Synaptic
 
 from ._version import __version__  # the one version source (snn_cuda/_version.py)
 
@@ -23,6 +25,8 @@ __all__ = [
     "ParametricLIF",
     "Leaky",
     "SynapticCurrent",
+    "Synaptic",
+    "CUBALIF",
     "NeuronLinear",
     "MemoryModule",
     "SeqToANN",

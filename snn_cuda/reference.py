@@ -32,6 +32,8 @@ __all__ = [
     "leaky_reference",
     "reference_step_lif",
     "reference_step_leaky",
+    "synaptic_reference",
+    "cuba_lif_reference",
 ]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -414,3 +416,124 @@ def leaky_reference(
             u.expand(rest).clone(),
         )
     return torch.stack(spikes).to(x_seq.dtype), torch.stack(us), u
+
+
+# ------------------------------------------------------------------------------------------
+# Synaptic (snnTorch Synaptic, reset_delay=True) and CUBA LIF (SpikingJelly CUBALIFNode)
+# ------------------------------------------------------------------------------------------
+def _decay(name: str, value, dtype, device, shape) -> Tensor:
+    """A decay factor: a fixed number in [0, 1], or a tensor clamped to [0, 1] (snnTorch)."""
+    if isinstance(value, Tensor):
+        return _param(name, value, dtype, device, shape).clamp(0, 1)
+    v = _finite(name, value)
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+    return _scalar(v, dtype, device)
+
+
+def synaptic_reference(
+    x_seq: Tensor,
+    syn0: Optional[Union[Tensor, float]] = None,
+    mem0: Optional[Union[Tensor, float]] = None,
+    *,
+    alpha,
+    beta,
+    threshold=1.0,
+    reset_mechanism: str = "subtract",
+    surrogate=None,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """snnTorch-compatible multi-step ``Synaptic`` (reset_delay=True)::
+
+        syn_t = alpha syn_{t-1} + x_t
+        mem_t = beta mem_{t-1} + syn_t - R_t threshold          (subtract)
+              = base - base R_t,  base = beta mem_{t-1} + syn_t  (zero)
+              = beta mem_{t-1} + syn_t                          (none)
+        spk_t = 1[mem_t > threshold],  R_t = 1[mem_{t-1} > threshold] (no gradient)
+
+    ``alpha`` / ``beta``: numbers in [0, 1], or tensors clamped to [0, 1]. Returns
+    ``(spk_seq, syn_seq, mem_seq, syn_last, mem_last)``: spikes in x_seq's dtype, states in
+    the state dtype.
+    """
+    _check_x(x_seq, "x_seq", 1)
+    dtype = state_dtype_for(x_seq.dtype)
+    device = x_seq.device
+    rest = x_seq.shape[1:]
+    if not isinstance(reset_mechanism, str) or reset_mechanism not in _RESET_MECHANISMS:
+        raise ValueError(f"reset_mechanism must be one of {_RESET_MECHANISMS}, got {reset_mechanism!r}")
+    a = _decay("alpha", alpha, dtype, device, rest)
+    b = _decay("beta", beta, dtype, device, rest)
+    th = _param("threshold", threshold, dtype, device, rest)
+    sgf = _resolve_surrogate(surrogate, _surrogate.ATan)
+    syn = _init_state(syn0, "syn0", 0.0, rest, dtype, device)
+    mem = _init_state(mem0, "mem0", 0.0, rest, dtype, device)
+    spikes, syns, mems = [], [], []
+    for x in x_seq.to(dtype).unbind(0):
+        r = (mem - th > 0).to(dtype)
+        syn = a * syn + x
+        base = b * mem + syn
+        if reset_mechanism == "subtract":
+            mem = base - r * th
+        elif reset_mechanism == "zero":
+            mem = base - base * r
+        else:
+            mem = base
+        spikes.append(sgf.spike(mem - th, strict=True))
+        syns.append(syn)
+        mems.append(mem)
+    syn_last, mem_last = syn.expand(rest), mem.expand(rest)
+    if not spikes:
+        empty = torch.empty(x_seq.shape, dtype=dtype, device=device)
+        return x_seq.new_empty(x_seq.shape), empty, empty.clone(), syn_last.clone(), mem_last.clone()
+    return torch.stack(spikes).to(x_seq.dtype), torch.stack(syns), torch.stack(mems), syn_last, mem_last
+
+
+def cuba_lif_reference(
+    x_seq: Tensor,
+    c0: Optional[Union[Tensor, float]] = None,
+    v0: Optional[Union[Tensor, float]] = None,
+    *,
+    c_decay: float = 0.5,
+    v_decay: float = 0.75,
+    v_threshold: float = 0.5,
+    v_reset: Optional[float] = 0.0,
+    surrogate=None,
+    detach_reset: bool = False,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """SpikingJelly-compatible multi-step ``CUBALIFNode``::
+
+        c_t = c_{t-1} c_decay + x_t
+        h_t = v_{t-1} v_decay + c_t
+        s_t = Θ(h_t - v_threshold)                  (Θ(0) = 1)
+        v_t = s_t v_reset + (1 - s_t) h_t           (hard reset)
+            = h_t - s_t v_threshold                 (soft reset: v_reset=None)
+
+    with ``c_0 = 0`` and ``v_0 = v_reset`` (0 under soft reset) unless given; ``detach_reset``
+    detaches s_t in the reset. ``surrogate`` defaults to ``Rect()``. Returns
+    ``(spk_seq, c_seq, v_seq, c_last, v_last)``.
+    """
+    _check_x(x_seq, "x_seq", 1)
+    dtype = state_dtype_for(x_seq.dtype)
+    device = x_seq.device
+    rest = x_seq.shape[1:]
+    cd = _scalar(_finite("c_decay", c_decay), dtype, device)
+    vd = _scalar(_finite("v_decay", v_decay), dtype, device)
+    vth = _scalar(_finite("v_threshold", v_threshold), dtype, device)
+    vr = None if v_reset is None else _scalar(_finite("v_reset", v_reset), dtype, device)
+    sgf = _resolve_surrogate(surrogate, _surrogate.Rect)
+    c = _init_state(c0, "c0", 0.0, rest, dtype, device)
+    v = _init_state(v0, "v0", 0.0 if v_reset is None else float(v_reset), rest, dtype, device)
+    spikes, cs, vs = [], [], []
+    for x in x_seq.to(dtype).unbind(0):
+        c = c * cd + x
+        h = v * vd + c
+        s = sgf.spike(h - vth, strict=False)
+        sr = s.detach() if detach_reset else s
+        v = h - sr * vth if vr is None else sr * vr + (1.0 - sr) * h
+        spikes.append(s)
+        cs.append(c)
+        vs.append(v)
+    c_last, v_last = c.expand(rest), v.expand(rest)
+    if not spikes:
+        empty = torch.empty(x_seq.shape, dtype=dtype, device=device)
+        return x_seq.new_empty(x_seq.shape), empty, empty.clone(), c_last.clone(), v_last.clone()
+    return torch.stack(spikes).to(x_seq.dtype), torch.stack(cs), torch.stack(vs), c_last, v_last

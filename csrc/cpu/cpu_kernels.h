@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "../kernels/encoder.h"
+#include "../kernels/models.h"
 #include "../kernels/neuron.h"
 #include "cpu_isa.h"
 
@@ -54,6 +55,21 @@ struct NeuronRows {
   BytesRow<S> store_bytes;
 };
 
+// Declared-model rows (kernels/models.h): `len` neurons of one step. States,
+// parameters, carries and parameter gradients are [k][ld] row blocks (row k
+// at base + k * ld); gseq's rows are gld apart (a [kStates, T, N] tensor).
+template <typename S>
+using MFwdRow = void (*)(const snn::MCfg<S>, i64 len, i64 ld, S* st, const S* prm, const S* x, S* s);
+template <typename S>
+using MBwdRow = void (*)(const snn::MCfg<S>, i64 len, i64 ld, const S* prev, const S* prm, const S* x, const S* gs,
+                         const S* gseq, i64 gld, S* carry, S* gp, S* gx);
+
+template <typename S>
+struct ModelRows {
+  MFwdRow<S> fwd[snn::MODEL_COUNT][snn::kMaxVariants];
+  MBwdRow<S> bwd[snn::MODEL_COUNT][snn::kMaxVariants][snn::SG_COUNT];
+};
+
 // Loops per storage dtype T.
 template <typename T>
 struct ElemRows {
@@ -68,6 +84,8 @@ struct Kernels {
   Isa isa;
   NeuronRows<float> f32;
   NeuronRows<double> f64;
+  ModelRows<float> m32;
+  ModelRows<double> m64;
   ElemRows<float> e_f32;
   ElemRows<double> e_f64;
   ElemRows<half_t> e_f16;
@@ -76,6 +94,8 @@ struct Kernels {
   const NeuronRows<S>& rows() const;
   template <typename T>
   const ElemRows<T>& elem() const;
+  template <typename S>
+  const ModelRows<S>& models() const;
 };
 
 template <>
@@ -85,6 +105,14 @@ inline const NeuronRows<float>& Kernels::rows<float>() const {
 template <>
 inline const NeuronRows<double>& Kernels::rows<double>() const {
   return f64;
+}
+template <>
+inline const ModelRows<float>& Kernels::models<float>() const {
+  return m32;
+}
+template <>
+inline const ModelRows<double>& Kernels::models<double>() const {
+  return m64;
 }
 template <>
 inline const ElemRows<float>& Kernels::elem<float>() const {

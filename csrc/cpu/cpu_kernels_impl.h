@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "cpu_kernels.h"
 
@@ -251,6 +252,67 @@ SNN_ROW_ATTR void widen_run(const uint8_t* __restrict x, T* __restrict out, i64 
 }
 
 // ---------------------------------------------------------------------------
+// Declared-model rows (kernels/models.h). The per-neuron locals are small
+// fixed arrays that scalar replacement turns into registers; `ivdep` states
+// that the state rows (one buffer, rows ld apart) do not overlap across
+// iterations, which the compiler cannot prove for a run-time ld.
+// ---------------------------------------------------------------------------
+template <class M, int V, typename S>
+SNN_ROW_ATTR void mfwd_row(const MCfg<S> c, i64 len, i64 ld, S* __restrict st, const S* __restrict prm,
+                           const S* __restrict x, S* __restrict s) {
+#pragma GCC ivdep
+  for (i64 j = 0; j < len; ++j) {
+    S pj[M::kParams], sj[M::kStates];
+    for (int k = 0; k < M::kParams; ++k) pj[k] = prm[k * ld + j];
+    for (int k = 0; k < M::kStates; ++k) sj[k] = st[k * ld + j];
+    s[j] = M::template forward<V, S>(c, pj, sj, x[j]);
+    for (int k = 0; k < M::kStates; ++k) st[k * ld + j] = sj[k];
+  }
+}
+
+template <class M, int V, int SG, typename S>
+SNN_ROW_ATTR void mbwd_row(const MCfg<S> c, i64 len, i64 ld, const S* __restrict prev, const S* __restrict prm,
+                           const S* __restrict x, const S* __restrict gs, const S* __restrict gseq, i64 gld,
+                           S* __restrict carry, S* __restrict gp, S* __restrict gx) {
+#pragma GCC ivdep
+  for (i64 j = 0; j < len; ++j) {
+    S pj[M::kParams], sj[M::kStates], gj[M::kStates], cj[M::kStates], gpj[M::kParams];
+    for (int k = 0; k < M::kParams; ++k) {
+      pj[k] = prm[k * ld + j];
+      gpj[k] = gp[k * ld + j];
+    }
+    for (int k = 0; k < M::kStates; ++k) {
+      sj[k] = prev[k * ld + j];
+      gj[k] = gseq[k * gld + j];
+      cj[k] = carry[k * ld + j];
+    }
+    gx[j] = M::template backward<V, SG, S>(c, pj, sj, x[j], gs[j], gj, cj, gpj);
+    for (int k = 0; k < M::kStates; ++k) carry[k * ld + j] = cj[k];
+    for (int k = 0; k < M::kParams; ++k) gp[k * ld + j] = gpj[k];
+  }
+}
+
+template <class M, typename S, int V, int... SGs>
+void fill_model_variant(ModelRows<S>& r, int id, std::integer_sequence<int, SGs...>) {
+  r.fwd[id][V] = mfwd_row<M, V, S>;
+  ((r.bwd[id][V][SGs] = mbwd_row<M, V, SGs, S>), ...);
+}
+
+template <class M, typename S, int... Vs>
+void fill_model(ModelRows<S>& r, int id, std::integer_sequence<int, Vs...>) {
+  (fill_model_variant<M, S, Vs>(r, id, std::make_integer_sequence<int, SG_COUNT>{}), ...);
+}
+
+template <typename S>
+ModelRows<S> model_rows() {
+  ModelRows<S> r{};
+#define SNN_FILL(id, M, ...) fill_model<M, S>(r, id, std::make_integer_sequence<int, M::kVariants>{});
+  SNN_MODEL_LIST(SNN_FILL)
+#undef SNN_FILL
+  return r;
+}
+
+// ---------------------------------------------------------------------------
 // The tables.
 // ---------------------------------------------------------------------------
 #define SNN_COMBOS(F, ...)                                                               \
@@ -300,7 +362,8 @@ ElemRows<T> elem_rows() {
 #undef SNN_BWD_PLIF
 
 const Kernels& table() {
-  static const Kernels k{SNN_ROW_ISA,         neuron_rows<float>(), neuron_rows<double>(), elem_rows<float>(),
+  static const Kernels k{SNN_ROW_ISA,         neuron_rows<float>(), neuron_rows<double>(),
+                         model_rows<float>(), model_rows<double>(), elem_rows<float>(),
                          elem_rows<double>(), elem_rows<half_t>(),  elem_rows<bf16_t>()};
   return k;
 }

@@ -1,0 +1,279 @@
+// CPU drivers of the declared-model ops (kernels/models.h): blocks of neurons
+// in parallel, time outer and the block's neurons inner, so that each step is
+// one call of a vectorised row (cpu_kernels_impl.h, per ISA variant). The
+// backward replays each chunk of kChunk steps from its checkpoint with the
+// forward's own row, so it sees the forward's states bit for bit.
+#include <torch/library.h>
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <utility>
+
+#include "../model_host.h"
+#include "cpu_driver.h"
+#include "cpu_kernels.h"
+
+namespace {
+
+using namespace snn;
+using namespace snn_cpu_driver;
+
+// Neurons per block: the backward keeps about 2 + 3 kStates + kParams rows
+// plus kChunk (kStates + 1) replayed rows per block; at 1024 neurons that is
+// 150-200 KB of fp32, inside L2, while each [T, N] stream still reads 4 KB
+// runs per step.
+constexpr i64 kModelBlock = 1024;
+
+inline i64 model_block(i64 N) {
+  const i64 nt = std::max<i64>(1, at::get_num_threads());
+  i64 b = (N + nt - 1) / nt;
+  b = (b + 63) / 64 * 64;
+  return std::max<i64>(64, std::min<i64>(kModelBlock, b));
+}
+
+// Rows of ld elements, 64-byte aligned.
+template <typename S>
+struct Rows {
+  std::vector<S> buf;
+  i64 ld;
+  Rows(int n, i64 ld_) : buf(size_t(n) * ld_ + 64 / sizeof(S)), ld(ld_) {}
+  S* row(int i) {
+    auto base = reinterpret_cast<uintptr_t>(buf.data());
+    return reinterpret_cast<S*>((base + 63) & ~uintptr_t(63)) + size_t(i) * ld;
+  }
+};
+
+// Block parameter rows: row k, element j = params[k, (n0 + j) % P].
+template <typename S>
+void fill_params(const S* params, i64 np, i64 P, i64 n0, i64 len, S* prm, i64 ld) {
+  for (i64 k = 0; k < np; ++k) {
+    i64 q = n0 % P;
+    for (i64 j = 0; j < len; ++j) {
+      prm[k * ld + j] = params[k * P + q];
+      if (++q == P) q = 0;
+    }
+  }
+}
+
+template <class M, int V, typename S>
+void init_states(const S* state0, i64 N, i64 n0, i64 len, const S* prm, S* st, i64 ld) {
+  if (state0) {
+    for (int k = 0; k < M::kStates; ++k) std::memcpy(st + k * ld, state0 + k * N + n0, len * sizeof(S));
+    return;
+  }
+  for (i64 j = 0; j < len; ++j) {
+    S pj[M::kParams], sj[M::kStates];
+    for (int k = 0; k < M::kParams; ++k) pj[k] = prm[k * ld + j];
+    M::template init<V, S>(pj, sj);
+    for (int k = 0; k < M::kStates; ++k) st[k * ld + j] = sj[k];
+  }
+}
+
+template <class M, int V, typename T>
+void fwd_driver(const snn_cpu::Kernels& k, const MFwdParams& p) {
+  typedef typename StateOf<T>::type S;
+  constexpr int NS = M::kStates, NP = M::kParams;
+  constexpr bool direct = std::is_same<T, S>::value;
+  const snn_cpu::MFwdRow<S> row = k.models<S>().fwd[ModelIdOf<M>::value][V];
+  const MCfg<S> c = make_mcfg<S>(0.0, 0);
+  const i64 N = p.N, nT = p.T, blk = model_block(N), nblk = (N + blk - 1) / blk;
+  const T* x = (const T*)p.x;
+  T* spikes = (T*)p.spikes;
+  S* seq = (S*)p.state_seq;
+  S* last = (S*)p.state_last;
+  S* ckpt = (S*)p.ckpt;
+  at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
+    Rows<S> r(NS + NP + 2, blk);
+    S *st = r.row(0), *prm = r.row(NS), *xb = r.row(NS + NP), *sb = r.row(NS + NP + 1);
+    for (i64 b = b0; b < b1; ++b) {
+      const i64 n0 = b * blk, len = std::min(blk, N - n0);
+      fill_params((const S*)p.params, NP, p.P, n0, len, prm, blk);
+      init_states<M, V, S>((const S*)p.state0, N, n0, len, prm, st, blk);
+      for (i64 t = 0; t < nT; ++t) {
+        if (ckpt && t % kChunk == 0)
+          for (int q = 0; q < NS; ++q)
+            std::memcpy(ckpt + ((t / kChunk) * NS + q) * N + n0, st + q * blk, len * sizeof(S));
+        const S* xs = x_row(k, x, t * p.x_tstride + n0, len, xb);
+        row(c, len, blk, st, prm, xs, sb);
+        if constexpr (direct) {
+          stream_row(spikes + t * N + n0, sb, len);
+        } else {
+          store_row(k, sb, len, spikes + t * N + n0);
+        }
+        if (seq)
+          for (int q = 0; q < NS; ++q) stream_row(seq + (q * nT + t) * N + n0, st + q * blk, len);
+      }
+      for (int q = 0; q < NS; ++q) std::memcpy(last + q * N + n0, st + q * blk, len * sizeof(S));
+    }
+    stream_fence();
+  });
+}
+
+template <class M, int V, int SG, typename T>
+void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p) {
+  typedef typename StateOf<T>::type S;
+  constexpr int NS = M::kStates, NP = M::kParams;
+  constexpr bool direct = std::is_same<T, S>::value;
+  const snn_cpu::MFwdRow<S> fwd = k.models<S>().fwd[ModelIdOf<M>::value][V];
+  const snn_cpu::MBwdRow<S> bwd = k.models<S>().bwd[ModelIdOf<M>::value][V][SG];
+  const MCfg<S> c = make_mcfg<S>(p.sg_param, p.detach_reset);
+  const i64 N = p.N, nT = p.T, blk = model_block(N), nblk = (N + blk - 1) / blk;
+  const T* x = (const T*)p.x;
+  const T* gs = (const T*)p.grad_spikes;
+  const S* gseq = (const S*)p.grad_state_seq;
+  const S* glast = (const S*)p.grad_state_last;
+  const S* ckpt = (const S*)p.ckpt;
+  T* gx = (T*)p.grad_x;
+  S* gst0 = (S*)p.grad_state0;
+  S* gprm = (S*)p.grad_params;
+  const bool const_input = p.const_input != 0;
+  at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
+    // prm, carry, gp, work states, zero states, prev states and x of each
+    // replayed step, then gs, gx, acc, spikes rows.
+    const int r_prm = 0, r_carry = NP, r_gp = r_carry + NS, r_st = r_gp + NP, r_zero = r_st + NS, r_prev = r_zero + NS,
+              r_x = r_prev + kChunk * NS, r_gs = r_x + kChunk, r_gx = r_gs + 1, r_acc = r_gx + 1, r_sb = r_acc + 1;
+    Rows<S> r(r_sb + 1, blk);
+    S *prm = r.row(r_prm), *carry = r.row(r_carry), *gp = r.row(r_gp), *st = r.row(r_st), *zero = r.row(r_zero);
+    S *gsb = r.row(r_gs), *gxb = r.row(r_gx), *acc = r.row(r_acc), *sb = r.row(r_sb);
+    std::fill(zero, zero + NS * blk, S(0));
+    const S* xs[kChunk];
+    for (i64 b = b0; b < b1; ++b) {
+      const i64 n0 = b * blk, len = std::min(blk, N - n0);
+      fill_params((const S*)p.params, NP, p.P, n0, len, prm, blk);
+      for (int q = 0; q < NS; ++q)
+        for (i64 j = 0; j < len; ++j) carry[q * blk + j] = glast ? glast[q * N + n0 + j] : S(0);
+      std::fill(gp, gp + NP * blk, S(0));
+      std::fill(acc, acc + blk, S(0));
+      for (i64 ci = num_chunks(nT) - 1; ci >= 0; --ci) {
+        const i64 t0 = ci * kChunk, steps = std::min<i64>(kChunk, nT - t0);
+        for (int q = 0; q < NS; ++q) std::memcpy(st + q * blk, ckpt + (ci * NS + q) * N + n0, len * sizeof(S));
+        for (i64 s = 0; s < steps; ++s) {
+          S* prev = r.row(r_prev + (int)s * NS);
+          for (int q = 0; q < NS; ++q) std::memcpy(prev + q * blk, st + q * blk, len * sizeof(S));
+          xs[s] = x_row(k, x, (t0 + s) * p.x_tstride + n0, len, r.row(r_x + (int)s));
+          fwd(c, len, blk, st, prm, xs[s], sb);
+        }
+        for (i64 s = steps - 1; s >= 0; --s) {
+          const i64 t = t0 + s, o = t * N + n0;
+          const S* gsr;
+          if (!gs) {
+            gsr = zero;
+          } else if constexpr (direct) {
+            gsr = gs + o;
+          } else {
+            load_row(k, gs + o, len, gsb);
+            gsr = gsb;
+          }
+          const S* gq = gseq ? gseq + o : zero;
+          const i64 gld = gseq ? nT * N : blk;
+          bwd(c, len, blk, r.row(r_prev + (int)s * NS), prm, xs[s], gsr, gq, gld, carry, gp, gxb);
+          if (const_input) {
+            for (i64 j = 0; j < len; ++j) acc[j] += gxb[j];
+          } else if constexpr (direct) {
+            stream_row(gx + o, gxb, len);
+          } else {
+            store_row(k, gxb, len, gx + o);
+          }
+        }
+      }
+      for (int q = 0; q < NS; ++q) std::memcpy(gst0 + q * N + n0, carry + q * blk, len * sizeof(S));
+      if (gprm)
+        for (int q = 0; q < NP; ++q) std::memcpy(gprm + q * N + n0, gp + q * blk, len * sizeof(S));
+      if (const_input) store_row(k, acc, len, gx + n0);
+    }
+    stream_fence();
+  });
+}
+
+// Run-time (model, variant, surrogate, dtype) -> the compiled instantiation.
+template <typename T, class M, int... Vs>
+void fwd_dispatch(const snn_cpu::Kernels& k, const MFwdParams& p, int v, std::integer_sequence<int, Vs...>) {
+  ((v == Vs ? fwd_driver<M, Vs, T>(k, p) : void()), ...);
+}
+
+template <typename T, class M, int V, int... SGs>
+void bwd_dispatch_sg(const snn_cpu::Kernels& k, const MBwdParams& p, int sg, std::integer_sequence<int, SGs...>) {
+  ((sg == SGs ? bwd_driver<M, V, SGs, T>(k, p) : void()), ...);
+}
+
+template <typename T, class M, int... Vs>
+void bwd_dispatch(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg, std::integer_sequence<int, Vs...>) {
+  ((v == Vs ? bwd_dispatch_sg<T, M, Vs>(k, p, sg, std::make_integer_sequence<int, SG_COUNT>{}) : void()), ...);
+}
+
+template <typename T>
+void model_fwd(const snn_cpu::Kernels& k, const MFwdParams& p, int model, int v) {
+  switch (model) {
+#define SNN_CASE(id, M, ...) \
+  case id:                   \
+    return fwd_dispatch<T, M>(k, p, v, std::make_integer_sequence<int, M::kVariants>{});
+    SNN_MODEL_LIST(SNN_CASE)
+#undef SNN_CASE
+  }
+}
+
+template <typename T>
+void model_bwd(const snn_cpu::Kernels& k, const MBwdParams& p, int model, int v, int sg) {
+  switch (model) {
+#define SNN_CASE(id, M, ...) \
+  case id:                   \
+    return bwd_dispatch<T, M>(k, p, v, sg, std::make_integer_sequence<int, M::kVariants>{});
+    SNN_MODEL_LIST(SNN_CASE)
+#undef SNN_CASE
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> model_forward_cpu(
+    const at::Tensor& x, const at::Tensor& params, const c10::optional<at::Tensor>& state0, int64_t T, int64_t model,
+    int64_t variant, int64_t surrogate, double sg_param, bool detach_reset, bool return_states, bool save) {
+  snn_host::check_surrogate(surrogate, sg_param);
+  auto f = snn_host::prepare_model_forward(x, params, state0, T, model, variant, return_states, save);
+  const snn_cpu::Kernels& k = snn_cpu::kernels();
+  switch (f.dt) {
+    case snn_host::DT_F32:
+      model_fwd<float>(k, f.p, f.model, f.variant);
+      break;
+    case snn_host::DT_F64:
+      model_fwd<double>(k, f.p, f.model, f.variant);
+      break;
+    case snn_host::DT_F16:
+      model_fwd<half_t>(k, f.p, f.model, f.variant);
+      break;
+    case snn_host::DT_BF16:
+      model_fwd<bf16_t>(k, f.p, f.model, f.variant);
+      break;
+  }
+  return {f.spikes, f.state_seq, f.state_last, f.ckpt};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> model_backward_cpu(
+    const c10::optional<at::Tensor>& grad_spikes, const c10::optional<at::Tensor>& grad_state_seq,
+    const c10::optional<at::Tensor>& grad_state_last, const at::Tensor& x, const at::Tensor& params,
+    const c10::optional<at::Tensor>& state0, const at::Tensor& ckpt, int64_t T, int64_t model, int64_t variant,
+    int64_t surrogate, double sg_param, bool detach_reset, bool grad_params) {
+  auto b = snn_host::prepare_model_backward(grad_spikes, grad_state_seq, grad_state_last, x, params, state0, ckpt, T,
+                                            model, variant, surrogate, sg_param, detach_reset, grad_params);
+  const snn_cpu::Kernels& k = snn_cpu::kernels();
+  switch (b.dt) {
+    case snn_host::DT_F32:
+      model_bwd<float>(k, b.p, b.model, b.variant, b.sg);
+      break;
+    case snn_host::DT_F64:
+      model_bwd<double>(k, b.p, b.model, b.variant, b.sg);
+      break;
+    case snn_host::DT_F16:
+      model_bwd<half_t>(k, b.p, b.model, b.variant, b.sg);
+      break;
+    case snn_host::DT_BF16:
+      model_bwd<bf16_t>(k, b.p, b.model, b.variant, b.sg);
+      break;
+  }
+  return {b.gx, b.gstate0, b.gparams};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(snn_cuda, CPU, m) {
+  m.impl("model_forward", &model_forward_cpu);
+  m.impl("model_backward", &model_backward_cpu);
+}

@@ -1,0 +1,107 @@
+// The declared multi-state neuron models and their launch parameters, shared
+// by the CPU rows, the CUDA kernels and the host emulation. A model is a
+// struct (models/<name>.h) with
+//   kStates, kParams, kVariants          state variables, parameters, variants
+//   init<V>(p, st)                       the initial state from the parameters
+//   forward<V>(cfg, p, st, x) -> spike   one step; st: in S_{t-1}, out S_t
+//   backward<V, SG>(cfg, p, prev, x, gs, gseq, carry, gp) -> grad x_t
+// where p holds the neuron's parameters, prev its states before the step,
+// gseq the gradients on the step's state outputs, carry the gradients on
+// S_t (in) and S_{t-1} (out), and gp the per-neuron parameter gradient sums.
+// The backward rebuilds what it needs from prev and x (the kernels keep a
+// checkpoint of the states every kChunk steps and replay the forward), so no
+// model saves anything of its own.
+#pragma once
+#include "common.h"
+#include "surrogate.h"
+#include "neuron.h"
+#include "params.h"
+#include "model_list.h"
+
+namespace snn {
+
+// Run-time configuration common to every model, rounded to the state type.
+template <typename S>
+struct MCfg {
+  S sg;               // surrogate parameter
+  bool detach_reset;  // models with a reset through the spike may honour it
+};
+
+}  // namespace snn
+
+#include "models/synaptic.h"
+#include "models/cuba_lif.h"
+
+namespace snn {
+
+static const int kMaxStates = 3;
+static const int kMaxParams = 6;
+static const int kMaxVariants = 3;
+
+#define SNN_MODEL_ID(id, M, ...) MODEL_ID_##M = id,
+enum ModelId : int { SNN_MODEL_LIST(SNN_MODEL_ID) MODEL_COUNT };
+#undef SNN_MODEL_ID
+
+template <class M>
+struct ModelIdOf;
+#define SNN_MODEL_TRAIT(id, M, ...) \
+  template <>                       \
+  struct ModelIdOf<M> {             \
+    static const int value = id;    \
+  };
+SNN_MODEL_LIST(SNN_MODEL_TRAIT)
+#undef SNN_MODEL_TRAIT
+
+// The list's counts and names against each declaration.
+SNN_HD constexpr int snn_word_count(const char* s, int n = 0, bool in = false) {
+  return *s == 0 ? n : (*s == ' ' ? snn_word_count(s + 1, n, false) : snn_word_count(s + 1, in ? n : n + 1, true));
+}
+#define SNN_MODEL_CHECK(id, M, name, ns, sn, np, pn, nv, vn)                                               \
+  static_assert(M::kStates == ns && snn_word_count(sn) == ns && ns <= kMaxStates, #M ": state count");     \
+  static_assert(M::kParams == np && snn_word_count(pn) == np && np <= kMaxParams, #M ": parameter count"); \
+  static_assert(M::kVariants == nv && snn_word_count(vn) == nv && nv <= kMaxVariants, #M ": variant count");
+SNN_MODEL_LIST(SNN_MODEL_CHECK)
+#undef SNN_MODEL_CHECK
+
+// Tensors are [T, N] per state / parameter, stacked on a leading dim:
+// state k at step t of neuron n is state_seq[(k * T + t) * N + n].
+struct MFwdParams {
+  i64 T, N;
+  i64 x_tstride;       // 0: the same input at every step
+  const void* x;       // T-typed: x[t * x_tstride + n]
+  const void* params;  // S [kParams, P]
+  i64 P;
+  const void* state0;  // S [kStates, N], or null: the model's init<V>
+  void* spikes;        // T [T, N]
+  void* state_seq;     // S [kStates, T, N], or null
+  void* state_last;    // S [kStates, N]
+  void* ckpt;          // S [num_chunks(T), kStates, N]: the states before steps 0, K, 2K...; or null
+};
+
+struct MBwdParams {
+  i64 T, N;
+  i64 x_tstride;
+  const void* x;
+  const void* params;
+  i64 P;
+  const void* state0;
+  const void* ckpt;             // from the forward
+  const void* grad_spikes;      // T [T, N], or null (zero)
+  const void* grad_state_seq;   // S [kStates, T, N], or null
+  const void* grad_state_last;  // S [kStates, N], or null
+  void* grad_x;                 // T [T, N], or [N] summed over time when const_input
+  void* grad_state0;            // S [kStates, N]
+  void* grad_params;            // S [kParams, N] per-neuron sums over time, or null
+  double sg_param;
+  int detach_reset, const_input;
+};
+
+template <typename S>
+SNN_HD SNN_INLINE MCfg<S> make_mcfg(double sg_param, int detach_reset) {
+  MCfg<S> c;
+  c.sg = (S)sg_param;
+  c.detach_reset = detach_reset != 0;
+  return c;
+}
+
+}  // namespace snn

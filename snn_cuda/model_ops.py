@@ -1,0 +1,190 @@
+"""The declared-model ops (torch.ops.snn_cuda.model_forward / model_backward): fake kernels,
+autograd, and `model_multistep`, the entry point of the multi-state layers.
+
+The models are listed once, in csrc/kernels/model_list.h; `_model_list.MODELS` is generated
+from it (tools/gen_model_list.py), so model ids, state, parameter and variant names are
+readable here even when the extension failed to load.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from . import _ext
+from ._model_list import MODELS, ModelDecl
+from .ops import CHUNK, check_device, state_dtype
+
+__all__ = ["MODELS", "ModelDecl", "model_multistep", "pack_params"]
+
+
+def _shapes(x: Tensor, T: int):
+    seq = (T, *x.shape) if T >= 0 else tuple(x.shape)
+    return seq, seq[1:]
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+if _ext.loaded:
+
+    @torch.library.register_fake("snn_cuda::model_forward")
+    def _forward_fake(
+        x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset, return_states, save
+    ):
+        seq, rest = _shapes(x, T)
+        ns = len(_DECL_BY_ID[model].states)
+        sdt = state_dtype(x.dtype)
+        return (
+            x.new_empty(seq),
+            x.new_empty((ns, *seq) if return_states else (0,), dtype=sdt),
+            x.new_empty((ns, *rest), dtype=sdt),
+            x.new_empty(((seq[0] + CHUNK - 1) // CHUNK, ns, _numel(rest)) if save else (0,), dtype=sdt),
+        )
+
+    @torch.library.register_fake("snn_cuda::model_backward")
+    def _backward_fake(
+        grad_spikes,
+        grad_state_seq,
+        grad_state_last,
+        x,
+        params,
+        state0,
+        ckpt,
+        T,
+        model,
+        variant,
+        surrogate,
+        surrogate_param,
+        detach_reset,
+        grad_params,
+    ):
+        _, rest = _shapes(x, T)
+        d = _DECL_BY_ID[model]
+        sdt = state_dtype(x.dtype)
+        return (
+            x.new_empty(x.shape),
+            x.new_empty((len(d.states), *rest), dtype=sdt),
+            x.new_empty((len(d.params), _numel(rest)) if grad_params else (0,), dtype=sdt),
+        )
+
+    def _setup_context(ctx, inputs, output):
+        x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset, return_states, save = inputs
+        # Unused outputs (the state sequences under a spike-only loss) reach the
+        # kernel as None, not as materialised zeros.
+        ctx.set_materialize_grads(False)
+        ctx.args = (T, model, variant, surrogate, surrogate_param, detach_reset)
+        ctx.save_for_backward(x, params, state0, output[3])
+
+    def _backward(ctx, g_spikes, g_seq, g_last, g_ckpt):
+        x, params, state0, ckpt = ctx.saved_tensors
+        T, model, variant, surrogate, surrogate_param, detach_reset = ctx.args
+        need_x, need_p, need_s0 = ctx.needs_input_grad[:3]
+        if g_spikes is None and g_seq is None and g_last is None:
+            return (None,) * 11
+        if ckpt.numel() == 0:
+            raise RuntimeError(
+                "snn_cuda: model_forward ran with save=False, so its backward has no checkpoints; "
+                "call it with save=True when a gradient is needed"
+            )
+        gx, gs0, gp = torch.ops.snn_cuda.model_backward(
+            g_spikes,
+            g_seq if (g_seq is not None and g_seq.numel()) else None,
+            g_last,
+            x,
+            params,
+            state0,
+            ckpt,
+            T,
+            model,
+            variant,
+            surrogate,
+            surrogate_param,
+            detach_reset,
+            need_p,
+        )
+        if need_p:
+            # Per-neuron sums [kParams, N] -> [kParams, P] in a fixed order (torch's sum:
+            # deterministic, no atomics).
+            P = params.shape[1]
+            gp = gp.reshape(gp.shape[0], -1, P).sum(1)
+        return (
+            gx if need_x else None,
+            gp if need_p else None,
+            gs0 if need_s0 else None,
+        ) + (None,) * 8
+
+    torch.library.register_autograd("snn_cuda::model_forward", _backward, setup_context=_setup_context)
+
+    def _no_double_backward(ctx, *grads):
+        raise RuntimeError("snn_cuda: double backward through the model ops is not supported")
+
+    torch.library.register_autograd("snn_cuda::model_backward", _no_double_backward)
+
+
+_DECL_BY_ID: Dict[int, ModelDecl] = {d.id: d for d in MODELS.values()}
+
+
+def pack_params(values: Sequence, rest: Tuple[int, ...], dtype: torch.dtype, device) -> Tensor:
+    """The op's [kParams, P] parameter tensor from one value per declared parameter: Python
+    numbers or tensors that are scalar or broadcast to the trailing dims of a step (`rest`).
+    Tensors keep their autograd graph, so gradients reach learnable parameters through it."""
+    tensors = [v for v in values if isinstance(v, Tensor) and v.numel() > 1]
+    if tensors:
+        nd = max(t.dim() for t in tensors)
+        pshape = tuple(rest[len(rest) - nd :])
+    else:
+        pshape = ()
+    cols = []
+    for v in values:
+        if isinstance(v, Tensor):
+            t = v.to(dtype)
+            t = t.reshape(()) if t.numel() == 1 else t
+            cols.append(t.expand(pshape) if tuple(t.shape) != pshape else t)
+        else:
+            cols.append(torch.full(pshape, float(v), dtype=dtype, device=device))
+    return torch.stack(cols).reshape(len(values), -1)
+
+
+def model_multistep(
+    name: str,
+    x: Tensor,
+    params: Tensor,
+    state0: Optional[Tensor],
+    *,
+    variant: int,
+    T: int = -1,
+    surrogate_id: int = 0,
+    surrogate_param: float = 0.0,
+    detach_reset: bool = False,
+    return_states: bool = False,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Runs declared model `name` (a key of MODELS) over x ([T, ...], or [...] for T >= 1
+    steps of a constant input). params: [kParams, P] (pack_params); state0: [kStates, ...] or
+    None (the model's initial state). Returns (spikes, state_seq [kStates, T, ...] or an empty
+    tensor, state_last [kStates, ...]). Checkpoints are kept for the backward only when
+    autograd will need them."""
+    decl = MODELS[name]
+    check_device("params", params, x)
+    check_device("state0", state0, x)
+    need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, params, state0))
+    spikes, seq, last, _ = torch.ops.snn_cuda.model_forward(
+        x,
+        params,
+        state0,
+        int(T),
+        decl.id,
+        int(variant),
+        int(surrogate_id),
+        float(surrogate_param),
+        bool(detach_reset),
+        bool(return_states),
+        need_grad,
+    )
+    return spikes, seq, last
