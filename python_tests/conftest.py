@@ -16,6 +16,7 @@ _ISA_SENSITIVE = {
     "test_spike_linear_op.py",
     "test_neuron_linear.py",
     "test_learnable.py",
+    "test_multistate.py",
 }
 
 

@@ -57,7 +57,14 @@ CASES = {
     "leaky-tensor-beta": (lambda: snn_cuda.Leaky(beta=torch.linspace(0.5, 0.9, N), threshold=0.7), "seq"),
     "leaky-no-mem": (lambda: snn_cuda.Leaky(beta=0.8, reset_mechanism="zero", return_mem=False), "seq"),
     "leaky-single-step": (lambda: snn_cuda.Leaky(beta=0.8, step_mode="s"), "step"),
-    "synaptic": (lambda: snn_cuda.SynapticCurrent(0.8), "seq"),
+    "synaptic-current": (lambda: snn_cuda.SynapticCurrent(0.8), "seq"),
+    "synaptic-two-state": (
+        lambda: snn_cuda.Synaptic(alpha=0.8, beta=0.9, learn_beta=True, param_shape=(N,)),
+        "seq",
+    ),
+    "synaptic-single-step": (lambda: snn_cuda.Synaptic(alpha=0.8, beta=0.9, step_mode="s"), "step"),
+    "cuba-lif": (lambda: snn_cuda.CUBALIF(v_reset=None, return_states=True), "seq"),
+    "cuba-lif-const-input": (lambda: snn_cuda.CUBALIF(), "const"),
     "neuron-linear-leaky": (
         lambda: snn_cuda.NeuronLinear(snn_cuda.Leaky(beta=0.9, learn_beta=True), snn_cuda.SpikeLinear(N, 3)),
         "seq",

@@ -355,3 +355,25 @@ def test_model_list_is_generated():
         pytest.skip("tools/ not shipped with this copy")
     r = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("backend", ["auto", "fused", "cupy"])
+def test_no_cupy_path_yet(backend, monkeypatch):
+    """Where CUDA tensors would run the CuPy kernels, the declared models run the reference
+    ("auto", with a warning naming the reason) or raise ("fused", "cupy"): never a missing-kernel
+    error from the dispatcher."""
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+    from snn_cuda import _ext
+
+    monkeypatch.setattr(_ext, "cuda_backend", lambda: "cupy")
+    with FakeTensorMode(allow_non_fake_inputs=False), torch.device("cuda"):
+        layer = snn_cuda.Synaptic(alpha=0.8, beta=0.9, backend=backend)
+        x = torch.empty(4, 2, 3)
+        if backend == "auto":
+            with pytest.warns(RuntimeWarning, match="CuPy"):
+                spk, syn, mem = layer(x)
+            assert isinstance(spk, FakeTensor) and spk.shape == x.shape
+        else:
+            with pytest.raises(RuntimeError, match="CuPy"):
+                layer(x)

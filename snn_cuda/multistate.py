@@ -8,11 +8,12 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from . import ops, reference
+from . import _ext, ops, reference
 from . import surrogate as sg
 from .model_ops import MODELS, model_multistep, pack_params
 from .neuron import (
     MemoryModule,
+    _warn_once,
     _as_state,
     _check_choice,
     _check_input,
@@ -39,7 +40,22 @@ def _state0(values, x: Tensor, rest: tuple, names, defaults) -> Optional[Tensor]
     return torch.stack([r.expand(rest) for r in rows])
 
 
-class Synaptic(MemoryModule):
+class _DeclaredModule(MemoryModule):
+    """A layer on the declared-model ops, which have compiled CPU and CUDA kernels but no CuPy
+    path yet: where CUDA tensors would go to CuPy, they run the reference (with a warning)."""
+
+    def _use_fused(self, x: Tensor, surrogate: sg.SurrogateFunction) -> bool:
+        if x.device.type == "cuda" and self.backend != "torch":
+            if self.backend == "cupy" or _ext.cuda_backend() == "cupy":
+                reason = f"{type(self).__name__} has no CuPy kernels yet (it needs a CUDA build of snn_cuda)"
+                if self.backend in ("fused", "cupy"):
+                    raise RuntimeError(f"snn_cuda: backend={self.backend!r} cannot run here: {reason}")
+                _warn_once(f"snn_cuda: falling back to the reference backend (slow): {reason}")
+                return False
+        return super()._use_fused(x, surrogate)
+
+
+class Synaptic(_DeclaredModule):
     """snnTorch 1.0 `Synaptic` (reset_delay=True), a current-based two-state neuron::
 
         syn_t = alpha syn_{t-1} + x_t
@@ -179,7 +195,7 @@ class Synaptic(MemoryModule):
         )
 
 
-class CUBALIF(MemoryModule):
+class CUBALIF(_DeclaredModule):
     """SpikingJelly 2.0 `CUBALIFNode`, the current-based LIF neuron::
 
         c_t = c_{t-1} c_decay + x_t

@@ -1,6 +1,8 @@
 // The declared multi-state neuron models and their launch parameters, shared
 // by the CPU rows, the CUDA kernels and the host emulation. A model is a
-// struct (models/<name>.h) with
+// header in models/ with a `// model:` declaration line (tools/gen_model_list.py
+// generates model_list.h and snn_cuda/_model_list.py from those lines) and a
+// struct with
 //   kStates, kParams, kVariants          state variables, parameters, variants
 //   init<V>(p, st)                       the initial state from the parameters
 //   forward<V>(cfg, p, st, x) -> spike   one step; st: in S_{t-1}, out S_t
@@ -16,7 +18,6 @@
 #include "surrogate.h"
 #include "neuron.h"
 #include "params.h"
-#include "model_list.h"
 
 namespace snn {
 
@@ -29,8 +30,8 @@ struct MCfg {
 
 }  // namespace snn
 
-#include "models/synaptic.h"
-#include "models/cuba_lif.h"
+// The model headers and SNN_MODEL_LIST, generated from their declarations.
+#include "model_list.h"
 
 namespace snn {
 

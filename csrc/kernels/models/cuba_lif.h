@@ -10,6 +10,8 @@
 // numbers in SpikingJelly: no parameter gradient is formed.
 #pragma once
 
+// model: id=1 name=cuba_lif struct=CubaLif states=c,v params=c_decay,v_decay,v_threshold,v_reset variants=hard,soft
+
 namespace snn {
 
 struct CubaLif {

@@ -9,6 +9,8 @@
 // learnable one with torch.clamp, whose gradient autograd applies).
 #pragma once
 
+// model: id=0 name=synaptic struct=Synaptic states=syn,mem params=alpha,beta,threshold variants=subtract,zero,none
+
 namespace snn {
 
 struct Synaptic {
