@@ -125,6 +125,11 @@ def _ext_modules():
             "csrc/cuda/neuron_bf16.cu",
             "csrc/cuda/convert.cu",
             "csrc/cuda/convert_cuda.cpp",
+            "csrc/cuda/model_cuda.cpp",
+            "csrc/cuda/model_f32.cu",
+            "csrc/cuda/model_f64.cu",
+            "csrc/cuda/model_f16.cu",
+            "csrc/cuda/model_bf16.cu",
         ]
         nvcc = ["-O3", "--fmad=false", "-lineinfo", "--expt-relaxed-constexpr"]
         ext = CUDAExtension(

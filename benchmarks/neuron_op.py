@@ -3,16 +3,43 @@
 
 Rows (whichever are installed; a missing one is skipped with a message, never a crash):
 
-  fused        snn_cuda.LIF / IF / Leaky with backend="fused" (the compiled kernels)
+  fused        snn_cuda.LIF / IF / Leaky / Synaptic / CUBALIF with backend="fused" (the compiled kernels)
   reference    snn_cuda's pure-PyTorch reference (backend="torch", or snn_cuda.reference.*)
   unbind loop  the best plain-torch per-step loop kept in this file (x.unbind(0) + an ATan
                surrogate autograd.Function); the baseline exists even without snn_cuda
   seed loop    the same loop indexing x[t] (what the seed code did: x[t]'s backward fills a
                full-size zero tensor every step, so it is ~20x slower)
-  SpikingJelly spikingjelly.activation_based.neuron.LIFNode / IFNode, step_mode="m"
+  SpikingJelly spikingjelly.activation_based.neuron.LIFNode / IFNode / CUBALIFNode, step_mode="m"
   snnTorch     snntorch.Leaky(beta=0.5, spike_grad=atan()) stepped in a Python loop over
                x.unbind(0) (fastest) and over x[t] (tutorial style). snnTorch has no LIF with
                tau, so for --neurons lif it is a Leaky: other dynamics, other firing rate.
+
+Multi-state modes (same rows; each peer only where it has the same model, the other skipped):
+
+  --neurons synaptic     snn_cuda.Synaptic(alpha=0.5, beta=0.5, threshold=1, subtract, ATan(2))
+                         fused / reference; this file's loops; snnTorch's own Synaptic (same
+                         values, spike_grad=atan()) in its per-step loop over x.unbind(0) and
+                         x[t]. The layer also returns its syn / mem sequences (the default
+                         return_states=True, as snnTorch's loop does); the loss is on spikes.
+  --neurons cuba_lif     snn_cuda.CUBALIF(c_decay=0.5, v_decay=0.75, v_threshold=0.5, hard reset
+                         0, ATan(2)) fused / reference; this file's loops; SpikingJelly's own
+                         CUBALIFNode (same values, step_mode="m" set as an attribute: 2.0's
+                         __init__ takes none).
+  --neurons adlif        snn_cuda.AdLIF (adaptive LIF, threshold 1, ATan(2)) with per-neuron
+                         alpha / beta / a / b of the feature shape (one sample's dims), drawn
+                         once from Bittar & Garner's init ranges with a fixed seed: fused /
+                         reference (backend="torch"); this file's unbind loop from the equations
+                         (the same values, clamped with torch.clamp as the layer does). Every
+                         row computes the gradients w.r.t. x AND alpha, beta, a, b (.grad
+                         cleared each iteration); their agreement with the unbind loop is printed
+                         under the table. No peer has this model.
+  --neurons ilif         snn_cuda.ILIF (I-LIF: integer counts, tau=4/3, v_threshold=1, D=4,
+                         window [0, D]) fused / reference; this file's unbind loop;
+                         SpikingJelly's own ILIFNode (MultiLevelSpikeCount(4), step_mode="m";
+                         16-bit inputs: its module keeps a 16-bit membrane, snn_cuda float32).
+                         The "firing rate" column is the mean count (0..D), "spikes ≠" counts
+                         differing counts.
+  Effective GB/s keeps the nominal one-state figure below for all of these.
 
 Learnable-parameter modes (gradients w.r.t. x AND every nn.Parameter, .grad cleared each
 iteration; every row starts from the same values, so all compute the same spikes and gradients,
@@ -44,6 +71,8 @@ that nominal figure (ParametricLIF's dw re-reads x in the backward: its real tra
 Examples:
   python benchmarks/neuron_op.py                          # fp32 LIF [64, 64, 4096] on CPU
   python benchmarks/neuron_op.py --neurons leaky --json out.json
+  python benchmarks/neuron_op.py --neurons synaptic     # and --neurons cuba_lif
+  python benchmarks/neuron_op.py --neurons adlif        # and --neurons ilif
   python benchmarks/neuron_op.py --device cuda --sweep    # + small and SpikingJelly shapes
   python benchmarks/neuron_op.py --neurons plif --json benchmarks/results/intel-xeon-avx512/neuron_op_plif_fp32.json
   python benchmarks/neuron_op.py --neurons leaky-learn --shape 32 64 8192
@@ -118,7 +147,37 @@ def _leaky_step(xt, u, beta, thr, alpha):
     return s, u
 
 
-def make_loop(model, dtype, *, indexing, tau=2.0, vth=1.0, vr=0.0, alpha=2.0, beta=0.5):
+def _synaptic_step(xt, syn, u, syn_alpha, beta, thr, alpha):
+    r = (u.detach() > thr).to(u.dtype)  # snnTorch Synaptic, reset_delay=True, detached
+    syn = syn_alpha * syn + xt
+    u = beta * u + syn - r * thr  # reset by subtraction
+    s = ATanSpike.apply(u - thr, alpha, True)
+    return s, syn, u
+
+
+def _cuba_step(xt, c, v, c_decay, v_decay, vth, vr, alpha):
+    c = c * c_decay + xt  # SpikingJelly CUBALIFNode
+    h = v * v_decay + c
+    s = ATanSpike.apply(h - vth, alpha, False)
+    v = s * vr + (1.0 - s) * h  # hard reset, not detached
+    return s, c, v
+
+
+def make_loop(
+    model,
+    dtype,
+    *,
+    indexing,
+    tau=2.0,
+    vth=1.0,
+    vr=0.0,
+    alpha=2.0,
+    beta=0.5,
+    syn_alpha=0.5,
+    c_decay=0.5,
+    v_decay=0.75,
+    cuba_vth=0.5,
+):
     """Per-step loop; indexing="unbind" (best) or "index" (x[t], the seed's style)."""
     sd = _STATE[dtype]
 
@@ -126,6 +185,20 @@ def make_loop(model, dtype, *, indexing, tau=2.0, vth=1.0, vr=0.0, alpha=2.0, be
         xs = x.to(sd)
         steps = xs.unbind(0) if indexing == "unbind" else (xs[t] for t in range(xs.shape[0]))
         out = []
+        if model == "synaptic":
+            syn = torch.zeros(x.shape[1:], dtype=sd, device=x.device)
+            u = torch.zeros(x.shape[1:], dtype=sd, device=x.device)
+            for xt in steps:
+                s, syn, u = _synaptic_step(xt, syn, u, syn_alpha, beta, vth, alpha)
+                out.append(s)
+            return torch.stack(out).to(x.dtype)
+        if model == "cuba_lif":
+            c = torch.zeros(x.shape[1:], dtype=sd, device=x.device)
+            v = torch.full(x.shape[1:], vr, dtype=sd, device=x.device)
+            for xt in steps:
+                s, c, v = _cuba_step(xt, c, v, c_decay, v_decay, cuba_vth, vr, alpha)
+                out.append(s)
+            return torch.stack(out).to(x.dtype)
         if model == "leaky":
             u = torch.zeros(x.shape[1:], dtype=sd, device=x.device)
             for xt in steps:
@@ -180,12 +253,14 @@ def _snn_layer(model, backend):
         cls, kw = getattr(snn_cuda, "LIF", None), dict(tau=2.0)
     elif model == "if":
         cls, kw = getattr(snn_cuda, "IF", None), {}
+    elif model == "synaptic":
+        cls, kw = getattr(snn_cuda, "Synaptic", None), dict(alpha=0.5, beta=0.5)
+    elif model == "cuba_lif":
+        cls, kw = getattr(snn_cuda, "CUBALIF", None), dict(c_decay=0.5, v_decay=0.75, v_threshold=0.5, v_reset=0.0)
     else:
         cls, kw = getattr(snn_cuda, "Leaky", None), dict(beta=0.5)
     if cls is None:
-        raise _Skip(
-            f"snn_cuda has no {'LIF' if model == 'lif' else model.upper() if model == 'if' else 'Leaky'} module yet"
-        )
+        raise _Skip(f"snn_cuda has no {_SNN_CLASS[model]} module yet")
     layer = cls(surrogate=sur, backend=backend, **kw)
     if hasattr(layer, "step_mode"):
         try:
@@ -219,9 +294,12 @@ def fused_factory(model, dtype, device, shape=None):
     return run
 
 
+_SNN_CLASS = {"lif": "LIF", "if": "IF", "leaky": "Leaky", "synaptic": "Synaptic", "cuba_lif": "CUBALIF"}
+
+
 def reference_factory(model, dtype, device, shape=None):
     snn_cuda = _import_snn_cuda()
-    if hasattr(snn_cuda, {"lif": "LIF", "if": "IF", "leaky": "Leaky"}[model]):
+    if hasattr(snn_cuda, _SNN_CLASS[model]):
         snn_cuda, layer = _snn_layer(model, "torch")
         layer = layer.to(device)
         fn = getattr(getattr(snn_cuda, "functional", None), "reset_net", None)
@@ -243,18 +321,31 @@ def reference_factory(model, dtype, device, shape=None):
     sur = surrogate.ATan()
     if model == "leaky":
         return lambda x: reference.leaky_reference(x, beta=0.5, surrogate=sur)[0]
+    if model == "synaptic":
+        return lambda x: reference.synaptic_reference(x, alpha=0.5, beta=0.5, surrogate=sur)[0]
+    if model == "cuba_lif":
+        return lambda x: reference.cuba_lif_reference(x, surrogate=sur)[0]
     return lambda x: reference.lif_reference(x, model=model, tau=2.0, surrogate=sur)[0]
 
 
 def sj_factory(model, dtype, device, shape=None):
     if model == "leaky":
         raise _Skip("SpikingJelly has no snnTorch-style Leaky")
+    if model == "synaptic":
+        raise _Skip("SpikingJelly has no snnTorch-style Synaptic (its CUBALIFNode: --neurons cuba_lif)")
     try:
         from spikingjelly.activation_based import functional, neuron, surrogate
     except Exception as e:
         raise _Skip(f"spikingjelly not importable: {type(e).__name__}: {e}")
     if model == "lif":
         layer = neuron.LIFNode(tau=2.0, surrogate_function=surrogate.ATan(), step_mode="m")
+    elif model == "cuba_lif":
+        if not hasattr(neuron, "CUBALIFNode"):
+            raise _Skip("this SpikingJelly has no CUBALIFNode")
+        layer = neuron.CUBALIFNode(
+            c_decay=0.5, v_decay=0.75, v_threshold=0.5, v_reset=0.0, surrogate_function=surrogate.ATan()
+        )
+        layer.step_mode = "m"  # SpikingJelly 2.0's CUBALIFNode.__init__ takes no step_mode
     else:
         layer = neuron.IFNode(surrogate_function=surrogate.ATan(), step_mode="m")
     layer = layer.to(device)
@@ -270,11 +361,26 @@ def snntorch_factory(indexing):
     def factory(model, dtype, device, shape=None):
         if model == "if":
             raise _Skip("snnTorch has no IF neuron")
+        if model == "cuba_lif":
+            raise _Skip("snnTorch has no SpikingJelly-style CUBA LIF (its Synaptic: --neurons synaptic)")
         try:
             import snntorch
             from snntorch import surrogate
         except Exception as e:
             raise _Skip(f"snntorch not importable: {type(e).__name__}: {e}")
+        if model == "synaptic":
+            syn_lif = snntorch.Synaptic(alpha=0.5, beta=0.5, spike_grad=surrogate.atan()).to(device)
+
+            def run_syn(x):
+                syn, mem = syn_lif.reset_mem()
+                steps = x.unbind(0) if indexing == "unbind" else (x[t] for t in range(x.shape[0]))
+                out = []
+                for xt in steps:
+                    spk, syn, mem = syn_lif(xt, syn, mem)
+                    out.append(spk)
+                return torch.stack(out)
+
+            return run_syn
         lif = snntorch.Leaky(beta=0.5, spike_grad=surrogate.atan()).to(device)
 
         def run(x):
@@ -474,10 +580,178 @@ LEAKY_LEARN_ROWS = [
     ("snntorch", "snnTorch Leaky(learn_beta, learn_threshold), unbind loop", snntorch_learn_factory, False),
 ]
 
+# ------------------------------------------------------------------------------------------
+# Adaptive modes (--neurons adlif | ilif): fixed-parameter tables (× unbind loop, × SpikingJelly)
+# whose rows all compute the same model from the same values.
+# ------------------------------------------------------------------------------------------
+_ADLIF_INIT = {  # Bittar & Garner (2022): decays from time constants of 5-25 / 30-120 steps
+    "alpha": (math.exp(-1 / 5), math.exp(-1 / 25)),
+    "beta": (math.exp(-1 / 30), math.exp(-1 / 120)),
+    "a": (-1.0, 1.0),
+    "b": (0.0, 2.0),
+}
+_ADLIF_CLAMP = {"alpha": (0.0, 1.0), "beta": (0.0, 1.0), "a": (-1.0, 1.0), "b": (0.0, 2.0)}
+_ILIF = dict(tau=4.0 / 3.0, v_threshold=1.0, max_spike_count=4)
+
+
+def adlif_values(shape, dtype, device):
+    """alpha, beta, a, b per neuron of the feature shape, the same for every row (fixed seed)."""
+    g = torch.Generator().manual_seed(1234)
+    feat = feature_shape(shape)
+    return {
+        n: (torch.rand(feat, generator=g, dtype=torch.float64) * (hi - lo) + lo).to(device=device, dtype=dtype)
+        for n, (lo, hi) in _ADLIF_INIT.items()
+    }
+
+
+def _adlif_step(xt, u, w, s, al, be, pa, pb, thr, alpha):
+    w = be * w + pa * u + pb * s
+    u = al * (u - thr * s) + (1 - al) * (xt - w)
+    s = ATanSpike.apply(u - thr, alpha, True)  # 1[u - thr > 0]
+    return s, u, w
+
+
+def adlif_loop_factory(model, dtype, device, shape=None):
+    """This file's AdLIF loop over x.unbind(0), parameters clamped with torch.clamp."""
+    sd = _STATE[dtype]
+    params = {n: v.requires_grad_(True) for n, v in adlif_values(shape, sd, device).items()}
+
+    def run(x):
+        al, be, pa, pb = (params[n].clamp(*_ADLIF_CLAMP[n]) for n in ("alpha", "beta", "a", "b"))
+        u = torch.zeros(x.shape[1:], dtype=sd, device=x.device)
+        w = torch.zeros_like(u)
+        s = torch.zeros_like(u)
+        out = []
+        for xt in x.to(sd).unbind(0):
+            s, u, w = _adlif_step(xt, u, w, s, al, be, pa, pb, 1.0, 2.0)
+            out.append(s)
+        return torch.stack(out).to(x.dtype)
+
+    run.params = params
+    return run
+
+
+def adlif_factory(backend):
+    def factory(model, dtype, device, shape=None):
+        snn_cuda = _import_snn_cuda()
+        if not hasattr(snn_cuda, "AdLIF"):
+            raise _Skip("snn_cuda has no AdLIF")
+        if backend == "fused":
+            _check_fused_available(snn_cuda, device)
+        layer = snn_cuda.AdLIF(
+            feature_shape(shape), threshold=1.0, surrogate=snn_cuda.surrogate.ATan(2.0), backend=backend
+        ).to(device=device, dtype=_STATE[dtype])
+        with torch.no_grad():
+            for n, v in adlif_values(shape, _STATE[dtype], device).items():
+                getattr(layer, n).copy_(v)
+        run = _snn_run(snn_cuda, layer)
+        if backend == "torch":
+            run.note = 'backend="torch"'
+        return run
+
+    return factory
+
+
+class CountSTE(torch.autograd.Function):
+    """I-LIF count round(clamp(z, 0, D)); backward: 1 on the closed window [lo, hi], else 0."""
+
+    @staticmethod
+    def forward(ctx, z, D, lo, hi):
+        ctx.save_for_backward(z)
+        ctx.window = (lo, hi)
+        return z.clamp(0.0, D).round()
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        lo, hi = ctx.window
+        return g * ((z >= lo) & (z <= hi)).to(g.dtype), None, None, None
+
+
+def ilif_loop_factory(model, dtype, device, shape=None):
+    """This file's I-LIF loop over x.unbind(0) (SpikingJelly ILIFNode multi-step formulas)."""
+    sd = _STATE[dtype]
+    d, vth, D = 1.0 - 1.0 / _ILIF["tau"], _ILIF["v_threshold"], float(_ILIF["max_spike_count"])
+
+    def run(x):
+        v = torch.zeros(x.shape[1:], dtype=sd, device=x.device)
+        out = []
+        for xt in x.to(sd).unbind(0):
+            h = d * v + xt
+            c = CountSTE.apply(h / vth, D, 0.0, D)
+            v = h - c * vth
+            out.append(c)
+        return torch.stack(out).to(x.dtype)
+
+    return run
+
+
+def ilif_factory(backend):
+    def factory(model, dtype, device, shape=None):
+        snn_cuda = _import_snn_cuda()
+        if not hasattr(snn_cuda, "ILIF"):
+            raise _Skip("snn_cuda has no ILIF")
+        if backend == "fused":
+            _check_fused_available(snn_cuda, device)
+        run = _snn_run(snn_cuda, snn_cuda.ILIF(backend=backend, **_ILIF).to(device))
+        if backend == "torch":
+            run.note = 'backend="torch"'
+        return run
+
+    return factory
+
+
+def sj_ilif_factory(model, dtype, device, shape=None):
+    try:
+        from spikingjelly.activation_based import functional, neuron, surrogate
+    except Exception as e:
+        raise _Skip(f"spikingjelly not importable: {type(e).__name__}: {e}")
+    if not hasattr(neuron, "ILIFNode"):
+        raise _Skip("this SpikingJelly has no ILIFNode")
+    layer = neuron.ILIFNode(
+        tau=_ILIF["tau"],
+        v_threshold=_ILIF["v_threshold"],
+        surrogate_function=surrogate.MultiLevelSpikeCount(_ILIF["max_spike_count"]),
+        step_mode="m",
+    ).to(device)
+
+    def run(x):
+        functional.reset_net(layer)
+        return layer(x)
+
+    run.note = "step_mode='m'" + (" (16-bit membrane)" if dtype in (torch.float16, torch.bfloat16) else "")
+    return run
+
+
+ADLIF_ROWS = [
+    ("fused", "snn_cuda fused AdLIF", adlif_factory("fused"), False),
+    ("reference", "snn_cuda reference AdLIF (unbind loop)", adlif_factory("torch"), False),
+    ("unbind", "unbind loop (this script)", adlif_loop_factory, False),
+]
+
+ILIF_ROWS = [
+    ("fused", "snn_cuda fused ILIF", ilif_factory("fused"), False),
+    ("reference", "snn_cuda reference ILIF (unbind loop)", ilif_factory("torch"), False),
+    ("unbind", "unbind loop (this script)", ilif_loop_factory, False),
+    ("sj", "SpikingJelly ILIFNode", sj_ilif_factory, False),
+]
+
 # Per mode: the rows, and for the learnable modes the fixed-parameter fused baseline (overhead
 # = row time / baseline time), the reference and the peer (speed-up = their time / row time);
 # the peer is also what spikes and gradients are checked against (the reference if no peer).
-MODE_ROWS = {"lif": ROWS, "if": ROWS, "leaky": ROWS, "plif": PLIF_ROWS, "leaky-learn": LEAKY_LEARN_ROWS}
+MODE_ROWS = {
+    "lif": ROWS,
+    "if": ROWS,
+    "leaky": ROWS,
+    "synaptic": ROWS,
+    "cuba_lif": ROWS,
+    "adlif": ADLIF_ROWS,
+    "ilif": ILIF_ROWS,
+    "plif": PLIF_ROWS,
+    "leaky-learn": LEAKY_LEARN_ROWS,
+}
+# fixed-parameter modes whose snnTorch rows compute the same model (compared, × snnTorch column)
+SNNTORCH_SAME_MODEL = ("leaky", "synaptic")
 LEARN_MODES = {
     "plif": dict(baseline="lif", reference="reference", peer="sj", peer_name="SpikingJelly"),
     "leaky-learn": dict(baseline="leaky", reference="reference", peer="snntorch", peer_name="snnTorch"),
@@ -509,8 +783,10 @@ def _label(key, model, versions):
             )
         return lab
     if key == "sj" and versions.get("spikingjelly"):
-        node = {"lif": " LIFNode", "if": " IFNode"}.get(model, "")
+        node = {"lif": " LIFNode", "if": " IFNode", "cuba_lif": " CUBALIFNode", "ilif": " ILIFNode"}.get(model, "")
         lab = f"SpikingJelly {versions['spikingjelly']}{node}"
+    if key.startswith("snntorch") and model in ("synaptic", "cuba_lif"):
+        lab = lab.replace("Leaky", "Synaptic")
     if key.startswith("snntorch") and versions.get("snntorch"):
         lab = lab.replace("snnTorch", f"snnTorch {versions['snntorch']}")
     return lab
@@ -651,12 +927,12 @@ def bench_shape(shape, model, dtype, device, keys, args, versions, verbose=True)
     for row in rows:
         if "_s" not in row:
             continue
-        same_model = learn or not (model != "leaky" and row["key"].startswith("snntorch"))
+        same_model = learn or not (model not in SNNTORCH_SAME_MODEL and row["key"].startswith("snntorch"))
         if bs is not None and row is not base and same_model:
             c = _compare(row["_s"], row["_gx"], row["_gp"], bs, base["_gx"], base["_gp"])
             row["spike_mismatch"] = c["spike_mismatch"]
             row["gx_max_rel_err"] = c["gx_max_rel_err"]
-            if learn:
+            if learn or c["param_grad_rel_err"]:  # (adlif: every row has alpha, beta, a, b)
                 row["param_grad_rel_err"] = c["param_grad_rel_err"]
     if learn and verbose:
         print(
@@ -863,8 +1139,11 @@ def main(argv=None):
     p.add_argument(
         "--neurons",
         default="lif",
-        choices=["lif", "if", "leaky", "plif", "leaky-learn"],
-        help="lif/if/leaky: fixed-parameter layers vs the loops and peers; plif: learnable "
+        choices=["lif", "if", "leaky", "synaptic", "cuba_lif", "adlif", "ilif", "plif", "leaky-learn"],
+        help="lif/if/leaky/synaptic/cuba_lif: fixed-parameter layers vs the loops and peers "
+        "(synaptic: snnTorch's Synaptic; cuba_lif: SpikingJelly's CUBALIFNode); adlif: AdLIF with "
+        "per-neuron parameters vs the reference and this file's loop; ilif: I-LIF vs the "
+        "reference, this file's loop and SpikingJelly's ILIFNode; plif: learnable "
         "tau (ParametricLIF) and threshold vs fixed LIF, the reference and SpikingJelly's "
         "ParametricLIFNode; leaky-learn: Leaky learn_beta+learn_threshold vs fixed "
         "Leaky, the reference and snnTorch's learnable Leaky",
@@ -875,8 +1154,12 @@ def main(argv=None):
     p.add_argument(
         "--rows",
         default=None,
-        help="comma-separated subset of the mode's rows (default all): lif/if/leaky: "
+        help="comma-separated subset of the mode's rows (default all): lif/if/leaky/synaptic/cuba_lif: "
         + ",".join(k for k, *_ in ROWS)
+        + "; adlif: "
+        + ",".join(k for k, *_ in ADLIF_ROWS)
+        + "; ilif: "
+        + ",".join(k for k, *_ in ILIF_ROWS)
         + "; plif: "
         + ",".join(k for k, *_ in PLIF_ROWS)
         + "; leaky-learn: "
@@ -954,6 +1237,8 @@ def main(argv=None):
     print(hwline)
     print(f"snn_cuda build_info: {json.dumps(_scrub(info), default=str)}")
     print(f"peers: spikingjelly {versions['spikingjelly']}, snntorch {versions['snntorch']}")
+    if args.neurons == "ilif":
+        print("note: I-LIF emits integer counts 0..D: 'firing rate' is the mean count, 'spikes ≠' differing counts")
     if args.neurons == "lif":
         print(
             "note: snnTorch rows are Leaky(beta=0.5) (snnTorch has no tau-LIF): other dynamics, "
@@ -967,7 +1252,7 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     main_res = bench_shape(args.shape, args.neurons, dtype, args.device, keys, args, versions)
-    cols_snt = args.neurons == "leaky"
+    cols_snt = args.neurons in SNNTORCH_SAME_MODEL
     print()
     print(
         f"## {args.neurons.upper()} {args.dtype} {list(args.shape)} "
@@ -980,6 +1265,12 @@ def main(argv=None):
     for r in main_res["rows"]:
         if "skipped" in r:
             print(f"\n- skipped {r['impl']}: {r['skipped']}")
+    if not learn:
+        pg_rows = [r for r in main_res["rows"] if r.get("param_grad_rel_err")]
+        if pg_rows:
+            print(f"\nparameter gradients vs {main_res['check_base']} (max abs err / max abs):")
+            for r in pg_rows:
+                print(f"- {r['impl']}: " + ", ".join(f"d{n} {v:.1e}" for n, v in r["param_grad_rel_err"].items()))
     fr = main_res["rows"]
     fused = next((r for r in fr if r["key"] == "fused" and "median_s" in r), None)
     if learn:

@@ -269,7 +269,7 @@ inline at::Tensor checked_grad(const c10::optional<at::Tensor>& g, const char* n
                                at::ScalarType dt, const std::vector<int64_t>& shape) {
   if (!g.has_value() || !g->defined()) return at::Tensor();
   const at::Tensor& t = *g;
-  TORCH_CHECK_VALUE(t.device() == like.device(), "snn_cuda: ", name, " is on ", t.device(), " but saved is on ",
+  TORCH_CHECK_VALUE(t.device() == like.device(), "snn_cuda: ", name, " is on ", t.device(), " but the input is on ",
                     like.device());
   TORCH_CHECK_TYPE(t.scalar_type() == dt, "snn_cuda: ", name, " must be ", dt, ", got ", t.scalar_type());
   TORCH_CHECK_VALUE(t.sizes().vec() == shape, "snn_cuda: ", name, " must have shape ", at::IntArrayRef(shape), ", got ",
@@ -322,7 +322,7 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
                                                   : "for the ParametricLIF decay gradient");
     b.x = const_input ? x_opt->contiguous() : as_time_major(*x_opt);
     TORCH_CHECK_TYPE(b.x.scalar_type() == x_dtype, "snn_cuda: x must be ", x_dtype, ", got ", b.x.scalar_type());
-    TORCH_CHECK_VALUE(b.x.device() == saved.device(), "snn_cuda: x is on ", b.x.device(), " but saved is on ",
+    TORCH_CHECK_VALUE(b.x.device() == saved.device(), "snn_cuda: x is on ", b.x.device(), " but the input is on ",
                       saved.device());
     if (save_mode == snn::SAVE_CKPT) {
       T = const_input ? T_const : b.x.size(0);

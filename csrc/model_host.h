@@ -164,6 +164,7 @@ inline MBackward prepare_model_backward(const c10::optional<at::Tensor>& grad_sp
   p.grad_state0 = b.gstate0.data_ptr();
   p.grad_params = grad_params && b.gparams.numel() ? b.gparams.data_ptr() : nullptr;
   p.sg_param = sg_param;
+  p.surrogate = (int)surrogate;
   p.detach_reset = detach_reset ? 1 : 0;
   p.const_input = const_input ? 1 : 0;
   return b;

@@ -312,13 +312,15 @@ def test_probe_op_is_registered_and_checks_its_device():
 def test_every_op_the_layers_call_has_a_cuda_kernel():
     for op in ("neuron_forward", "neuron_backward", "poisson_encode", "binary_to_uint8", "uint8_to"):
         assert _ext.has_kernel(op, "CUDA"), op
-    for op in ("spike_linear", "spike_linear_weight_grad"):
+    for op in ("spike_linear", "spike_linear_weight_grad", "model_forward", "model_backward"):
         assert _ext.has_kernel(op, "CUDA"), op
 
 
 def test_cuda_units_keep_torch_out():
     """The .cu units and their headers compile without torch (any toolkit, seconds per unit)."""
-    for f in sorted((ROOT / "csrc" / "cuda").glob("*.cu*")) + sorted((ROOT / "csrc" / "kernels").glob("*")):
+    for f in sorted((ROOT / "csrc" / "cuda").glob("*.cu*")) + sorted(
+        f for f in (ROOT / "csrc" / "kernels").rglob("*") if f.is_file()
+    ):
         for ln in f.read_text().splitlines():
             if ln.lstrip().startswith("#include"):
                 assert not re.search(r"torch|ATen|c10", ln), f"{f.name}: {ln}"

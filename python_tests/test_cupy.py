@@ -200,7 +200,7 @@ def test_enum_values_match_ops():
     assert cb.SG_COUNT == len(cuda_source.SURROGATES)
     ids = {type(s).__name__: s.kind_id for s in check.SURROGATES}
     assert sorted(ids.values()) == list(range(cb.SG_COUNT))
-    text = (KERNELS / "common.h").read_text()
+    text = (KERNELS / "surrogate_list.h").read_text()  # generated from surrogate.h's declarations
     for i, name in enumerate(cuda_source.SURROGATES):
         assert re.search(rf"\b{name}\s*=\s*{i}\b", text), name
 
@@ -605,8 +605,8 @@ def emu_lib():
     h = hashlib.sha256()
     for part in [_EMU_SRC.encode(), " ".join([gxx] + _EMU_FLAGS).encode(), (EMU_DIR / "host_shim.h").read_bytes()]:
         h.update(part)
-    for f in sorted(KERNELS.glob("*")):
-        h.update(f.name.encode() + f.read_bytes())
+    for f in sorted(f for f in KERNELS.rglob("*") if f.is_file()):
+        h.update(str(f.relative_to(KERNELS)).encode() + f.read_bytes())
     d = Path(tempfile.gettempdir()) / "snn_cuda_test_cupy_emu" / h.hexdigest()[:24]
     so = d / "emu_kernels.so"
     if not so.exists():

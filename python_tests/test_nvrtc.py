@@ -86,3 +86,69 @@ def test_headers_are_self_contained():
         for inc in includes:
             for banned in ("torch", "ATen", "c10"):
                 assert banned not in inc, f"{name}: {inc}"
+
+
+# ------------------------------------------------------------------------------------------------
+# The declared-model kernels (kernels/model_kernels.cuh): every model of the list x variant x dtype,
+# the backward with the surrogate chosen at run time (SG_ANY, as the nvcc launchers instantiate it:
+# every surrogate's code inside), in one program per arch with the run-time path's options. The
+# CuPy path does not launch them yet; this keeps the header NVRTC-clean (no standard header, no
+# host-only code) for when it does.
+# ------------------------------------------------------------------------------------------------
+def _model_names():
+    from snn_cuda._model_list import MODELS as DECLS
+
+    names = []
+    for dt in cs.STORAGE.values():
+        for decl in DECLS.values():
+            for v in range(len(decl.variants)):
+                names.append(f"snn::model_fwd_kernel<snn::{decl.struct}, {v}, {dt}>")
+                names.append(f"snn::model_bwd_kernel<snn::{decl.struct}, {v}, snn::SG_ANY, {dt}>")
+    return names
+
+
+def _compile_models(arch: str, names, inc: str) -> dict:
+    src = f"// snn_cuda model kernels, headers sha256 {cs.headers_digest()}\n" + '#include "model_kernels.cuh"\n'
+    prog = _check(nvrtc.nvrtcCreateProgram(src.encode(), b"snn_cuda_models.cu", 0, [], []))
+    try:
+        for n in names:
+            _check(nvrtc.nvrtcAddNameExpression(prog, n.encode()))
+        opts = [o.encode() for o in cs.runtime_options(arch, inc)]
+        res = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+        size = _check(nvrtc.nvrtcGetProgramLogSize(prog))
+        log = b" " * size
+        nvrtc.nvrtcGetProgramLog(prog, log)
+        out = {"ok": res[0] == nvrtc.nvrtcResult.NVRTC_SUCCESS, "log": log.decode(errors="replace"), "lowered": {}}
+        if out["ok"]:
+            for n in names:
+                out["lowered"][n] = _check(nvrtc.nvrtcGetLoweredName(prog, n.encode()))
+            out["cubin_size"] = _check(nvrtc.nvrtcGetCUBINSize(prog))
+        return out
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)
+
+
+@pytest.fixture(scope="module")
+def compiled_models():
+    inc = cs.cuda_include_dirs()
+    if not inc:
+        pytest.skip("no cuda_fp16.h found (neither a CUDA toolkit nor nvidia-cuda-runtime headers)")
+    names = _model_names()
+    with ThreadPoolExecutor(len(ARCHS)) as ex:
+        futures = {a: ex.submit(_compile_models, a, names, inc[0]) for a in ARCHS}
+        return names, {a: f.result() for a, f in futures.items()}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_model_kernel_instance_compiles_with_nvrtc(compiled_models, arch):
+    from snn_cuda._model_list import MODELS as DECLS
+
+    names, results = compiled_models
+    res = results[arch]
+    assert res["ok"], res["log"][-6000:]
+    variants = sum(len(d.variants) for d in DECLS.values())
+    assert len(names) == len(cs.STORAGE) * variants * 2
+    for n in names:
+        assert res["lowered"][n].startswith(b"_ZN3snn"), (n, res["lowered"][n])
+    assert len(set(res["lowered"].values())) == len(names)
+    assert res["cubin_size"] > 0

@@ -108,28 +108,23 @@ def assert_grad_close(
 # ------------------------------------------------------------------------------------------
 # neuron configurations
 # ------------------------------------------------------------------------------------------
-SURROGATES = [
-    sg.Sigmoid(),
-    sg.ATan(),
-    sg.FastSigmoid(),
-    sg.PiecewiseQuadratic(),
-    sg.PiecewiseExp(),
-    sg.SoftSign(),
-    sg.Erf(),
-    sg.Rect(),
-    sg.StraightThrough(),
-]
-#: Non-default parameters, so the run-time surrogate parameter is exercised too.
+#: Every kernel surrogate (snn_cuda.surrogate.SURROGATES follows the generated kernel list), at
+#: its default parameter.
+SURROGATES = [cls() for cls in sg.SURROGATES.values()]
+#: Non-default parameters, so the run-time surrogate parameter is exercised too (a surrogate
+#: added later gets 1.3 times its default).
+_NONDEFAULT = {
+    "sigmoid": 2.5,
+    "atan": 3.0,
+    "fast_sigmoid": 7.0,
+    "piecewise_quadratic": 0.7,
+    "piecewise_exp": 1.3,
+    "soft_sign": 1.5,
+    "erf": 1.1,
+    "rect": 0.6,
+}
 SURROGATES_NONDEFAULT = [
-    sg.Sigmoid(alpha=2.5),
-    sg.ATan(alpha=3.0),
-    sg.FastSigmoid(slope=7.0),
-    sg.PiecewiseQuadratic(alpha=0.7),
-    sg.PiecewiseExp(alpha=1.3),
-    sg.SoftSign(alpha=1.5),
-    sg.Erf(alpha=1.1),
-    sg.Rect(alpha=0.6),
-    sg.StraightThrough(),
+    cls(_NONDEFAULT.get(name, 1.3 * cls().param)) if cls._param_name else cls() for name, cls in sg.SURROGATES.items()
 ]
 SURROGATE_IDS = [type(s).__name__ for s in SURROGATES]
 

@@ -1,4 +1,4 @@
-"""snn_cuda: fused multi-step spiking neurons (LIF, IF, ParametricLIF, Leaky, Synaptic, CUBALIF) for PyTorch.
+"""snn_cuda: fused multi-step spiking neurons (LIF, IF, ParametricLIF, Leaky, Synaptic, CUBALIF, AdLIF, ILIF) for PyTorch.
 
 import snn_cuda
 lif = snn_cuda.LIF(tau=2.0)            # [T, B, ...] -> spikes [T, B, ...]
@@ -15,7 +15,7 @@ from . import model_ops  # declared-model ops: fake kernels and autograd
 from .convert import convert
 from .layers import PoissonEncoder, SeqToANN, SpikeLinear, poisson_encode
 from .neuron import IF, LIF, Leaky, MemoryModule, NeuronLinear, ParametricLIF, SynapticCurrent
-from .multistate import CUBALIF, Synaptic
+from .multistate import CUBALIF, ILIF, AdLIF, Synaptic
 
 from ._version import __version__  # the one version source (snn_cuda/_version.py)
 
@@ -27,6 +27,8 @@ __all__ = [
     "SynapticCurrent",
     "Synaptic",
     "CUBALIF",
+    "AdLIF",
+    "ILIF",
     "NeuronLinear",
     "MemoryModule",
     "SeqToANN",

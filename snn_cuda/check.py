@@ -65,17 +65,8 @@ GRAD_TOL: Dict[torch.dtype, Tuple[float, float]] = {
     torch.bfloat16: (1.6e-2, 1e-3),
 }
 
-SURROGATES = [
-    sg.Sigmoid(alpha=2.5),
-    sg.ATan(alpha=3.0),
-    sg.FastSigmoid(slope=7.0),
-    sg.PiecewiseQuadratic(alpha=0.7),
-    sg.PiecewiseExp(alpha=1.3),
-    sg.SoftSign(alpha=1.5),
-    sg.Erf(alpha=1.1),
-    sg.Rect(alpha=0.6),
-    sg.StraightThrough(),
-]
+# Every kernel surrogate, at a non-default parameter (the run-time parameter path is checked too).
+SURROGATES = [cls(1.3 * cls().param) if cls._param_name else cls() for cls in sg.SURROGATES.values()]
 
 SANITIZER_TOOLS = ("memcheck", "racecheck", "initcheck")
 # initcheck flags reads of memory no kernel wrote; torch's own kernels occasionally trip it,

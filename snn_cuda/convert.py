@@ -35,25 +35,60 @@ What is converted (exact classes only; a subclass is left alone):
   before conversion keeps training them; fixed per-neuron ones are copied buffers.
   Surrogates: ``snntorch.surrogate.atan(alpha)``, ``fast_sigmoid(slope)``, ``sigmoid(slope)``
   and ``straight_through_estimator()`` (recognised by their code object and closure values).
+* snnTorch 1.0 ``Synaptic`` -> :class:`SnnTorchSynaptic`, a subclass of ``snntorch.Synaptic``
+  that runs a single-step ``snn_cuda.Synaptic`` (child ``neuron``), built like
+  ``SnnTorchLeaky``: same call forms (``spk, syn, mem = lif(x, syn, mem)``,
+  ``syn, mem = lif.reset_mem()`` / ``init_synaptic()``, ``init_hidden``, ``output``), same
+  ``state_dict`` keys in the same order (``threshold``, ``graded_spikes_factor``,
+  ``reset_mechanism_val``, ``beta``, ``alpha``), the source's own ``nn.Parameter`` objects for
+  a learnable ``alpha`` / ``beta`` / ``threshold`` (scalar or per-neuron; fixed per-neuron
+  values are copied buffers), the states in ``.syn`` / ``.mem`` (tensors of their own, so
+  ``Synaptic.detach_hidden()`` and ``SpikingNeuron.detach(syn, mem)`` detach them in place),
+  registered in ``SpikingNeuron.instances`` (``snntorch.utils.reset`` resets it). ``alpha`` is
+  clamped into [0, 1] like ``beta`` (below). Same surrogates as for ``Leaky``.
+* SpikingJelly 2.0 ``neuron.CUBALIFNode`` -> :class:`SpikingJellyCUBALIF`, a subclass of
+  ``snn_cuda.CUBALIF`` and of SpikingJelly's ``MemoryModule``: ``c_decay``, ``v_decay``,
+  ``v_threshold``, ``v_reset`` (``None``: soft reset), the surrogate (as above), and the
+  ``detach_reset`` / ``step_mode`` / ``store_v_seq`` attributes (``CUBALIFNode.__init__`` takes
+  none of them: they are read from the node, whatever set them); returns spikes, states in
+  ``.c`` / ``.v`` (``.v_seq`` with ``store_v_seq``), both restarted when the input shape
+  changes. The node has no parameters or buffers: its state_dict (empty) is unchanged.
+* SpikingJelly 2.0 ``neuron.ILIFNode`` -> :class:`SpikingJellyILIF`, a subclass of
+  ``snn_cuda.ILIF`` and of SpikingJelly's ``MemoryModule``: ``tau``, ``v_threshold``, and from
+  the node's ``surrogate_function`` (a ``MultiLevelSpikeCount``) the count limit D
+  (``max_spike_count``) and the gradient window (``grad_min``, ``grad_max``); the
+  ``detach_reset`` / ``step_mode`` / ``store_v_seq`` attributes as the node has them. Returns
+  the integer counts, state in ``.v`` (``.v_seq`` with ``store_v_seq``, in both step modes),
+  restarted when the input shape changes. No parameters or buffers: the (empty) state_dict is
+  unchanged. SpikingJelly's multi-step path charges ``H = (1 - 1/tau) V + X``, its single-step
+  path ``H = V - V/tau + X``; snn_cuda computes the former in both step modes, so single-step
+  membranes differ from SpikingJelly's in the last bits (and a count could differ where
+  ``H / v_threshold`` lies within those bits of a rounding tie or of the gradient window's
+  edges).
 
 Never converted (left unchanged, with the reason in the report): snnTorch
 ``learn_graded_spikes_factor`` and ``graded_spikes_factor != 1`` (snn_cuda's spikes are 0/1),
 ``surrogate_disable``, ``inhibition``, ``state_quant``, ``reset_delay=False``, non-finite
-``beta`` / ``threshold`` / ``w``, any other surrogate (custom functions or classes,
-SpikingJelly ``spiking=False``), SpikingJelly ``LIFNode`` with ``tau <= 1`` or a node with a
-neuron precision policy, modules with extra parameters / buffers or hooks, and subclasses of
-the supported classes.
+``beta`` / ``threshold`` / ``w`` / ``alpha``, any other surrogate (custom functions or classes,
+SpikingJelly ``spiking=False``), SpikingJelly ``LIFNode`` with ``tau <= 1``, per-neuron
+(tensor) or non-finite ``c_decay`` / ``v_decay`` of a ``CUBALIFNode``, an ``ILIFNode`` whose
+``surrogate_function`` is not an exact ``MultiLevelSpikeCount`` (or has ``spiking=False``),
+with ``max_spike_count`` above 255, a non-finite gradient window, ``tau <= 1``,
+``v_threshold <= 0`` or a ``v_reset`` set (I-LIF resets by subtraction only), a node with a
+neuron precision policy or extra memories, modules with extra parameters / buffers or hooks,
+and subclasses of the supported classes.
 
 snnTorch clamps ``beta`` into [0, 1] at every step; so do the converted modules (a fixed
 scalar beta outside that range is converted to the clamped value, the ``beta`` buffer keeps the
 original value for the state_dict, and the report notes it; a tensor beta is clamped in
 forward, with the clamp's gradient, as snnTorch does).
 
-Parity (tests: python_tests/test_convert.py): spikes bit-identical, membranes and gradients
-(inputs and every learnable parameter) equal to rounding, in float32 and float64. With
-16-bit inputs SpikingJelly's CPU path keeps a 16-bit membrane where snn_cuda keeps float32:
-results then differ by 16-bit rounding (not bit-identical); snnTorch computes
-spike gradients in float32 even for float64 inputs.
+Parity (tests: python_tests/test_convert.py, python_tests/test_convert_multistate.py,
+python_tests/test_convert_adaptive.py): spikes (I-LIF: counts) bit-identical, membranes and
+gradients (inputs and every learnable parameter) equal to rounding, in float32 and float64. With 16-bit inputs SpikingJelly's CPU path keeps a 16-bit
+membrane where snn_cuda keeps float32: results then differ by 16-bit rounding (not
+bit-identical); snnTorch computes spike gradients in float32 even for float64 inputs (and its
+``Synaptic`` / ``Leaky`` reset by subtraction forms ``reset * threshold`` in float32).
 
 The converted modules keep the source's step mode (SpikingJelly) or are single-step
 (snnTorch): the model's own forward code runs unchanged. To use the multi-step kernels
@@ -74,8 +109,11 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from . import ops, reference
 from . import surrogate as sg
-from .neuron import IF, LIF, BACKENDS, Leaky, ParametricLIF, _check_choice
+from .model_ops import model_multistep, pack_params
+from .multistate import CUBALIF, ILIF, Synaptic, _state0
+from .neuron import IF, LIF, BACKENDS, Leaky, ParametricLIF, _as_state, _check_choice, _check_input
 
 __all__ = [
     "convert",
@@ -83,7 +121,10 @@ __all__ = [
     "SpikingJellyIF",
     "SpikingJellyLIF",
     "SpikingJellyParametricLIF",
+    "SpikingJellyCUBALIF",
+    "SpikingJellyILIF",
     "SnnTorchLeaky",
+    "SnnTorchSynaptic",
 ]
 
 
@@ -191,21 +232,152 @@ class _SJMixin:
         return out
 
 
+class _SJCubaMixin:
+    """SpikingJelly CUBALIFNode call conventions on top of snn_cuda.CUBALIF: spikes only, both
+    states (``c``, ``v``) restarted when the input shape changes, and ``store_v_seq`` (the
+    membrane after every step in ``.v_seq``, in both step modes)."""
+
+    store_v_seq = False
+    v_seq: Optional[Tensor] = None
+
+    def reset(self) -> None:
+        super().reset()
+        self.v_seq = None
+
+    def detach(self) -> None:
+        super().detach()
+        if isinstance(self.v_seq, Tensor):
+            self.v_seq = self.v_seq.detach()
+
+    def forward(self, x: Tensor, T: Optional[int] = None) -> Tensor:
+        if isinstance(x, Tensor):
+            rest = tuple(x.shape) if (self.step_mode == "s" or T is not None) else tuple(x.shape[1:])
+            if isinstance(self.v, Tensor) and tuple(self.v.shape) != rest:
+                self.v = self.v_init  # SpikingJelly restarts each state on a new shape
+            if isinstance(self.c, Tensor) and tuple(self.c.shape) != rest:
+                self.c = 0.0
+        if not self.store_v_seq:
+            return super().forward(x, T)
+        keep = self.return_states
+        self.return_states = True
+        try:
+            out = super().forward(x, T)
+        finally:
+            self.return_states = keep
+        spikes, v_seq = out[0], out[2]
+        if self.step_mode == "s":
+            v_step = self.v.unsqueeze(0)
+            seq = self.v_seq
+            if (
+                seq is None
+                or seq.shape[1:] != v_step.shape[1:]
+                or seq.device != v_step.device
+                or seq.dtype != v_step.dtype
+            ):
+                self.v_seq = v_step.clone()
+            else:
+                self.v_seq = torch.cat((seq, v_step))
+        else:
+            self.v_seq = v_seq
+        return out if keep else spikes
+
+
+class _SJILIFMixin:
+    """SpikingJelly ILIFNode call conventions on top of snn_cuda.ILIF: the counts, the state
+    restarted when the input shape changes, and ``store_v_seq`` (the membrane after every step
+    in ``.v_seq``, in both step modes)."""
+
+    store_v_seq = False
+    v_seq: Optional[Tensor] = None
+
+    def reset(self) -> None:
+        super().reset()
+        self.v_seq = None
+
+    def detach(self) -> None:
+        super().detach()
+        if isinstance(self.v_seq, Tensor):
+            self.v_seq = self.v_seq.detach()
+
+    def forward(self, x: Tensor, T: Optional[int] = None) -> Tensor:
+        if isinstance(x, Tensor) and isinstance(self.v, Tensor):
+            rest = tuple(x.shape) if (self.step_mode == "s" or T is not None) else tuple(x.shape[1:])
+            if tuple(self.v.shape) != rest:
+                self.v = 0.0  # SpikingJelly restarts the state on a new shape
+        if not self.store_v_seq:
+            return super().forward(x, T)
+        if self.step_mode == "m":
+            counts, self.v_seq = self._multi_step_v_seq(x, T)
+            return counts
+        out = super().forward(x, T)
+        v_step = self.v.unsqueeze(0)
+        seq = self.v_seq
+        if seq is None or seq.shape[1:] != v_step.shape[1:] or seq.device != v_step.device or seq.dtype != v_step.dtype:
+            self.v_seq = v_step.clone()
+        else:
+            self.v_seq = torch.cat((seq, v_step))
+        return out
+
+    def _multi_step_v_seq(self, x: Tensor, T: Optional[int]) -> Tuple[Tensor, Tensor]:
+        """snn_cuda.ILIF's multi-step forward that also returns the membrane sequence (ILIF
+        itself returns the counts only)."""
+        _check_input(x, "m", T)
+        rest = tuple(x.shape) if T is not None else tuple(x.shape[1:])
+        if self._use_fused(x, sg.StraightThrough()):
+            vals = [1.0 - 1.0 / self.tau, self.v_threshold, float(self.max_spike_count), *self.grad_window]
+            params = pack_params(vals, rest, ops.state_dtype(x.dtype), x.device)
+            s0 = _state0((self.v,), x, rest, ("the membrane v",), (0.0,))
+            counts, seq, last = model_multistep(
+                "ilif",
+                x,
+                params,
+                s0,
+                variant=0,
+                T=-1 if T is None else T,
+                surrogate_id=sg.StraightThrough.kind_id,
+                detach_reset=self.detach_reset,
+                return_states=True,
+            )
+            v_seq, v = seq[0], last[0].clone()
+        else:
+            xs = x.unsqueeze(0).expand(T, *x.shape) if T is not None else x
+            v0 = _as_state(self.v, x, rest, "the membrane v") if isinstance(self.v, Tensor) else self.v
+            counts, v_seq, v = reference.ilif_reference(
+                xs,
+                v0,
+                tau=self.tau,
+                v_threshold=self.v_threshold,
+                max_spike_count=self.max_spike_count,
+                grad_window=self.grad_window,
+                detach_reset=self.detach_reset,
+            )
+        self.v = v
+        return counts, v_seq
+
+
 _sj_classes: Dict[str, type] = {}
+
+_SJ_BASES = {
+    "SpikingJellyLIF": (_SJMixin, LIF),
+    "SpikingJellyIF": (_SJMixin, IF),
+    "SpikingJellyParametricLIF": (_SJMixin, ParametricLIF),
+    "SpikingJellyCUBALIF": (_SJCubaMixin, CUBALIF),
+    "SpikingJellyILIF": (_SJILIFMixin, ILIF),
+}
 
 
 def _sj_class(name: str) -> type:
-    """SpikingJellyLIF / SpikingJellyIF / SpikingJellyParametricLIF: built on first use
-    (SpikingJelly is optional)."""
+    """SpikingJellyLIF / SpikingJellyIF / SpikingJellyParametricLIF / SpikingJellyCUBALIF /
+    SpikingJellyILIF: built on first use (SpikingJelly is optional)."""
     if name not in _sj_classes:
         from spikingjelly.activation_based import base as sjbase
 
-        snn_base = {"SpikingJellyLIF": LIF, "SpikingJellyIF": IF, "SpikingJellyParametricLIF": ParametricLIF}[name]
+        mixin, snn_base = _SJ_BASES[name]
         doc = (
             f"snn_cuda.{snn_base.__name__} with SpikingJelly's call conventions (made by "
             "snn_cuda.convert); also a spikingjelly.activation_based.base.MemoryModule."
         )
-        cls = type(name, (_SJMixin, snn_base, sjbase.MemoryModule), {"__module__": __name__, "__doc__": doc})
+        cls = type(name, (mixin, snn_base, sjbase.MemoryModule), {"__module__": __name__, "__doc__": doc})
         cls.__qualname__ = name
         _sj_classes[name] = cls
     return _sj_classes[name]
@@ -215,21 +387,28 @@ def _convert_sj(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
     from spikingjelly.activation_based import neuron as sjn
 
     plif_cls = getattr(sjn, "ParametricLIFNode", None)
-    if type(m) not in (sjn.LIFNode, sjn.IFNode, plif_cls):
-        raise _Skip("not an exact SpikingJelly IFNode/LIFNode/ParametricLIFNode: not supported")
+    cuba_cls = getattr(sjn, "CUBALIFNode", None)
+    ilif_cls = getattr(sjn, "ILIFNode", None)
+    if type(m) not in (sjn.LIFNode, sjn.IFNode, plif_cls, cuba_cls, ilif_cls):
+        raise _Skip("not an exact SpikingJelly IFNode/LIFNode/ParametricLIFNode/CUBALIFNode/ILIFNode: not supported")
     plif = type(m) is plif_cls
+    cuba = type(m) is cuba_cls
     _no_hooks(m)
     params = dict(m.named_parameters(recurse=False))
     if set(params) != ({"w"} if plif else set()) or list(m.buffers(recurse=False)):
         raise _Skip("unexpected parameters/buffers: not supported")
     if getattr(m, "_neuron_precision", None) is not None:
         raise _Skip("a neuron precision policy is set: not supported")
-    extra = set(getattr(m, "_memories", {})) - {"v"}
+    extra = set(getattr(m, "_memories", {})) - ({"v", "c"} if cuba else {"v"})
     if extra:
         raise _Skip(f"extra memories {sorted(extra)}: not supported")
+    if type(m) is ilif_cls:
+        return _convert_sj_ilif(m, backend)
     surrogate = _sj_surrogate(m.surrogate_function)
     v_threshold = _real(m.v_threshold, "v_threshold")
     v_reset = None if m.v_reset is None else _real(m.v_reset, "v_reset")
+    if cuba:
+        return _convert_sj_cuba(m, surrogate, v_threshold, v_reset, backend)
     common = dict(
         v_threshold=v_threshold,
         v_reset=v_reset,
@@ -259,6 +438,85 @@ def _convert_sj(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
     new.v = m.v
     new.v_seq = m.v_seq
     return new, note
+
+
+def _sj_state(value, what: str):
+    """A SpikingJelly memory to carry over: its float, or the tensor itself."""
+    if isinstance(value, Tensor):
+        return value
+    return _real(value, what)
+
+
+def _convert_sj_cuba(m: nn.Module, surrogate, v_threshold, v_reset, backend: str) -> Tuple[nn.Module, str]:
+    # SpikingJelly 2.0's CUBALIFNode.__init__ takes neither detach_reset nor step_mode: they are
+    # BaseNode attributes, set (or not) after construction
+    new = _sj_class("SpikingJellyCUBALIF")(
+        c_decay=_real(m.c_decay, "c_decay"),
+        v_decay=_real(m.v_decay, "v_decay"),
+        v_threshold=v_threshold,
+        v_reset=v_reset,
+        surrogate=surrogate,
+        detach_reset=bool(m.detach_reset),
+        return_states=False,
+        step_mode=m.step_mode,
+        backend=backend,
+    )
+    new.store_v_seq = bool(getattr(m, "store_v_seq", False))
+    new.train(m.training)
+    # carry the running state over (a model converted mid-sequence continues it)
+    new.c = _sj_state(m.c, "c")
+    new.v = _sj_state(m.v, "v")
+    new.v_seq = getattr(m, "v_seq", None)
+    return new, ""
+
+
+def _convert_sj_ilif(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
+    from spikingjelly.activation_based import surrogate as sjs
+
+    f = m.surrogate_function
+    mlsc = getattr(sjs, "MultiLevelSpikeCount", None)
+    if mlsc is None or type(f) is not mlsc:
+        raise _Skip(
+            f"surrogate {type(f).__module__}.{type(f).__qualname__}: not supported "
+            "(an ILIFNode needs an exact MultiLevelSpikeCount)"
+        )
+    if not getattr(f, "spiking", True):
+        raise _Skip("surrogate MultiLevelSpikeCount with spiking=False: not supported")
+    D = f.max_spike_count
+    if isinstance(D, bool) or not isinstance(D, int):
+        d = _real(D, "max_spike_count")
+        if d != int(d):
+            raise _Skip(f"max_spike_count={d}, not an integer: not supported")
+        D = int(d)
+    if not 1 <= D <= 255:
+        raise _Skip(f"max_spike_count={D} outside [1, 255]: not supported")
+    lo = _real(f.grad_min, "gradient window grad_min")
+    hi = _real(f.grad_max, "gradient window grad_max")
+    if lo > hi:
+        raise _Skip(f"gradient window ({lo}, {hi}) with grad_min > grad_max: not supported")
+    tau = _real(m.tau, "tau")
+    if not tau > 1.0:
+        raise _Skip(f"tau={tau} <= 1: not supported")
+    v_threshold = _real(m.v_threshold, "v_threshold")
+    if not v_threshold > 0.0:
+        raise _Skip(f"v_threshold={v_threshold} <= 0: not supported")
+    if getattr(m, "v_reset", None) is not None:
+        raise _Skip(f"v_reset={m.v_reset!r} (I-LIF resets by subtraction, v_reset=None): not supported")
+    new = _sj_class("SpikingJellyILIF")(
+        tau=tau,
+        v_threshold=v_threshold,
+        max_spike_count=D,
+        grad_window=(lo, hi),
+        detach_reset=bool(m.detach_reset),
+        step_mode=m.step_mode,
+        backend=backend,
+    )
+    new.store_v_seq = bool(getattr(m, "store_v_seq", False))
+    new.train(m.training)
+    # carry the running state over (a model converted mid-sequence continues it)
+    new.v = _sj_state(m.v, "v")
+    new.v_seq = getattr(m, "v_seq", None)
+    return new, ""
 
 
 # ---------------------------------------------------------------------------------------
@@ -301,8 +559,9 @@ def _st_tensor_mode(t: Tensor) -> bool:
 
 
 def _st_constant(name: str, t: Tensor) -> float:
-    # what snnTorch computes with, in the tensor's dtype: beta clamped into [0, 1] at every step
-    return float(t.detach().clamp(0, 1)) if name == "beta" else float(t.detach())
+    # what snnTorch computes with, in the tensor's dtype: beta (and Synaptic's alpha) clamped
+    # into [0, 1] at every step
+    return float(t.detach().clamp(0, 1)) if name in ("alpha", "beta") else float(t.detach())
 
 
 def _snntorch_leaky_class() -> type:
@@ -426,8 +685,161 @@ def _snntorch_leaky_class() -> type:
     return SnnTorchLeaky
 
 
+_ST_SYN_STATE = _ST_STATE + ("alpha",)  # Synaptic's state_dict (+ the non-persistent syn, mem)
+_ST_SYN_PARAMS = ("alpha", "beta", "threshold")
+
+
+def _snntorch_synaptic_class() -> type:
+    if "SnnTorchSynaptic" in _snntorch_classes:
+        return _snntorch_classes["SnnTorchSynaptic"]
+    import snntorch as snn
+    from snntorch._neurons.neurons import SpikingNeuron
+
+    class SnnTorchSynaptic(snn.Synaptic):
+        """snnTorch ``Synaptic`` computed by a single-step ``snn_cuda.Synaptic`` (child
+        ``neuron``); made by ``snn_cuda.convert``. Same call forms (``spk, syn, mem =
+        lif(x, syn, mem)``, ``syn, mem = lif.reset_mem()`` / ``init_synaptic()``,
+        ``init_hidden``, ``output``), parameters, buffers and state_dict keys as the snnTorch
+        module it replaces (a learnable ``alpha`` / ``beta`` / ``threshold`` is the source's
+        own ``nn.Parameter``, registered here only: the child reads it at every forward and
+        holds no parameter of its own); the states live in ``self.neuron.syn`` /
+        ``self.neuron.mem`` and are exposed as ``.syn`` / ``.mem``. ``snntorch.utils.reset``,
+        ``Synaptic.reset_hidden()`` / ``detach_hidden()`` and ``snn_cuda.functional.reset_net``
+        all reset it."""
+
+        def __init__(self, src, surrogate: sg.SurrogateFunction, backend: str = "auto"):
+            nn.Module.__init__(self)  # not snn.Synaptic.__init__: no snnTorch state function
+            SpikingNeuron.instances.append(self)
+            # the source's Parameters themselves and copies of its buffers, in its order
+            for name, p in src._parameters.items():
+                if p is not None:
+                    self.register_parameter(name, p)
+            for name, buf in src._buffers.items():
+                if name not in ("syn", "mem"):
+                    self.register_buffer(
+                        name, buf.detach().clone(), persistent=name not in src._non_persistent_buffers_set
+                    )
+            self.spike_grad = src.spike_grad
+            self.surrogate_disable = False
+            self.init_hidden = bool(src.init_hidden)
+            self.inhibition = False
+            self.output = bool(src.output)
+            self.state_quant = False
+            self.reset_delay = True
+            self._reset_mechanism = src.reset_mechanism
+            consts = {
+                n: (0.5 if _st_tensor_mode(getattr(self, n)) else _st_constant(n, getattr(self, n)))
+                for n in _ST_SYN_PARAMS
+            }
+            self.neuron = Synaptic(
+                **consts,
+                reset_mechanism=src.reset_mechanism,
+                surrogate=surrogate,
+                step_mode="s",
+                backend=backend,
+            )
+            self._bind()
+            self.train(src.training)
+            for name in ("syn", "mem"):
+                t = getattr(src, name)
+                if isinstance(t, Tensor) and t.numel():
+                    setattr(self.neuron, name, t)
+
+        def _bind(self) -> None:
+            """Point the child's alpha / beta / threshold at this module's tensors (learnable
+            or per-neuron) -- plain attributes of the child, not registered there. Redone at
+            every forward: .to() / DataParallel replicas / an assigned new Parameter are
+            followed."""
+            d = self.neuron.__dict__
+            for name in _ST_SYN_PARAMS:
+                t = getattr(self, name)
+                if _st_tensor_mode(t):
+                    d[name] = t
+                elif isinstance(d.get(name), Tensor):  # was a tensor, now a fixed scalar
+                    d[name] = _st_constant(name, t)
+
+        # -- the states, as snnTorch's `syn` / `mem` attributes ----------------------------
+        def _state(self, name: str) -> Tensor:
+            t = getattr(self.neuron, name)
+            return t if isinstance(t, Tensor) else torch.zeros(0, device=self.beta.device)
+
+        @property
+        def syn(self) -> Tensor:
+            return self._state("syn")
+
+        @syn.setter
+        def syn(self, value) -> None:
+            self.neuron.syn = value
+
+        @property
+        def mem(self) -> Tensor:
+            return self._state("mem")
+
+        @mem.setter
+        def mem(self, value) -> None:
+            self.neuron.mem = value
+
+        def reset_mem(self):
+            self.neuron.reset()
+            return torch.zeros(0, device=self.beta.device), torch.zeros(0, device=self.beta.device)
+
+        def init_synaptic(self):
+            return self.reset_mem()
+
+        def reset(self) -> None:  # for snn_cuda / SpikingJelly reset_net
+            self.neuron.reset()
+
+        def detach(self) -> None:
+            self.neuron.detach()
+
+        def forward(self, input_: Tensor, syn: Optional[Tensor] = None, mem: Optional[Tensor] = None):
+            if self.init_hidden and (syn is not None or mem is not None):
+                raise TypeError("`mem` or `syn` should not be passed as an argument while `init_hidden=True`")
+            if syn is not None:
+                self.neuron.syn = syn
+            if mem is not None:
+                self.neuron.mem = mem
+            for name in ("syn", "mem"):
+                state = getattr(self.neuron, name)
+                if isinstance(state, Tensor) and state.shape != input_.shape:
+                    setattr(self.neuron, name, 0.0)  # snnTorch starts from zeros on a shape change
+            self._bind()
+            spk, syn, mem = self.neuron(input_)
+            # The child's states are views of one [2, ...] tensor; snnTorch's are tensors of
+            # their own, which `detach_hidden()` / `SpikingNeuron.detach(syn, mem)` detach in
+            # place (not possible on a view): hand out (and keep) copies.
+            if syn._is_view():
+                syn = syn.clone()
+            if mem._is_view():
+                mem = mem.clone()
+            self.neuron.syn, self.neuron.mem = syn, mem
+            if self.output or not self.init_hidden:
+                return spk, syn, mem
+            return spk
+
+        def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+            super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+            if isinstance(self.graded_spikes_factor, nn.Parameter) or float(self.graded_spikes_factor) != 1.0:
+                raise RuntimeError(
+                    "SnnTorchSynaptic: the loaded state needs graded_spikes_factor == 1 (not reproducible by snn_cuda)"
+                )
+            # keep the kernel's constants in step with the loaded buffers (tensors: read at forward)
+            for name in _ST_SYN_PARAMS:
+                t = getattr(self, name)
+                if not _st_tensor_mode(t):
+                    self.neuron.__dict__[name] = _st_constant(name, t)
+
+        def extra_repr(self) -> str:
+            return f"init_hidden={self.init_hidden}, output={self.output}"
+
+    SnnTorchSynaptic.__module__ = __name__
+    SnnTorchSynaptic.__qualname__ = "SnnTorchSynaptic"
+    _snntorch_classes["SnnTorchSynaptic"] = SnnTorchSynaptic
+    return SnnTorchSynaptic
+
+
 def _st_value(m: nn.Module, name: str) -> Tuple[Tensor, str]:
-    """beta / threshold of an snnTorch neuron, checked; returns (tensor, description)."""
+    """beta / threshold (/ alpha) of an snnTorch neuron, checked; returns (tensor, description)."""
     t = getattr(m, name, None)
     if not isinstance(t, Tensor):
         raise _Skip(f"{name} of type {type(t).__name__}: not supported")
@@ -446,15 +858,19 @@ def _st_value(m: nn.Module, name: str) -> Tuple[Tensor, str]:
 def _convert_snntorch(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
     import snntorch as snn
 
-    if type(m) is not snn.Leaky:
-        raise _Skip("not an exact snnTorch Leaky: not supported")
+    if type(m) is snn.Leaky:
+        names, state = ("beta", "threshold"), set(_ST_STATE) | {"mem"}
+    elif type(m) is snn.Synaptic:
+        names, state = _ST_SYN_PARAMS, set(_ST_SYN_STATE) | {"syn", "mem"}
+    else:
+        raise _Skip("not an exact snnTorch Leaky or Synaptic: not supported")
     _no_hooks(m)
     if isinstance(getattr(m, "graded_spikes_factor", None), nn.Parameter):
         raise _Skip(
             "learnable graded_spikes_factor (learn_graded_spikes_factor=True): not supported "
             "(snn_cuda's spikes are 0/1)"
         )
-    if set(m._parameters) - {"beta", "threshold"} or set(m._buffers) - set(_ST_STATE) - {"mem"}:
+    if set(m._parameters) - set(names) or set(m._buffers) - state:
         raise _Skip("unexpected parameters/buffers: not supported")
     if getattr(m, "surrogate_disable", False):
         raise _Skip("surrogate_disable=True: not supported")
@@ -470,19 +886,21 @@ def _convert_snntorch(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
     if m.reset_mechanism not in ("subtract", "zero", "none"):
         raise _Skip(f"reset_mechanism={m.reset_mechanism!r}: not supported")
     surrogate = _snntorch_surrogate(m.spike_grad)
-    beta, beta_what = _st_value(m, "beta")
-    threshold, th_what = _st_value(m, "threshold")
-    notes = [w for w in (beta_what, th_what) if w]
-    if any(isinstance(t, nn.Parameter) for t in (beta, threshold)):
+    values = {n: _st_value(m, n) for n in names}
+    notes = [w for _, w in values.values() if w]
+    if any(isinstance(t, nn.Parameter) for t, _ in values.values()):
         notes.append("the same nn.Parameters")
-    if _st_tensor_mode(beta):
-        if bool(((beta.detach() < 0) | (beta.detach() > 1)).any()):
-            notes.append("beta outside [0, 1] is clamped at every step as snnTorch does")
-    else:
-        beta_raw, beta_c = float(beta.detach()), _st_constant("beta", beta)
-        if beta_c != beta_raw:
-            notes.append(f"beta={beta_raw} clamped to {beta_c} as snnTorch does at every step")
-    return _snntorch_leaky_class()(m, surrogate, backend), "; ".join(notes)
+    for name in (n for n in names if n != "threshold"):  # the decays, clamped into [0, 1]
+        t = values[name][0]
+        if _st_tensor_mode(t):
+            if bool(((t.detach() < 0) | (t.detach() > 1)).any()):
+                notes.append(f"{name} outside [0, 1] is clamped at every step as snnTorch does")
+        else:
+            raw, clamped = float(t.detach()), _st_constant(name, t)
+            if clamped != raw:
+                notes.append(f"{name}={raw} clamped to {clamped} as snnTorch does at every step")
+    cls = _snntorch_leaky_class() if type(m) is snn.Leaky else _snntorch_synaptic_class()
+    return cls(m, surrogate, backend), "; ".join(notes)
 
 
 # ---------------------------------------------------------------------------------------
@@ -502,19 +920,19 @@ def _kind(m: nn.Module) -> Optional[str]:
             from snntorch._neurons.neurons import SpikingNeuron
         except ImportError:  # pragma: no cover
             SpikingNeuron = ()
-        if isinstance(m, SpikingNeuron) and type(m) is not _snntorch_classes.get("SnnTorchLeaky"):
+        if isinstance(m, SpikingNeuron) and type(m) not in tuple(_snntorch_classes.values()):
             return "snntorch"
     return None
 
 
 def convert(model: nn.Module, *, inplace: bool = True, backend: str = "auto") -> ConversionReport:
-    """Replace SpikingJelly IFNode/LIFNode/ParametricLIFNode and snnTorch Leaky modules of
-    ``model`` by snn_cuda ones that compute the same outputs and gradients (see the module
+    """Replace SpikingJelly IFNode/LIFNode/ParametricLIFNode/CUBALIFNode/ILIFNode and snnTorch
+    Leaky/Synaptic modules of ``model`` by snn_cuda ones that compute the same outputs and gradients (see the module
     docstring).
 
     ``inplace=True`` (default) swaps the submodules of ``model`` itself; ``inplace=False``
     converts a deep copy and leaves ``model`` untouched. Parameters are the same objects
-    in place, the neurons' learnable ones (``w``, ``beta``, ``threshold``) included: an
+    in place, the neurons' learnable ones (``w``, ``alpha``, ``beta``, ``threshold``) included: an
     optimiser built before conversion keeps working. Returns a
     :class:`ConversionReport`; ``report.model`` is the converted model (differs from
     ``model`` when the root itself was a neuron, or with ``inplace=False``). Modules that
@@ -569,9 +987,11 @@ def convert(model: nn.Module, *, inplace: bool = True, backend: str = "auto") ->
     return report
 
 
-def __getattr__(name: str):  # SpikingJelly* / SnnTorchLeaky, for pickle
-    if name in ("SpikingJellyLIF", "SpikingJellyIF", "SpikingJellyParametricLIF"):
+def __getattr__(name: str):  # SpikingJelly* / SnnTorchLeaky / SnnTorchSynaptic, for pickle
+    if name in _SJ_BASES:
         return _sj_class(name)
     if name == "SnnTorchLeaky":
         return _snntorch_leaky_class()
+    if name == "SnnTorchSynaptic":
+        return _snntorch_synaptic_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

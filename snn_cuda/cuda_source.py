@@ -19,6 +19,8 @@ import hashlib
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from ._model_list import SURROGATE_ENUMS
+
 _PKG = Path(__file__).resolve().parent
 MODELS: Tuple[Tuple[str, str], ...] = (
     ("MODEL_LIF", "RESET_HARD"),
@@ -29,17 +31,7 @@ MODELS: Tuple[Tuple[str, str], ...] = (
     ("MODEL_LEAKY", "RESET_SOFT"),
     ("MODEL_LEAKY", "RESET_NONE"),
 )
-SURROGATES = (
-    "SG_SIGMOID",
-    "SG_ATAN",
-    "SG_FAST_SIGMOID",
-    "SG_PIECEWISE_QUADRATIC",
-    "SG_PIECEWISE_EXP",
-    "SG_SOFT_SIGN",
-    "SG_ERF",
-    "SG_RECT",
-    "SG_STRAIGHT_THROUGH",
-)
+SURROGATES = SURROGATE_ENUMS  # the kernels' enum names, in kind_id order (generated list)
 STORAGE = {"float32": "float", "float64": "double", "float16": "snn::half_t", "bfloat16": "snn::bf16_t"}
 KERNEL_FILES = ("neuron_kernels.cuh", "encoder_kernels.cuh", "convert_kernels.cuh")
 
@@ -58,7 +50,7 @@ def headers() -> Dict[str, str]:
     """name -> text of every kernel header (for inspection: NVRTC reads them through the
     include path kernel_dir(), see runtime_options)."""
     d = kernel_dir()
-    return {p.name: p.read_text() for p in sorted(d.glob("*.h")) + sorted(d.glob("*.cuh"))}
+    return {str(p.relative_to(d)): p.read_text() for p in kernel_files()}
 
 
 def source() -> str:
@@ -67,7 +59,7 @@ def source() -> str:
 
 def kernel_files() -> List[Path]:
     d = kernel_dir()
-    return sorted(d.glob("*.h")) + sorted(d.glob("*.cuh"))
+    return sorted(d.rglob("*.h")) + sorted(d.rglob("*.cuh"))  # models/ included
 
 
 @functools.lru_cache(maxsize=None)

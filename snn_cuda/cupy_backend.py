@@ -48,7 +48,7 @@ from . import cuda_source
 # csrc/kernels/common.h and params.h
 MODEL_LIF, MODEL_IF, MODEL_LEAKY, MODEL_PLIF = 0, 1, 2, 3
 RESET_HARD, RESET_SOFT, RESET_NONE = 0, 1, 2
-SG_COUNT = 9
+SG_COUNT = len(cuda_source.SURROGATES)
 SAVE_NONE, SAVE_H, SAVE_CKPT = 0, 1, 2
 CHUNK = 8  # kChunk
 BLOCK = 256  # kBlockThreads

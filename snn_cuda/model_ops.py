@@ -171,6 +171,11 @@ def model_multistep(
     tensor, state_last [kStates, ...]). Checkpoints are kept for the backward only when
     autograd will need them."""
     decl = MODELS[name]
+    if params.requires_grad and torch.is_grad_enabled() and not decl.param_grads:
+        raise RuntimeError(
+            f"snn_cuda: {name} forms no parameter gradients (its parameters are fixed numbers), "
+            "but params requires grad; detach it"
+        )
     check_device("params", params, x)
     check_device("state0", state0, x)
     need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, params, state0))

@@ -34,6 +34,8 @@ __all__ = [
     "reference_step_leaky",
     "synaptic_reference",
     "cuba_lif_reference",
+    "adlif_reference",
+    "ilif_reference",
 ]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -537,3 +539,100 @@ def cuba_lif_reference(
         empty = torch.empty(x_seq.shape, dtype=dtype, device=device)
         return x_seq.new_empty(x_seq.shape), empty, empty.clone(), c_last.clone(), v_last.clone()
     return torch.stack(spikes).to(x_seq.dtype), torch.stack(cs), torch.stack(vs), c_last, v_last
+
+
+# ------------------------------------------------------------------------------------------
+# Adaptive LIF (Bittar & Garner) and integer LIF (SpikingJelly ILIFNode)
+# ------------------------------------------------------------------------------------------
+def adlif_reference(
+    x_seq: Tensor,
+    u0: Optional[Union[Tensor, float]] = None,
+    w0: Optional[Union[Tensor, float]] = None,
+    s0: Optional[Union[Tensor, float]] = None,
+    *,
+    alpha,
+    beta,
+    a,
+    b,
+    threshold: float = 1.0,
+    surrogate=None,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Adaptive LIF, a plain loop of::
+
+        w_t = beta * w_{t-1} + a * u_{t-1} + b * s_{t-1}
+        u_t = alpha * (u_{t-1} - thr * s_{t-1}) + (1 - alpha) * (x_t - w_t)
+        s_t = 1[u_t - thr > 0]                 (surrogate gradient at u_t - thr)
+
+    ``alpha``, ``beta``, ``a``, ``b``: numbers or tensors broadcasting to one step's shape, used
+    as given (the layer clamps them). States start at 0 unless given. Returns
+    ``(spk_seq, u_seq, u_last, w_last, s_last)``.
+    """
+    _check_x(x_seq, "x_seq", 1)
+    dtype = state_dtype_for(x_seq.dtype)
+    device = x_seq.device
+    rest = x_seq.shape[1:]
+    al = _param("alpha", alpha, dtype, device, rest)
+    be = _param("beta", beta, dtype, device, rest)
+    pa = _param("a", a, dtype, device, rest)
+    pb = _param("b", b, dtype, device, rest)
+    th = _param("threshold", threshold, dtype, device, rest)
+    sgf = _resolve_surrogate(surrogate, _surrogate.ATan)
+    u = _init_state(u0, "u0", 0.0, rest, dtype, device)
+    w = _init_state(w0, "w0", 0.0, rest, dtype, device)
+    s = _init_state(s0, "s0", 0.0, rest, dtype, device)
+    spikes, us = [], []
+    for x in x_seq.to(dtype).unbind(0):
+        w = be * w + pa * u + pb * s
+        u = al * (u - th * s) + (1 - al) * (x - w)
+        s = sgf.spike(u - th, strict=True)
+        spikes.append(s)
+        us.append(u)
+    u, w, s = (t.expand(rest) for t in (u, w, s))
+    if not spikes:
+        return x_seq.new_empty(x_seq.shape), torch.empty(x_seq.shape, dtype=dtype, device=device), u, w, s
+    return torch.stack(spikes).to(x_seq.dtype), torch.stack(us), u, w, s
+
+
+def ilif_reference(
+    x_seq: Tensor,
+    v0: Optional[Union[Tensor, float]] = None,
+    *,
+    tau: float = 4.0 / 3.0,
+    v_threshold: float = 1.0,
+    max_spike_count: int = 4,
+    grad_window: Optional[Tuple[float, float]] = None,
+    detach_reset: bool = False,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """SpikingJelly 2.0 ``ILIFNode`` (multi-step), integer spike counts::
+
+        d   = 1 - 1/tau                      (in double, rounded to the state dtype)
+        H_t = d * V_{t-1} + X_t
+        C_t = round(clamp(H_t / v_threshold, 0, D))   (half to even)
+        V_t = H_t - C_t * v_threshold        (C_t detached there if detach_reset)
+
+    Backward: dC/d(H/v_threshold) = 1 on the closed ``grad_window`` (default [0, D]), else 0.
+    Returns ``(counts in x's dtype, v_seq, v_last)``.
+    """
+    _check_x(x_seq, "x_seq", 1)
+    dtype = state_dtype_for(x_seq.dtype)
+    device = x_seq.device
+    rest = x_seq.shape[1:]
+    D = float(max_spike_count)
+    lo, hi = (0.0, D) if grad_window is None else (float(grad_window[0]), float(grad_window[1]))
+    d = _scalar(1.0 - 1.0 / _finite("tau", tau), dtype, device)
+    vth = _scalar(_finite("v_threshold", v_threshold), dtype, device)
+    v = _init_state(v0, "v0", 0.0, rest, dtype, device)
+    counts, vs = [], []
+    for x in x_seq.to(dtype).unbind(0):
+        h = d * v + x
+        z = h / vth
+        hard = z.clamp(0.0, D).round()
+        window = ((z >= lo) & (z <= hi)).to(dtype)
+        c = hard + window * (z - z.detach())  # the value of hard, the gradient of the window
+        v = h - (c.detach() if detach_reset else c) * vth
+        counts.append(c)
+        vs.append(v)
+    v = v.expand(rest)
+    if not counts:
+        return x_seq.new_empty(x_seq.shape), torch.empty(x_seq.shape, dtype=dtype, device=device), v
+    return torch.stack(counts).to(x_seq.dtype), torch.stack(vs), v

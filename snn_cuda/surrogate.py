@@ -31,6 +31,8 @@ from typing import Dict, Optional, Type, Union
 import torch
 from torch import Tensor
 
+from ._model_list import SURROGATE_IDS
+
 __all__ = [
     "SurrogateFunction",
     "Sigmoid",
@@ -100,6 +102,9 @@ class SurrogateFunction(torch.nn.Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        # A built-in's id is the kernels' enum value, generated from csrc/kernels/surrogate.h.
+        if "name" in cls.__dict__ and cls.name in SURROGATE_IDS and "kind_id" not in cls.__dict__:
+            cls.kind_id = SURROGATE_IDS[cls.name]
         # A subclass that redefines the derivative but not kind_id cannot be run by the fused
         # kernels (they would compute the parent's formula): mark it Python-only.
         if "derivative" in cls.__dict__ and "kind_id" not in cls.__dict__:
@@ -164,7 +169,6 @@ class _AlphaSurrogate(SurrogateFunction):
 class Sigmoid(_AlphaSurrogate):
     """SpikingJelly ``surrogate.Sigmoid``: alpha*s*(1-s), s = sigmoid(alpha*z)."""
 
-    kind_id = 0
     name = "sigmoid"
     _default = 4.0
 
@@ -180,7 +184,6 @@ class Sigmoid(_AlphaSurrogate):
 class ATan(_AlphaSurrogate):
     """SpikingJelly/snnTorch ``ATan``: (alpha/2) / (1 + (pi/2*alpha*z)^2)."""
 
-    kind_id = 1
     name = "atan"
     _default = 2.0
 
@@ -195,7 +198,6 @@ class ATan(_AlphaSurrogate):
 class FastSigmoid(SurrogateFunction):
     """snnTorch ``fast_sigmoid``: 1 / (slope*|z| + 1)^2."""
 
-    kind_id = 2
     name = "fast_sigmoid"
     _param_name = "slope"
 
@@ -214,7 +216,6 @@ class FastSigmoid(SurrogateFunction):
 class PiecewiseQuadratic(_AlphaSurrogate):
     """SpikingJelly ``PiecewiseQuadratic``: max(0, alpha - alpha^2*|z|)."""
 
-    kind_id = 3
     name = "piecewise_quadratic"
     _default = 1.0
 
@@ -229,7 +230,6 @@ class PiecewiseQuadratic(_AlphaSurrogate):
 class PiecewiseExp(_AlphaSurrogate):
     """SpikingJelly ``PiecewiseExp``: (alpha/2) * exp(-alpha*|z|)."""
 
-    kind_id = 4
     name = "piecewise_exp"
     _default = 1.0
 
@@ -244,7 +244,6 @@ class PiecewiseExp(_AlphaSurrogate):
 class SoftSign(_AlphaSurrogate):
     """SpikingJelly ``SoftSign``: 1 / (2*alpha*(1/alpha + |z|)^2)."""
 
-    kind_id = 5
     name = "soft_sign"
     _default = 2.0
 
@@ -259,7 +258,6 @@ class SoftSign(_AlphaSurrogate):
 class Erf(_AlphaSurrogate):
     """SpikingJelly ``Erf``: (alpha/sqrt(pi)) * exp(-(alpha*z)^2)."""
 
-    kind_id = 6
     name = "erf"
     _default = 2.0
 
@@ -274,7 +272,6 @@ class Erf(_AlphaSurrogate):
 class Rect(_AlphaSurrogate):
     """SpikingJelly ``Rect``: alpha if |z| < 0.5/alpha else 0."""
 
-    kind_id = 7
     name = "rect"
     _default = 1.0
 
@@ -289,7 +286,6 @@ class Rect(_AlphaSurrogate):
 class StraightThrough(SurrogateFunction):
     """snnTorch ``straight_through_estimator``: derivative 1."""
 
-    kind_id = 8
     name = "straight_through"
 
     def __init__(self):
@@ -299,21 +295,22 @@ class StraightThrough(SurrogateFunction):
         return torch.ones_like(z)
 
 
-#: name -> class, for :func:`get`.
-SURROGATES: Dict[str, Type[SurrogateFunction]] = {
-    cls.name: cls
-    for cls in (
-        Sigmoid,
-        ATan,
-        FastSigmoid,
-        PiecewiseQuadratic,
-        PiecewiseExp,
-        SoftSign,
-        Erf,
-        Rect,
-        StraightThrough,
-    )
-}
+def _builtins(base) -> Dict[str, Type[SurrogateFunction]]:
+    out = {}
+    for cls in base.__subclasses__():
+        if cls.__dict__.get("name") in SURROGATE_IDS:
+            out[cls.name] = cls
+        out.update(_builtins(cls))
+    return out
+
+
+#: name -> class, for :func:`get`, in kind_id order.
+SURROGATES: Dict[str, Type[SurrogateFunction]] = dict(
+    sorted(_builtins(SurrogateFunction).items(), key=lambda kv: SURROGATE_IDS[kv[0]])
+)
+_missing = set(SURROGATE_IDS) - set(SURROGATES)
+if _missing:  # a kernel surrogate (csrc/kernels/surrogate.h) without its Python class
+    raise ImportError(f"snn_cuda.surrogate: no class declares name = {sorted(_missing)}")
 
 #: kind_id -> class.
 KIND_IDS: Dict[int, Type[SurrogateFunction]] = {cls.kind_id: cls for cls in SURROGATES.values()}

@@ -321,28 +321,45 @@ ModelRows<S> model_rows() {
    F<MODEL_LEAKY, RESET_HARD, ##__VA_ARGS__>, F<MODEL_LEAKY, RESET_SOFT, ##__VA_ARGS__>, \
    F<MODEL_LEAKY, RESET_NONE, ##__VA_ARGS__>}
 #define SNN_PLIF(F, ...) {F<MODEL_LIF, RESET_HARD, ##__VA_ARGS__, true>, F<MODEL_LIF, RESET_SOFT, ##__VA_ARGS__, true>}
-#define SNN_SGS(M, ...)                      \
-  {M(SG_SIGMOID, ##__VA_ARGS__),             \
-   M(SG_ATAN, ##__VA_ARGS__),                \
-   M(SG_FAST_SIGMOID, ##__VA_ARGS__),        \
-   M(SG_PIECEWISE_QUADRATIC, ##__VA_ARGS__), \
-   M(SG_PIECEWISE_EXP, ##__VA_ARGS__),       \
-   M(SG_SOFT_SIGN, ##__VA_ARGS__),           \
-   M(SG_ERF, ##__VA_ARGS__),                 \
-   M(SG_RECT, ##__VA_ARGS__),                \
-   M(SG_STRAIGHT_THROUGH, ##__VA_ARGS__)}
 #define SNN_BWD(SG, S) SNN_COMBOS(bwd_row, SG, S)
 #define SNN_BWD_P(SG, S) SNN_COMBOS(bwd_row_p, SG, S, false)
 #define SNN_BWD_PLIF(SG, S) SNN_PLIF(bwd_row_p, SG, S)
 
-static_assert(SG_COUNT == 9, "a surrogate was added: list it in SNN_SGS");
+// Every surrogate of the generated enum (surrogate_list.h): no list to keep.
+template <typename S, int SG>
+void fill_neuron_sg(NeuronRows<S>& r) {
+  const BwdRow<S> b[kCombos] = SNN_BWD(SG, S);
+  const BwdRowP<S> bp[kCombos] = SNN_BWD_P(SG, S);
+  const BwdRowP<S> bpl[2] = SNN_BWD_PLIF(SG, S);
+  for (int c = 0; c < kCombos; ++c) {
+    r.bwd[SG][c] = b[c];
+    r.bwd_p[SG][c] = bp[c];
+  }
+  for (int c = 0; c < 2; ++c) r.bwd_plif[SG][c] = bpl[c];
+}
+
+template <typename S, int... SGs>
+void fill_neuron_sgs(NeuronRows<S>& r, std::integer_sequence<int, SGs...>) {
+  (fill_neuron_sg<S, SGs>(r), ...);
+}
 
 template <typename S>
 NeuronRows<S> neuron_rows() {
-  return NeuronRows<S>{
-      SNN_COMBOS(fwd_row, S), SNN_COMBOS(fwd_row_p, S, false), SNN_PLIF(fwd_row_p, S),   SNN_COMBOS(state_row, S),
-      SNN_SGS(SNN_BWD, S),    SNN_SGS(SNN_BWD_P, S),           SNN_SGS(SNN_BWD_PLIF, S), readout_row<S>,
-      store_bytes<S>};
+  NeuronRows<S> r{};
+  const FwdRow<S> f[kCombos] = SNN_COMBOS(fwd_row, S);
+  const FwdRowP<S> fp[kCombos] = SNN_COMBOS(fwd_row_p, S, false);
+  const FwdRowP<S> fpl[2] = SNN_PLIF(fwd_row_p, S);
+  const StateRow<S> st[kCombos] = SNN_COMBOS(state_row, S);
+  for (int c = 0; c < kCombos; ++c) {
+    r.fwd[c] = f[c];
+    r.fwd_p[c] = fp[c];
+    r.state[c] = st[c];
+  }
+  for (int c = 0; c < 2; ++c) r.fwd_plif[c] = fpl[c];
+  fill_neuron_sgs<S>(r, std::make_integer_sequence<int, SG_COUNT>{});
+  r.readout = readout_row<S>;
+  r.store_bytes = store_bytes<S>;
+  return r;
 }
 
 template <typename T>
@@ -356,7 +373,6 @@ ElemRows<T> elem_rows() {
 
 #undef SNN_COMBOS
 #undef SNN_PLIF
-#undef SNN_SGS
 #undef SNN_BWD
 #undef SNN_BWD_P
 #undef SNN_BWD_PLIF

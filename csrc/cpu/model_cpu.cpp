@@ -109,14 +109,17 @@ void fwd_driver(const snn_cpu::Kernels& k, const MFwdParams& p) {
   });
 }
 
-template <class M, int V, int SG, typename T>
-void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p) {
+// The variant and surrogate only pick the row kernels: one driver per model
+// and dtype (instantiating it per variant x surrogate multiplied the compile
+// time for nothing).
+template <class M, typename T>
+void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
   typedef typename StateOf<T>::type S;
   constexpr int NS = M::kStates, NP = M::kParams;
   constexpr bool direct = std::is_same<T, S>::value;
-  const snn_cpu::MFwdRow<S> fwd = k.models<S>().fwd[ModelIdOf<M>::value][V];
-  const snn_cpu::MBwdRow<S> bwd = k.models<S>().bwd[ModelIdOf<M>::value][V][SG];
-  const MCfg<S> c = make_mcfg<S>(p.sg_param, p.detach_reset);
+  const snn_cpu::MFwdRow<S> fwd = k.models<S>().fwd[ModelIdOf<M>::value][v];
+  const snn_cpu::MBwdRow<S> bwd = k.models<S>().bwd[ModelIdOf<M>::value][v][sg];
+  const MCfg<S> c = make_mcfg<S>(p.sg_param, p.detach_reset, p.surrogate);
   const i64 N = p.N, nT = p.T, blk = model_block(N), nblk = (N + blk - 1) / blk;
   const T* x = (const T*)p.x;
   const T* gs = (const T*)p.grad_spikes;
@@ -191,16 +194,6 @@ void fwd_dispatch(const snn_cpu::Kernels& k, const MFwdParams& p, int v, std::in
   ((v == Vs ? fwd_driver<M, Vs, T>(k, p) : void()), ...);
 }
 
-template <typename T, class M, int V, int... SGs>
-void bwd_dispatch_sg(const snn_cpu::Kernels& k, const MBwdParams& p, int sg, std::integer_sequence<int, SGs...>) {
-  ((sg == SGs ? bwd_driver<M, V, SGs, T>(k, p) : void()), ...);
-}
-
-template <typename T, class M, int... Vs>
-void bwd_dispatch(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg, std::integer_sequence<int, Vs...>) {
-  ((v == Vs ? bwd_dispatch_sg<T, M, Vs>(k, p, sg, std::make_integer_sequence<int, SG_COUNT>{}) : void()), ...);
-}
-
 template <typename T>
 void model_fwd(const snn_cpu::Kernels& k, const MFwdParams& p, int model, int v) {
   switch (model) {
@@ -217,7 +210,7 @@ void model_bwd(const snn_cpu::Kernels& k, const MBwdParams& p, int model, int v,
   switch (model) {
 #define SNN_CASE(id, M, ...) \
   case id:                   \
-    return bwd_dispatch<T, M>(k, p, v, sg, std::make_integer_sequence<int, M::kVariants>{});
+    return bwd_driver<M, T>(k, p, v, sg);
     SNN_MODEL_LIST(SNN_CASE)
 #undef SNN_CASE
   }

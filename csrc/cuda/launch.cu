@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include "launch.h"
+#include "model_launch.h"
 
 namespace snn_launch {
 
@@ -41,7 +42,8 @@ int probe_kernel_image(int device) {
   // fatbinary, so each is asked once; the first failure is the answer.
   static std::atomic<int> done[64];
   if (device >= 0 && device < 64 && done[device].load(std::memory_order_relaxed)) return 0;
-  int (*const units[])(int) = {probe_f32, probe_f64, probe_f16, probe_bf16, probe_convert};
+  int (*const units[])(int) = {probe_f32,       probe_f64,       probe_f16,       probe_bf16,      probe_convert,
+                               probe_model_f32, probe_model_f64, probe_model_f16, probe_model_bf16};
   for (auto probe : units) {
     const int err = probe(device);
     if (err) return err;

@@ -1,6 +1,7 @@
 // Template launchers, instantiated once per storage dtype by the
 // neuron_<dtype>.cu files (so nvcc compiles the dtypes in parallel).
 #pragma once
+#include <utility>
 #include <cuda_runtime.h>
 
 #include "../kernels/neuron_kernels.cuh"
@@ -36,28 +37,17 @@ int forward_t(const FwdParams& p, int combo, Device dev, void* stream_ptr) {
   }
 }
 
+// Every surrogate of the generated enum (surrogate_list.h): no list to keep.
+template <int MODEL, int RESET, typename T, int... SGs>
+int backward_sgs(const BwdParams& p, int sg, Device dev, cudaStream_t stream, std::integer_sequence<int, SGs...>) {
+  int err = (int)cudaErrorInvalidValue;
+  ((sg == SGs ? (void)(err = launch<neuron_bwd_kernel<MODEL, RESET, SGs, T>>(p, p.N, dev, stream)) : void()), ...);
+  return err;
+}
+
 template <int MODEL, int RESET, typename T>
 int backward_sg(const BwdParams& p, int sg, Device dev, cudaStream_t stream) {
-  switch (sg) {
-    case SG_SIGMOID:
-      return launch<neuron_bwd_kernel<MODEL, RESET, SG_SIGMOID, T>>(p, p.N, dev, stream);
-    case SG_ATAN:
-      return launch<neuron_bwd_kernel<MODEL, RESET, SG_ATAN, T>>(p, p.N, dev, stream);
-    case SG_FAST_SIGMOID:
-      return launch<neuron_bwd_kernel<MODEL, RESET, SG_FAST_SIGMOID, T>>(p, p.N, dev, stream);
-    case SG_PIECEWISE_QUADRATIC:
-      return launch<neuron_bwd_kernel<MODEL, RESET, SG_PIECEWISE_QUADRATIC, T>>(p, p.N, dev, stream);
-    case SG_PIECEWISE_EXP:
-      return launch<neuron_bwd_kernel<MODEL, RESET, SG_PIECEWISE_EXP, T>>(p, p.N, dev, stream);
-    case SG_SOFT_SIGN:
-      return launch<neuron_bwd_kernel<MODEL, RESET, SG_SOFT_SIGN, T>>(p, p.N, dev, stream);
-    case SG_ERF:
-      return launch<neuron_bwd_kernel<MODEL, RESET, SG_ERF, T>>(p, p.N, dev, stream);
-    case SG_RECT:
-      return launch<neuron_bwd_kernel<MODEL, RESET, SG_RECT, T>>(p, p.N, dev, stream);
-    default:
-      return launch<neuron_bwd_kernel<MODEL, RESET, SG_STRAIGHT_THROUGH, T>>(p, p.N, dev, stream);
-  }
+  return backward_sgs<MODEL, RESET, T>(p, sg, dev, stream, std::make_integer_sequence<int, SG_COUNT>{});
 }
 
 template <typename T>

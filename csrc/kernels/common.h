@@ -34,6 +34,8 @@
 #include <cstring>
 #endif
 
+#include "surrogate_list.h"
+
 namespace snn {
 
 typedef long long i64;
@@ -48,18 +50,8 @@ enum Model : int { MODEL_LIF = 0, MODEL_IF = 1, MODEL_LEAKY = 2, MODEL_PLIF = 3 
 // LIF/IF: HARD = reset to v_reset, SOFT = subtract v_threshold.
 // Leaky:  HARD = "zero", SOFT = "subtract", NONE = "none".
 enum Reset : int { RESET_HARD = 0, RESET_SOFT = 1, RESET_NONE = 2 };
-enum Surrogate : int {
-  SG_SIGMOID = 0,
-  SG_ATAN = 1,
-  SG_FAST_SIGMOID = 2,
-  SG_PIECEWISE_QUADRATIC = 3,
-  SG_PIECEWISE_EXP = 4,
-  SG_SOFT_SIGN = 5,
-  SG_ERF = 6,
-  SG_RECT = 7,
-  SG_STRAIGHT_THROUGH = 8,
-  SG_COUNT = 9
-};
+// The surrogate kinds (enum Surrogate, SG_COUNT): surrogate_list.h, generated
+// from the declarations in surrogate.h.
 
 // ---------------------------------------------------------------------------
 // Math wrappers: one overload set per state type so the neuron math is

@@ -25,8 +25,19 @@ namespace snn {
 template <typename S>
 struct MCfg {
   S sg;               // surrogate parameter
+  int sg_kind;        // the surrogate, for kernels compiled with SG = SG_ANY
   bool detach_reset;  // models with a reset through the spike may honour it
 };
+
+// sigma'(z) in a model's backward: the compile-time surrogate SG, or the
+// run-time one when SG is SG_ANY (the CUDA kernels: one backward per model and
+// variant instead of one per surrogate, a uniform branch in a memory-bound
+// loop; the CPU rows keep SG static so that they vectorise).
+template <int SG, typename S>
+SNN_HD SNN_INLINE S model_sg(const MCfg<S>& c, S z) {
+  if (SG == SG_ANY) return surrogate_grad_any<S>(c.sg_kind, z, c.sg);
+  return surrogate_grad<SG, S>(z, c.sg);
+}
 
 }  // namespace snn
 
@@ -94,13 +105,15 @@ struct MBwdParams {
   void* grad_state0;            // S [kStates, N]
   void* grad_params;            // S [kParams, N] per-neuron sums over time, or null
   double sg_param;
+  int surrogate;  // the surrogate id (read by SG_ANY kernels)
   int detach_reset, const_input;
 };
 
 template <typename S>
-SNN_HD SNN_INLINE MCfg<S> make_mcfg(double sg_param, int detach_reset) {
+SNN_HD SNN_INLINE MCfg<S> make_mcfg(double sg_param, int detach_reset, int sg_kind = 0) {
   MCfg<S> c;
   c.sg = (S)sg_param;
+  c.sg_kind = sg_kind;
   c.detach_reset = detach_reset != 0;
   return c;
 }

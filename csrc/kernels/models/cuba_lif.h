@@ -10,7 +10,9 @@
 // numbers in SpikingJelly: no parameter gradient is formed.
 #pragma once
 
-// model: id=1 name=cuba_lif struct=CubaLif states=c,v params=c_decay,v_decay,v_threshold,v_reset variants=hard,soft
+// clang-format off
+// model: id=1 name=cuba_lif struct=CubaLif states=c,v params=c_decay,v_decay,v_threshold,v_reset variants=hard,soft param_grads=no
+// clang-format on
 
 namespace snn {
 
@@ -45,7 +47,7 @@ struct CubaLif {
     const S h = prev[1] * p[1] + cur;
     const S z = h - p[2];
     const S s = heaviside(z);
-    const S sg = surrogate_grad<SG, S>(z, c.sg);
+    const S sg = model_sg<SG, S>(c, z);
     const S gv = gseq[1] + carry[1];
     S dv_dh;
     if (V == HARD) {

@@ -9,7 +9,9 @@
 // learnable one with torch.clamp, whose gradient autograd applies).
 #pragma once
 
-// model: id=0 name=synaptic struct=Synaptic states=syn,mem params=alpha,beta,threshold variants=subtract,zero,none
+// clang-format off
+// model: id=0 name=synaptic struct=Synaptic states=syn,mem params=alpha,beta,threshold variants=subtract,zero,none param_grads=yes
+// clang-format on
 
 namespace snn {
 
@@ -50,7 +52,7 @@ struct Synaptic {
     S st[2] = {prev[0], prev[1]};
     forward<V, S>(c, p, st, x);
     const S r = heaviside_strict(prev[1] - thr);
-    const S sg = surrogate_grad<SG, S>(st[1] - thr, c.sg);
+    const S sg = model_sg<SG, S>(c, st[1] - thr);
     const S gmem = gseq[1] + carry[1] + gs * sg;
     // d mem / d base: 1, or 1 - R under the zero reset (R is detached).
     const S gbase = V == ZERO ? gmem * (S(1) - r) : gmem;

@@ -1,0 +1,2 @@
+#include "model_launch_impl.cuh"
+SNN_DEFINE_MODEL_LAUNCHERS(f32, float)
