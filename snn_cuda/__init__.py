@@ -15,7 +15,8 @@ from . import model_ops  # declared-model ops: fake kernels and autograd
 from .convert import convert
 from .layers import PoissonEncoder, SeqToANN, SpikeLinear, poisson_encode
 from .neuron import IF, LIF, Leaky, MemoryModule, NeuronLinear, ParametricLIF, SynapticCurrent
-from .multistate import CUBALIF, ILIF, AdLIF, Synaptic
+from . import multistate
+from .multistate import *  # noqa: F401,F403  (the declared-model layers: multistate.__all__)
 
 from ._version import __version__  # the one version source (snn_cuda/_version.py)
 
@@ -25,10 +26,6 @@ __all__ = [
     "ParametricLIF",
     "Leaky",
     "SynapticCurrent",
-    "Synaptic",
-    "CUBALIF",
-    "AdLIF",
-    "ILIF",
     "NeuronLinear",
     "MemoryModule",
     "SeqToANN",
@@ -41,7 +38,7 @@ __all__ = [
     "reference",
     "ops",
     "build_info",
-]
+] + list(multistate.__all__)
 
 
 def build_info() -> dict:
