@@ -103,6 +103,34 @@ inline at::Tensor as_time_major(const at::Tensor& x) {
   return x.contiguous();
 }
 
+// x as the kernels read it: [T, ...] (T_const = -1) with contiguous steps,
+// or [...] fed at each of T_const >= 1 steps.
+struct TimeLayout {
+  at::Tensor x;
+  int64_t T;
+  std::vector<int64_t> rest;  // the shape of one step
+  bool const_input;
+};
+
+inline TimeLayout time_layout(const at::Tensor& x_in, int64_t T_const) {
+  TimeLayout l;
+  l.const_input = T_const >= 0;
+  if (l.const_input) {
+    TORCH_CHECK_VALUE(T_const >= 1, "snn_cuda: T must be >= 1 for a constant input, got ", T_const);
+    l.T = T_const;
+    l.x = x_in.contiguous();
+    l.rest = x_in.sizes().vec();
+  } else {
+    TORCH_CHECK_VALUE(x_in.dim() >= 1, "snn_cuda: x must have a leading time dimension [T, ...], got a 0-d tensor");
+    TORCH_CHECK_VALUE(T_const == -1, "snn_cuda: T must be -1 (taken from x) for a sequence input, got ", T_const);
+    l.T = x_in.size(0);
+    TORCH_CHECK_VALUE(l.T >= 1, "snn_cuda: x must have at least one time step, got shape ", x_in.sizes());
+    l.x = as_time_major(x_in);
+    l.rest = rest_sizes(x_in, 1);
+  }
+  return l;
+}
+
 inline at::Tensor checked_state(const c10::optional<at::Tensor>& t, const char* name, const at::Tensor& like,
                                 at::ScalarType sdt, const std::vector<int64_t>& shape) {
   if (!t.has_value() || !t->defined()) return at::Tensor();
@@ -210,22 +238,11 @@ inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::T
   f.combo = combo_index(model, reset);
   check_surrogate(surrogate, sg_param);
   check_scalars(model, tau, v_th, v_reset, v_floor, beta, v_init, has_floor);
-  const bool const_input = T_const >= 0;
-  int64_t T;
-  std::vector<int64_t> rest;
-  if (const_input) {
-    TORCH_CHECK_VALUE(T_const >= 1, "snn_cuda: T must be >= 1 for a constant input, got ", T_const);
-    T = T_const;
-    f.x = x_in.contiguous();
-    rest = x_in.sizes().vec();
-  } else {
-    TORCH_CHECK_VALUE(x_in.dim() >= 1, "snn_cuda: x must have a leading time dimension [T, ...], got a 0-d tensor");
-    TORCH_CHECK_VALUE(T_const == -1, "snn_cuda: T must be -1 (taken from x) for a sequence input, got ", T_const);
-    T = x_in.size(0);
-    TORCH_CHECK_VALUE(T >= 1, "snn_cuda: x must have at least one time step, got shape ", x_in.sizes());
-    f.x = as_time_major(x_in);
-    rest = rest_sizes(x_in, 1);
-  }
+  const TimeLayout tl = time_layout(x_in, T_const);
+  const bool const_input = tl.const_input;
+  const int64_t T = tl.T;
+  const std::vector<int64_t>& rest = tl.rest;
+  f.x = tl.x;
   const at::ScalarType sdt = state_dtype(x_in.scalar_type());
   f.v0 = checked_state(v0, "v0", x_in, sdt, rest);
   f.np = prepare_params(decay_param, threshold_param, model, x_in, sdt, rest);

@@ -52,22 +52,11 @@ inline MForward prepare_model_forward(const at::Tensor& x_in, const at::Tensor& 
   f.model = (int)model;
   f.variant = (int)variant;
   f.dt = dtype_code(x_in.scalar_type(), "x");
-  const bool const_input = T_const >= 0;
-  int64_t T;
-  std::vector<int64_t> rest;
-  if (const_input) {
-    TORCH_CHECK_VALUE(T_const >= 1, "snn_cuda: T must be >= 1 for a constant input, got ", T_const);
-    T = T_const;
-    f.x = x_in.contiguous();
-    rest = x_in.sizes().vec();
-  } else {
-    TORCH_CHECK_VALUE(x_in.dim() >= 1, "snn_cuda: x must have a leading time dimension [T, ...], got a 0-d tensor");
-    TORCH_CHECK_VALUE(T_const == -1, "snn_cuda: T must be -1 (taken from x) for a sequence input, got ", T_const);
-    T = x_in.size(0);
-    TORCH_CHECK_VALUE(T >= 1, "snn_cuda: x must have at least one time step, got shape ", x_in.sizes());
-    f.x = as_time_major(x_in);
-    rest = rest_sizes(x_in, 1);
-  }
+  const TimeLayout tl = time_layout(x_in, T_const);
+  const bool const_input = tl.const_input;
+  const int64_t T = tl.T;
+  const std::vector<int64_t>& rest = tl.rest;
+  f.x = tl.x;
   const at::ScalarType sdt = state_dtype(x_in.scalar_type());
   const auto sopt = x_in.options().dtype(sdt);
   int64_t N = 1;

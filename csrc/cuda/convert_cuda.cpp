@@ -9,26 +9,13 @@
 #include <cuda_runtime_api.h>
 
 #include "../host.h"
+#include "cuda_glue.h"
 #include "launch.h"
 
 namespace {
 
-snn_launch::Device launch_device(int device) {
-  static int cached[64] = {0};
-  int n = device >= 0 && device < 64 ? cached[device] : 0;
-  if (n == 0) {
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
-    if (device >= 0 && device < 64) cached[device] = n;
-  }
-  return snn_launch::Device{device, n};
-}
-
-void check_launch(int err, const char* what) {
-  TORCH_CHECK(err == 0, "snn_cuda: launching the ", what, " kernel failed: ", snn_launch::error_string(err),
-              err == (int)cudaErrorNoKernelImageForDevice
-                  ? " (snn_cuda was built for other GPUs: see snn_cuda.build_info()['built_with']['cuda_arch_list'])"
-                  : "");
-}
+using snn_cuda_glue::check_launch;
+using snn_cuda_glue::launch_device;
 
 at::Tensor binary_to_uint8_cuda(const at::Tensor& x_in) {
   const auto dt = snn_host::dtype_code(x_in.scalar_type(), "x");

@@ -11,42 +11,13 @@
 #include <string>
 
 #include "../model_host.h"
+#include "cuda_glue.h"
 #include "model_launch.h"
 
 namespace {
 
-// neuron_cuda.cpp keeps the same three helpers in its own unnamed namespace.
-int sm_count(int device) {
-  static int cached[64] = {0};
-  if (device >= 0 && device < 64 && cached[device]) return cached[device];
-  int n = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
-  if (device >= 0 && device < 64) cached[device] = n;
-  return n;
-}
-
-std::string capability(int device) {
-  int major = 0, minor = 0;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return "?";
-  }
-  return std::to_string(major) + "." + std::to_string(minor);
-}
-
-void check_launch(int err, const char* what, int device) {
-  if (err == (int)cudaErrorNoKernelImageForDevice) {
-    TORCH_CHECK(false, "snn_cuda: the ", what, " kernel has no image for this GPU (cuda:", device,
-                ", compute capability ", capability(device),
-                "): snn_cuda was built for other GPUs (snn_cuda.build_info()['built_with']['cuda_arch_list']). "
-                "Rebuild with TORCH_CUDA_ARCH_LIST including ",
-                capability(device),
-                ", or run the layers with backend='auto' (falls back to the CuPy path or the reference) or "
-                "backend='cupy'");
-  }
-  TORCH_CHECK(err == 0, "snn_cuda: launching the ", what, " kernel failed: ", snn_launch::error_string(err));
-}
+using snn_cuda_glue::check_launch;
+using snn_cuda_glue::sm_count;
 
 std::string model_what(const char* pass, int model, int variant) {
   return std::string(snn_host::model_info(model).name) + " (variant " + std::to_string(variant) + ") " + pass;

@@ -11,46 +11,14 @@
 #include <vector>
 
 #include "../host.h"
+#include "cuda_glue.h"
 #include "launch.h"
 
 namespace {
 
-int sm_count(int device) {
-  static int cached[64] = {0};
-  if (device >= 0 && device < 64 && cached[device]) return cached[device];
-  int n = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
-  if (device >= 0 && device < 64) cached[device] = n;
-  return n;
-}
-
-snn_launch::Device launch_device(int device) { return snn_launch::Device{device, sm_count(device)}; }
-
-// The compute capability as "major.minor", for messages.
-std::string capability(int device) {
-  int major = 0, minor = 0;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return "?";
-  }
-  return std::to_string(major) + "." + std::to_string(minor);
-}
-
-void check_launch(int err, const char* what, int device) {
-  if (err == (int)cudaErrorNoKernelImageForDevice) {
-    TORCH_CHECK(false, "snn_cuda: the ", what, " kernel has no image for this GPU (cuda:", device,
-                ", compute capability ", capability(device),
-                "): snn_cuda was built for other GPUs (snn_cuda.build_info()['built_with']['cuda_arch_list']). "
-                "Rebuild with TORCH_CUDA_ARCH_LIST including ",
-                capability(device),
-                ", or run the layers with backend='auto' (falls back to the CuPy path or the reference) or "
-                "backend='cupy'");
-  }
-  TORCH_CHECK(err == 0, "snn_cuda: launching the ", what, " kernel failed: ", snn_launch::error_string(err));
-}
-
-void check_launch(int err, const char* what) { check_launch(err, what, -1); }
+using snn_cuda_glue::check_launch;
+using snn_cuda_glue::launch_device;
+using snn_cuda_glue::sm_count;
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cuda(
     const at::Tensor& x, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& decay_param,
