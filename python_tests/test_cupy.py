@@ -1242,7 +1242,7 @@ def test_gpu_cupy_launches_on_torch_current_stream():
 _MODEL_VALUES = {
     "synaptic": [0.8, 0.9, 0.5],
     "cuba_lif": [0.5, 0.75, 0.5, 0.0],
-    "adlif": [0.9, 0.95, 0.4, 1.2, 0.6],
+    "adlif": [0.7, 0.9, 0.4, 1.2, 0.12],
     "ilif": [0.25, 0.5, 4.0, 0.0, 4.0],
 }
 
@@ -1445,7 +1445,7 @@ def _model_layers():
         "synaptic-zero": lambda: snn_cuda.Synaptic(alpha=0.8, beta=0.85, threshold=0.4, reset_mechanism="zero"),
         "cuba_lif": lambda: snn_cuda.CUBALIF(v_threshold=0.4, return_states=True),
         "cuba_lif-soft": lambda: snn_cuda.CUBALIF(v_threshold=0.4, v_reset=None, detach_reset=True),
-        "adlif": lambda: snn_cuda.AdLIF(5, threshold=0.6, return_states=True),
+        "adlif": lambda: snn_cuda.AdLIF(5, threshold=0.1, return_states=True),
         "ilif": lambda: snn_cuda.ILIF(tau=2.0, v_threshold=0.5, max_spike_count=3),
     }
 
