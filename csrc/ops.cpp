@@ -67,6 +67,21 @@ TORCH_LIBRARY(snn_cuda, m) {
       "model_backward(Tensor? grad_spikes, Tensor? grad_state_seq, Tensor? grad_state_last, Tensor x, Tensor params, "
       "Tensor? state0, Tensor ckpt, int T, int model, int variant, int surrogate, float surrogate_param, "
       "bool detach_reset, bool grad_params) -> (Tensor, Tensor, Tensor)");
+  // The host side of model_forward / model_backward (model_host.h: checks,
+  // outputs, launch struct) without the kernel, for tensors on any device: the
+  // CuPy path (snn_cuda/cupy_backend.py) launches the NVRTC-compiled kernels
+  // with what these return. The same arguments as the model op; returns its
+  // outputs, then the tensors the launch struct points into (keep them alive
+  // until the kernel has run), the struct (snn::MFwdParams / MBwdParams) as a
+  // CPU uint8 tensor of its sizeof bytes, and the kernel's work items N.
+  m.def(
+      "model_prepare_forward(Tensor x, Tensor params, Tensor? state0, int T, int model, int variant, int surrogate, "
+      "float surrogate_param, bool detach_reset, bool return_states, bool save) -> (Tensor, Tensor, Tensor, Tensor, "
+      "Tensor[], Tensor, int)");
+  m.def(
+      "model_prepare_backward(Tensor? grad_spikes, Tensor? grad_state_seq, Tensor? grad_state_last, Tensor x, "
+      "Tensor params, Tensor? state0, Tensor ckpt, int T, int model, int variant, int surrogate, "
+      "float surrogate_param, bool detach_reset, bool grad_params) -> (Tensor, Tensor, Tensor, Tensor[], Tensor, int)");
   // Rate coding: x [...] of probabilities -> [T, ...] spikes in x's dtype,
   // element (t, n) firing when Philox(key = seed)'s uniform for t*N+n is < x[n].
   // seed: one-element int64 tensor on x's device, read by the kernel when it

@@ -19,6 +19,7 @@ reference (also run by `python -m snn_cuda.check`).
 
 import ctypes
 import hashlib
+import math
 import importlib.util
 import os
 import re
@@ -36,6 +37,7 @@ import snn_cuda
 from snn_cuda import _ext, check, cuda_source, cupy_backend as cb, ops
 from snn_cuda import neuron as neuron_mod
 from snn_cuda import surrogate as sg
+from snn_cuda._model_list import MODELS as MODEL_DECLS
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "csrc" / "kernels"
@@ -70,6 +72,8 @@ _STRUCT_FILES = {
     "PoissonParams": "encoder.h",
     "NarrowParams": "convert.h",
     "WidenParams": "convert.h",
+    "MFwdParams": "models.h",  # the declared models' launch structs (packed by csrc/model_prepare.cpp)
+    "MBwdParams": "models.h",
 }
 GRID_CASES = [
     (n, b, sm, bps)
@@ -112,6 +116,7 @@ def cxx_layout(tmp_path_factory):
         '#include "kernels/params.h"',
         '#include "kernels/encoder.h"',
         '#include "kernels/convert.h"',
+        '#include "kernels/models.h"',
         "int main() {",
     ]
     for s, fields in structs.items():
@@ -209,7 +214,16 @@ def test_dispatch_names_are_the_nvrtc_name_expressions():
     """Every (model, reset, surrogate, dtype) instance the ops can request is one of the
     name expressions test_nvrtc.py compiles, and nothing else is."""
     assert set(cb.dispatch_names()) == set(cuda_source.name_expressions())
-    assert len(cb.dispatch_names()) == 4 * (7 * 10 + 1 + 2)
+    # per dtype: 7 model/reset combos x (fwd + 9 bwd), Poisson, the two byte conversions, and the
+    # declared models' variants (3 + 2 + 1 + 1) x (fwd + SG_ANY bwd)
+    variants = sum(len(d.variants) for d in MODEL_DECLS.values())
+    assert variants == 7
+    assert len(cb.dispatch_names()) == 4 * (7 * 10 + 1 + 2 + 2 * variants) == 348
+    assert set(cuda_source.model_name_expressions()) <= set(cb.dispatch_names())
+    assert cb.Kernel("model_bwd", 2, cb.SG_ANY, "float64").name == (
+        "snn::model_bwd_kernel<snn::AdLif, 0, snn::SG_ANY, double>"
+    )
+    assert cb.Kernel("model_fwd", 0, 0, "float16", 2).name == "snn::model_fwd_kernel<snn::Synaptic, 2, snn::half_t>"
     assert cb.Kernel("fwd", cb.combo_index(ops.MODEL_PLIF, 1), 0, "float32").name == cuda_source.forward_name(
         1, "float32"
     )
@@ -268,6 +282,19 @@ LAYERS = {
     "if": lambda **kw: snn_cuda.IF(**kw),
     "leaky": lambda **kw: snn_cuda.Leaky(beta=0.9, **kw),
 }
+
+
+@pytest.fixture(autouse=True)
+def _starts_unregistered():
+    """Every test here starts with the CuPy kernels registered for no key, as they assume: a
+    CPU-only build beside a CUDA torch and CuPy registers them for CUDA at import
+    (_ext._register_cupy_at_import), which is undone for the test and restored after it."""
+    was = cb.registered()
+    if was is not None:
+        cb.unregister()
+    yield
+    if was is not None and cb.registered() is None:
+        cb.register(was)
 
 
 @pytest.fixture
@@ -519,6 +546,8 @@ _EMU_SRC = r"""
 #include "kernels/neuron_kernels.cuh"
 #include "kernels/encoder_kernels.cuh"
 #include "kernels/convert_kernels.cuh"
+#include "kernels/model_kernels.cuh"
+#include <utility>
 using namespace snn;
 template <int M, int R, typename T> void fwd(const FwdParams& p, unsigned g) {
   emu_launch(neuron_fwd_kernel<M, R, T>, dim3(g), dim3(kBlockThreads), p); }
@@ -589,6 +618,42 @@ extern "C" int emu_widen(const WidenParams* p, int dt, unsigned g) {
   }
   return 1;
 }
+// The declared models: model id (model_list.h) x variant, the backward SG_ANY as NVRTC compiles it.
+template <class M, typename T, int... Vs>
+int mfwd_v(const MFwdParams& p, int v, unsigned g, std::integer_sequence<int, Vs...>) {
+  int rc = 1;
+  ((v == Vs ? (void)(emu_launch(model_fwd_kernel<M, Vs, T>, dim3(g), dim3(kBlockThreads), p), rc = 0) : (void)0), ...);
+  return rc;
+}
+template <class M, typename T, int... Vs>
+int mbwd_v(const MBwdParams& p, int v, unsigned g, std::integer_sequence<int, Vs...>) {
+  int rc = 1;
+  ((v == Vs ? (void)(emu_launch(model_bwd_kernel<M, Vs, SG_ANY, T>, dim3(g), dim3(kBlockThreads), p), rc = 0)
+            : (void)0), ...);
+  return rc;
+}
+template <typename T> int mfwd_t(const MFwdParams& p, int m, int v, unsigned g) {
+#define EMU_M(id, M, ...) if (m == id) return mfwd_v<M, T>(p, v, g, std::make_integer_sequence<int, M::kVariants>{});
+  SNN_MODEL_LIST(EMU_M)
+#undef EMU_M
+  return 1;
+}
+template <typename T> int mbwd_t(const MBwdParams& p, int m, int v, unsigned g) {
+#define EMU_M(id, M, ...) if (m == id) return mbwd_v<M, T>(p, v, g, std::make_integer_sequence<int, M::kVariants>{});
+  SNN_MODEL_LIST(EMU_M)
+#undef EMU_M
+  return 1;
+}
+extern "C" int emu_model_fwd(const MFwdParams* p, int dt, int m, int v, unsigned g) {
+  switch (dt) { case 0: return mfwd_t<float>(*p, m, v, g); case 1: return mfwd_t<double>(*p, m, v, g);
+                case 2: return mfwd_t<half_t>(*p, m, v, g); case 3: return mfwd_t<bf16_t>(*p, m, v, g); }
+  return 1;
+}
+extern "C" int emu_model_bwd(const MBwdParams* p, int dt, int m, int v, unsigned g) {
+  switch (dt) { case 0: return mbwd_t<float>(*p, m, v, g); case 1: return mbwd_t<double>(*p, m, v, g);
+                case 2: return mbwd_t<half_t>(*p, m, v, g); case 3: return mbwd_t<bf16_t>(*p, m, v, g); }
+  return 1;
+}
 extern "C" unsigned long long emu_threads() { return emu_launch_stats().threads; }
 """
 _EMU_FLAGS = ["-std=c++17", "-O0", "-ffp-contract=off", "-fPIC", "-shared"]
@@ -627,6 +692,8 @@ def emu_lib():
     lib.emu_poisson.argtypes = [ctypes.POINTER(cb.PoissonParams), ctypes.c_int, ctypes.c_uint]
     lib.emu_narrow.argtypes = [ctypes.POINTER(cb.NarrowParams), ctypes.c_int, ctypes.c_uint]
     lib.emu_widen.argtypes = [ctypes.POINTER(cb.WidenParams), ctypes.c_int, ctypes.c_uint]
+    lib.emu_model_fwd.argtypes = [ctypes.POINTER(cb.MFwdParams)] + [ctypes.c_int] * 3 + [ctypes.c_uint]
+    lib.emu_model_bwd.argtypes = [ctypes.POINTER(cb.MBwdParams)] + [ctypes.c_int] * 3 + [ctypes.c_uint]
     lib.emu_threads.restype = ctypes.c_ulonglong
     return lib
 
@@ -652,6 +719,12 @@ class EmuLauncher:
             rc = self.lib.emu_narrow(ctypes.byref(params), dt, grid)
         elif kernel.kind == "widen":
             rc = self.lib.emu_widen(ctypes.byref(params), dt, grid)
+        elif kernel.kind == "model_fwd":
+            assert isinstance(params, cb.MFwdParams)
+            rc = self.lib.emu_model_fwd(ctypes.byref(params), dt, kernel.combo, kernel.variant, grid)
+        elif kernel.kind == "model_bwd":
+            assert isinstance(params, cb.MBwdParams) and kernel.sg == cb.SG_ANY
+            rc = self.lib.emu_model_bwd(ctypes.byref(params), dt, kernel.combo, kernel.variant, grid)
         else:
             rc = self.lib.emu_poisson(ctypes.byref(params), dt, grid)
         assert rc == 0, kernel
@@ -676,6 +749,7 @@ def cupy_on_cpu(emu_launcher):
     finally:
         cb.unregister()
     assert "neuron_cpu.cpp" in torch._C._dispatch_dump("snn_cuda::neuron_forward")
+    assert "model_cpu.cpp" in torch._C._dispatch_dump("snn_cuda::model_forward")
 
 
 @needs_cpu_kernels
@@ -1157,3 +1231,304 @@ def test_gpu_cupy_launches_on_torch_current_stream():
         torch.cuda.synchronize()
     ref = torch.ops.snn_cuda.neuron_forward(*args.values())
     assert torch.equal(out[0], ref[0]) and torch.equal(out[3], ref[3])
+
+
+# ------------------------------------------------------------------------------------------
+# the declared models (model_forward / model_backward): the C++ host code prepares
+# (snn_cuda::model_prepare_*, csrc/model_prepare.cpp), the CuPy path launches the real
+# model_kernels.cuh bodies (here emulated)
+# ------------------------------------------------------------------------------------------
+# valid parameter values per declared model, in the order of its declaration
+_MODEL_VALUES = {
+    "synaptic": [0.8, 0.9, 0.5],
+    "cuba_lif": [0.5, 0.75, 0.5, 0.0],
+    "adlif": [0.7, 0.9, 0.4, 1.2, 0.12],
+    "ilif": [0.25, 0.5, 4.0, 0.0, 4.0],
+}
+
+
+def _model_args(name, dt, *, T=-1, shape=(2, 5), steps=11, state0=True, return_states=True, per_neuron=True, seed=0):
+    """model_forward's arguments: x [steps, *shape] (T = -1) or [*shape] fed T times."""
+    d = MODEL_DECLS[name]
+    g = torch.Generator().manual_seed(seed)
+    sdt = ops.state_dtype(dt)
+    xs = list(shape) if T >= 0 else [steps, *shape]
+    x = (torch.randn(xs, generator=g, dtype=torch.float64) * 0.8 + 0.3).to(dt)
+    N = math.prod(shape)
+    vals = torch.tensor(_MODEL_VALUES[name], dtype=torch.float64)
+    if per_neuron:  # P = N, each value jittered by up to 10%
+        params = vals[:, None] * (1 + 0.1 * (torch.rand(len(vals), N, generator=g, dtype=torch.float64) - 0.5))
+        if name == "ilif":
+            params[2] = vals[2]  # max_count stays an integer
+    else:
+        params = vals[:, None]
+    s0 = (torch.randn(len(d.states), *shape, generator=g, dtype=torch.float64) * 0.3).to(sdt) if state0 else None
+    return [x, params.to(sdt).contiguous(), s0, T, d.id, 0, sg.ATan.kind_id, 2.0, False, return_states, True]
+
+
+def _model_cases():
+    cases = []
+    for name, d in MODEL_DECLS.items():
+        for v in range(len(d.variants)):
+            for dt in (torch.float32, torch.float64):
+                a = _model_args(name, dt, seed=v)
+                a[5] = v
+                cases.append((f"{name}-v{v}-{str(dt)[6:]}", a))
+        a = _model_args(name, torch.float32, T=9, state0=False, return_states=False, per_neuron=False)
+        cases.append((f"{name}-constT", a))
+        a = _model_args(name, torch.bfloat16, seed=3)
+        cases.append((f"{name}-bf16", a))
+        # enough neurons that the grid-stride loop wraps (the emulated wave: 2 SMs x 3 blocks of 256)
+        a = _model_args(name, torch.float64, shape=(2000,), steps=3, seed=4)
+        a[6], a[8] = sg.Sigmoid.kind_id, True  # another surrogate, detach_reset
+        cases.append((f"{name}-wraps-grid", a))
+    return cases
+
+
+def _model_bwd_args(fa, outs, seed=9):
+    spikes, seq, last, ckpt = outs
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(t):
+        return torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.dtype)
+
+    name = next(n for n, d in MODEL_DECLS.items() if d.id == fa[4])
+    return [
+        rnd(spikes),
+        rnd(seq) if fa[9] else None,
+        rnd(last),
+        fa[0],
+        fa[1],
+        fa[2],
+        ckpt,
+        *fa[3:9],
+        MODEL_DECLS[name].param_grads,
+    ]
+
+
+def _grad_tol(dtype):
+    return {torch.float64: 1e-10, torch.float32: 1e-5}.get(dtype, 1e-2)
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("name,fa", _model_cases(), ids=[c[0] for c in _model_cases()])
+def test_cupy_model_ops_equal_compiled_cpu_ops(emu_launcher, name, fa):
+    """model_forward / model_backward through the CuPy path (the C++ host code's preparation, the
+    packed launch struct, the real kernel bodies) give the compiled CPU ops' outputs: forward bit
+    for bit (spikes, state sequence, last states, checkpoints), gradients to rounding."""
+    ref = torch.ops.snn_cuda.model_forward(*fa)
+    got = cb.model_forward(*fa)
+    for a, b, what in zip(got, ref, ("spikes", "state_seq", "state_last", "ckpt")):
+        assert a.dtype == b.dtype and a.shape == b.shape, what
+        assert torch.equal(a, b), what
+    ba = _model_bwd_args(fa, ref)
+    rb = torch.ops.snn_cuda.model_backward(*ba)
+    gb = cb.model_backward(*ba)
+    for a, b, what in zip(gb, rb, ("grad_x", "grad_state0", "grad_params")):
+        assert a.dtype == b.dtype and a.shape == b.shape, what
+        tol = _grad_tol(a.dtype)
+        torch.testing.assert_close(a.double(), b.double(), rtol=tol, atol=tol, msg=what)
+    assert ba[-1] == (gb[2].numel() > 0)
+    (kf, nf, _), (kb, nb, _) = emu_launcher.launches
+    assert (kf.kind, kb.kind) == ("model_fwd", "model_bwd") and kb.sg == cb.SG_ANY
+    assert kf.combo == kb.combo == fa[4] and kf.variant == kb.variant == fa[5]
+    assert nf == nb == ref[2][0].numel()
+    if "wraps" in name:
+        assert all(n > grid * cb.BLOCK for _, n, grid in emu_launcher.launches)
+
+
+@needs_cpu_kernels
+def test_cupy_model_launch_struct_is_the_cxx_struct(cxx_layout):
+    """The launch struct comes packed by the C++ host code: sizeof(MFwdParams)/sizeof(MBwdParams)
+    bytes (g++'s and the ctypes view's size), pointing into the outputs and the kept tensors."""
+    _, vals = cxx_layout
+    fa = _model_args("synaptic", torch.float32, state0=True, return_states=False)
+    *outs, keep, launch, n = torch.ops.snn_cuda.model_prepare_forward(*fa)
+    assert launch.dtype == torch.uint8 and launch.device.type == "cpu"
+    assert launch.numel() == vals["MFwdParams"][0] == ctypes.sizeof(cb.MFwdParams)
+    prep = cb.prepare_model_forward(*fa)
+    p = prep.params
+    spikes, seq, last, ckpt = prep.outputs
+    assert (p.T, p.N, p.P, prep.n) == (11, 10, 10, 10)
+    assert p.x_tstride == 10 and p.x == prep.keep[0].data_ptr() and p.params == prep.keep[1].data_ptr()
+    assert p.state0 == prep.keep[2].data_ptr()
+    assert p.spikes == spikes.data_ptr() and p.state_last == last.data_ptr() and p.ckpt == ckpt.data_ptr()
+    assert p.state_seq is None and seq.numel() == 0
+    ba = _model_bwd_args(fa, outs)
+    *_, launch_b, nb = torch.ops.snn_cuda.model_prepare_backward(*ba)
+    assert launch_b.numel() == vals["MBwdParams"][0] == ctypes.sizeof(cb.MBwdParams) and nb == 10
+    pb = cb.prepare_model_backward(*ba)
+    q = pb.params
+    assert (q.T, q.N, q.P, q.surrogate, q.sg_param, q.detach_reset, q.const_input) == (11, 10, 10, 1, 2.0, 0, 0)
+    assert q.grad_x == pb.outputs[0].data_ptr() and q.grad_params == pb.outputs[2].data_ptr()
+    assert q.grad_state_seq is None
+    # a constant input: no time stride; no state0: null
+    fc = _model_args("ilif", torch.float64, T=4, state0=False, return_states=True)
+    pc = cb.prepare_model_forward(*fc).params
+    assert (pc.T, pc.x_tstride, pc.state0) == (4, 0, None) and pc.state_seq is not None
+    with pytest.raises(RuntimeError, match="packed 3 bytes for MFwdParams"):
+        cb._launch_struct(cb.MFwdParams, torch.zeros(3, dtype=torch.uint8))
+
+
+def _bad_model_calls():
+    def f(**kw):
+        a = _model_args("synaptic", torch.float32)
+        keys = ["x", "params", "state0", "T", "model", "variant", "surrogate", "sg", "detach", "states", "save"]
+        d = dict(zip(keys, a))
+        d.update(kw)
+        return list(d.values())
+
+    p = _model_args("synaptic", torch.float32)[1]
+    return [
+        ("params shape", f(params=p[:2])),
+        ("params P", f(params=p[:, :3])),
+        ("params dtype", f(params=p.double())),
+        ("state0 shape", f(state0=torch.zeros(3, 2, 5))),
+        ("state0 dtype", f(state0=torch.zeros(2, 2, 5, dtype=torch.float64))),
+        ("model", f(model=9)),
+        ("variant", f(variant=3)),
+        ("surrogate", f(surrogate=42)),
+        ("sg nan", f(sg=float("nan"))),
+        ("T=0", f(x=torch.ones(2, 5), T=0)),
+        ("T=-2", f(T=-2)),
+        ("x int", f(x=torch.ones(4, 2, 5, dtype=torch.int32))),
+        ("0-d x", f(x=torch.tensor(1.0))),
+    ]
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("what,args", _bad_model_calls(), ids=[c[0] for c in _bad_model_calls()])
+def test_cupy_model_errors_are_the_cxx_checks(emu_launcher, what, args):
+    """The CuPy path's model errors are the C++ host code's (model_host.h): same type, same text;
+    nothing is launched."""
+    with pytest.raises(Exception) as want:
+        torch.ops.snn_cuda.model_forward(*args)
+    with pytest.raises(Exception) as got:
+        cb.model_forward(*args)
+    assert type(got.value) is type(want.value)
+    assert str(got.value).splitlines()[0] == str(want.value).splitlines()[0]
+    assert not emu_launcher.launches
+    if what == "params shape":
+        assert isinstance(got.value, ValueError) and "params must be [3, P] for model synaptic" in str(got.value)
+
+
+@needs_cpu_kernels
+def test_cupy_model_backward_errors_are_the_cxx_checks(emu_launcher):
+    fa = _model_args("cuba_lif", torch.float32)
+    ba = _model_bwd_args(fa, torch.ops.snn_cuda.model_forward(*fa))
+    bad = []
+    for i, v in ((6, ba[6][:, :1]), (0, ba[0].double()), (2, ba[2][:1]), (10, 12), (5, ba[5][:1])):
+        b = list(ba)
+        b[i] = v
+        bad.append(b)
+    for b in bad:
+        with pytest.raises(Exception) as want:
+            torch.ops.snn_cuda.model_backward(*b)
+        with pytest.raises(Exception) as got:
+            cb.model_backward(*b)
+        assert type(got.value) is type(want.value), (str(want.value), str(got.value))
+        assert str(got.value).splitlines()[0] == str(want.value).splitlines()[0]
+    assert not emu_launcher.launches
+
+
+def _model_layers():
+    return {
+        "synaptic": lambda: snn_cuda.Synaptic(
+            alpha=torch.tensor([0.7, 0.8, 0.9, 0.6, 0.75]),
+            beta=0.9,
+            threshold=0.5,
+            learn_alpha=True,
+            learn_beta=True,
+            learn_threshold=True,
+            param_shape=5,
+        ),
+        "synaptic-zero": lambda: snn_cuda.Synaptic(alpha=0.8, beta=0.85, threshold=0.4, reset_mechanism="zero"),
+        "cuba_lif": lambda: snn_cuda.CUBALIF(v_threshold=0.4, return_states=True),
+        "cuba_lif-soft": lambda: snn_cuda.CUBALIF(v_threshold=0.4, v_reset=None, detach_reset=True),
+        "adlif": lambda: snn_cuda.AdLIF(5, threshold=0.1, return_states=True),
+        "ilif": lambda: snn_cuda.ILIF(tau=2.0, v_threshold=0.5, max_spike_count=3),
+    }
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("kind", list(_model_layers()))
+def test_cupy_path_runs_the_declared_model_layers(emu_launcher, kind, dtype):
+    """Synaptic, CUBALIF, AdLIF and ILIF layers (backend='fused') with the CuPy implementations
+    serving the CPU key: outputs bit for bit those of the compiled CPU ops, input and parameter
+    gradients within rounding; both model ops ran through the CuPy path."""
+    import copy
+
+    torch.manual_seed(0)
+    layer = _model_layers()[kind]().to(dtype)
+    snn_cuda.functional.set_backend(layer, "fused")
+    twin = copy.deepcopy(layer)
+    g = torch.Generator().manual_seed(1)
+    x = (torch.randn(13, 3, 5, generator=g, dtype=torch.float64) * 0.8 + 0.3).to(dtype)
+
+    def run(m):
+        xi = x.clone().requires_grad_(True)
+        snn_cuda.functional.reset_net(m)
+        out = m(xi)
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        gg = torch.Generator().manual_seed(2)
+        loss = sum((o * torch.randn(o.shape, generator=gg, dtype=torch.float64).to(o.dtype)).sum() for o in outs)
+        loss.backward()
+        grads = [xi.grad] + [p.grad for p in m.parameters()]
+        return [o.detach() for o in outs], grads
+
+    ref_out, ref_grads = run(layer)
+    assert not emu_launcher.launches
+    with cb.serving("CPU"):
+        assert "cupy_backend.py" in torch._C._dispatch_dump("snn_cuda::model_forward")
+        got_out, got_grads = run(twin)
+    kinds = {k.kind for k, _, _ in emu_launcher.launches}
+    assert kinds == {"model_fwd", "model_bwd"}, kinds
+    for a, b in zip(got_out, ref_out):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    assert len(got_grads) == len(ref_grads) >= 1
+    for a, b in zip(got_grads, ref_grads):
+        assert (a is None) == (b is None)
+        if a is not None:
+            tol = _grad_tol(a.dtype)
+            torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    if kind in ("synaptic", "adlif"):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in twin.parameters())
+
+
+@needs_cpu_kernels
+def test_cupy_model_kernels_pass_opcheck(cupy_on_cpu):
+    """model_forward / model_backward with the CuPy implementations registered (here on the CPU
+    key): schema, fake kernels and autograd agree with them."""
+    fa = _model_args("adlif", torch.float32)
+    fa[1].requires_grad_(True)
+    fa[0].requires_grad_(True)
+    torch.library.opcheck(torch.ops.snn_cuda.model_forward.default, tuple(fa))
+    fc = _model_args("synaptic", torch.float64, T=5, state0=False, return_states=False)
+    torch.library.opcheck(torch.ops.snn_cuda.model_forward.default, tuple(fc))
+    kinds = {k.kind for k, _, _ in cupy_on_cpu.launches}
+    assert "model_fwd" in kinds
+
+
+@requires_cupy_gpu
+@needs_cpu_kernels
+def test_gpu_cupy_model_ops_equal_compiled_cpu_ops():
+    """On a GPU: the declared models through the CuPy path (NVRTC-compiled model_kernels.cuh, the
+    C++-packed launch struct passed by value) against the compiled CPU ops: forward bit for bit,
+    gradients to rounding."""
+
+    def cuda(a):
+        return [t.cuda() if isinstance(t, torch.Tensor) else t for t in a]
+
+    with cb.serving("CUDA"):
+        for name, fa in _model_cases():
+            ref = torch.ops.snn_cuda.model_forward(*fa)
+            got = torch.ops.snn_cuda.model_forward(*cuda(fa))
+            for a, b, what in zip(got, ref, ("spikes", "state_seq", "state_last", "ckpt")):
+                assert torch.equal(a.cpu(), b), (name, what)
+            ba = _model_bwd_args(fa, ref)
+            rb = torch.ops.snn_cuda.model_backward(*ba)
+            gb = torch.ops.snn_cuda.model_backward(*cuda(ba))
+            for a, b, what in zip(gb, rb, ("grad_x", "grad_state0", "grad_params")):
+                tol = _grad_tol(a.dtype)
+                torch.testing.assert_close(a.cpu().double(), b.double(), rtol=tol, atol=tol, msg=f"{name} {what}")

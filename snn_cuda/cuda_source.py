@@ -19,6 +19,7 @@ import hashlib
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from ._model_list import MODELS as MODEL_DECLS
 from ._model_list import SURROGATE_ENUMS
 
 _PKG = Path(__file__).resolve().parent
@@ -33,7 +34,7 @@ MODELS: Tuple[Tuple[str, str], ...] = (
 )
 SURROGATES = SURROGATE_ENUMS  # the kernels' enum names, in kind_id order (generated list)
 STORAGE = {"float32": "float", "float64": "double", "float16": "snn::half_t", "bfloat16": "snn::bf16_t"}
-KERNEL_FILES = ("neuron_kernels.cuh", "encoder_kernels.cuh", "convert_kernels.cuh")
+KERNEL_FILES = ("neuron_kernels.cuh", "encoder_kernels.cuh", "convert_kernels.cuh", "model_kernels.cuh")
 
 
 def kernel_dir() -> Path:
@@ -106,6 +107,34 @@ def widen_name(dtype: str) -> str:
     return f"snn::widen_kernel<{STORAGE[dtype]}>"
 
 
+def _model_struct(model: int) -> str:
+    for decl in MODEL_DECLS.values():
+        if decl.id == model:
+            return decl.struct
+    raise ValueError(f"snn_cuda: no declared model has id {model}")
+
+
+def model_forward_name(model: int, variant: int, dtype: str) -> str:
+    """The forward of a declared model (kernels/model_kernels.cuh), by its id in the model list."""
+    return f"snn::model_fwd_kernel<snn::{_model_struct(model)}, {variant}, {STORAGE[dtype]}>"
+
+
+def model_backward_name(model: int, variant: int, dtype: str) -> str:
+    """Its backward, the surrogate chosen at run time (SG_ANY, as the nvcc launchers compile it)."""
+    return f"snn::model_bwd_kernel<snn::{_model_struct(model)}, {variant}, snn::SG_ANY, {STORAGE[dtype]}>"
+
+
+def model_name_expressions(dtypes: Optional[List[str]] = None) -> List[str]:
+    """Every declared model x variant x dtype: forward and backward."""
+    dtypes = list(STORAGE) if dtypes is None else dtypes
+    names = []
+    for dt in dtypes:
+        for decl in MODEL_DECLS.values():
+            for v in range(len(decl.variants)):
+                names += [model_forward_name(decl.id, v, dt), model_backward_name(decl.id, v, dt)]
+    return names
+
+
 def name_expressions(dtypes: Optional[List[str]] = None) -> List[str]:
     dtypes = list(STORAGE) if dtypes is None else dtypes
     names = []
@@ -115,6 +144,7 @@ def name_expressions(dtypes: Optional[List[str]] = None) -> List[str]:
             names += [backward_name(c, s, dt) for s in range(len(SURROGATES))]
         names.append(poisson_name(dt))
         names += [narrow_name(dt), widen_name(dt)]
+        names += model_name_expressions([dt])
     return names
 
 

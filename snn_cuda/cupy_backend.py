@@ -22,7 +22,14 @@ layers behave as with the compiled kernels.
   of the tensor's device, with the compiled launcher's grid ``grid_blocks(N, 256, SMs, blocks/SM)``
   (blocks/SM: the occupancy API's answer for the kernel, asked once per kernel and device).
 * Host side: the argument checks, output allocation and parameter packing of csrc/host.h, in
-  Python, with the same error types and messages.
+  Python, with the same error types and messages, for the neuron, encoder and conversion ops.
+  The declared-model ops (model_forward / model_backward, csrc/kernels/model_kernels.cuh) take
+  theirs from the C++ host code itself: the ops ``snn_cuda::model_prepare_forward`` /
+  ``model_prepare_backward`` (csrc/model_prepare.cpp, built into every extension, CPU-only
+  included, for tensors of any device) run csrc/model_host.h and return the outputs, the tensors
+  the launch struct points into and the struct (``snn::MFwdParams`` / ``MBwdParams``) as bytes;
+  this module only compiles and launches (``MFwdParams`` / ``MBwdParams`` below are the ctypes
+  views of those bytes, their layout checked against g++ by the tests).
 
 Importing this module does not import CuPy.
 """
@@ -44,11 +51,13 @@ import torch
 from torch import Tensor
 
 from . import cuda_source
+from ._model_list import MODELS as _MODEL_DECLS
 
 # csrc/kernels/common.h and params.h
 MODEL_LIF, MODEL_IF, MODEL_LEAKY, MODEL_PLIF = 0, 1, 2, 3
 RESET_HARD, RESET_SOFT, RESET_NONE = 0, 1, 2
 SG_COUNT = len(cuda_source.SURROGATES)
+SG_ANY = -1  # the surrogate chosen at run time (surrogate.h), as the model backwards are compiled
 SAVE_NONE, SAVE_H, SAVE_CKPT = 0, 1, 2
 CHUNK = 8  # kChunk
 BLOCK = 256  # kBlockThreads
@@ -147,12 +156,54 @@ class WidenParams(ctypes.Structure):
     _fields_ = [("n", _i64), ("x", _ptr), ("out", _ptr)]
 
 
+# csrc/kernels/models.h: filled by the C++ host code (model_prepare_*), viewed here
+class MFwdParams(ctypes.Structure):
+    _fields_ = [
+        ("T", _i64),
+        ("N", _i64),
+        ("x_tstride", _i64),
+        ("x", _ptr),
+        ("params", _ptr),
+        ("P", _i64),
+        ("state0", _ptr),
+        ("spikes", _ptr),
+        ("state_seq", _ptr),
+        ("state_last", _ptr),
+        ("ckpt", _ptr),
+    ]
+
+
+class MBwdParams(ctypes.Structure):
+    _fields_ = [
+        ("T", _i64),
+        ("N", _i64),
+        ("x_tstride", _i64),
+        ("x", _ptr),
+        ("params", _ptr),
+        ("P", _i64),
+        ("state0", _ptr),
+        ("ckpt", _ptr),
+        ("grad_spikes", _ptr),
+        ("grad_state_seq", _ptr),
+        ("grad_state_last", _ptr),
+        ("grad_x", _ptr),
+        ("grad_state0", _ptr),
+        ("grad_params", _ptr),
+        ("sg_param", _f64),
+        ("surrogate", _int),
+        ("detach_reset", _int),
+        ("const_input", _int),
+    ]
+
+
 PARAM_STRUCTS = {
     "FwdParams": FwdParams,
     "BwdParams": BwdParams,
     "PoissonParams": PoissonParams,
     "NarrowParams": NarrowParams,
     "WidenParams": WidenParams,
+    "MFwdParams": MFwdParams,
+    "MBwdParams": MBwdParams,
 }
 
 
@@ -179,13 +230,18 @@ DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16
 
 
 class Kernel(NamedTuple):
-    kind: str  # "fwd" | "bwd" | "poisson" | "narrow" | "widen"
-    combo: int  # combo_index(model, reset); 0 for poisson
-    sg: int  # surrogate id (bwd only)
+    kind: str  # "fwd" | "bwd" | "poisson" | "narrow" | "widen" | "model_fwd" | "model_bwd"
+    combo: int  # combo_index(model, reset); the model id (_model_list.MODELS) for model_*; else 0
+    sg: int  # surrogate id (bwd only; -1, SG_ANY, for model_bwd: the kernel reads it from its params)
     dtype: str  # storage dtype name, a key of cuda_source.STORAGE
+    variant: int = 0  # the declared model's variant (model_* only)
 
     @property
     def name(self) -> str:
+        if self.kind == "model_fwd":
+            return cuda_source.model_forward_name(self.combo, self.variant, self.dtype)
+        if self.kind == "model_bwd":
+            return cuda_source.model_backward_name(self.combo, self.variant, self.dtype)
         if self.kind == "fwd":
             return cuda_source.forward_name(self.combo, self.dtype)
         if self.kind == "bwd":
@@ -213,8 +269,8 @@ def combo_index(model: int, reset: int) -> int:
 
 def dispatch_names(dtypes: Optional[Sequence[torch.dtype]] = None) -> List[str]:
     """Every template instance the ops can request: op-level (model, reset) x surrogate x dtype,
-    ParametricLIF included (it runs the LIF instances), plus the Poisson encoder and the byte
-    conversions."""
+    ParametricLIF included (it runs the LIF instances), plus the Poisson encoder, the byte
+    conversions and every declared model x variant (forward and SG_ANY backward)."""
     names = []
     for dt in (DTYPE_NAMES[d] for d in (DTYPE_NAMES if dtypes is None else dtypes)):
         for model, resets in ((MODEL_LIF, (0, 1)), (MODEL_IF, (0, 1)), (MODEL_LEAKY, (0, 1, 2)), (MODEL_PLIF, (0, 1))):
@@ -224,6 +280,10 @@ def dispatch_names(dtypes: Optional[Sequence[torch.dtype]] = None) -> List[str]:
                 names += [Kernel("bwd", c, s, dt).name for s in range(SG_COUNT)]
         names.append(Kernel("poisson", 0, 0, dt).name)
         names += [Kernel("narrow", 0, 0, dt).name, Kernel("widen", 0, 0, dt).name]
+        for decl in _MODEL_DECLS.values():
+            for v in range(len(decl.variants)):
+                names.append(Kernel("model_fwd", decl.id, 0, dt, v).name)
+                names.append(Kernel("model_bwd", decl.id, SG_ANY, dt, v).name)
     return list(dict.fromkeys(names))
 
 
@@ -807,12 +867,120 @@ def uint8_to(x, dtype):
     return prep.outputs[0]
 
 
+# ------------------------------------------------------------------------------------------
+# the declared models: the C++ host code prepares (csrc/model_prepare.cpp), this only launches
+# ------------------------------------------------------------------------------------------
+def _launch_struct(cls, launch: Tensor) -> ctypes.Structure:
+    """The launch struct the C++ host code packed, as its ctypes view (a copy of the bytes)."""
+    data = launch.numpy().tobytes()
+    if len(data) != ctypes.sizeof(cls):
+        raise RuntimeError(
+            f"snn_cuda: the C++ host code packed {len(data)} bytes for {cls.__name__} but the CuPy path "
+            f"expects {ctypes.sizeof(cls)}: snn_cuda/_C and snn_cuda/cupy_backend.py are from different versions"
+        )
+    return cls.from_buffer_copy(data)
+
+
+def prepare_model_forward(
+    x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset, return_states, save
+) -> Prepared:
+    spikes, seq, last, ckpt, keep, launch, n = torch.ops.snn_cuda.model_prepare_forward(
+        x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset, return_states, save
+    )
+    kernel = Kernel("model_fwd", int(model), 0, _dtype_name(x.dtype, "x"), int(variant))
+    return Prepared(kernel, int(n), _launch_struct(MFwdParams, launch), (spikes, seq, last, ckpt), tuple(keep))
+
+
+def prepare_model_backward(
+    grad_spikes,
+    grad_state_seq,
+    grad_state_last,
+    x,
+    params,
+    state0,
+    ckpt,
+    T,
+    model,
+    variant,
+    surrogate,
+    surrogate_param,
+    detach_reset,
+    grad_params,
+) -> Prepared:
+    gx, gs0, gp, keep, launch, n = torch.ops.snn_cuda.model_prepare_backward(
+        grad_spikes,
+        grad_state_seq,
+        grad_state_last,
+        x,
+        params,
+        state0,
+        ckpt,
+        T,
+        model,
+        variant,
+        surrogate,
+        surrogate_param,
+        detach_reset,
+        grad_params,
+    )
+    kernel = Kernel("model_bwd", int(model), SG_ANY, _dtype_name(x.dtype, "x"), int(variant))
+    return Prepared(kernel, int(n), _launch_struct(MBwdParams, launch), (gx, gs0, gp), tuple(keep))
+
+
+def model_forward(x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset, return_states, save):
+    with _guard(x.device):
+        prep = prepare_model_forward(
+            x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset, return_states, save
+        )
+        _run(prep, x.device)
+    return prep.outputs
+
+
+def model_backward(
+    grad_spikes,
+    grad_state_seq,
+    grad_state_last,
+    x,
+    params,
+    state0,
+    ckpt,
+    T,
+    model,
+    variant,
+    surrogate,
+    surrogate_param,
+    detach_reset,
+    grad_params,
+):
+    with _guard(x.device):
+        prep = prepare_model_backward(
+            grad_spikes,
+            grad_state_seq,
+            grad_state_last,
+            x,
+            params,
+            state0,
+            ckpt,
+            T,
+            model,
+            variant,
+            surrogate,
+            surrogate_param,
+            detach_reset,
+            grad_params,
+        )
+        _run(prep, x.device)
+    return prep.outputs
+
+
 OPS = {
     "neuron_forward": neuron_forward,
     "neuron_backward": neuron_backward,
     "poisson_encode": poisson_encode,
     "binary_to_uint8": binary_to_uint8,
     "uint8_to": uint8_to,
+    "model_forward": model_forward,
+    "model_backward": model_backward,
 }
 
 # ------------------------------------------------------------------------------------------
@@ -1146,6 +1314,8 @@ def _cupy_launch(kernel: Kernel, n: int, params: ctypes.Structure, device: torch
         "poisson": "Poisson encoder",
         "narrow": "binary_to_uint8",
         "widen": "uint8_to",
+        "model_fwd": "model forward",
+        "model_bwd": "model backward",
     }[kernel.kind]
     try:
         with cupy.cuda.Device(idx):

@@ -9,12 +9,11 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from . import _ext, ops, reference
+from . import ops, reference
 from . import surrogate as sg
 from .model_ops import MODELS, model_multistep, pack_params
 from .neuron import (
     MemoryModule,
-    _warn_once,
     _as_state,
     _check_choice,
     _check_input,
@@ -46,18 +45,9 @@ def _state0(values, x: Tensor, rest: tuple, names, defaults) -> Optional[Tensor]
 
 
 class _DeclaredModule(MemoryModule):
-    """A layer on the declared-model ops, which have compiled CPU and CUDA kernels but no CuPy
-    path yet: where CUDA tensors would go to CuPy, they run the reference (with a warning)."""
-
-    def _use_fused(self, x: Tensor, surrogate: sg.SurrogateFunction) -> bool:
-        if x.device.type == "cuda" and self.backend != "torch":
-            if self.backend == "cupy" or _ext.cuda_backend() == "cupy":
-                reason = f"{type(self).__name__} has no CuPy kernels yet (it needs a CUDA build of snn_cuda)"
-                if self.backend in ("fused", "cupy"):
-                    raise RuntimeError(f"snn_cuda: backend={self.backend!r} cannot run here: {reason}")
-                _warn_once(f"snn_cuda: falling back to the reference backend (slow): {reason}")
-                return False
-        return super()._use_fused(x, surrogate)
+    """A layer on the declared-model ops (model_forward / model_backward), which run the compiled
+    CPU and CUDA kernels or, on CUDA without compiled kernels, the CuPy path (its parameters
+    prepared by the same C++ host code): the backend choice is MemoryModule's."""
 
 
 class Synaptic(_DeclaredModule):
