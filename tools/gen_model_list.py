@@ -94,7 +94,10 @@ def render_sg_header(sgs) -> str:
     ]
     out += [f"  {d['enum']} = {d['id']}," for d in sgs]
     out += [f"  SG_COUNT = {len(sgs)}", "};", "", "}  // namespace snn", ""]
-    out += ["// X(id, enum) for every surrogate: the run-time dispatch (surrogate.h) expands it.", "// clang-format off"]
+    out += [
+        "// X(id, enum) for every surrogate: the run-time dispatch (surrogate.h) expands it.",
+        "// clang-format off",
+    ]
     rows = [f"  X({d['id']}, {d['enum']})" for d in sgs]
     out += ["#define SNN_SURROGATE_LIST(X) \\"] + [r + " \\" for r in rows[:-1]] + rows[-1:]
     return "\n".join(out) + "\n"
