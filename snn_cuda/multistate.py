@@ -44,13 +44,19 @@ def _state0(values, x: Tensor, rest: tuple, names, defaults) -> Optional[Tensor]
     return torch.stack([r.expand(rest) for r in rows])
 
 
-class _DeclaredModule(MemoryModule):
-    """A layer on the declared-model ops (model_forward / model_backward), which run the compiled
-    CPU and CUDA kernels or, on CUDA without compiled kernels, the CuPy path (its parameters
-    prepared by the same C++ host code): the backend choice is MemoryModule's."""
+def _step_shape(x: Tensor, single: bool, T: Optional[int]) -> tuple:
+    """The shape of one step: x itself in single-step mode or for a constant input (T=n)."""
+    return tuple(x.shape) if (single or T is not None) else tuple(x.shape[1:])
 
 
-class Synaptic(_DeclaredModule):
+def _reference_input(x: Tensor, single: bool, T: Optional[int]) -> Tensor:
+    """x as the reference loops take it, [T, ...]."""
+    if single:
+        return x.unsqueeze(0)
+    return x.unsqueeze(0).expand(T, *x.shape) if T is not None else x
+
+
+class Synaptic(MemoryModule):
     """snnTorch 1.0 `Synaptic` (reset_delay=True), a current-based two-state neuron::
 
         syn_t = alpha syn_{t-1} + x_t
@@ -130,7 +136,7 @@ class Synaptic(_DeclaredModule):
     def forward(self, x: Tensor, syn=None, mem=None, T: Optional[int] = None):
         _check_input(x, self.step_mode, T)
         single = self.step_mode == "s"
-        rest = tuple(x.shape) if (single or T is not None) else tuple(x.shape[1:])
+        rest = _step_shape(x, single, T)
         syn0 = self.syn if syn is None else syn
         mem0 = self.mem if mem is None else mem
         alpha, beta, th = self.alpha, self.beta, self.threshold
@@ -162,7 +168,7 @@ class Synaptic(_DeclaredModule):
             syn_seq, mem_seq = (seq[0], seq[1]) if states else (None, None)
             syn_last, mem_last = last[0].clone(), last[1].clone()
         else:
-            xs = x.unsqueeze(0) if single else (x.unsqueeze(0).expand(T, *x.shape) if T is not None else x)
+            xs = _reference_input(x, single, T)
             spikes, syn_seq, mem_seq, syn_last, mem_last = reference.synaptic_reference(
                 xs,
                 _as_state(syn0, x, rest, "the synaptic current syn")
@@ -190,7 +196,7 @@ class Synaptic(_DeclaredModule):
         )
 
 
-class CUBALIF(_DeclaredModule):
+class CUBALIF(MemoryModule):
     """SpikingJelly 2.0 `CUBALIFNode`, the current-based LIF neuron::
 
         c_t = c_{t-1} c_decay + x_t
@@ -250,7 +256,7 @@ class CUBALIF(_DeclaredModule):
     def forward(self, x: Tensor, T: Optional[int] = None):
         _check_input(x, self.step_mode, T)
         single = self.step_mode == "s"
-        rest = tuple(x.shape) if (single or T is not None) else tuple(x.shape[1:])
+        rest = _step_shape(x, single, T)
         states = self.return_states
         if self._use_fused(x, self.surrogate_function):
             vr = 0.0 if self.v_reset is None else self.v_reset
@@ -273,7 +279,7 @@ class CUBALIF(_DeclaredModule):
             c_seq, v_seq = (seq[0], seq[1]) if states else (None, None)
             c_last, v_last = last[0].clone(), last[1].clone()
         else:
-            xs = x.unsqueeze(0) if single else (x.unsqueeze(0).expand(T, *x.shape) if T is not None else x)
+            xs = _reference_input(x, single, T)
             spikes, c_seq, v_seq, c_last, v_last = reference.cuba_lif_reference(
                 xs,
                 _as_state(self.c, x, rest, "the current c") if isinstance(self.c, Tensor) else self.c,
@@ -328,7 +334,7 @@ def _ranges(name: str, given, defaults) -> dict:
     return out
 
 
-class AdLIF(_DeclaredModule):
+class AdLIF(MemoryModule):
     """Adaptive LIF (Bittar & Garner 2022), per-neuron learnable alpha, beta, a and b::
 
         w_t = beta * w_{t-1} + a * u_{t-1} + b * s_{t-1}
@@ -397,7 +403,7 @@ class AdLIF(_DeclaredModule):
     def forward(self, x: Tensor, T: Optional[int] = None):
         _check_input(x, self.step_mode, T)
         single = self.step_mode == "s"
-        rest = tuple(x.shape) if (single or T is not None) else tuple(x.shape[1:])
+        rest = _step_shape(x, single, T)
         ps = {}
         for name, (lo, hi) in self.clamp_ranges.items():
             p = getattr(self, name)
@@ -424,7 +430,7 @@ class AdLIF(_DeclaredModule):
             u_seq = seq[0] if self.return_states else None
             u, w, s = last[0].clone(), last[1].clone(), last[2].clone()
         else:
-            xs = x.unsqueeze(0) if single else (x.unsqueeze(0).expand(T, *x.shape) if T is not None else x)
+            xs = _reference_input(x, single, T)
             init = [_as_state(v, x, rest, n) if isinstance(v, Tensor) else _finite(n, v) for v, n in zip(states, names)]
             spikes, u_seq, u, w, s = reference.adlif_reference(
                 xs,
@@ -448,7 +454,7 @@ class AdLIF(_DeclaredModule):
         )
 
 
-class ILIF(_DeclaredModule):
+class ILIF(MemoryModule):
     """Integer LIF (I-LIF, Luo et al., ECCV 2024), SpikingJelly 2.0 `ILIFNode` multi-step
     semantics, with V_0 = 0::
 
@@ -509,7 +515,7 @@ class ILIF(_DeclaredModule):
     def forward(self, x: Tensor, T: Optional[int] = None):
         _check_input(x, self.step_mode, T)
         single = self.step_mode == "s"
-        rest = tuple(x.shape) if (single or T is not None) else tuple(x.shape[1:])
+        rest = _step_shape(x, single, T)
         # StraightThrough only stands in for "no surrogate": the count's gradient is the window.
         if self._use_fused(x, sg.StraightThrough()):
             vals = [1.0 - 1.0 / self.tau, self.v_threshold, float(self.max_spike_count), *self.grad_window]
@@ -527,7 +533,7 @@ class ILIF(_DeclaredModule):
             )
             v = last[0].clone()
         else:
-            xs = x.unsqueeze(0) if single else (x.unsqueeze(0).expand(T, *x.shape) if T is not None else x)
+            xs = _reference_input(x, single, T)
             v0 = _as_state(self.v, x, rest, "the membrane v") if isinstance(self.v, Tensor) else self.v
             counts, _, v = reference.ilif_reference(
                 xs,
