@@ -357,6 +357,25 @@ def test_model_list_is_generated():
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_declared_model_has_its_python_file(name):
+    """Each model of the generated list has snn_cuda/models/<name>.py with a layer bound to its
+    declaration and a reference loop, and both are exported (snn_cuda, snn_cuda.reference)."""
+    import importlib
+
+    mod = importlib.import_module(f"snn_cuda.models.{name}")
+    layers = [getattr(mod, n) for n in mod.__all__ if not n.endswith("_reference")]
+    refs = [n for n in mod.__all__ if n.endswith("_reference")]
+    assert layers and refs, f"snn_cuda/models/{name}.py must export a layer and a *_reference loop"
+    for cls in layers:
+        assert issubclass(cls, snn_cuda.MemoryModule) and cls._decl is MODELS[name]
+        assert getattr(snn_cuda, cls.__name__) is cls and cls.__name__ in snn_cuda.__all__
+    for r in refs:
+        assert getattr(snn_cuda.reference, r) is getattr(mod, r)
+    with pytest.raises(AttributeError):
+        snn_cuda.reference.no_such_reference  # noqa: B018
+
+
 @pytest.mark.parametrize("backend", ["auto", "fused", "cupy"])
 def test_cupy_path_serves_the_declared_models(backend, monkeypatch):
     """Where CUDA tensors run the CuPy kernels (no compiled CUDA kernels, CuPy usable: simulated

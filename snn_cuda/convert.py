@@ -112,7 +112,8 @@ from torch import Tensor, nn
 from . import ops, reference
 from . import surrogate as sg
 from .model_ops import model_multistep, pack_params
-from .multistate import CUBALIF, ILIF, Synaptic, _state0
+from .models._base import _state0
+from .multistate import CUBALIF, ILIF, Synaptic
 from .neuron import IF, LIF, BACKENDS, Leaky, ParametricLIF, _as_state, _check_choice, _check_input
 
 __all__ = [

@@ -26,16 +26,12 @@ from torch import Tensor
 from . import surrogate as _surrogate
 from .surrogate import SurrogateFunction
 
-__all__ = [
+_ALL = [
     "state_dtype_for",
     "lif_reference",
     "leaky_reference",
     "reference_step_lif",
     "reference_step_leaky",
-    "synaptic_reference",
-    "cuba_lif_reference",
-    "adlif_reference",
-    "ilif_reference",
 ]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -421,218 +417,25 @@ def leaky_reference(
 
 
 # ------------------------------------------------------------------------------------------
-# Synaptic (snnTorch Synaptic, reset_delay=True) and CUBA LIF (SpikingJelly CUBALIFNode)
+# the declared models' reference loops
 # ------------------------------------------------------------------------------------------
-def _decay(name: str, value, dtype, device, shape) -> Tensor:
-    """A decay factor: a fixed number in [0, 1], or a tensor clamped to [0, 1] (snnTorch)."""
-    if isinstance(value, Tensor):
-        return _param(name, value, dtype, device, shape).clamp(0, 1)
-    v = _finite(name, value)
-    if not 0.0 <= v <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {v!r}")
-    return _scalar(v, dtype, device)
+# They live beside their layers, one file per model (snn_cuda/models/<name>.py), and are looked
+# up here on first use: those files import this module's helpers, so importing them from here
+# at load time would be circular.
+def __getattr__(name: str):
+    if name == "__all__":  # `from snn_cuda.reference import *` includes them
+        from .models import REFERENCES
+
+        return _ALL + list(REFERENCES)
+    if name.endswith("_reference"):
+        from .models import REFERENCES
+
+        if name in REFERENCES:
+            return REFERENCES[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def synaptic_reference(
-    x_seq: Tensor,
-    syn0: Optional[Union[Tensor, float]] = None,
-    mem0: Optional[Union[Tensor, float]] = None,
-    *,
-    alpha,
-    beta,
-    threshold=1.0,
-    reset_mechanism: str = "subtract",
-    surrogate=None,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """snnTorch-compatible multi-step ``Synaptic`` (reset_delay=True)::
+def __dir__():
+    from .models import REFERENCES
 
-        syn_t = alpha syn_{t-1} + x_t
-        mem_t = beta mem_{t-1} + syn_t - R_t threshold          (subtract)
-              = base - base R_t,  base = beta mem_{t-1} + syn_t  (zero)
-              = beta mem_{t-1} + syn_t                          (none)
-        spk_t = 1[mem_t > threshold],  R_t = 1[mem_{t-1} > threshold] (no gradient)
-
-    ``alpha`` / ``beta``: numbers in [0, 1], or tensors clamped to [0, 1]. Returns
-    ``(spk_seq, syn_seq, mem_seq, syn_last, mem_last)``: spikes in x_seq's dtype, states in
-    the state dtype.
-    """
-    _check_x(x_seq, "x_seq", 1)
-    dtype = state_dtype_for(x_seq.dtype)
-    device = x_seq.device
-    rest = x_seq.shape[1:]
-    if not isinstance(reset_mechanism, str) or reset_mechanism not in _RESET_MECHANISMS:
-        raise ValueError(f"reset_mechanism must be one of {_RESET_MECHANISMS}, got {reset_mechanism!r}")
-    a = _decay("alpha", alpha, dtype, device, rest)
-    b = _decay("beta", beta, dtype, device, rest)
-    th = _param("threshold", threshold, dtype, device, rest)
-    sgf = _resolve_surrogate(surrogate, _surrogate.ATan)
-    syn = _init_state(syn0, "syn0", 0.0, rest, dtype, device)
-    mem = _init_state(mem0, "mem0", 0.0, rest, dtype, device)
-    spikes, syns, mems = [], [], []
-    for x in x_seq.to(dtype).unbind(0):
-        r = (mem - th > 0).to(dtype)
-        syn = a * syn + x
-        base = b * mem + syn
-        if reset_mechanism == "subtract":
-            mem = base - r * th
-        elif reset_mechanism == "zero":
-            mem = base - base * r
-        else:
-            mem = base
-        spikes.append(sgf.spike(mem - th, strict=True))
-        syns.append(syn)
-        mems.append(mem)
-    syn_last, mem_last = syn.expand(rest), mem.expand(rest)
-    if not spikes:
-        empty = torch.empty(x_seq.shape, dtype=dtype, device=device)
-        return x_seq.new_empty(x_seq.shape), empty, empty.clone(), syn_last.clone(), mem_last.clone()
-    return torch.stack(spikes).to(x_seq.dtype), torch.stack(syns), torch.stack(mems), syn_last, mem_last
-
-
-def cuba_lif_reference(
-    x_seq: Tensor,
-    c0: Optional[Union[Tensor, float]] = None,
-    v0: Optional[Union[Tensor, float]] = None,
-    *,
-    c_decay: float = 0.5,
-    v_decay: float = 0.75,
-    v_threshold: float = 0.5,
-    v_reset: Optional[float] = 0.0,
-    surrogate=None,
-    detach_reset: bool = False,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """SpikingJelly-compatible multi-step ``CUBALIFNode``::
-
-        c_t = c_{t-1} c_decay + x_t
-        h_t = v_{t-1} v_decay + c_t
-        s_t = Θ(h_t - v_threshold)                  (Θ(0) = 1)
-        v_t = s_t v_reset + (1 - s_t) h_t           (hard reset)
-            = h_t - s_t v_threshold                 (soft reset: v_reset=None)
-
-    with ``c_0 = 0`` and ``v_0 = v_reset`` (0 under soft reset) unless given; ``detach_reset``
-    detaches s_t in the reset. ``surrogate`` defaults to ``Rect()``. Returns
-    ``(spk_seq, c_seq, v_seq, c_last, v_last)``.
-    """
-    _check_x(x_seq, "x_seq", 1)
-    dtype = state_dtype_for(x_seq.dtype)
-    device = x_seq.device
-    rest = x_seq.shape[1:]
-    cd = _scalar(_finite("c_decay", c_decay), dtype, device)
-    vd = _scalar(_finite("v_decay", v_decay), dtype, device)
-    vth = _scalar(_finite("v_threshold", v_threshold), dtype, device)
-    vr = None if v_reset is None else _scalar(_finite("v_reset", v_reset), dtype, device)
-    sgf = _resolve_surrogate(surrogate, _surrogate.Rect)
-    c = _init_state(c0, "c0", 0.0, rest, dtype, device)
-    v = _init_state(v0, "v0", 0.0 if v_reset is None else float(v_reset), rest, dtype, device)
-    spikes, cs, vs = [], [], []
-    for x in x_seq.to(dtype).unbind(0):
-        c = c * cd + x
-        h = v * vd + c
-        s = sgf.spike(h - vth, strict=False)
-        sr = s.detach() if detach_reset else s
-        v = h - sr * vth if vr is None else sr * vr + (1.0 - sr) * h
-        spikes.append(s)
-        cs.append(c)
-        vs.append(v)
-    c_last, v_last = c.expand(rest), v.expand(rest)
-    if not spikes:
-        empty = torch.empty(x_seq.shape, dtype=dtype, device=device)
-        return x_seq.new_empty(x_seq.shape), empty, empty.clone(), c_last.clone(), v_last.clone()
-    return torch.stack(spikes).to(x_seq.dtype), torch.stack(cs), torch.stack(vs), c_last, v_last
-
-
-# ------------------------------------------------------------------------------------------
-# Adaptive LIF (Bittar & Garner) and integer LIF (SpikingJelly ILIFNode)
-# ------------------------------------------------------------------------------------------
-def adlif_reference(
-    x_seq: Tensor,
-    u0: Optional[Union[Tensor, float]] = None,
-    w0: Optional[Union[Tensor, float]] = None,
-    s0: Optional[Union[Tensor, float]] = None,
-    *,
-    alpha,
-    beta,
-    a,
-    b,
-    threshold: float = 1.0,
-    surrogate=None,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Adaptive LIF, a plain loop of::
-
-        w_t = beta * w_{t-1} + a * u_{t-1} + b * s_{t-1}
-        u_t = alpha * (u_{t-1} - thr * s_{t-1}) + (1 - alpha) * (x_t - w_t)
-        s_t = 1[u_t - thr > 0]                 (surrogate gradient at u_t - thr)
-
-    ``alpha``, ``beta``, ``a``, ``b``: numbers or tensors broadcasting to one step's shape, used
-    as given (the layer clamps them). States start at 0 unless given. Returns
-    ``(spk_seq, u_seq, u_last, w_last, s_last)``.
-    """
-    _check_x(x_seq, "x_seq", 1)
-    dtype = state_dtype_for(x_seq.dtype)
-    device = x_seq.device
-    rest = x_seq.shape[1:]
-    al = _param("alpha", alpha, dtype, device, rest)
-    be = _param("beta", beta, dtype, device, rest)
-    pa = _param("a", a, dtype, device, rest)
-    pb = _param("b", b, dtype, device, rest)
-    th = _param("threshold", threshold, dtype, device, rest)
-    sgf = _resolve_surrogate(surrogate, _surrogate.ATan)
-    u = _init_state(u0, "u0", 0.0, rest, dtype, device)
-    w = _init_state(w0, "w0", 0.0, rest, dtype, device)
-    s = _init_state(s0, "s0", 0.0, rest, dtype, device)
-    spikes, us = [], []
-    for x in x_seq.to(dtype).unbind(0):
-        w = be * w + pa * u + pb * s
-        u = al * (u - th * s) + (1 - al) * (x - w)
-        s = sgf.spike(u - th, strict=True)
-        spikes.append(s)
-        us.append(u)
-    u, w, s = (t.expand(rest) for t in (u, w, s))
-    if not spikes:
-        return x_seq.new_empty(x_seq.shape), torch.empty(x_seq.shape, dtype=dtype, device=device), u, w, s
-    return torch.stack(spikes).to(x_seq.dtype), torch.stack(us), u, w, s
-
-
-def ilif_reference(
-    x_seq: Tensor,
-    v0: Optional[Union[Tensor, float]] = None,
-    *,
-    tau: float = 4.0 / 3.0,
-    v_threshold: float = 1.0,
-    max_spike_count: int = 4,
-    grad_window: Optional[Tuple[float, float]] = None,
-    detach_reset: bool = False,
-) -> Tuple[Tensor, Tensor, Tensor]:
-    """SpikingJelly 2.0 ``ILIFNode`` (multi-step), integer spike counts::
-
-        d   = 1 - 1/tau                      (in double, rounded to the state dtype)
-        H_t = d * V_{t-1} + X_t
-        C_t = round(clamp(H_t / v_threshold, 0, D))   (half to even)
-        V_t = H_t - C_t * v_threshold        (C_t detached there if detach_reset)
-
-    Backward: dC/d(H/v_threshold) = 1 on the closed ``grad_window`` (default [0, D]), else 0.
-    Returns ``(counts in x's dtype, v_seq, v_last)``.
-    """
-    _check_x(x_seq, "x_seq", 1)
-    dtype = state_dtype_for(x_seq.dtype)
-    device = x_seq.device
-    rest = x_seq.shape[1:]
-    D = float(max_spike_count)
-    lo, hi = (0.0, D) if grad_window is None else (float(grad_window[0]), float(grad_window[1]))
-    d = _scalar(1.0 - 1.0 / _finite("tau", tau), dtype, device)
-    vth = _scalar(_finite("v_threshold", v_threshold), dtype, device)
-    v = _init_state(v0, "v0", 0.0, rest, dtype, device)
-    counts, vs = [], []
-    for x in x_seq.to(dtype).unbind(0):
-        h = d * v + x
-        z = h / vth
-        hard = z.clamp(0.0, D).round()
-        window = ((z >= lo) & (z <= hi)).to(dtype)
-        c = hard + window * (z - z.detach())  # the value of hard, the gradient of the window
-        v = h - (c.detach() if detach_reset else c) * vth
-        counts.append(c)
-        vs.append(v)
-    v = v.expand(rest)
-    if not counts:
-        return x_seq.new_empty(x_seq.shape), torch.empty(x_seq.shape, dtype=dtype, device=device), v
-    return torch.stack(counts).to(x_seq.dtype), torch.stack(vs), v
+    return sorted(set(globals()) | set(REFERENCES))

@@ -1,0 +1,59 @@
+"""What the declared-model layers share: the op's stacked initial state, the step shape, the
+reference loops' input, and the validation of (low, high) ranges."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .. import ops
+from ..neuron import _as_state, _finite
+
+# The final states are cloned out of the op's stacked [kStates, ...] tensor: a view of it could
+# not be detached in place (snnTorch's truncated-BPTT helpers call .detach_() on the states).
+
+
+def _state0(values, x: Tensor, rest: tuple, names, defaults) -> Optional[Tensor]:
+    """The op's [kStates, ...] initial state, or None when every state starts at the model's
+    own initial value (given as `defaults`)."""
+    if all(not isinstance(v, Tensor) and float(v) == d for v, d in zip(values, defaults)):
+        return None
+    sdt = ops.state_dtype(x.dtype)
+    rows = []
+    for v, n in zip(values, names):
+        t = _as_state(v, x, rest, n)
+        rows.append(t if t is not None else torch.full(rest, _finite(n, v), dtype=sdt, device=x.device))
+    return torch.stack([r.expand(rest) for r in rows])
+
+
+def _step_shape(x: Tensor, single: bool, T: Optional[int]) -> tuple:
+    """The shape of one step: x itself in single-step mode or for a constant input (T=n)."""
+    return tuple(x.shape) if (single or T is not None) else tuple(x.shape[1:])
+
+
+def _reference_input(x: Tensor, single: bool, T: Optional[int]) -> Tensor:
+    """x as the reference loops take it, [T, ...]."""
+    if single:
+        return x.unsqueeze(0)
+    return x.unsqueeze(0).expand(T, *x.shape) if T is not None else x
+
+
+def _ranges(name: str, given, defaults) -> dict:
+    out = dict(defaults)
+    if given is None:
+        return out
+    if not isinstance(given, dict):
+        raise TypeError(f"{name} must be a dict of parameter name -> (low, high), got {type(given).__name__}")
+    for k, v in given.items():
+        if k not in defaults:
+            raise ValueError(f"{name}: unknown parameter {k!r}; the parameters are {', '.join(defaults)}")
+        try:
+            lo, hi = (_finite(f"{name}[{k!r}] low", v[0]), _finite(f"{name}[{k!r}] high", v[1]))
+        except (TypeError, IndexError):
+            raise TypeError(f"{name}[{k!r}] must be a (low, high) pair, got {v!r}") from None
+        if lo > hi:
+            raise ValueError(f"{name}[{k!r}] must have low <= high, got ({lo}, {hi})")
+        out[k] = (lo, hi)
+    return out
