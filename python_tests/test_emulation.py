@@ -26,6 +26,7 @@ KERNELS = ROOT / "csrc" / "kernels"
 BUILD_DIR = EMU_DIR / "build"
 DRIVER = EMU_DIR / "emu_neuron.cpp"
 SHIM = EMU_DIR / "host_shim.h"
+ORACLE_SG = EMU_DIR / "oracle_surrogate.h"  # both drivers' surrogate oracle
 
 # -g1: line tables only (sanitizer reports keep file:line); full -g doubles the build time of the
 # ~300 kernel instantiations without adding anything the reports use.
@@ -70,7 +71,7 @@ def _compile_cmd(gxx, kernel_root, out, extra=()):
 
 
 def _sources():
-    return [DRIVER, SHIM, *sorted(KERNELS.glob("*"))]
+    return [DRIVER, SHIM, ORACLE_SG, *sorted(KERNELS.glob("*"))]
 
 
 def _build_cached(gxx):

@@ -28,6 +28,7 @@
 // snn::kBlockThreads (the launcher's grid).
 #include "host_shim.h"
 #include "kernels/model_kernels.cuh"
+#include "oracle_surrogate.h"
 
 #include <algorithm>
 #include <cmath>
@@ -173,46 +174,6 @@ struct Stor<snn::bf16_t> {
   static const char* name() { return "bfloat16"; }
   static double rtol() { return 1e-5; }
 };
-
-// Surrogate derivative g'(z), docs/neuron_semantics.md table.
-static_assert(snn::SG_COUNT == 9,
-              "emu_model.cpp: a surrogate was added; give ref_sg, kSgName, kSgDefault and kSgAlt its entry");
-const char* kSgName[] = {"Sigmoid",  "ATan", "FastSigmoid", "PiecewiseQuadratic", "PiecewiseExp",
-                         "SoftSign", "Erf",  "Rect",        "StraightThrough"};
-template <typename R>
-R ref_sg(int kind, R z, R alpha) {
-  const R pi = (R)3.14159265358979323846;
-  switch (kind) {
-    case 0: {
-      const R s = R(1) / (R(1) + std::exp(-(alpha * z)));
-      return alpha * s * (R(1) - s);
-    }
-    case 1: {
-      const R k = pi / R(2) * alpha * z;
-      return alpha / R(2) / (R(1) + k * k);
-    }
-    case 2: {
-      const R d = alpha * std::fabs(z) + R(1);
-      return R(1) / (d * d);
-    }
-    case 3:
-      return std::max(R(0), alpha - alpha * alpha * std::fabs(z));
-    case 4:
-      return alpha / R(2) * std::exp(-(alpha * std::fabs(z)));
-    case 5: {
-      const R d = R(1) / alpha + std::fabs(z);
-      return R(1) / (R(2) * alpha * (d * d));
-    }
-    case 6: {
-      const R az = alpha * z;
-      return alpha / std::sqrt(pi) * std::exp(-(az * az));
-    }
-    case 7:
-      return std::fabs(z) < R(0.5) / alpha ? alpha : R(0);
-    default:
-      return R(1);
-  }
-}
 
 // ---------------------------------------------------------------------------
 // The model list as data, and the oracle's models, matched by name.
@@ -1163,9 +1124,6 @@ void run_case(Stats& st, const ListEntry& e, const OCase& oc, const Shape& sh, u
 // ---------------------------------------------------------------------------
 // The matrix: every model x variant x detach_reset x surrogate x shape x dtype.
 // ---------------------------------------------------------------------------
-const double kSgDefault[9] = {4.0, 2.0, 25.0, 1.0, 1.0, 2.0, 2.0, 1.0, 1.0};
-const double kSgAlt[9] = {2.5, 1.25, 100.0, 0.75, 2.0, 0.5, 1.5, 0.8, 1.0};
-
 struct BaseShape {
   long long T, N;
   int xs;        // -1: N (contiguous), -2: N + 3 (strided, NaN gaps), 0: one input for every step

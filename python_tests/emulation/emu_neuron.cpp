@@ -28,6 +28,7 @@
 #include "kernels/neuron_kernels.cuh"
 #include "kernels/encoder_kernels.cuh"
 #include "kernels/convert_kernels.cuh"
+#include "oracle_surrogate.h"
 
 #include <algorithm>
 #include <cmath>
@@ -190,44 +191,6 @@ enum { R_HARD = 0, R_SOFT = 1, R_NONE = 2 };
 
 const char* kModelName[] = {"LIF", "IF", "Leaky"};
 const char* kResetName[3][3] = {{"hard", "soft", "?"}, {"hard", "soft", "?"}, {"zero", "subtract", "none"}};
-const char* kSgName[] = {"Sigmoid",  "ATan", "FastSigmoid", "PiecewiseQuadratic", "PiecewiseExp",
-                         "SoftSign", "Erf",  "Rect",        "StraightThrough"};
-
-// Surrogate derivative g'(z), docs/neuron_semantics.md table.
-template <typename S>
-S ref_sg(int kind, S z, S alpha) {
-  const S pi = (S)3.14159265358979323846;
-  switch (kind) {
-    case 0: {  // Sigmoid: alpha s (1 - s), s = sigmoid(alpha z)
-      const S s = S(1) / (S(1) + std::exp(-(alpha * z)));
-      return alpha * s * (S(1) - s);
-    }
-    case 1: {  // ATan: (alpha/2) / (1 + (pi/2 alpha z)^2)
-      const S k = pi / S(2) * alpha * z;
-      return alpha / S(2) / (S(1) + k * k);
-    }
-    case 2: {  // FastSigmoid: 1 / (slope |z| + 1)^2
-      const S d = alpha * std::fabs(z) + S(1);
-      return S(1) / (d * d);
-    }
-    case 3:  // PiecewiseQuadratic: max(0, alpha - alpha^2 |z|)
-      return std::max(S(0), alpha - alpha * alpha * std::fabs(z));
-    case 4:  // PiecewiseExp: (alpha/2) exp(-alpha |z|)
-      return alpha / S(2) * std::exp(-(alpha * std::fabs(z)));
-    case 5: {  // SoftSign: 1 / (2 alpha (1/alpha + |z|)^2)
-      const S d = S(1) / alpha + std::fabs(z);
-      return S(1) / (S(2) * alpha * (d * d));
-    }
-    case 6: {  // Erf: (alpha / sqrt(pi)) exp(-(alpha z)^2)
-      const S az = alpha * z;
-      return alpha / std::sqrt(pi) * std::exp(-(az * az));
-    }
-    case 7:  // Rect: alpha if |z| < 0.5/alpha else 0
-      return std::fabs(z) < S(0.5) / alpha ? alpha : S(0);
-    default:  // StraightThrough
-      return S(1);
-  }
-}
 
 struct Config {
   int model, reset, sg;
@@ -1055,9 +1018,6 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
 // ---------------------------------------------------------------------------
 // The matrix.
 // ---------------------------------------------------------------------------
-const double kSgDefault[9] = {4.0, 2.0, 25.0, 1.0, 1.0, 2.0, 2.0, 1.0, 1.0};
-const double kSgAlt[9] = {2.5, 1.25, 100.0, 0.75, 2.0, 0.5, 1.5, 0.8, 1.0};
-
 struct BaseShape {
   long long T, N, xs;  // xs: -1 = N (contiguous), -2 = N + 3, 0 = constant input
   int sm;              // 0 = rotate through {1, 2, 132}
@@ -1117,7 +1077,7 @@ void run_dtype(Stats& st, uint64_t& counter) {
     for (int variant = 0; variant < 2; ++variant) {  // LIF: decay_input; IF: has_floor; Leaky: once
       if (mr.m == M_LEAKY && variant == 1) continue;
       for (int detach = 0; detach < 2; ++detach) {
-        for (int sg = 0; sg < 9; ++sg) {
+        for (int sg = 0; sg < snn::SG_COUNT; ++sg) {
           for (size_t si = 0; si < kNumShapes; ++si) {
             const uint64_t k = counter++;
             Rng pick(0x5eedULL * 1000003ULL + k);
