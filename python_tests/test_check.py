@@ -12,6 +12,7 @@ import torch
 
 import snn_cuda
 from snn_cuda import check
+from snn_cuda.model_ops import MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,7 +29,7 @@ def quick_report(tmp_path_factory):
         [sys.executable, "-m", "snn_cuda.check", "--quick", "--bench-budget", "0.2", "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,  # quick matrices, the host emulation's build and the benchmark; slow on 2 busy cores
         env=env,
         cwd=str(ROOT),
     )
@@ -65,6 +66,14 @@ def test_quick_cpu_run_passes_and_writes_report(quick_report):
     assert cpu["max_err"]["grad_x"] < 1e-3
     kinds = {r["name"].split()[0] for r in cpu["records"]}
     assert {"lif-hard-decay", "if-soft-floor", "leaky-zero", "synaptic", "poisson_encode"} <= kinds
+
+    # the declared models: every model of the generated list, against its reference loop
+    models = [c for c in rep["checks"] if c["name"] == "declared models fused vs reference (cpu)"]
+    assert len(models) == 1 and models[0]["passed"] and models[0]["failed"] == 0, models
+    checked = {r["name"].split("-")[0] for r in models[0]["records"]}
+    assert checked == set(MODELS), checked
+    assert models[0]["max_err"]["spikes"] == 0 and models[0]["max_err"]["mem_seq"] == 0
+    assert "declared models fused vs reference (cpu)" in md
 
     # the CUDA kernels: host emulation in a source checkout, else an explicit "not exercised"
     emu = [c for c in rep["checks"] if c["name"].startswith("CUDA kernels, host emulation")]
@@ -277,3 +286,67 @@ def test_readiness_nets_train_on_the_cpu():
         assert all(torch.isfinite(torch.tensor(losses))), name
         if name == "tutorial5":
             assert min(losses) < 0.8 * float(first), (float(first), losses)
+
+
+# ------------------------------------------------------------------------------------------
+# the declared models' matrix
+# ------------------------------------------------------------------------------------------
+def test_model_matrix_covers_every_model_variant_dtype_and_surrogate():
+    full = check.build_model_matrix(quick=False, device="cuda", sm_count=132)
+    names = [c.name for c in full]
+    assert len(names) == len(set(names))
+    assert {c.kind for c in full} == set(MODELS)
+    assert {c.dtype for c in full} == set(check.DTYPES)
+    assert {type(c.surrogate).__name__ for c in full if c.surrogate is not None} == {
+        type(s).__name__ for s in check.SURROGATES
+    }
+    assert any(c.shape[-1] > 132 * 2048 for c in full), "no case wraps the grid-stride loop"
+    assert any(c.const_T for c in full) and any(c.v0 for c in full)
+    # every variant of every model is configured
+    variants = {
+        (m, kw.get("reset_mechanism") or ("soft" if kw.get("v_reset", 0) is None else None))
+        for _, m, kw in check.model_configs()
+    }
+    assert {("synaptic", r) for r in MODELS["synaptic"].variants} <= variants
+    assert ("cuba_lif", "soft") in variants and ("cuba_lif", None) in variants
+
+
+@needs_cpu_kernels
+def test_model_cases_compare_everything_and_catch_a_wrong_output(monkeypatch):
+    case = check.Case(
+        "synaptic-zero-learn",
+        "synaptic",
+        dict(check.MODEL_CONFIGS["synaptic"][1][1]),
+        torch.float32,
+        check.SURROGATES[1],
+        (13, 3, 67),
+        v0=True,
+    )
+    rec = check.run_model_case(case, "cpu")
+    assert rec["passed"], check._failure_text(rec)
+    keys = {c["name"] for c in rec["comparisons"]}
+    assert {"spikes", "mem_seq", "mem_last", "grad_x", "grad_v0", "grad_alpha", "grad_beta", "grad_threshold"} <= keys
+
+    real = check._run_model_layer
+    for key, delta in (("spikes", 1.0), ("grad_x", 1e-2), ("grad_beta", 1e-2), ("mem_last[syn]", 1e-6)):
+
+        def broken(case, backend, x, device, key=key, delta=delta):
+            out = real(case, backend, x, device)
+            if backend == "fused":
+                out[key] = out[key] + delta
+            return out
+
+        monkeypatch.setattr(check, "_run_model_layer", broken)
+        rec = check.run_model_case(case, "cpu")
+        assert not rec["passed"] and key in check._failure_text(rec), key
+    monkeypatch.setattr(check, "_run_model_layer", real)
+
+
+@needs_cpu_kernels
+def test_model_sanitizer_cases_and_benchmark_rows_run_on_the_cpu():
+    for name, model, kw in check.model_configs():
+        rec = check.run_model_case(check.Case(name, model, kw, torch.float32, None, (9, 2, 37), v0=True), "cpu")
+        assert rec["passed"], (name, check._failure_text(rec))
+    rows = check.run_model_benchmarks("cpu", quick=True, budget=0.05, log=lambda *a: None)
+    assert {r["impl"].split("-")[0] for r in rows} == set(MODELS)
+    assert all("error" not in r and r["neuron_steps_per_s"] > 0 for r in rows), rows

@@ -6,6 +6,9 @@ It checks the installed package on this machine and writes a report to send back
   against the pure-PyTorch reference (``backend="torch"``) over a compact matrix of models,
   resets, surrogates, dtypes, initial states, shapes and save modes, on CUDA when a GPU is
   visible and always on the CPU;
+* every declared model of the generated list (Synaptic, CUBALIF, AdLIF, ILIF, ...) against its
+  reference loop: every variant, dtypes, surrogates, initial states, parameter gradients, the
+  constant-input form, on the same devices and through the CuPy path;
 * the CuPy path (the same kernels compiled at run time by NVRTC through CuPy, for installs
   without nvcc) when CuPy is installed: against the reference over the same matrix and against
   the compiled CUDA kernels, and its op timings beside theirs in the benchmark;
@@ -455,6 +458,262 @@ def run_case(case: Case, device: str, inject_fault: bool = False) -> dict:
     return rec
 
 
+# ------------------------------------------------------------------------------------------
+# the declared models (snn_cuda/models/: Synaptic, CUBALIF, AdLIF, ILIF, ...)
+# ------------------------------------------------------------------------------------------
+# Per declared model, the configurations checked: every variant, detach_reset, learnable and
+# per-neuron parameters where the layer has them. A model of the list without an entry here is
+# still checked at its defaults (model_configs adds it), so a new model is never skipped.
+MODEL_CONFIGS: Dict[str, List[Tuple[str, dict]]] = {
+    "synaptic": [
+        ("subtract", dict(alpha=0.7, beta=0.85, threshold=0.9, reset_mechanism="subtract")),
+        (
+            "zero-learn",
+            dict(
+                alpha=0.7,
+                beta=0.85,
+                threshold=0.9,
+                reset_mechanism="zero",
+                learn_alpha=True,
+                learn_beta=True,
+                learn_threshold=True,
+            ),
+        ),
+        (
+            "none-per_neuron",
+            dict(alpha=0.7, beta=0.85, threshold=0.9, reset_mechanism="none", learn_beta=True, param_shape="features"),
+        ),
+    ],
+    "cuba_lif": [
+        ("hard", dict(c_decay=0.55, v_decay=0.7, v_threshold=0.45, v_reset=-0.1)),
+        ("soft-detach", dict(c_decay=0.55, v_decay=0.7, v_threshold=0.45, v_reset=None, detach_reset=True)),
+    ],
+    "adlif": [("default", dict(shape="features", threshold=0.9))],
+    "ilif": [
+        ("default", dict(tau=1.6, v_threshold=0.8, max_spike_count=4)),
+        (
+            "window-detach",
+            dict(tau=1.6, v_threshold=0.8, max_spike_count=3, grad_window=(-0.5, 2.5), detach_reset=True),
+        ),
+    ],
+}
+
+
+def _model_layer_cls(model: str):
+    from snn_cuda.model_ops import MODELS
+    from snn_cuda.models import LAYERS
+
+    return next(c for c in LAYERS.values() if getattr(c, "_decl", None) is MODELS[model])
+
+
+def model_configs() -> List[Tuple[str, str, dict]]:
+    """(name, model, kwargs) for every declared model of the generated list."""
+    from snn_cuda.model_ops import MODELS
+
+    return [(f"{m}-{cid}", m, kw) for m in MODELS for cid, kw in MODEL_CONFIGS.get(m, [("defaults", {})])]
+
+
+def build_model_matrix(quick: bool, device: str, sm_count: int = 0) -> List[Case]:
+    """Every declared-model configuration x dtype (rotating surrogates, initial states on half),
+    every surrogate on each model that takes one, the constant-input form, and a grid-wrapping
+    size on CUDA. Shapes as the one-state matrix: T not a multiple of the chunk, an odd N."""
+    cases: List[Case] = []
+    dtypes = DTYPES if not quick else [torch.float32, torch.bfloat16]
+    cfgs = model_configs()
+    for i, (name, model, kw) in enumerate(cfgs):
+        takes_sg = "surrogate" in inspect.signature(_model_layer_cls(model)).parameters
+        for j, dt in enumerate(dtypes):
+            if quick and j != i % len(dtypes):
+                continue
+            sur = SURROGATES[(i + j) % len(SURROGATES)] if takes_sg else None
+            cases.append(Case(name, model, kw, dt, sur, (13, 3, 67), v0=(i + j) % 2 == 0))
+        if takes_sg and not quick and kw is cfgs[[c[1] for c in cfgs].index(model)][2]:
+            for sur in SURROGATES:
+                cases.append(Case(name, model, kw, torch.float32, sur, (13, 3, 67), v0=True))
+        cases.append(Case(name, model, kw, torch.float32, sg.ATan() if takes_sg else None, (3, 67), const_T=11))
+    if device == "cuda" and sm_count > 0:
+        name, model, kw = cfgs[0]
+        cases.append(Case(name, model, kw, torch.float32, None, (4, sm_count * 2048 + 333), v0=True))
+    unique = {}
+    for c in cases:
+        unique.setdefault(c.name, c)
+    return list(unique.values())
+
+
+def _run_model_layer(case: Case, backend: str, x, device: str):
+    from snn_cuda.model_ops import MODELS
+
+    decl = MODELS[case.kind]
+    cls = _model_layer_cls(case.kind)
+    kw = dict(case.kwargs)
+    rest = tuple(case.shape[1:] if case.const_T is None else case.shape)
+    for key in ("shape", "param_shape"):
+        if kw.get(key) == "features":  # one parameter per neuron of a step
+            kw[key] = rest[1:] or (1,)
+    if case.surrogate is not None:
+        kw["surrogate"] = case.surrogate
+    params = inspect.signature(cls).parameters
+    if "return_states" in params:
+        kw["return_states"] = True
+    layer = cls(step_mode="m", backend=backend, **kw).to(device)
+    torch.manual_seed(5)  # AdLIF-style random initialisation: the same for both backends
+    if hasattr(layer, "reset_parameters"):
+        layer.reset_parameters()
+    with torch.no_grad():
+        for _, p in sorted(layer.named_parameters()):
+            p.add_(torch.linspace(-0.05, 0.05, p.numel(), dtype=p.dtype, device=p.device).reshape(p.shape))
+    if case.dtype == torch.float64:
+        layer = layer.double()
+    x = x.detach().clone().requires_grad_(case.backward)
+    sdt = torch.float64 if case.dtype == torch.float64 else torch.float32
+    s0 = []
+    if case.v0:
+        g = torch.Generator().manual_seed(4321)
+        for st in decl.states:
+            t = (torch.randn(rest, generator=g, dtype=torch.float64) * 0.3).to(device=device, dtype=sdt)
+            t.requires_grad_(case.backward)
+            setattr(layer, st, t)
+            s0.append(t)
+    with torch.set_grad_enabled(case.backward), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        y = layer(x, T=case.const_T) if case.const_T else layer(x)
+    y = list(y) if isinstance(y, (tuple, list)) else [y]
+    out = {"spikes": y[0]}
+    for k, t in enumerate(y[1:]):
+        out[f"mem_seq[{k}]"] = t
+    for st in decl.states:
+        out[f"mem_last[{st}]"] = getattr(layer, st)
+    if case.backward:
+        gen = torch.Generator().manual_seed(77)
+        outs, grads = [], []
+        for t in out.values():
+            if isinstance(t, torch.Tensor) and t.requires_grad:
+                outs.append(t)
+                grads.append(torch.randn(tuple(t.shape), generator=gen, dtype=torch.float64).to(t.device, t.dtype))
+        named = sorted(layer.named_parameters())
+        inputs = [x] + s0 + [p for _, p in named]
+        gs = torch.autograd.grad(outs, inputs, grads, allow_unused=True)
+        out["grad_x"] = gs[0]
+        for st, gv in zip(decl.states if s0 else (), gs[1 : 1 + len(s0)]):
+            out[f"grad_v0[{st}]"] = gv
+        for (pname, _), gp in zip(named, gs[1 + len(s0) :]):
+            out[f"grad_{pname}"] = gp
+    return {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in out.items()}
+
+
+def run_model_case(case: Case, device: str) -> dict:
+    """A declared-model layer fused vs its reference loop on `device`: spikes and states
+    bitwise, gradients (x, initial states, parameters) within GRAD_TOL."""
+    rec = {"name": case.name, "device": device, "passed": False, "comparisons": [], "error": None}
+    try:
+        g = torch.Generator().manual_seed(1234)
+        x = (torch.randn(case.shape, generator=g, dtype=torch.float64) + 0.35).to(device=device, dtype=case.dtype)
+        fused = _run_model_layer(case, "fused", x, device)
+        ref = _run_model_layer(case, "torch", x, device)
+        rtol, atol = GRAD_TOL[case.dtype]
+        if case.const_T and case.dtype in (torch.float16, torch.bfloat16):
+            atol = case.const_T * torch.finfo(case.dtype).eps  # as run_case: autograd sums in 16 bits
+        comps = []
+        for key in sorted(set(fused) | set(ref)):
+            name = key.split("[")[0]
+            got, want = fused.get(key), ref.get(key)
+            if not key.startswith("grad_"):
+                c = compare_tensors(name, got, want, exact=True)
+            else:
+                c = compare_tensors(name, got, want, exact=False, rtol=rtol, atol=atol)
+            if not c["passed"]:
+                c["detail"] = f"{key}: {c['detail']}"
+            comps.append(c)
+        rec["comparisons"] = comps
+        rec["passed"] = all(c["passed"] for c in comps)
+    except Exception as e:
+        rec["error"] = f"{type(e).__name__}: {e}"
+        rec["traceback"] = traceback.format_exc(limit=6)
+    return rec
+
+
+def run_model_matrix(device: str, quick: bool, sm_count: int = 0, log=print) -> dict:
+    t0 = time.perf_counter()
+    recs = []
+    for c in build_model_matrix(quick, device, sm_count):
+        recs.append(run_model_case(c, device))
+        if not recs[-1]["passed"] and sum(not r["passed"] for r in recs) <= 20:
+            log(f"  FAIL {device} {c.name}: {_failure_text(recs[-1])}")
+    failed = [r for r in recs if not r["passed"]]
+    summary = {
+        "name": f"declared models fused vs reference ({device})",
+        "device": device,
+        "passed": not failed,
+        "cases": len(recs),
+        "failed": len(failed),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "max_err": _max_errors(recs),
+        "records": recs,
+    }
+    log(f"  {summary['name']}: {len(recs) - len(failed)}/{len(recs)} passed in {summary['seconds']} s")
+    return summary
+
+
+def run_model_benchmarks(device: str, quick: bool, budget: float, log=print) -> List[dict]:
+    """Each declared model's first configuration, fp32 forward + backward of the spikes, fused vs
+    its reference loop. Rows in the benchmark table's format."""
+    T, N = (16, 2**14) if (quick or device == "cpu") else (64, 2**20)
+    rows = []
+    for name, model, kw in model_configs():
+        if name != model_configs()[[c[1] for c in model_configs()].index(model)][0]:
+            continue
+        times = {}
+        for backend in ("fused", "torch"):
+            row = {
+                "impl": f"{name} [{'fused' if backend == 'fused' else 'reference'}]",
+                "shape": [T, N],
+                "dtype": "fp32",
+            }
+            try:
+                case = Case(name, model, kw, torch.float32, None, (T, N), backward=True)
+                cls = _model_layer_cls(model)
+                kk = dict(kw)
+                for key in ("shape", "param_shape"):
+                    if kk.get(key) == "features":
+                        kk[key] = (N,)
+                layer = cls(step_mode="m", backend=backend, **kk).to(device)
+                gen = torch.Generator().manual_seed(0)
+                x = (torch.randn(T, N, generator=gen) * 0.5 + 0.6).to(device).requires_grad_(True)
+                gout = torch.randn(T, N, generator=gen).to(device)
+
+                def step():
+                    from snn_cuda.functional import reset_net
+
+                    reset_net(layer)
+                    y = layer(x)
+                    y = y[0] if isinstance(y, (tuple, list)) else y
+                    y.backward(gout)
+
+                del case
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    r = _time_fn(step, device, budget)
+                row.update(r)
+                row["neuron_steps_per_s"] = T * N / r["median_s"]
+                times[backend] = r["median_s"]
+            except Exception as e:
+                row["error"] = f"{type(e).__name__}: {e}"
+            rows.append(row)
+        if len(times) == 2:
+            rows[-2]["speedup_vs_reference"] = times["torch"] / times["fused"]
+            rows[-1]["speedup_vs_reference"] = 1.0
+        for row in rows[-2:]:
+            log(
+                f"  {row['impl']:<44} fp32 [{T}, {N}]: "
+                + (
+                    row["error"]
+                    if "error" in row
+                    else f"{row['median_s'] * 1e3:9.2f} ms  {row['neuron_steps_per_s'] / 1e9:7.3f} G neuron-steps/s"
+                )
+            )
+    return rows
+
+
 def check_poisson(device: str, quick: bool) -> List[dict]:
     """The fused Poisson encoder: a {0,1} output with the right rate, exact at 0 and 1, and on
     CUDA bit-equal to the CPU kernel for the same seed (counter-based Philox)."""
@@ -830,6 +1089,10 @@ def parse_sanitizer_output(out: str) -> dict:
 def run_sanitizer_subset() -> int:
     """Body of the hidden --sanitizer-subset flag (run under compute-sanitizer)."""
     recs = [run_case(c, "cuda") for c in sanitizer_matrix()]
+    # one small case per declared-model configuration
+    recs += [
+        run_model_case(Case(n, m, kw, torch.float32, None, (9, 2, 37), v0=True), "cuda") for n, m, kw in model_configs()
+    ]
     recs += check_poisson("cuda", quick=True)
     torch.cuda.synchronize()
     bad = [r for r in recs if not r["passed"]]
@@ -1583,6 +1846,23 @@ def render_markdown(rep: dict) -> str:
                 f"{r['neuron_steps_per_s'] / 1e9:.3f} | {r['GB_s_at_save_h_bytes']:.1f} | {pct} | "
                 f"{r.get('bytes_per_step_min', '-')} | {_fmt(r.get('speedup_vs_reference'), 2)} |"
             )
+        if b.get("model_rows"):
+            L += [
+                "",
+                f"Declared models ({b['device']}, fp32, forward + backward of the spikes, each model's first "
+                "configuration of the correctness matrix):",
+                "",
+                "| impl | [T, N] | ms | G neuron-steps/s | x vs reference |",
+                "|---|---|---|---|---|",
+            ]
+            for r in b["model_rows"]:
+                if "error" in r:
+                    L.append(f"| {r['impl']} | {r['shape']} | error: {r['error']} | | |")
+                    continue
+                L.append(
+                    f"| {r['impl']} | {r['shape']} | {r['median_s'] * 1e3:.2f} | "
+                    f"{r['neuron_steps_per_s'] / 1e9:.3f} | {_fmt(r.get('speedup_vs_reference'), 2)} |"
+                )
         for n in b.get("notes", []):
             L += ["", f"_{n}_"]
     L += ["", f"Command: `{rep['command']}` ({rep['seconds']:.0f} s)", ""]
@@ -1662,11 +1942,17 @@ def main(argv=None) -> int:
                 c["passed"] = False
                 c["error"] = f"CUDA kernels not built/loaded: {build.get('cuda_reason') or build.get('load_error')}"
         checks.append(c)
+        log("Checking the declared models on CUDA against their reference loops ...")
+        checks.append(run_model_matrix("cuda", args.quick, env.get("sm_count", 0), log=log))
         if build.get("cuda") and cupy.get("available") and not args.no_cupy:
             cupy_mode = "beside"
             log("Checking the CuPy path (kernels compiled by NVRTC through CuPy) ...")
             checks.append(run_cupy_vs_reference(args.quick, env.get("sm_count", 0), log=log))
             checks.append(run_cupy_vs_compiled(args.quick, env.get("sm_count", 0), log=log))
+            with _cupy_kernels(True, "cuda"):
+                m = run_model_matrix("cuda", args.quick, env.get("sm_count", 0), log=log)
+            m["name"] = "declared models, CuPy path vs reference (cuda)"
+            checks.append(m)
         elif build.get("cuda"):
             why = "--no-cupy" if args.no_cupy else cupy.get("reason")
             checks.append(
@@ -1681,6 +1967,8 @@ def main(argv=None) -> int:
             log(f"  CuPy path not checked: {why}")
     log("Checking the fused CPU ops against the reference ...")
     checks.append(run_matrix("cpu", args.quick, inject_fault=args.selftest_fail and not gpu, log=log))
+    log("Checking the declared models on the CPU against their reference loops ...")
+    checks.append(run_model_matrix("cpu", args.quick, log=log))
     for dev in ("cuda", "cpu") if gpu else ("cpu",):
         log(f"One training step per net without host synchronisation ({dev}) ...")
         checks.append(sync_free_step_check(dev))
@@ -1717,6 +2005,10 @@ def main(argv=None) -> int:
             bench = run_benchmarks(device, args.quick, budget, log=log, cupy=cupy_mode if gpu else None)
         except Exception as e:
             bench = {"device": device, "rows": [], "notes": [f"benchmark failed: {type(e).__name__}: {e}"]}
+        try:
+            bench["model_rows"] = run_model_benchmarks(device, args.quick, budget, log=log)
+        except Exception as e:
+            bench.setdefault("notes", []).append(f"declared-model benchmark failed: {type(e).__name__}: {e}")
     passed = all(c["passed"] or c.get("advisory") for c in checks)
     n_fail = sum(1 for c in checks if not c["passed"] and not c.get("advisory"))
     summary = (
