@@ -881,7 +881,8 @@ def model_section(rows, P, block, K, pct):
         "a quarter of the register cap) re-reads x from the chunk's start and reloads the checkpoint, and each backward "
         "step reads x_t again (L1/L2 hits on lines the replay just read). A range where a width class mixes streams "
         "(fp32/fp64: x, grad_spikes, checkpoints and grad_state_seq are all 32/64-bit) and the compiler kept the last "
-        "x of some spans in a register. All time-loop ops are conditional (`k < len` guards), so the check shows that the "
+        "x of some spans in a register. The time-loop ops are conditional (`k < len` guards) but for the forward's "
+        "checkpoint stores, so the check shows that the "
         "loop can carry the mode, not which ops a given call executes; parameters, state0, state_last, grad_state_last, "
         "grad_state0 and grad_params move once per neuron, outside the time loop, and are listed per model, not cross-checked."
     )
