@@ -26,6 +26,14 @@ forward-branch region of the loop body); the loop's steps per iteration k is
 the number of per-step marker operations (forward: x loads; backward: grad_x
 stores of the storage width); a mode is "SASS-consistent" when some loop has,
 for every (load/store, width), unconditional <= expected(k) <= total.
+
+The declared-model kernels (model_fwd_kernel / model_bwd_kernel, every model x
+variant of snn_cuda/_model_list.py) get a section of their own: their modes'
+bytes per neuron-step from each model's declaration (states, save /
+return_states, grad_state_seq), the instructions a kChunk-step iteration
+issues in each mode (the backward's replay spans re-read x and the
+checkpoint) checked against the SASS loop the same way, and where their
+spills sit (inside the time loop or not, per step or per replay span).
 """
 
 from __future__ import annotations
@@ -489,6 +497,10 @@ def classify(demangled):
         kind = "fwd"
     elif base.endswith("neuron_bwd_kernel") or base.endswith("lif_backward"):
         kind = "bwd"
+    elif base.endswith("model_fwd_kernel"):
+        kind = "model-fwd"
+    elif base.endswith("model_bwd_kernel"):
+        kind = "model-bwd"
     elif base.endswith("poisson_kernel"):
         kind = "poisson"
     elif base.endswith("narrow_kernel"):
@@ -503,9 +515,9 @@ def classify(demangled):
 def steps_per_iter(kind, ops, t_bits):
     loads = [o for o in ops if o["kind"] == "load"]
     stores = [o for o in ops if o["kind"] == "store"]
-    if kind == "fwd":  # every load in a forward time loop is an x load (one per step)
+    if kind in ("fwd", "model-fwd"):  # every load in a forward time loop is an x load (one per step)
         return len(loads) or None
-    if kind == "bwd":  # one grad_x store of the storage width per step (unless const_input)
+    if kind in ("bwd", "model-bwd"):  # one grad_x store of the storage width per step (unless const_input)
         n = sum(1 for o in stores if o["width"] == t_bits)
         return n or None
     if kind == "poisson":
@@ -583,6 +595,8 @@ def analyze_module(sass_text, res_text, arch, block_of):
             if not ops:
                 continue
             loops.append(dict(head=h, backedge=b, ops=ops, inflight=inflight, k=steps_per_iter(kind, ops, 8 * t)))
+        # A spill in a time loop costs every iteration; one outside it, once per neuron.
+        in_loop = [i for i in spill if any(lp["head"] <= i[0] <= lp["backedge"] for lp in loops)]
         ks = [lp["k"] for lp in loops if lp["k"]]
         kfall = Counter(ks).most_common(1)[0][0] if ks else None
         for lp in loops:
@@ -601,11 +615,14 @@ def analyze_module(sass_text, res_text, arch, block_of):
             shared=r.get("shared"),
             spill_ins=len(spill),
             spill_bytes=spill_bytes,
+            spill_in_loop=len(in_loop),
+            spill_in_loop_bytes=sum(mem_width(i[2]) // 8 for i in in_loop),
             block=block,
             occupancy=occ,
             blocks_per_sm=blocks,
             loops=loops,
             n_ins=len(ins),
+            ins=ins,
         )
     return out
 
@@ -627,6 +644,397 @@ def match_mode(kinfo, mode_ops, K):
             if best is None or slack < best[0]:
                 best = (slack, lp, exp)
     return best
+
+
+# ----------------------------------------------------------------------------- declared models
+MODEL_FWD_MODES = ("inference", "train", "states", "states + train")
+MODEL_BWD_MODES = ("spike loss", "+ grad_state_seq")
+MODEL_TITLES = {"synaptic": "Synaptic", "cuba_lif": "CUBALIF", "adlif": "AdLIF", "ilif": "ILIF"}
+
+
+def model_decls():
+    """{struct: (name, ModelDecl)} from snn_cuda/_model_list.py, generated from the model headers'
+    declaration lines; loaded by path so that a missing or stale extension does not matter."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_snn_model_list", REPO / "snn_cuda" / "_model_list.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return {d.struct: (name, d) for name, d in mod.MODELS.items()}
+
+
+def bwd_span(n_states, s, K, block):
+    """Steps per replay span of the model backward: BwdSpan in csrc/kernels/model_kernels.cuh (the
+    whole chunk while its states fit a quarter of the register cap that MinBlocks sets, else half)."""
+    min_blocks = 2 if s == 8 else 4
+    words = n_states * K * (s // 4)
+    return K if words * 4 <= 65536 // (block * min_blocks) else K // 2
+
+
+def model_modes(kind, n_states, t, s, K, H):
+    """Per mode of a declared-model kernel: the bytes per neuron-step it must move (``unique``:
+    (load/store, bits, per step | per chunk, count)) and the global memory instructions one
+    kChunk-step iteration of the time loop issues (``issued``: {(load/store, bits): (lo, hi)}).
+    The two differ in the backward only: each replay span re-reads x from its chunk's start and
+    reloads the checkpoint, and every backward step reads x_t again (an L1 hit, which the compiler
+    may drop for the last step of a span, whose x is still in a register: lo)."""
+    tb, sb = 8 * t, 8 * s
+    if kind == "model-fwd":
+        base = [("load", tb, "step", 1), ("store", tb, "step", 1)]
+        ckpt = [("store", sb, "chunk", n_states)]
+        seq = [("store", sb, "step", n_states)]
+        uniq = dict(zip(MODEL_FWD_MODES, (base, base + ckpt, base + seq, base + seq + ckpt)))
+        out = {}
+        for m, items in uniq.items():
+            iss = Counter()
+            for kd, w, per, n in items:
+                iss[(kd, w)] += n * (K if per == "step" else 1)
+            out[m] = dict(unique=items, issued={q: (n, n) for q, n in iss.items()})
+        return out
+    spans = K // H
+    replay = H * spans * (spans + 1) // 2  # span i replays steps 0 .. (i + 1) H - 1
+    base = [("load", tb, "step", 1), ("load", tb, "step", 1), ("store", tb, "step", 1), ("load", sb, "chunk", n_states)]
+    iss = {("load", tb): (replay + K - spans + K, replay + K + K), ("store", tb): (K, K)}
+    iss[("load", sb)] = tuple(a + n_states * spans for a in iss.get(("load", sb), (0, 0)))
+    out = {"spike loss": dict(unique=base, issued=dict(iss))}
+    iss2 = dict(iss)
+    iss2[("load", sb)] = tuple(a + n_states * K for a in iss[("load", sb)])
+    out["+ grad_state_seq"] = dict(unique=base + [("load", sb, "step", n_states)], issued=iss2)
+    return out
+
+
+def unique_bytes(items, K):
+    return sum(w / 8 * n / (K if per == "chunk" else 1) for _, w, per, n in items)
+
+
+def match_model_mode(kinfo, mode, K):
+    """The loop of a model kernel that can carry a mode: one kChunk-step iteration whose ops, for every
+    (load/store, width), admit a count in the mode's range (unconditional ones at most the range's
+    top, all of them at least its bottom); the closest such loop, with the counts the mode issues
+    there. None if no loop fits."""
+    best = None
+    for lp in kinfo["loops"]:
+        if lp["k"] != K:
+            continue
+        tot, unc = counts(lp["ops"]), counts(lp["ops"], True)
+        keys = set(mode["issued"]) | set(tot)
+        rng = {q: mode["issued"].get(q, (0, 0)) for q in keys}
+        if all(max(unc[q], rng[q][0]) <= min(tot[q], rng[q][1]) for q in keys):
+            used = {q: (max(unc[q], rng[q][0]), min(tot[q], rng[q][1])) for q in keys}
+            slack = sum(tot[q] - used[q][1] for q in keys)
+            if best is None or slack < best[0]:
+                best = (slack, lp, used)
+    return best
+
+
+def spill_segments(ins, lp, marker):
+    """(segments holding a spill op, segments): the loop body cut at its per-step marker ops
+    (forward: x loads; backward: grad_x stores), so a spill executed every step shows in every
+    segment, one per replay span in a few."""
+    cuts = [o["addr"] for o in lp["ops"] if marker(o)]
+    spills = [a for a, _, op, _ in ins if op.split(".")[0] in ("STL", "LDL") and lp["head"] <= a <= lp["backedge"]]
+    bounds = [lp["head"], *cuts, lp["backedge"] + 1]
+    segs = [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+    return sum(1 for lo, hi in segs if any(lo <= a < hi for a in spills)), len(segs)
+
+
+def model_rows(ours, K, block):
+    """One row per declared-model kernel (model x variant x dtype x fwd/bwd) with its modes."""
+    decls = model_decls()
+    rows = []
+    for v in ours.values():
+        if v["kind"] not in ("model-fwd", "model-bwd") or v["regs"] is None:
+            continue
+        struct = v["args"][0].split("::")[-1]
+        name, d = decls.get(struct, (struct, None))
+        ns = len(d.states) if d else None
+        s = 8 if v["storage"] == "double" else 4
+        try:
+            variant = d.variants[int(v["args"][1])] if d else v["args"][1]
+        except (ValueError, IndexError):
+            variant = v["args"][1]
+        H = bwd_span(ns, s, K, block) if ns and K else None
+        modes = {}
+        if ns and K:
+            for m, mode in model_modes(v["kind"], ns, v["t"], s, K, H).items():
+                hit = match_model_mode(v, mode, K)
+                modes[m] = dict(
+                    bytes=unique_bytes(mode["unique"], K),
+                    sass_consistent=bool(hit),
+                    issued=(
+                        tuple(sum(w * n[i] for (_, w), n in hit[2].items()) / 8 / K for i in (0, 1)) if hit else None
+                    ),
+                    loop=hit[1]["head"] if hit else None,
+                )
+        big = MODEL_FWD_MODES[-1] if v["kind"] == "model-fwd" else MODEL_BWD_MODES[-1]
+        lp = next((lp for lp in v["loops"] if modes.get(big, {}).get("loop") == lp["head"]), None)
+        lp = lp or (v["loops"][0] if v["loops"] else None)
+        tb = 8 * v["t"]
+        if v["kind"] == "model-fwd":
+            marker = lambda o: o["kind"] == "load"  # noqa: E731
+        else:
+            marker = lambda o: o["kind"] == "store" and o["width"] == tb  # noqa: E731
+        segs = spill_segments(v["ins"], lp, marker) if lp and v["spill_in_loop"] else None
+        # With 16-bit storage the state-width loads of the backward loop are the checkpoint reloads
+        # (kStates per replay span) and grad_state_seq (kStates per step) alone: the span as compiled.
+        span_sass = None
+        if v["kind"] == "model-bwd" and lp and ns and K and 8 * s != tb:
+            n = sum(1 for o in lp["ops"] if o["kind"] == "load" and o["width"] == 8 * s)
+            spans = n / ns - K
+            span_sass = K / spans if spans >= 1 and spans == int(spans) and K % int(spans) == 0 else 0
+        rows.append(
+            dict(
+                model=name,
+                struct=struct,
+                variant=variant,
+                dtype=DTYPE_NAMES.get(v["storage"], v["storage"]),
+                kind="fwd" if v["kind"] == "model-fwd" else "bwd",
+                kernel=v["name"],
+                states=ns,
+                params=len(d.params) if d else None,
+                param_grads=bool(d.param_grads) if d else None,
+                regs=v["regs"],
+                stack=v["stack"],
+                local=v["local"],
+                spill_ins=v["spill_ins"],
+                spill_bytes=v["spill_bytes"],
+                spill_in_loop=v["spill_in_loop"],
+                spill_in_loop_bytes=v["spill_in_loop_bytes"],
+                spill_segments=segs,
+                occupancy=v["occupancy"],
+                blocks_per_sm=v["blocks_per_sm"],
+                block=v["block"],
+                span=H if v["kind"] == "model-bwd" else None,
+                span_sass=span_sass,
+                time_loops=len([x for x in v["loops"] if x["k"]]),
+                loop=(
+                    dict(
+                        head=lp["head"],
+                        k=lp["k"],
+                        loads=fmt_ops(lp["ops"], "load"),
+                        stores=fmt_ops(lp["ops"], "store"),
+                        inflight=lp["inflight"],
+                    )
+                    if lp
+                    else None
+                ),
+                modes=modes,
+            )
+        )
+    order = {n: i for i, n in enumerate(model_decls_order())}
+    rows.sort(
+        key=lambda r: (
+            order.get(r["model"], 99),
+            r["variant"] if r["states"] is None else decls[r["struct"]][1].variants.index(r["variant"]),
+            DTYPE_ORDER.index(r["dtype"]) if r["dtype"] in DTYPE_ORDER else 9,
+            r["kind"] != "fwd",
+        )
+    )
+    return rows
+
+
+def model_decls_order():
+    return [name for name, _ in sorted(model_decls().values(), key=lambda nd: nd[1].id)]
+
+
+def model_kernels_only(so, arch, workdir, cuobjdump, block=256):
+    """Analysis of the declared-model kernels alone: the arch's model_*.cubin of the extension (a few
+    seconds, where the whole report disassembles every cubin)."""
+    d = Path(workdir)
+    run([cuobjdump, "-xelf", "model_", os.path.abspath(so)], cwd=d)
+    sass, res = [], []
+    for c in sorted(d.glob(f"model_*.{arch}.cubin")):
+        sass.append(run([cuobjdump, "-sass", str(c)]))
+        res.append(run([cuobjdump, "-res-usage", str(c)]))
+    return analyze_module("\n".join(sass), "\n".join(res), arch, lambda kind, args: block)
+
+
+def model_section(rows, P, block, K, pct):
+    """The Markdown section of the declared-model kernels (rows: model_rows)."""
+    decls = {n: d for n, d in model_decls().values()}
+    P("## Declared-model kernels (csrc/kernels/model_kernels.cuh)\n")
+    if not rows:
+        P("No `model_fwd_kernel` / `model_bwd_kernel` in this build.\n")
+        return
+    names = model_decls_order()
+    P(
+        f"`model_fwd_kernel<M, V, T>` and `model_bwd_kernel<M, V, SG_ANY, T>` (the surrogate chosen at run time) for every "
+        f"model × variant of `snn_cuda/_model_list.py` ({', '.join(MODEL_TITLES.get(n, n) for n in names)}) and storage dtype, "
+        f"launched by `csrc/cuda/model_launch_impl.cuh` in blocks of `snn::kBlockThreads` = {block}. "
+        "**B / neuron-step** is analytic, from the model's declaration (kStates states and kParams parameters in the state "
+        "type S: fp32 for 16-bit storage; storage type T; checkpoints every kChunk = "
+        f"{K} steps): what the mode must move through DRAM.\n"
+    )
+    P(
+        "- forward modes: **inference** = x (T) + spikes (T); **train** (`save`) = + the checkpoint, kStates·S per kChunk "
+        "steps; **states** (`return_states`) = + `state_seq`, kStates·S per step; **states + train** = both."
+    )
+    P(
+        "- backward modes (always from the checkpoints): **spike loss** = grad_spikes (T) + x (T) + grad_x (T) + checkpoint "
+        "kStates·S / kChunk; **+ grad_state_seq** = + kStates·S per step (a loss on the returned state sequences)."
+    )
+    P(
+        "- **issued B / step, SASS check**: ✓ when one kChunk-step iteration of a SASS time loop of the kernel can carry the "
+        "mode (the one-state rule: for every (load/store, width), unconditional ops ≤ the mode's ops ≤ all ops); the figure "
+        "is then the global load/store bytes per step that loop issues in the mode. It exceeds the unique bytes in the "
+        "backward: each replay span (`BwdSpan`: the whole chunk, half of it for AdLIF, whose 3 states × 8 steps do not fit "
+        "a quarter of the register cap) re-reads x from the chunk's start and reloads the checkpoint, and each backward "
+        "step reads x_t again (L1/L2 hits on lines the replay just read). A range where a width class mixes streams "
+        "(fp32/fp64: x, grad_spikes, checkpoints and grad_state_seq are all 32/64-bit) and the compiler kept the last "
+        "x of some spans in a register. The time-loop ops are conditional (`k < len` guards) but for the forward's "
+        "checkpoint stores, so the check shows that the "
+        "loop can carry the mode, not which ops a given call executes; parameters, state0, state_last, grad_state_last, "
+        "grad_state0 and grad_params move once per neuron, outside the time loop, and are listed per model, not cross-checked."
+    )
+    P(
+        "- **spill ops**: `STL`/`LDL` inside the time loop per kChunk-step iteration (their bytes per step in local memory, "
+        "and in how many of the loop's step segments, cut at the per-step grad_x stores, they sit: a per-step spill shows "
+        "in every segment), and outside it (once per neuron).\n"
+    )
+    hdr = (
+        "| kernel | dtype | regs | stack B | spill ops: time loop / outside | occupancy (blocks/SM) | steps / iter | "
+        "loop loads / iter | loop stores / iter | loads in flight | B / neuron-step: fwd inference · train · states · "
+        "states + train; bwd spike loss · + grad_state_seq | issued B / step, SASS check | regs ≤ 64, no spill, occ ≥ 50 % |"
+    )
+    for name in names:
+        mine = [r for r in rows if r["model"] == name]
+        d = decls[name]
+        ns, npar = len(d.states), len(d.params)
+        P(
+            f"### {MODEL_TITLES.get(name, name)} (`{d.struct}`): states {', '.join(d.states)}; parameters "
+            f"{', '.join(d.params)}; variants {', '.join(d.variants)}; parameter gradients {'yes' if d.param_grads else 'no'}\n"
+        )
+        if not mine:
+            P("Not in this build.\n")
+            continue
+        P(
+            f"Per neuron, outside the time loop: the forward reads the parameters ({npar}·S, one column of the "
+            f"[{npar}, P] tensor) and state0 ({ns}·S) if given, and writes state_last ({ns}·S); the backward reads the "
+            f"parameters and grad_state_last ({ns}·S) if given, and writes grad_state0 ({ns}·S)"
+            + (f" and, when asked, the per-neuron parameter gradient sums ({npar}·S)." if d.param_grads else ".")
+            + f" Per neuron-step that is ÷ T (S = 4 B: fwd ≤ {4 * (npar + 2 * ns)} B / T, bwd ≤ "
+            f"{4 * (npar + 2 * ns + (npar if d.param_grads else 0))} B / T).\n"
+        )
+        P(hdr)
+        P("|" + "|".join(["---"] * (hdr.count("|") - 1)) + "|")
+        for r in mine:
+            modes = list(r["modes"].values())
+            bytes_ = " · ".join(f"{m['bytes']:g}" for m in modes)
+
+            def iss(m):
+                if not m["sass_consistent"]:
+                    return "no loop"
+                lo, hi = m["issued"]
+                return f"✓ {lo:g}" if lo == hi else f"✓ {lo:g}–{hi:g}"
+
+            checks = " · ".join(iss(m) for m in modes)
+            lp = r["loop"] or {}
+            sp = "0"
+            if r["spill_ins"]:
+                sp = f"{r['spill_in_loop']}"
+                if r["spill_in_loop"] and lp.get("k"):
+                    sp += f" ({r['spill_in_loop_bytes'] / lp['k']:g} B/step"
+                    if r["spill_segments"]:
+                        sp += f"; in {r['spill_segments'][0]} of {r['spill_segments'][1]} step segments"
+                    sp += ")"
+                sp += f" / {r['spill_ins'] - r['spill_in_loop']}"
+            ok = r["regs"] <= 64 and not r["spill_bytes"] and not r["local"] and not r["stack"] and r["occupancy"] >= 50
+            kname = f"{r['kind']} {r['variant']}" + (f" (span {r['span']})" if r["kind"] == "bwd" else "")
+            P(
+                f"| {kname} | {r['dtype']} | {r['regs']} | {r['stack']} | {sp} | {pct(r['occupancy'])} "
+                f"({r['blocks_per_sm']}) | {lp.get('k', '—')} | {lp.get('loads', '—')} | {lp.get('stores', '—')} | "
+                f"{lp.get('inflight', '—')} | {bytes_} | {checks} | {'yes' if ok else 'NO'} |"
+            )
+        P("")
+
+    sp = [r for r in rows if r["span_sass"] is not None]
+    if sp:
+        bad = [r for r in sp if r["span_sass"] != r["span"]]
+        P(
+            "The replay span as compiled, from the 16-bit backward SASS (its 32-bit loads are the checkpoint reloads, "
+            "kStates per span, and grad_state_seq, kStates per step): "
+            + ", ".join(
+                f"{MODEL_TITLES.get(r['model'], r['model'])} {r['variant']} {r['span_sass']:g}"
+                for r in sp
+                if r["dtype"] == "fp16"
+            )
+            + (
+                " steps: as `BwdSpan` gives for every fp16 and bf16 backward."
+                if not bad
+                else "; NOT as `BwdSpan` gives for " + ", ".join(f"{r['model']} {r['dtype']}" for r in bad) + "."
+            )
+            + " (fp32/fp64: one width for every stream, not separable.)\n"
+        )
+
+    P("### Model kernels by dtype\n")
+    P(
+        "| kind | dtype | kernels | regs (min–max) | kernels with stack (max B) | spill ops in time loops | "
+        "occupancy (min–max) | modes SASS-consistent |"
+    )
+    P("|---|---|---|---|---|---|---|---|")
+    for kind in ("fwd", "bwd"):
+        for dtype in DTYPE_ORDER:
+            g = [r for r in rows if r["kind"] == kind and r["dtype"] == dtype]
+            if not g:
+                continue
+            st = [r for r in g if r["stack"] or r["spill_ins"]]
+            nm = sum(len(r["modes"]) for r in g)
+            ok = sum(m["sass_consistent"] for r in g for m in r["modes"].values())
+            P(
+                f"| {kind} | {dtype} | {len(g)} | {min(r['regs'] for r in g)}–{max(r['regs'] for r in g)} | "
+                f"{len(st)}{' (%d)' % max(r['stack'] for r in st) if st else ''} | "
+                f"{sum(r['spill_in_loop'] for r in g)} | {pct(min(r['occupancy'] for r in g))}–"
+                f"{pct(max(r['occupancy'] for r in g))} | {ok} of {nm} |"
+            )
+    P("")
+
+    # The figures measured before with nvcc -Xptxas -v, against the SASS of this build.
+    def regs(pred):
+        g = [r["regs"] for r in rows if pred(r)]
+        return (min(g), max(g)) if g else (None, None)
+
+    narrow = regs(lambda r: r["dtype"] != "fp64")
+    f64b = regs(lambda r: r["dtype"] == "fp64" and r["kind"] == "bwd")
+    f64b_stack = max(
+        (r["stack"] + r["spill_ins"] for r in rows if r["dtype"] == "fp64" and r["kind"] == "bwd"), default=0
+    )
+    spilled = [r for r in rows if r["stack"] or r["spill_ins"]]
+    P("**Against the earlier `nvcc -Xptxas -v` figures (sm_90):**\n")
+    P(
+        f"- fp32/fp16/bf16 ≤ 64 registers: {narrow[0]}–{narrow[1]} here, "
+        + ("confirmed." if narrow[1] is not None and narrow[1] <= 64 else "NOT confirmed.")
+    )
+    P(
+        f"- fp64 backward 90–128 registers, no spill: {f64b[0]}–{f64b[1]}, "
+        + ("no stack and no STL/LDL: confirmed." if not f64b_stack else "with spills: NOT confirmed.")
+        + (" (The fp64 forward: %d–%d.)" % regs(lambda r: r["dtype"] == "fp64" and r["kind"] == "fwd"))
+    )
+    if spilled:
+        desc = []
+        for r in spilled:
+            lp = r["loop"] or {}
+            seg = r["spill_segments"]
+            desc.append(
+                f"{MODEL_TITLES.get(r['model'], r['model'])} {r['kind']} {r['dtype']}: {r['stack']} B stack, "
+                f"{r['spill_in_loop']} STL/LDL per {lp.get('k', '?')}-step iteration of the time loop"
+                + (f" in {seg[0]} of its {seg[1]} step segments" if seg else "")
+                + f", {r['spill_ins'] - r['spill_in_loop']} outside"
+            )
+        per_step = any(r["spill_segments"] and r["spill_segments"][0] == r["spill_segments"][1] for r in spilled)
+        P(
+            "- AdLIF fp32/16-bit backward 16–24 B of stack, loaded/stored once per half-chunk: "
+            + "; ".join(desc)
+            + ". "
+            + (
+                "Some spill sits in every step segment: per step, NOT once per span."
+                if per_step
+                else "No spill sits in every step segment: the spill traffic is per replay span (the kernel's half-chunk), "
+                "not per step, as measured before."
+            )
+        )
+    else:
+        P("- AdLIF fp32/16-bit backward 16–24 B of stack: no model kernel has stack or STL/LDL in this build.")
+    P("")
 
 
 # ----------------------------------------------------------------------------- cubin extraction
@@ -787,7 +1195,9 @@ def main(argv=None):
     common_h = Path(a.params_h).with_name("common.h")
     model_names = read_enum(common_h, "MODEL_") or {0: "LIF", 1: "IF", 2: "LEAKY"}
     reset_names = read_enum(common_h, "RESET_") or {0: "HARD", 1: "SOFT", 2: "NONE"}
-    sg_names = {v: n for v, n in read_enum(common_h, "SG_").items() if n != "COUNT"}
+    # The surrogate enum moved to the generated surrogate_list.h; either header may hold it.
+    sg_enum = read_enum(common_h, "SG_") | read_enum(common_h.with_name("surrogate_list.h"), "SG_")
+    sg_names = {v: n for v, n in sg_enum.items() if n != "COUNT"}
     atan = next((v for v, n in sg_names.items() if n == "ATAN"), 1)
 
     work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="snn_static_"))
@@ -800,6 +1210,8 @@ def main(argv=None):
     # A kChunk in the source that the compiled kernels do not use (stale .so):
     # the chunk-granular modes then simply find no matching loop.
 
+    decls = model_decls()
+
     def label(v):
         args = v["args"]
         try:
@@ -807,6 +1219,13 @@ def main(argv=None):
                 s = f"{model_names.get(int(args[0]), args[0])}/{reset_names.get(int(args[1]), args[1])}"
                 if v["kind"] == "bwd":
                     s += "/" + sg_names.get(int(args[2]), args[2])
+                return s
+            if v["kind"] in ("model-fwd", "model-bwd"):
+                struct = args[0].split("::")[-1]
+                d = decls.get(struct, (None, None))[1]
+                s = f"{struct}/{d.variants[int(args[1])] if d else args[1]}"
+                if v["kind"] == "model-bwd":
+                    s += "/" + ("SG_ANY" if int(args[2]) < 0 else sg_names.get(int(args[2]), args[2]))
                 return s
         except (ValueError, IndexError):
             pass
@@ -1010,6 +1429,10 @@ def main(argv=None):
     except Exception as e:  # the report's kernel part must not depend on this
         P(f"Not computed: {type(e).__name__}: {e}\n")
 
+    # ---- declared models
+    model_json = model_rows(ours, K, block)
+    model_section(model_json, P, block, K, pct)
+
     # ---- all kernels
     P("## All kernels in the extension\n")
     P(
@@ -1049,7 +1472,22 @@ def main(argv=None):
         P(
             f"**Summary over all {len(allk)} kernels:** max registers {mx['regs']} (`{mx['name']}`); "
             f"spills: {'none' if not spills else 'YES'} (STL/LDL instructions {sum(v['spill_ins'] for v in allk)}, "
-            f"max stack {max(v['stack'] for v in allk)} B, max local {max(v['local'] for v in allk)} B); "
+            f"max stack {max(v['stack'] for v in allk)} B, max local {max(v['local'] for v in allk)} B"
+            + (
+                "; in "
+                + ", ".join(
+                    sorted(
+                        {
+                            f"`{label(v)} {dt(v)} {v['kind']}`"
+                            for v in allk
+                            if v["spill_ins"] or v["stack"] or v["local"]
+                        }
+                    )
+                )
+                if spills
+                else ""
+            )
+            + "); "
             f"min occupancy {mn['occupancy']:.1f} % (`{mn['name']}`); kernels over 64 registers: {len(over)}."
         )
         if over:
@@ -1193,7 +1631,21 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(md)
     jall = {
-        m: {k: v[k] for k in ("name", "kind", "storage", "regs", "stack", "local", "spill_bytes", "occupancy", "block")}
+        m: {
+            k: v[k]
+            for k in (
+                "name",
+                "kind",
+                "storage",
+                "regs",
+                "stack",
+                "local",
+                "spill_bytes",
+                "spill_in_loop",
+                "occupancy",
+                "block",
+            )
+        }
         | {
             "loops": [
                 dict(
@@ -1218,6 +1670,7 @@ def main(argv=None):
                 generated=now,
                 main=rows_json,
                 neuron_linear=nl_json,
+                models=model_json,
                 spikingjelly=sj_json,
                 kernels=jall,
             ),
