@@ -192,3 +192,11 @@ def test_legacy_torch_model_matches(tmp_path):
     # Its backward is autograd's over the step loop: rounding apart from the fused kernel's.
     assert r["worst_grad_rel"] < GRAD_TOL[torch.float32][0], r
     assert "snn_cuda.compat is not available" in r["skip"], r
+
+
+@pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--batch-size", "-1"), ("--lr", "0")])
+def test_bad_arguments_named(flag, value):
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, flag, value], capture_output=True, text=True, timeout=300, env=_env()
+    )
+    assert proc.returncode == 2 and flag in proc.stderr, proc.stderr
