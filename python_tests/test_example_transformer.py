@@ -124,7 +124,8 @@ def _env():
 def test_quick_run(tmp_path):
     out = tmp_path / "r.json"
     proc = subprocess.run(
-        [sys.executable, SCRIPT, "--quick", "--dataset", "synthetic", "--dim", "32", "--heads", "2"]
+        # one thread: two OpenMP threads on a shared runner are several times slower
+        [sys.executable, SCRIPT, "--quick", "--dataset", "synthetic", "--dim", "32", "--heads", "2", "--threads", "1"]
         + ["--json", str(out)],
         capture_output=True,
         text=True,
