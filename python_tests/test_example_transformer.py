@@ -3,7 +3,7 @@ the reference neurons (bitwise forward, gradients to rounding), `--quick` runs e
 legacy SpikingJelly part skips cleanly where it cannot run.
 
 The legacy model itself (SpikingJelly 0.0.0.0.12's `clock_driven` API, backend='torch') is checked
-against the snn_cuda model when the environment variable SNN_CUDA_LEGACY_SJ names a folder holding
+against the snn_cuda model when the environment variable SNN_CUDA_LEGACY_SJ_012 (set by .ci/run) names a folder holding
 that SpikingJelly (e.g. `pip install --no-deps --target DIR spikingjelly==0.0.0.0.12`); it runs in
 a subprocess because the venv's SpikingJelly 2.0 has the same package name."""
 
@@ -23,7 +23,7 @@ from testing import GRAD_TOL
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "examples", "spiking_transformer.py")
-LEGACY_SJ = os.environ.get("SNN_CUDA_LEGACY_SJ", "")
+LEGACY_SJ = os.environ.get("SNN_CUDA_LEGACY_SJ_012", "")
 
 
 def _example():
@@ -178,7 +178,7 @@ _LEGACY_CHECK = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(not LEGACY_SJ, reason="set SNN_CUDA_LEGACY_SJ to a folder holding SpikingJelly 0.0.0.0.12")
+@pytest.mark.skipif(not LEGACY_SJ, reason="set SNN_CUDA_LEGACY_SJ_012 to a folder holding SpikingJelly 0.0.0.0.12")
 def test_legacy_torch_model_matches(tmp_path):
     env = _env()
     env["PYTHONPATH"] = LEGACY_SJ + os.pathsep + env["PYTHONPATH"]
