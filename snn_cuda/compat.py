@@ -102,7 +102,9 @@ class PatchReport:
     versions: List[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        lines = [f"snn_cuda.compat: {len(self.patched)} SpikingJelly classes patched ({', '.join(self.versions) or 'none found'})"]
+        lines = [
+            f"snn_cuda.compat: {len(self.patched)} SpikingJelly classes patched ({', '.join(self.versions) or 'none found'})"
+        ]
         lines += [f"  patched {name}: {what}" for name, what in self.patched]
         lines += [f"  not honoured (SpikingJelly's torch code runs, with a warning): {u}" for u in self.unsupported]
         lines += [f"  fell back: {f}" for f in self.fallbacks]
@@ -174,9 +176,10 @@ def _check_overrides(node, base: type, names=("neuronal_charge", "neuronal_fire"
             raise _Fallback(f"the subclass overrides {name}")
 
 
-def _fused(node, x_seq: Tensor, kind: str, want_v_seq: bool, v_init_on_mismatch=None):
+def _fused(node, x_seq: Tensor, kind: str, want_v_seq: bool, v_init_on_mismatch=None, legacy_plif: bool = False):
     """Runs a node's dynamics over x_seq ([T, ...]) in the fused op; returns (spikes, v_seq or
-    None, v_last), v_seq / v_last in x's dtype. Raises _Fallback where it cannot be exact."""
+    None, v_last), v_seq / v_last in x's dtype. Raises _Fallback where it cannot be exact.
+    `legacy_plif`: the 0.0.0.0.12 / 0.0.0.0.14 ParametricLIF charge (see below)."""
     if not isinstance(x_seq, Tensor) or not x_seq.is_floating_point():
         raise _Fallback("a non-floating-point input")
     if x_seq.dtype not in ops.FUSED_DTYPES:
@@ -218,6 +221,11 @@ def _fused(node, x_seq: Tensor, kind: str, want_v_seq: bool, v_init_on_mismatch=
             raise _Fallback(f"w is on {w.device}, the input on {x_seq.device}")
         k = w.sigmoid().reshape(())
     decay_input = bool(getattr(node, "decay_input", True))
+    if kind == "plif" and legacy_plif and not decay_input and not v_reset:
+        # 0.0.0.0.12/14 charge H = V * (1 - sigmoid(w)) + X here, the factor rounded to w's dtype
+        # (float32) before it meets a float64 V; the kernel forms V - V * k: hand it the k whose
+        # complement is that rounded factor (exact in float64), same gradient (d k / d sigmoid = 1).
+        k = 1.0 - (1.0 - k).to(ops.state_dtype(x_seq.dtype))
     spikes, _, v_seq, v_last = ops.neuron_multistep(
         x_seq,
         v0,
@@ -298,7 +306,7 @@ def _patch_012(report: PatchReport) -> None:
                 return _orig(self, x_seq)
             try:
                 _check_overrides(self, _base)
-                spikes, v_seq, v_last = _fused(self, x_seq, _kind, True)
+                spikes, v_seq, v_last = _fused(self, x_seq, _kind, True, legacy_plif=True)
             except _Fallback as e:
                 _fall_back(self, str(e))
                 self.backend = "torch"  # SpikingJelly's own loop (its CuPy path may not exist here)
@@ -374,7 +382,7 @@ def _patch_014(report: PatchReport, sjn) -> None:
                 return _orig(self, x_seq)
             try:
                 _check_overrides(self, _cls)
-                spikes, v_seq, v_last = _fused(self, x_seq, _kind, bool(self.store_v_seq))
+                spikes, v_seq, v_last = _fused(self, x_seq, _kind, bool(self.store_v_seq), legacy_plif=True)
             except _Fallback as e:
                 _fall_back(self, str(e))
                 return _torch_014(self, _cls, "multi_step_forward", x_seq)
@@ -390,7 +398,7 @@ def _patch_014(report: PatchReport, sjn) -> None:
                 _check_overrides(self, _cls)
                 if not isinstance(x, Tensor):
                     raise _Fallback("a non-tensor input")
-                spikes, _, v_last = _fused(self, x.unsqueeze(0), _kind, False)
+                spikes, _, v_last = _fused(self, x.unsqueeze(0), _kind, False, legacy_plif=True)
             except _Fallback as e:
                 _fall_back(self, str(e))
                 return (_orig if _orig is not _MISSING else _orig_base_single(_cls))(self, x)
@@ -400,7 +408,10 @@ def _patch_014(report: PatchReport, sjn) -> None:
         _set(cls, "multi_step_forward", multi_step_forward)
         _set(cls, "single_step_forward", single_step_forward)
         report.patched.append(
-            (f"spikingjelly.activation_based.neuron.{stem}Node", "backend='cupy' constructs without CuPy and runs fused")
+            (
+                f"spikingjelly.activation_based.neuron.{stem}Node",
+                "backend='cupy' constructs without CuPy and runs fused",
+            )
         )
 
 
@@ -500,7 +511,11 @@ def _layout() -> List[str]:
         cd = importlib.import_module("spikingjelly.clock_driven.neuron")
     except Exception:  # noqa: BLE001 - absent, or a broken optional dependency
         cd = None
-    if cd is not None and hasattr(cd, "MultiStepLIFNode") and "backend" in inspect.signature(cd.MultiStepLIFNode.__init__).parameters:
+    if (
+        cd is not None
+        and hasattr(cd, "MultiStepLIFNode")
+        and "backend" in inspect.signature(cd.MultiStepLIFNode.__init__).parameters
+    ):
         found.append("0.0.0.0.12")
     try:
         ab = importlib.import_module("spikingjelly.activation_based.neuron")
