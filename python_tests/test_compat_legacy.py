@@ -56,7 +56,6 @@ def _run_worker(version: str, cupy: str, extra_path=None) -> dict:
     env = dict(os.environ)
     paths = [str(ROOT)] + ([extra_path] if extra_path else [])
     env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env.pop("SNN_CUDA_CPU_ISA", None)
     proc = subprocess.run(
         [sys.executable, str(WORKER), version, cupy],
         env=env,
