@@ -131,3 +131,19 @@ def test_patch_without_spikingjelly_names_it(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=str(tmp_path), capture_output=True, text=True)
     assert "ERR snn_cuda.compat.patch_spikingjelly: SpikingJelly is not installed" in out.stdout, out.stderr[-2000:]
+
+
+def test_example_trains_a_012_model_without_cupy(tmp_path):
+    d = _legacy_dir("012")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "legacy_spikingjelly.py"), "--quick", "--hide-cupy", "--sj-path", d],
+        env=env,
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "max |loss difference| 0" in proc.stdout, proc.stdout
+    assert "FAIL" not in proc.stdout and "SKIP" not in proc.stdout, proc.stdout
