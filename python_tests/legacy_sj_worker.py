@@ -230,6 +230,8 @@ def main():
                     fail(case, traceback.format_exc(limit=4))
     check_fallback()
     check_unpatch()
+    if VERSION != "20":
+        check_convert()
 
 
 def check_fallback():
@@ -259,6 +261,60 @@ def check_unpatch():
     restored = cls.__dict__.get("forward" if VERSION == "012" else "multi_step_forward")
     result["unpatch_restored"] = restored is not patched_forward and not snn_cuda.compat.is_patched()
     result["unpatched_error_after"] = construct_unpatched()
+
+
+def check_convert():
+    """snn_cuda.convert on an already-built legacy model (unpatched SpikingJelly, torch backend):
+    every node swapped for an snn_cuda layer, equal outputs and gradients, same state_dict keys,
+    the version's reset_net resets the new layers, and a subclass is left with a reason."""
+    sgf = sjs.ATan(alpha=2.5)
+    if VERSION == "012":
+        nodes = [
+            sjn.MultiStepLIFNode(tau=2.0, detach_reset=True, surrogate_function=sgf),
+            sjn.MultiStepIFNode(v_reset=None, surrogate_function=sgf),
+            sjn.MultiStepParametricLIFNode(init_tau=2.5, surrogate_function=sgf),
+        ]
+        Sub = type("Sub", (sjn.MultiStepLIFNode,), {})
+    else:
+        nodes = [
+            sjn.LIFNode(tau=2.0, detach_reset=True, surrogate_function=sgf, step_mode="m"),
+            sjn.IFNode(v_reset=None, surrogate_function=sgf, step_mode="m", store_v_seq=True),
+            sjn.ParametricLIFNode(init_tau=2.5, surrogate_function=sgf, step_mode="m"),
+        ]
+        Sub = type("Sub", (sjn.LIFNode,), {})
+    layers = []
+    for i, n in enumerate(nodes):
+        layers += [torch.nn.Linear(6, 6, dtype=torch.float64), n]
+    src = torch.nn.Sequential(*layers, Sub())
+    torch.manual_seed(11)
+    with torch.no_grad():  # gains that keep every layer firing (not all-or-nothing)
+        for lin in layers[::2]:
+            lin.weight.normal_(0.0, 1.0)
+            lin.bias.fill_(0.4)
+    if VERSION != "012":
+        src[-1].step_mode = "m"
+    conv = snn_cuda.convert(src, inplace=False)
+    r = conv.model
+    out = {"converted": len(conv.converted), "skipped": [reason for _, _, reason in conv.skipped]}
+    out["types"] = [type(r[2 * i + 1]).__name__ for i in range(3)]
+    out["keys_equal"] = list(src.state_dict()) == list(r.state_dict())
+    x = torch.randn(T, 4, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(5)) + 0.5
+    res = []
+    for net in (src, r):
+        xx = x.clone().requires_grad_()
+        y = net[:-1](xx)
+        (y * torch.linspace(0.5, 1.5, 6, dtype=torch.float64)).sum().backward()
+        res.append((y, xx.grad, [p.grad for p in net.parameters()], net[3].v_seq))
+    (ya, ga, pa, va), (yb, gb, pb, vb) = res
+    out["spikes_equal"] = bool(torch.equal(ya, yb))
+    out["spike_rate"] = float(ya.mean())
+    out["grads_close"] = bool(torch.allclose(ga, gb, rtol=1e-9, atol=1e-11)) and all(
+        torch.allclose(p, q, rtol=1e-6, atol=1e-7) for p, q in zip(pa, pb)
+    )
+    out["v_seq_close"] = bool(torch.allclose(va, vb, rtol=1e-9, atol=1e-11))
+    sjf.reset_net(r)
+    out["reset"] = [r[2 * i + 1].v for i in range(3)] == [0.0, 0.0, 0.0] and r[3].v_seq is None
+    result["convert"] = out
 
 
 if __name__ == "__main__":

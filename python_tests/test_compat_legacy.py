@@ -13,7 +13,8 @@ alpha), hard reset (v_reset 0 and -0.1) and soft reset, detach_reset, decay_inpu
 (input and ``w``) equal to rounding (bounds in the worker), state_dict keys and memories equal,
 ``functional.reset_net`` restoring the same memories; that every case ran on the fused op; that
 an unsupported surrogate falls back to SpikingJelly's torch code with a warning and a report
-entry; and that unpatch_spikingjelly() restores the classes. Once with CuPy hidden (the
+entry; that unpatch_spikingjelly() restores the classes; and (0.0.0.0.12 / 0.0.0.0.14) that
+snn_cuda.convert swaps an already-built legacy model's nodes for equal snn_cuda layers. Once with CuPy hidden (the
 machine the patch is for) and once with it present (installed, no GPU).
 """
 
@@ -99,6 +100,12 @@ def _check(r: dict, version: str, cupy: str) -> None:
     assert PATCHED[version] <= set(r["patched"]), r["report"]
     assert r["fallback_warned"] and r["fallback_equal"] and r["fallback_reported"]
     assert r["unpatch_restored"]
+    if version != "20":  # snn_cuda.convert on an already-built legacy model
+        c = r["convert"]
+        assert c["converted"] == 3 and c["types"] == ["LIF", "IF", "ParametricLIF"], c
+        assert c["skipped"] == ["a subclass of a legacy SpikingJelly node: not supported"], c
+        assert c["keys_equal"] and c["spikes_equal"] and 0 < c["spike_rate"] < 1, c
+        assert c["grads_close"] and c["v_seq_close"] and c["reset"], c
     if cupy == "hidden":
         # the failure the patch is for, before it and again after unpatch_spikingjelly()
         marker = "unexpected keyword argument 'backend'" if version == "20" else "CuPy is not installed"
