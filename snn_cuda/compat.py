@@ -76,6 +76,11 @@ _SURROGATES = {
     "Rect": sg.Rect,
 }
 
+# The APIs found (0.0.0.0.14 still ships clock_driven beside activation_based: both are patched)
+V012 = "clock_driven (0.0.0.0.12 API)"
+V014 = "activation_based with backend= (0.0.0.0.14 API)"
+V20 = "activation_based without backend= (2.0 API)"
+
 _FUSED_BACKENDS_20 = ("cupy", "triton")
 _BACKENDS_20 = ("torch",) + _FUSED_BACKENDS_20
 
@@ -503,9 +508,9 @@ def _check_20(node, cls, names) -> None:
 
 
 def _layout() -> List[str]:
-    """Which SpikingJelly APIs are installed: '0.0.0.0.12' (clock_driven neuron with
-    MultiStep* classes), '0.0.0.0.14' (activation_based neuron with a backend argument),
-    '2.0' (activation_based neuron package without it)."""
+    """Which SpikingJelly APIs are installed: V012 (clock_driven neuron with MultiStep*
+    classes), V014 (activation_based neuron with a backend argument), V20 (activation_based
+    neuron package without it)."""
     found = []
     try:
         cd = importlib.import_module("spikingjelly.clock_driven.neuron")
@@ -516,14 +521,14 @@ def _layout() -> List[str]:
         and hasattr(cd, "MultiStepLIFNode")
         and "backend" in inspect.signature(cd.MultiStepLIFNode.__init__).parameters
     ):
-        found.append("0.0.0.0.12")
+        found.append(V012)
     try:
         ab = importlib.import_module("spikingjelly.activation_based.neuron")
     except Exception:  # noqa: BLE001
         ab = None
     if ab is not None and hasattr(ab, "LIFNode"):
         params = inspect.signature(ab.BaseNode.__init__).parameters
-        found.append("0.0.0.0.14" if "backend" in params else "2.0")
+        found.append(V014 if "backend" in params else V20)
     return found
 
 
@@ -543,11 +548,11 @@ def patch_spikingjelly() -> PatchReport:
     try:
         for version in _layout():
             report.versions.append(version)
-            if version == "0.0.0.0.12":
+            if version == V012:
                 _patch_012(report)
             else:
                 sjn = importlib.import_module("spikingjelly.activation_based.neuron")
-                (_patch_014 if version == "0.0.0.0.14" else _patch_20)(report, sjn)
+                (_patch_014 if version == V014 else _patch_20)(report, sjn)
     except BaseException:
         _restore()
         raise
