@@ -75,6 +75,7 @@ def _run_worker(version: str, cupy: str, extra_path=None) -> dict:
 # cases per worker run: (IF 1 + LIF 2 + PLIF 2 decay_input settings) x 3 surrogates x 3 resets
 # x 2 detach_reset = 90 per (step mode, dtype); 0.0.0.0.12 has no single-step PLIF CuPy path
 # and its single-step CuPy path is float32 only
+# (with CuPy present, one surrogate: a third of that)
 EXPECTED_CASES = {"012": 90 * 2 + 54, "014": 90 * 4, "20": 90 * 4}
 PATCHED = {
     "012": {
@@ -95,7 +96,7 @@ PATCHED["20"] = PATCHED["014"]
 
 def _check(r: dict, version: str, cupy: str) -> None:
     assert not r["failures"], f"{len(r['failures'])} failing cases, first ones:\n" + "\n".join(r["failures"][:10])
-    assert r["cases"] == EXPECTED_CASES[version]
+    assert r["cases"] == EXPECTED_CASES[version] // (1 if cupy == "hidden" else 3)
     assert r["fused_calls"] > 0
     assert PATCHED[version] <= set(r["patched"]), r["report"]
     assert r["fallback_warned"] and r["fallback_equal"] and r["fallback_reported"]

@@ -307,8 +307,8 @@ def _patch_012(report: PatchReport) -> None:
         orig_forward = ms.__dict__["forward"]
 
         def forward(self, x_seq, _orig=orig_forward, _kind=kind, _base=single):
-            if getattr(self, "backend", "torch") != "cupy":
-                return _orig(self, x_seq)
+            if getattr(self, "backend", "torch") != "cupy" or not (isinstance(x_seq, Tensor) and x_seq.dim() > 1):
+                return _orig(self, x_seq)  # (SpikingJelly asserts a [T, N, ...] input)
             try:
                 _check_overrides(self, _base)
                 spikes, v_seq, v_last = _fused(self, x_seq, _kind, True, legacy_plif=True)
