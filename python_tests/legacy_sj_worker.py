@@ -152,14 +152,16 @@ def check_case(case, kind, single, dtype, opts, seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(T, 3, 5, generator=g, dtype=dtype) * 1.5 + 0.6
     outs = []
-    calls = result["fused_calls"]
     for node in (a, b):
+        calls = result["fused_calls"]
         xx = x.clone().requires_grad_()
         spikes, loss, v_seq = run(node, xx, single)
         loss.backward()
         outs.append((spikes, node.v, v_seq, xx.grad, {n: p.grad for n, p in node.named_parameters()}))
         if node is a and result["fused_calls"] == calls:
             fail(case, "did not run on the fused kernels")
+        if node is b and result["fused_calls"] != calls:
+            fail(case, "the torch-backend node ran on the fused kernels, not SpikingJelly's code")
     (sa, va, vsa, ga, pa), (sb, vb, vsb, gb, pb) = outs
     if not torch.equal(sa, sb):
         fail(case, f"spikes differ in {int((sa != sb).sum())} places")
