@@ -96,8 +96,10 @@ def make(kind, fused, single, v_reset, sg, detach_reset, decay_input, store_v_se
         cls = MultiStepLIFNode if kind == "lif" else getattr(sjn, f"MultiStep{STEM[kind]}Node")
         return cls(backend="cupy" if fused else "torch", **kw)
     cls = getattr(sjn, f"{STEM[kind]}Node")
+    # 2.0 (patched) takes 'triton' as well as 'cupy' for the fused kernels
+    fused_backend = "triton" if (VERSION == "20" and store_v_seq and detach_reset) else "cupy"
     # 0.0.0.0.14 takes backend='cupy' in step_mode='m' only; a model switches to 's' later
-    node = cls(step_mode="m", backend="cupy" if fused else "torch", store_v_seq=store_v_seq, **kw)
+    node = cls(step_mode="m", backend=fused_backend if fused else "torch", store_v_seq=store_v_seq, **kw)
     if single:
         node.step_mode = "s"
     return node
@@ -233,6 +235,11 @@ def main():
                 except Exception:  # noqa: BLE001
                     fail(case, traceback.format_exc(limit=4))
     check_fallback()
+    if VERSION == "20":
+        try:
+            sjn.LIFNode(step_mode="m", backend="cuda")
+        except ValueError as e:
+            result["bad_backend_error"] = str(e)
     check_unpatch()
     if VERSION != "20":
         check_convert()

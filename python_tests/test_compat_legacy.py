@@ -101,6 +101,8 @@ def _check(r: dict, version: str, cupy: str) -> None:
     assert PATCHED[version] <= set(r["patched"]), r["report"]
     assert r["fallback_warned"] and r["fallback_equal"] and r["fallback_reported"]
     assert r["unpatch_restored"]
+    if version == "20":
+        assert "backend must be one of 'torch', 'cupy', 'triton', got 'cuda'" in r.get("bad_backend_error", ""), r
     if version != "20":  # snn_cuda.convert on an already-built legacy model
         c = r["convert"]
         assert c["converted"] == 3 and c["types"] == ["LIF", "IF", "ParametricLIF"], c
