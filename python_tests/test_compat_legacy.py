@@ -101,6 +101,8 @@ def _check(r: dict, version: str, cupy: str) -> None:
     assert PATCHED[version] <= set(r["patched"]), r["report"]
     assert r["fallback_warned"] and r["fallback_equal"] and r["fallback_reported"]
     assert r["unpatch_restored"]
+    for dtype, h in r["half"].items():
+        assert h["fused"] and h["dtypes"] and h["spike_mismatch"] < 0.02, (dtype, h)
     if version == "20":
         assert "backend must be one of 'torch', 'cupy', 'triton', got 'cuda'" in r.get("bad_backend_error", ""), r
     if version != "20":  # snn_cuda.convert on an already-built legacy model
