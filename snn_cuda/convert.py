@@ -1006,6 +1006,11 @@ def _convert_sj_legacy(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
                 "; legacy SpikingJelly rounds its decay 1 - sigmoid(w) to float32 (float64 inputs then differ "
                 "by that rounding; snn_cuda.compat.patch_spikingjelly() reproduces it)"
             )
+        elif not m.decay_input and type(m).__module__ == "spikingjelly.clock_driven.neuron":
+            note += (
+                "; 0.0.0.0.12 starts each sequence from v_reset rounded to float32 (float64 membranes then "
+                "differ by at most 2^-24 |v_reset|)"
+            )
     elif kind == "lif":
         tau = _real(m.tau, "tau")
         if not tau > 1.0:
