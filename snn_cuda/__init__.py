@@ -13,6 +13,7 @@ from . import _ext, functional, ops, reference, surrogate
 from . import spike_ops  # spike_linear ops: fake kernels and autograd (registered if the extension loaded)
 from . import model_ops  # declared-model ops: fake kernels and autograd
 from .convert import convert
+from . import compat  # patch_spikingjelly(): legacy SpikingJelly backend='cupy' models on the fused kernels
 from .layers import PoissonEncoder, SeqToANN, SpikeLinear, poisson_encode
 from .neuron import IF, LIF, Leaky, MemoryModule, NeuronLinear, ParametricLIF, SynapticCurrent
 from . import multistate
@@ -33,6 +34,7 @@ __all__ = [
     "PoissonEncoder",
     "poisson_encode",
     "convert",
+    "compat",
     "surrogate",
     "functional",
     "reference",

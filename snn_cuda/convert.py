@@ -66,6 +66,22 @@ What is converted (exact classes only; a subclass is left alone):
   ``H / v_threshold`` lies within those bits of a rounding tie or of the gradient window's
   edges).
 
+* Legacy SpikingJelly nodes in an already-built model (e.g. built with ``backend='cupy'`` where
+  CuPy worked): 0.0.0.0.12 ``spikingjelly.clock_driven.neuron`` ``IFNode`` / ``LIFNode`` /
+  ``ParametricLIFNode`` and their ``MultiStep*`` classes, 0.0.0.0.14
+  ``spikingjelly.activation_based.neuron`` ``IFNode`` / ``LIFNode`` / ``ParametricLIFNode`` ->
+  plain ``snn_cuda.IF`` / ``snn_cuda.LIF`` / ``snn_cuda.ParametricLIF``. They are recognised by
+  module path, class name and attributes, without importing SpikingJelly. Step mode: ``'m'``
+  for the ``MultiStep*`` classes, ``'s'`` for 0.0.0.0.12's single-step ones, the node's own for
+  0.0.0.0.14; ``store_v_seq`` for the ``MultiStep*`` classes (they always keep ``v_seq``) or as
+  the 0.0.0.0.14 node has it; ``w`` is the same ``nn.Parameter`` (state_dict key ``w``); the
+  running ``v`` is carried over. Those versions' ``functional.reset_net`` calls ``reset()`` on
+  any module that has one, so it resets the converted neurons (their ``set_step_mode`` does not
+  reach them: use ``snn_cuda.functional.set_step_mode``). Same surrogates as above. To keep the
+  SpikingJelly modules themselves, use ``snn_cuda.compat.patch_spikingjelly()`` instead (it also
+  reproduces two float32 roundings of those versions' ParametricLIF without ``decay_input``,
+  which the converted ParametricLIF, computing in the input's dtype, does not: the report says so).
+
 Never converted (left unchanged, with the reason in the report): snnTorch
 ``learn_graded_spikes_factor`` and ``graded_spikes_factor != 1`` (snn_cuda's spikes are 0/1),
 ``surrogate_disable``, ``inhibition``, ``state_quant``, ``reset_delay=False``, non-finite
@@ -905,10 +921,120 @@ def _convert_snntorch(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
 
 
 # ---------------------------------------------------------------------------------------
+# legacy SpikingJelly (0.0.0.0.12 clock_driven, 0.0.0.0.14 activation_based)
+# ---------------------------------------------------------------------------------------
+_LEGACY_SJ = {
+    "spikingjelly.clock_driven.neuron": {
+        "IFNode": ("if", "s"),
+        "LIFNode": ("lif", "s"),
+        "ParametricLIFNode": ("plif", "s"),
+        "MultiStepIFNode": ("if", "m"),
+        "MultiStepLIFNode": ("lif", "m"),
+        "MultiStepParametricLIFNode": ("plif", "m"),
+    },
+    # 0.0.0.0.14 keeps its nodes in this one module (2.0's live in submodules of it)
+    "spikingjelly.activation_based.neuron": {
+        "IFNode": ("if", None),
+        "LIFNode": ("lif", None),
+        "ParametricLIFNode": ("plif", None),
+    },
+}
+_LEGACY_SURROGATE_MODULES = ("spikingjelly.clock_driven.surrogate", "spikingjelly.activation_based.surrogate")
+
+
+def _legacy_sj_spec(m: nn.Module) -> Optional[Tuple[str, Optional[str]]]:
+    """(kind, step mode or None) for a module whose class lives where a legacy SpikingJelly
+    node class lives and that has the legacy node attributes; None otherwise. Subclasses of
+    those classes (any base class from there) give ("", None): reported, not converted."""
+    for klass in type(m).__mro__:
+        names = _LEGACY_SJ.get(klass.__module__)
+        if names is None or klass.__name__ not in names or not hasattr(m, "surrogate_function"):
+            continue
+        if klass.__module__ == "spikingjelly.activation_based.neuron" and "_backend" not in m.__dict__:
+            continue  # SpikingJelly 2.0 (no backend attribute): the 2.0 converter's
+        if klass is not type(m):
+            return "", None
+        return names[klass.__name__]
+    return None
+
+
+def _legacy_surrogate(f) -> sg.SurrogateFunction:
+    name = type(f).__name__
+    cls = _SJ_SURROGATES.get(name)
+    if cls is None or type(f).__module__ not in _LEGACY_SURROGATE_MODULES:
+        raise _Skip(f"surrogate {type(f).__module__}.{type(f).__qualname__}: not supported")
+    if not getattr(f, "spiking", True):
+        raise _Skip(f"surrogate {name} with spiking=False: not supported")
+    alpha = _real(getattr(f, "alpha", None), f"surrogate {name} alpha")
+    if alpha <= 0:
+        raise _Skip(f"surrogate {name} alpha={alpha} <= 0: not supported")
+    return cls(alpha)
+
+
+def _convert_sj_legacy(m: nn.Module, backend: str) -> Tuple[nn.Module, str]:
+    kind, step_mode = _legacy_sj_spec(m)
+    if not kind:
+        raise _Skip("a subclass of a legacy SpikingJelly node: not supported")
+    _no_hooks(m)
+    params = dict(m.named_parameters(recurse=False))
+    if set(params) != ({"w"} if kind == "plif" else set()) or list(m.buffers(recurse=False)):
+        raise _Skip("unexpected parameters/buffers: not supported")
+    extra = set(getattr(m, "_memories", {})) - {"v", "v_seq", "v_threshold", "v_reset"}
+    if extra:
+        raise _Skip(f"extra memories {sorted(extra)}: not supported")
+    multi = (step_mode or getattr(m, "step_mode", "s")) == "m"
+    common = dict(
+        v_threshold=_real(m.v_threshold, "v_threshold"),
+        v_reset=None if m.v_reset is None else _real(m.v_reset, "v_reset"),
+        surrogate=_legacy_surrogate(m.surrogate_function),
+        detach_reset=bool(m.detach_reset),
+        step_mode="m" if multi else "s",
+        backend=backend,
+        # 0.0.0.0.12's MultiStep* nodes keep v_seq always; 0.0.0.0.14's with store_v_seq
+        store_v_seq=multi and (step_mode == "m" or bool(getattr(m, "store_v_seq", False))),
+    )
+    note = ""
+    if kind == "plif":
+        w = params["w"]
+        if w.numel() != 1 or not bool(torch.isfinite(w.detach()).all()):
+            raise _Skip("a non-scalar or non-finite w: not supported")
+        new = ParametricLIF(decay_input=bool(m.decay_input), **common)
+        del new.w
+        new.w = w  # the same nn.Parameter: an optimiser built before conversion keeps training it
+        note = "learnable w: the same nn.Parameter"
+        if not m.decay_input and not common["v_reset"]:
+            note += (
+                "; legacy SpikingJelly rounds its decay 1 - sigmoid(w) to float32 (float64 inputs then differ "
+                "by that rounding; snn_cuda.compat.patch_spikingjelly() reproduces it)"
+            )
+        elif not m.decay_input and type(m).__module__ == "spikingjelly.clock_driven.neuron":
+            note += (
+                "; 0.0.0.0.12 starts each sequence from v_reset rounded to float32 (float64 membranes then "
+                "differ by at most 2^-24 |v_reset|)"
+            )
+    elif kind == "lif":
+        tau = _real(m.tau, "tau")
+        if not tau > 1.0:
+            raise _Skip(f"tau={tau} <= 1: not supported")
+        new = LIF(tau=tau, decay_input=bool(getattr(m, "decay_input", True)), **common)
+    else:
+        new = IF(**common)
+    new.train(m.training)
+    v = m.v
+    new.v = v if isinstance(v, Tensor) else _real(v, "v")
+    if isinstance(getattr(m, "v_seq", None), Tensor):
+        new.v_seq = m.v_seq
+    return new, note
+
+
+# ---------------------------------------------------------------------------------------
 # the walk
 # ---------------------------------------------------------------------------------------
 def _kind(m: nn.Module) -> Optional[str]:
-    """ "sj" / "snntorch" for a neuron of that library (any subclass: reported if skipped)."""
+    """ "sj" / "sj-legacy" / "snntorch" for a neuron of that library (any subclass: reported if
+    skipped)."""
+    if "spikingjelly" in sys.modules and _legacy_sj_spec(m) is not None:
+        return "sj-legacy"
     if "spikingjelly" in sys.modules:
         try:
             from spikingjelly.activation_based.neuron.base_node import BaseNode
@@ -954,7 +1080,8 @@ def convert(model: nn.Module, *, inplace: bool = True, backend: str = "auto") ->
         new = None
         if kind is not None:
             try:
-                new, note = (_convert_sj if kind == "sj" else _convert_snntorch)(m, backend)
+                fn = {"sj": _convert_sj, "sj-legacy": _convert_sj_legacy, "snntorch": _convert_snntorch}[kind]
+                new, note = fn(m, backend)
                 report.converted.append((name, type(m).__name__, type(new).__name__, note))
             except _Skip as e:
                 report.skipped.append((name, type(m).__name__, str(e)))
