@@ -1,10 +1,10 @@
 """NeuronLinear(ILIF, SpikeLinear) (counts kept as uint8) against ILIF followed by nn.Linear (the
 float counts kept by autograd): forward + backward time and the bytes autograd saves.
 
-    python benchmarks/ilif_linear.py [--T 16] [--B 64] [--n 1024] [--k 256] [--d 4] [--dtype float32]
+    python benchmarks/ilif_linear.py [--T 16] [--B 64] [--n 1024] [--k 256] [--d 4] [--dtype float32] [--threads N]
 
 Prints the median milliseconds of forward + backward (loss sum(y * r)), the forward alone, and
-the bytes of every tensor autograd saves for each, on torch's default thread count. The input is
+the bytes of every tensor autograd saves for each, on torch's default thread count (--threads). The input is
 scaled so that counts above 1 are common (about a third of the neuron-steps fire).
 """
 
@@ -64,7 +64,10 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=4, help="max_spike_count")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     dt = getattr(torch, a.dtype)
     torch.manual_seed(0)
     kw = dict(tau=2.0, v_threshold=1.0, max_spike_count=a.d)
