@@ -99,8 +99,16 @@ TORCH_LIBRARY(snn_cuda, m) {
   // nonzero byte is a spike): spikes [..., N] uint8, weight [K, N], bias [K]
   // or None -> [..., K] in weight's dtype. Each product spike * weight is
   // exact, so only the summation order is a choice (see cpu/spike_linear_cpu.cpp).
-  m.def("spike_linear(Tensor spikes, Tensor weight, Tensor? bias) -> Tensor");
+  // counts: the bytes are integer counts 0..255 (I-LIF), multiplied as
+  // values; a count times a weight is one rounding, so the summation order
+  // and that rounding are the choices.
+  m.def("spike_linear(Tensor spikes, Tensor weight, Tensor? bias, bool counts=False) -> Tensor");
   // Its weight gradient: grad_out [..., K], spikes [..., N] uint8 -> [K, N]
-  // in grad_out's dtype (the sum over rows of grad_out[r, k] where spike[r, n]).
-  m.def("spike_linear_weight_grad(Tensor grad_out, Tensor spikes) -> Tensor");
+  // in grad_out's dtype (the sum over rows of grad_out[r, k] where spike[r, n];
+  // with counts, of grad_out[r, k] * count[r, n]).
+  m.def("spike_linear_weight_grad(Tensor grad_out, Tensor spikes, bool counts=False) -> Tensor");
+  // Integer counts in [0, max_count] (max_count <= 255) of a floating x as
+  // uint8, the shape of x; any other value is an error (on CUDA a device-side
+  // assertion, never a host read).
+  m.def("counts_to_uint8(Tensor x, int max_count) -> Tensor");
 }

@@ -14,6 +14,7 @@ _ISA_SENSITIVE = {
     "test_fused.py",
     "test_encoder.py",
     "test_spike_linear_op.py",
+    "test_spike_linear_counts.py",
     "test_neuron_linear.py",
     "test_learnable.py",
     "test_multistate.py",

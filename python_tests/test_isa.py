@@ -157,6 +157,10 @@ def battery() -> dict:
             gy = torch.randn(T * B, K, generator=g, dtype=torch.float64).to(dt)
             out[f"spike_linear/{dt}/K{K}"] = torch.ops.snn_cuda.spike_linear(spikes, W, b)
             out[f"spike_linear_wgrad/{dt}/K{K}"] = torch.ops.snn_cuda.spike_linear_weight_grad(gy, spikes)
+            # the same bytes as counts 0..255 (multiplied, then added, on every variant)
+            out[f"spike_linear_counts/{dt}/K{K}"] = torch.ops.snn_cuda.spike_linear(spikes, W, b, True)
+            out[f"spike_linear_counts_wgrad/{dt}/K{K}"] = torch.ops.snn_cuda.spike_linear_weight_grad(gy, spikes, True)
+        out[f"counts_to_uint8/{dt}"] = torch.ops.snn_cuda.counts_to_uint8(spikes.to(dt), 255)
     return out
 
 

@@ -99,6 +99,10 @@ _BYTE_KERNELS = {
     for dev, key in (("cpu", "CPU"), ("cuda", "CUDA"), ("meta", "Meta"))
 }
 
+_COUNT_KERNELS = {
+    dev: _ext.has_kernel("counts_to_uint8", key) for dev, key in (("cpu", "CPU"), ("cuda", "CUDA"), ("meta", "Meta"))
+}
+
 
 def _to_bytes(x: Tensor) -> Tensor:
     """Spikes as bytes (x != 0). Never looks at whether x is binary: the caller knows."""
@@ -113,6 +117,19 @@ def _from_bytes(x: Tensor, dtype: torch.dtype) -> Tensor:
     return x.to(dtype)
 
 
+def _counts_to_bytes(x: Tensor, max_count: int, trusted: bool) -> Tensor:
+    """Integer counts as bytes. Checked (an error naming x) unless `trusted` and on a GPU: the
+    CPU op checks in its narrowing pass anyway, the GPU check costs several passes more."""
+    if trusted and x.device.type != "cpu":
+        return x.to(torch.uint8)
+    if _COUNT_KERNELS.get(x.device.type, False) and x.dtype in ops.FUSED_DTYPES:
+        return torch.ops.snn_cuda.counts_to_uint8(x, max_count)
+    bad = (x < 0) | (x > max_count) | (x != x.trunc())
+    if bool(bad.any()):
+        raise ValueError(f"x must hold integer counts in [0, {max_count}] to be stored as uint8")
+    return x.to(torch.uint8)
+
+
 # Outputs up to which spike_linear's byte kernel beats MKL on the fp32 spikes (csrc/cpu/spike_linear_cpu.cpp,
 # kFwdMaxK: measured crossover 40-48 on the 2-core AVX-512 machine).
 _BYTE_FORWARD_MAX_OUT = 40
@@ -121,10 +138,14 @@ _BYTE_FORWARD_MAX_OUT = 40
 class _SpikeLinearFn(torch.autograd.Function):
     """y = x W^T + b for 0/1 spikes x (the caller vouches), saving x as uint8 (1 byte instead of
     4 per element for fp32 spikes). On the CPU, for a few outputs, x is multiplied as bytes
-    (spike_linear) and the weight gradient read from them (spike_linear_weight_grad)."""
+    (spike_linear) and the weight gradient read from them (spike_linear_weight_grad).
+
+    max_count: x holds integer counts 0..max_count (I-LIF) instead of spikes, narrowed by
+    counts_to_uint8 (checked; `trusted` skips the GPU check for a producer that guarantees them)
+    and multiplied as values. The gradient to x is gy W either way, as F.linear's."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias):
+    def forward(ctx, x, weight, bias, max_count=None, trusted=False):
         byte_ops = (
             x.device.type == "cpu"
             and _ext.cpu_available()
@@ -132,12 +153,16 @@ class _SpikeLinearFn(torch.autograd.Function):
             and weight.dtype == x.dtype
         )
         small = byte_ops and weight.shape[0] <= _BYTE_FORWARD_MAX_OUT
-        # Only the weight gradient reads x: spikes lose nothing as uint8.
-        narrow = _to_bytes(x) if (weight.requires_grad or small) else None
+        counts = max_count is not None
+        # Only the weight gradient reads x: spikes (and integer counts) lose nothing as uint8.
+        narrow = None
+        if weight.requires_grad or small:
+            narrow = _counts_to_bytes(x, max_count, trusted) if counts else _to_bytes(x)
         if small:
-            y = torch.ops.snn_cuda.spike_linear(narrow, weight, bias)
+            y = torch.ops.snn_cuda.spike_linear(narrow, weight, bias, counts)
         else:
             y = torch.nn.functional.linear(x, weight, bias)
+        ctx.counts = counts
         ctx.byte_ops = byte_ops
         ctx.x_dtype = x.dtype
         ctx.has_bias = bias is not None
@@ -152,13 +177,13 @@ class _SpikeLinearFn(torch.autograd.Function):
             gx = gy.matmul(weight.to(gy.dtype))
         if ctx.needs_input_grad[1]:
             if ctx.byte_ops and gy.dtype == ctx.x_dtype:
-                gw = torch.ops.snn_cuda.spike_linear_weight_grad(gy, xs)
+                gw = torch.ops.snn_cuda.spike_linear_weight_grad(gy, xs, ctx.counts)
             else:
-                x = _from_bytes(xs, gy.dtype)
+                x = xs.to(gy.dtype) if ctx.counts else _from_bytes(xs, gy.dtype)
                 gw = gy.reshape(-1, gy.shape[-1]).t().matmul(x.reshape(-1, x.shape[-1]))
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = gy.reshape(-1, gy.shape[-1]).sum(0)
-        return gx, gw, gb
+        return gx, gw, gb, None, None
 
 
 class SpikeLinear(nn.Linear):
@@ -173,31 +198,59 @@ class SpikeLinear(nn.Linear):
     a host synchronisation per step): an input with other values gets a wrong weight gradient.
     `binary=False` (the default) is `nn.Linear`. A uint8 input is spikes stored as bytes (a
     nonzero byte is a spike) whatever `binary` says: the type vouches for the values, and the
-    layer runs `spike_linear` on it."""
+    layer runs `spike_linear` on it.
+
+    `counts=True` declares integer spike counts 0..255 instead (`snn_cuda.ILIF`'s output): they
+    are saved as uint8 the same way, checked as they are narrowed (a value that is not such a
+    count is a ValueError naming x on the CPU; on CUDA a device-side assertion, never a host
+    synchronisation), and multiplied as values; a uint8 input is then counts, not spikes. Results
+    are `nn.Linear`'s on the float counts up to the summation order and one rounding per
+    count-times-weight product."""
 
     def __init__(
-        self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None, binary: bool = False
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+        binary: bool = False,
+        counts: bool = False,
     ):
         if not isinstance(binary, bool):
             raise TypeError(f"binary must be a bool, got {type(binary).__name__}")
+        if not isinstance(counts, bool):
+            raise TypeError(f"counts must be a bool, got {type(counts).__name__}")
+        if binary and counts:
+            raise ValueError("binary and counts cannot both be True: the input is either 0/1 spikes or counts")
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
         self.binary = binary
+        self.counts = counts
 
     def forward(self, x: Tensor) -> Tensor:
+        return self._forward(x, 255, False)
+
+    def _forward(self, x: Tensor, max_count: int, trusted: bool) -> Tensor:
+        # max_count / trusted: the bound and the guarantee of a counts producer (NeuronLinear's ILIF).
+        counts = getattr(self, "counts", False)  # modules pickled before the attribute
         if isinstance(x, Tensor):
             ops.check_device("SpikeLinear.weight", self.weight, x)
             if x.dtype == torch.uint8:
                 if _ext.loaded:
-                    return torch.ops.snn_cuda.spike_linear(x, self.weight, self.bias)
-                return super().forward(x.ne(0).to(self.weight.dtype))
+                    return torch.ops.snn_cuda.spike_linear(x, self.weight, self.bias, counts)
+                return super().forward(x.to(self.weight.dtype) if counts else x.ne(0).to(self.weight.dtype))
         if (
-            self.binary
+            (self.binary or counts)
             and torch.is_grad_enabled()
             and (x.requires_grad or self.weight.requires_grad)
             and x.dtype in ops.FUSED_DTYPES
         ):
-            return _SpikeLinearFn.apply(x, self.weight, self.bias)
+            return _SpikeLinearFn.apply(x, self.weight, self.bias, max_count if counts else None, trusted)
         return super().forward(x)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + (", binary=True" if self.binary else "")
+        return (
+            super().extra_repr()
+            + (", binary=True" if self.binary else "")
+            + (", counts=True" if getattr(self, "counts", False) else "")
+        )

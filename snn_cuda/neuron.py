@@ -701,13 +701,24 @@ class NeuronLinear(nn.Module):
     membrane sequence and a LIF's `store_v_seq` are not produced. The reference
     backend (`backend="torch"` on the neuron, or a fallback) computes
     `F.linear(neuron(x), ...)` step by step with the same results.
+
+    With `snn_cuda.ILIF` the spikes are integer counts 0..D (D = max_spike_count <= 255),
+    kept as one byte each the same way: the ILIF kernel writes them in x's dtype (a transient
+    float tensor, freed after the layer; a LIF kernel writes bytes directly), they are narrowed to
+    uint8 (on the CPU with the range and integrality check of `counts_to_uint8`, on CUDA
+    unchecked: the ILIF kernel guarantees them), multiplied as counts (`spike_linear(...,
+    counts=True)` for up to 40 outputs on the CPU, else `F.linear` on the float counts), and the
+    bytes are what backward keeps: the weight gradient reads them. The gradient to x flows
+    through ILIF's straight-through backward, as for `linear(ILIF(x))`.
     """
 
     def __init__(self, neuron: nn.Module, linear: nn.Linear):
         super().__init__()
-        if not isinstance(neuron, (_LIFBase, Leaky)):
+        from .multistate import ILIF  # multistate imports this module
+
+        if not isinstance(neuron, (_LIFBase, Leaky, ILIF)):
             raise TypeError(
-                f"neuron must be a snn_cuda LIF, IF, ParametricLIF or Leaky layer, got {type(neuron).__name__}"
+                f"neuron must be a snn_cuda LIF, IF, ParametricLIF, Leaky or ILIF layer, got {type(neuron).__name__}"
             )
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be a torch.nn.Linear (or snn_cuda.SpikeLinear), got {type(linear).__name__}")
@@ -722,10 +733,25 @@ class NeuronLinear(nn.Module):
         if isinstance(x, Tensor):
             ops.check_device("linear.weight", self.linear.weight, x)
             ops.check_device("linear.bias", self.linear.bias, x)
+        if not isinstance(self.neuron, (_LIFBase, Leaky)):  # ILIF
+            return self._counts_forward(x, T)
         readout = (self.linear.weight, self.linear.bias)
         if isinstance(self.neuron, Leaky):
             return self.neuron._forward(x, None, T, readout)
         return self.neuron._forward(x, T, readout)
+
+    def _counts_forward(self, x: Tensor, T: Optional[int]) -> Tensor:
+        from .layers import _SpikeLinearFn
+
+        counts = self.neuron(x, T=T)
+        lin = self.linear
+        if (
+            torch.is_grad_enabled()
+            and (counts.requires_grad or lin.weight.requires_grad)
+            and counts.dtype in ops.FUSED_DTYPES
+        ):
+            return _SpikeLinearFn.apply(counts, lin.weight, lin.bias, self.neuron.max_spike_count, True)
+        return F.linear(counts, lin.weight, lin.bias)
 
 
 class SynapticCurrent(MemoryModule):

@@ -31,6 +31,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -99,6 +100,7 @@ struct FwdArgs {
   int64_t nblk;                       // blocks of L columns per row, the last one maybe partial
   int tail;                           // N % L
   int64_t tail_direct_rows;           // rows whose partial block can be read as L bytes in bounds
+  bool counts;                        // bytes are counts 0..255, not spikes (nonzero = 1)
   alignas(64) uint8_t tail_mask[64];  // 0xFF in the first `tail` bytes
 };
 
@@ -110,6 +112,7 @@ struct GradArgs {
   int64_t M, N, K;
   int tail;
   int64_t tail_direct_rows;
+  bool counts;
   alignas(64) uint8_t tail_mask[64];
 };
 
@@ -144,6 +147,11 @@ inline int64_t direct_rows(int64_t M, int64_t N, int tail, int L) {
 //   load_bytes(L bytes), and_bytes, spikes(bytes) -> lanes of 0 / 1
 //   mask(bytes) -> Mask, unmask(Mask) / unmask_at(const Mask*) -> lanes of 0 / 1
 //   fma(acc, m, w): acc = acc + m * w per lane (one rounding: m * w is exact)
+//   counts(bytes) -> lanes of the byte values 0..255 (the count path)
+//   muladd(acc, m, w): acc + m * w rounded twice, the product first: a
+//     count times a weight is not exact (8 + 24 or 53 significant bits), so
+//     an FMA would round differently from the baseline variant, which has
+//     none; every variant multiplies, then adds
 //   reduce(acc): the fixed halving tree, lane i + L/2 onto lane i first
 // kFwdKB x kFwdRB and kGradKB x kGradCB: the register blocks (outputs x rows,
 // outputs x column blocks).
@@ -231,6 +239,12 @@ struct Ops {
     }
     return a;
   }
+  static SL_ATTR Acc counts(const Bytes& b) {
+    Acc a;
+    for (int i = 0; i < P; ++i)
+      for (int l = 0; l < W; ++l) a.p[i][l] = (T)b.b[i * W + l];
+    return a;
+  }
   using Mask = Bytes;
   static SL_ATTR Mask mask(const Bytes& b) { return b; }
   static SL_ATTR Acc unmask(const Mask& m) { return spikes(m); }
@@ -238,6 +252,8 @@ struct Ops {
   static SL_ATTR void fma(Acc& acc, const Acc& m, const Acc& w) {
     for (int i = 0; i < P; ++i) acc.p[i] = acc.p[i] + m.p[i] * w.p[i];
   }
+  // -ffp-contract=off keeps these two roundings apart
+  static SL_ATTR void muladd(Acc& acc, const Acc& m, const Acc& w) { fma(acc, m, w); }
   static SL_ATTR T reduce(Acc a) {
     for (int h = P / 2; h >= 1; h /= 2)  // lane l += lane l + L/2, ..., down to one vector
       for (int i = 0; i < h; ++i) a.p[i] = a.p[i] + a.p[i + h];
@@ -292,6 +308,11 @@ struct Ops {
     for (int l = 0; l < L; ++l) a.v[l] = b.b[l] ? T(1) : T(0);
     return a;
   }
+  static SL_ATTR Acc counts(const Bytes& b) {
+    Acc a;
+    for (int l = 0; l < L; ++l) a.v[l] = (T)b.b[l];
+    return a;
+  }
   using Mask = Bytes;
   static SL_ATTR Mask mask(const Bytes& b) { return b; }
   static SL_ATTR Acc unmask(const Mask& m) { return spikes(m); }
@@ -299,6 +320,7 @@ struct Ops {
   static SL_ATTR void fma(Acc& acc, const Acc& m, const Acc& w) {
     for (int l = 0; l < L; ++l) acc.v[l] = acc.v[l] + m.v[l] * w.v[l];
   }
+  static SL_ATTR void muladd(Acc& acc, const Acc& m, const Acc& w) { fma(acc, m, w); }
   static SL_ATTR T reduce(Acc a) {
     for (int h = L / 2; h >= 1; h /= 2)
       for (int l = 0; l < h; ++l) a.v[l] = a.v[l] + a.v[l + h];
@@ -359,6 +381,14 @@ struct Ops<float> {
     acc.p[0] = _mm256_fmadd_ps(m.p[0], w.p[0], acc.p[0]);
     acc.p[1] = _mm256_fmadd_ps(m.p[1], w.p[1], acc.p[1]);
   }
+  static SL_ATTR Acc counts(Bytes b) {
+    return {{_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)),
+             _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(b, b)))}};
+  }
+  static SL_ATTR void muladd(Acc& acc, const Acc& m, const Acc& w) {
+    acc.p[0] = _mm256_add_ps(acc.p[0], _mm256_mul_ps(m.p[0], w.p[0]));
+    acc.p[1] = _mm256_add_ps(acc.p[1], _mm256_mul_ps(m.p[1], w.p[1]));
+  }
   static SL_ATTR float reduce(const Acc& a) {
     const __m256 s8 = _mm256_add_ps(a.p[0], a.p[1]);
     const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
@@ -400,6 +430,13 @@ struct Ops<double> {
   static SL_ATTR void fma(Acc& acc, const Acc& m, const Acc& w) {
     acc.p[0] = _mm256_fmadd_pd(m.p[0], w.p[0], acc.p[0]);
     acc.p[1] = _mm256_fmadd_pd(m.p[1], w.p[1], acc.p[1]);
+  }
+  static SL_ATTR Acc counts(Bytes b) {
+    return {{_mm256_cvtepi32_pd(_mm_cvtepu8_epi32(b)), _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_srli_si128(b, 4)))}};
+  }
+  static SL_ATTR void muladd(Acc& acc, const Acc& m, const Acc& w) {
+    acc.p[0] = _mm256_add_pd(acc.p[0], _mm256_mul_pd(m.p[0], w.p[0]));
+    acc.p[1] = _mm256_add_pd(acc.p[1], _mm256_mul_pd(m.p[1], w.p[1]));
   }
   static SL_ATTR double reduce(const Acc& a) {
     const __m256d s4 = _mm256_add_pd(a.p[0], a.p[1]);
@@ -467,6 +504,14 @@ struct Ops<float> {
   static SL_ATTR Acc unmask_at(const Mask* p) { return unmask(load_mask(p)); }
   static SL_ATTR Acc spikes(Bytes b) { return unmask(mask(b)); }
   static SL_ATTR void fma(Acc& acc, const Acc& m, const Acc& w) { acc.p = _mm512_fmadd_ps(m.p, w.p, acc.p); }
+  // the zero-masking forms with every lane kept: GCC 12's plain ones pass an
+  // "undefined" vector (-Wmaybe-uninitialized); the same instructions
+  static SL_ATTR Acc counts(Bytes b) {
+    return {_mm512_maskz_cvtepi32_ps((__mmask16)-1, _mm512_maskz_cvtepu8_epi32((__mmask16)-1, b))};
+  }
+  static SL_ATTR void muladd(Acc& acc, const Acc& m, const Acc& w) {
+    acc.p = _mm512_add_ps(acc.p, _mm512_mul_ps(m.p, w.p));
+  }
   static SL_ATTR float reduce(const Acc& a) {
     const __m256 s8 = _mm256_add_ps(half<__m256>(a.p, 0), half<__m256>(a.p, 1));
     const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
@@ -495,6 +540,10 @@ struct Ops<double> {
   static SL_ATTR Acc unmask_at(const Mask* p) { return unmask(load_mask(p)); }
   static SL_ATTR Acc spikes(Bytes b) { return unmask(mask(b)); }
   static SL_ATTR void fma(Acc& acc, const Acc& m, const Acc& w) { acc.p = _mm512_fmadd_pd(m.p, w.p, acc.p); }
+  static SL_ATTR Acc counts(Bytes b) { return {_mm512_maskz_cvtepi32_pd((__mmask8)-1, _mm256_cvtepu8_epi32(b))}; }
+  static SL_ATTR void muladd(Acc& acc, const Acc& m, const Acc& w) {
+    acc.p = _mm512_add_pd(acc.p, _mm512_mul_pd(m.p, w.p));
+  }
   static SL_ATTR double reduce(const Acc& a) {
     const __m256d s4 = _mm256_add_pd(half<__m256d>(a.p, 0), half<__m256d>(a.p, 1));
     const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
@@ -619,7 +668,9 @@ std::vector<int64_t> linear_out_sizes(const at::Tensor& spikes, int64_t K) {
 // sizeof(dtype) written per element where ne/to wrote a bool temporary and
 // read it back. A build whose CUDA key has no uint8_to kernel (CPU-only,
 // before the CuPy path registers) keeps ne/to.
-at::Tensor widen(const at::Tensor& spikes, at::ScalarType dtype) {
+at::Tensor widen(const at::Tensor& spikes, at::ScalarType dtype, bool counts) {
+  // counts: the byte values themselves (exact in every floating dtype: <= 255)
+  if (counts) return spikes.to(dtype);
   static const auto handle = c10::Dispatcher::singleton().findSchemaOrThrow("snn_cuda::uint8_to", "");
   if (spikes.device().is_cpu() || handle.hasKernelForDispatchKey(c10::DispatchKey::CUDA)) {
     static auto op = handle.typed<at::Tensor(const at::Tensor&, at::ScalarType)>();
@@ -628,14 +679,15 @@ at::Tensor widen(const at::Tensor& spikes, at::ScalarType dtype) {
   return spikes.ne(0).to(dtype);
 }
 
-at::Tensor linear_fallback(const at::Tensor& spikes, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
-  return at::linear(widen(spikes, weight.scalar_type()), weight, bias);
+at::Tensor linear_fallback(const at::Tensor& spikes, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                           bool counts) {
+  return at::linear(widen(spikes, weight.scalar_type(), counts), weight, bias);
 }
 
-at::Tensor weight_grad_fallback(const at::Tensor& grad_out, const at::Tensor& spikes) {
+at::Tensor weight_grad_fallback(const at::Tensor& grad_out, const at::Tensor& spikes, bool counts) {
   const int64_t M = leading_rows(spikes);
   const at::Tensor g = grad_out.reshape({M, grad_out.size(-1)});
-  const at::Tensor s = widen(spikes.reshape({M, spikes.size(-1)}), grad_out.scalar_type());
+  const at::Tensor s = widen(spikes.reshape({M, spikes.size(-1)}), grad_out.scalar_type(), counts);
   return at::mm(g.t(), s);
 }
 
@@ -643,9 +695,10 @@ at::Tensor weight_grad_fallback(const at::Tensor& grad_out, const at::Tensor& sp
 // CPU
 // ---------------------------------------------------------------------------
 template <class T>
-void forward_cpu(const at::Tensor& s, const at::Tensor& w, const at::Tensor& b, at::Tensor& y, int64_t M) {
+void forward_cpu(const at::Tensor& s, const at::Tensor& w, const at::Tensor& b, at::Tensor& y, int64_t M, bool counts) {
   constexpr int L = lanes<T>();
   FwdArgs<T> a;
+  a.counts = counts;
   a.M = M;
   a.N = w.size(1);
   a.K = w.size(0);
@@ -667,27 +720,29 @@ void forward_cpu(const at::Tensor& s, const at::Tensor& w, const at::Tensor& b, 
 }
 
 at::Tensor spike_linear_cpu(const at::Tensor& spikes_in, const at::Tensor& weight_in,
-                            const c10::optional<at::Tensor>& bias_in) {
+                            const c10::optional<at::Tensor>& bias_in, bool counts) {
   check_linear(spikes_in, weight_in, bias_in);
   const at::ScalarType dt = weight_in.scalar_type();
   const int64_t K = weight_in.size(0);
-  if ((dt != at::kFloat && dt != at::kDouble) || K > kFwdMaxK) return linear_fallback(spikes_in, weight_in, bias_in);
+  if ((dt != at::kFloat && dt != at::kDouble) || K > kFwdMaxK)
+    return linear_fallback(spikes_in, weight_in, bias_in, counts);
   const at::Tensor s = spikes_in.contiguous(), w = weight_in.contiguous();
   const at::Tensor b = bias_in.has_value() && bias_in->defined() ? bias_in->contiguous() : at::Tensor();
   at::Tensor y = snn_host::alloc(linear_out_sizes(s, K), w.options());
   const int64_t M = leading_rows(s);
   if (M == 0 || K == 0) return y;
   if (dt == at::kFloat)
-    forward_cpu<float>(s, w, b, y, M);
+    forward_cpu<float>(s, w, b, y, M, counts);
   else
-    forward_cpu<double>(s, w, b, y, M);
+    forward_cpu<double>(s, w, b, y, M, counts);
   return y;
 }
 
 template <class T>
-void weight_grad_cpu_t(const at::Tensor& g, const at::Tensor& s, at::Tensor& out, int64_t M) {
+void weight_grad_cpu_t(const at::Tensor& g, const at::Tensor& s, at::Tensor& out, int64_t M, bool counts) {
   constexpr int L = lanes<T>();
   GradArgs<T> a;
+  a.counts = counts;
   a.M = M;
   a.N = s.size(-1);
   a.K = g.size(-1);
@@ -698,34 +753,97 @@ void weight_grad_cpu_t(const at::Tensor& g, const at::Tensor& s, at::Tensor& out
   run_weight_grad<T>(a);
 }
 
-at::Tensor spike_linear_weight_grad_cpu(const at::Tensor& grad_out_in, const at::Tensor& spikes_in) {
+at::Tensor spike_linear_weight_grad_cpu(const at::Tensor& grad_out_in, const at::Tensor& spikes_in, bool counts) {
   check_weight_grad(grad_out_in, spikes_in);
   const at::ScalarType dt = grad_out_in.scalar_type();
   const int64_t K = grad_out_in.size(-1), N = spikes_in.size(-1);
-  if ((dt != at::kFloat && dt != at::kDouble) || K > kGradMaxK) return weight_grad_fallback(grad_out_in, spikes_in);
+  if ((dt != at::kFloat && dt != at::kDouble) || K > kGradMaxK)
+    return weight_grad_fallback(grad_out_in, spikes_in, counts);
   const at::Tensor g = grad_out_in.contiguous(), s = spikes_in.contiguous();
   at::Tensor out = snn_host::alloc({K, N}, g.options());
   if (K == 0 || N == 0) return out;
   const int64_t M = leading_rows(s);
   if (dt == at::kFloat)
-    weight_grad_cpu_t<float>(g, s, out, M);
+    weight_grad_cpu_t<float>(g, s, out, M, counts);
   else
-    weight_grad_cpu_t<double>(g, s, out, M);
+    weight_grad_cpu_t<double>(g, s, out, M, counts);
   return out;
 }
 
 // ---------------------------------------------------------------------------
 // CUDA: torch's GEMM on the widened spikes (no CUDA header needed here).
 // ---------------------------------------------------------------------------
-at::Tensor spike_linear_cuda(const at::Tensor& spikes, const at::Tensor& weight,
-                             const c10::optional<at::Tensor>& bias) {
+at::Tensor spike_linear_cuda(const at::Tensor& spikes, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                             bool counts) {
   check_linear(spikes, weight, bias);
-  return linear_fallback(spikes, weight, bias);
+  return linear_fallback(spikes, weight, bias, counts);
 }
 
-at::Tensor spike_linear_weight_grad_cuda(const at::Tensor& grad_out, const at::Tensor& spikes) {
+at::Tensor spike_linear_weight_grad_cuda(const at::Tensor& grad_out, const at::Tensor& spikes, bool counts) {
   check_weight_grad(grad_out, spikes);
-  return weight_grad_fallback(grad_out, spikes);
+  return weight_grad_fallback(grad_out, spikes, counts);
+}
+
+// ---------------------------------------------------------------------------
+// counts_to_uint8: integer counts 0..max_count in a floating tensor -> bytes.
+// A value that is not such a count (fraction, negative, above max_count,
+// NaN, inf) would otherwise become a wrong byte (a float -> uint8 cast
+// wraps or is undefined), so it is an error naming x.
+// ---------------------------------------------------------------------------
+void check_counts_args(const at::Tensor& x, int64_t max_count) {
+  snn_host::dtype_code(x.scalar_type(), "x");
+  TORCH_CHECK_VALUE(max_count >= 1 && max_count <= 255, "snn_cuda: max_count must be in [1, 255], got ", max_count);
+}
+
+// One pass: the byte and whether the value was that byte exactly. The value
+// is clamped to [0, max_count] first (NaN to 0), so the int conversion is
+// always defined, and any value that is not a count differs from its byte;
+// the comparison runs in T, so 3 + 2^-40 in fp64 is no count. Written as
+// selects and min / max so that it vectorises (a branch per element ran 20x
+// slower than a plain cast).
+template <class T>
+bool narrow_counts(const T* x, uint8_t* out, int64_t n, T maxc) {
+  int bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = x[i];
+    const T lo = v > T(0) ? v : T(0);
+    const T cl = lo < maxc ? lo : maxc;
+    const int32_t c = (int32_t)cl;
+    bad |= (int)((T)c != v);
+    out[i] = (uint8_t)c;
+  }
+  return bad != 0;
+}
+
+at::Tensor counts_to_uint8_cpu(const at::Tensor& x_in, int64_t max_count) {
+  check_counts_args(x_in, max_count);
+  // fp16 / bf16 widen to fp32 exactly, so the same checks hold
+  const bool wide = x_in.scalar_type() == at::kDouble;
+  const at::Tensor x = wide ? x_in.contiguous() : x_in.to(at::kFloat).contiguous();
+  at::Tensor out = snn_host::alloc(x.sizes(), x.options().dtype(at::kByte));
+  const int64_t n = x.numel();
+  uint8_t* o = out.data_ptr<uint8_t>();
+  std::atomic<bool> bad{false};
+  at::parallel_for(0, n, 1 << 16, [&](int64_t i0, int64_t i1) {
+    const bool b = wide ? narrow_counts(x.data_ptr<double>() + i0, o + i0, i1 - i0, (double)max_count)
+                        : narrow_counts(x.data_ptr<float>() + i0, o + i0, i1 - i0, (float)max_count);
+    if (b) bad = true;
+  });
+  TORCH_CHECK_VALUE(!bad, "snn_cuda: x must hold integer counts in [0, max_count = ", max_count,
+                    "] to be stored as uint8; it has a value that is not one (fractional, negative, above ",
+                    "max_count, NaN or inf)");
+  return out;
+}
+
+// CUDA: torch's elementwise ops, no host read. The check is
+// at::_assert_async on the device: a bad value fails the next synchronising
+// call (a device-side assertion) rather than this one.
+at::Tensor counts_to_uint8_cuda(const at::Tensor& x, int64_t max_count) {
+  check_counts_args(x, max_count);
+  const at::Tensor bad = (x < 0).logical_or_(x > (double)max_count).logical_or_(x != x.trunc());
+  at::_assert_async(bad.any().logical_not(),
+                    "snn_cuda: x must hold integer counts in [0, max_count] to be stored as uint8");
+  return x.to(at::kByte);
 }
 
 }  // namespace
@@ -733,9 +851,11 @@ at::Tensor spike_linear_weight_grad_cuda(const at::Tensor& grad_out, const at::T
 TORCH_LIBRARY_IMPL(snn_cuda, CPU, m) {
   m.impl("spike_linear", &spike_linear_cpu);
   m.impl("spike_linear_weight_grad", &spike_linear_weight_grad_cpu);
+  m.impl("counts_to_uint8", &counts_to_uint8_cpu);
 }
 
 TORCH_LIBRARY_IMPL(snn_cuda, CUDA, m) {
   m.impl("spike_linear", &spike_linear_cuda);
   m.impl("spike_linear_weight_grad", &spike_linear_weight_grad_cuda);
+  m.impl("counts_to_uint8", &counts_to_uint8_cuda);
 }

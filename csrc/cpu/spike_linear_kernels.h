@@ -43,7 +43,11 @@ using FwdFn = void (*)(const FwdArgs<T>&, typename Ops<T>::Mask*, int64_t, int64
 // partial block zero-padded), then Ops::reduce's fixed tree, then + bias.
 // This order is the same for every ISA, row blocking and thread count, so
 // the result is too.
-template <class T, int KB, int RB, bool Conv>
+// Cnt: the bytes are counts 0..255, converted to values from the bytes
+// themselves in every k-block (a mask buffer cannot hold them; m is unused)
+// and multiplied then added (Ops::muladd): the same two roundings on every
+// ISA, where an FMA's one rounding would differ from the baseline's.
+template <class T, int KB, int RB, bool Conv, bool Cnt>
 SL_KERNEL void fwd_block(const FwdArgs<T>& a, typename Ops<T>::Mask* m, int64_t r0, int64_t k0) {
   using O = Ops<T>;
   using Acc = typename O::Acc;
@@ -58,7 +62,9 @@ SL_KERNEL void fwd_block(const FwdArgs<T>& a, typename Ops<T>::Mask* m, int64_t 
   for (int64_t b = 0; b < nfull; ++b) {
     Acc mv[RB];
     SL_UNROLL for (int r = 0; r < RB; ++r) {
-      if (Conv) {
+      if (Cnt) {
+        mv[r] = O::counts(O::load_bytes(s + r * N + b * L));
+      } else if (Conv) {
         const Mask mk = O::mask(O::load_bytes(s + r * N + b * L));
         m[r * nb + b] = mk;
         mv[r] = O::unmask(mk);
@@ -69,13 +75,20 @@ SL_KERNEL void fwd_block(const FwdArgs<T>& a, typename Ops<T>::Mask* m, int64_t 
     SL_UNROLL for (int k = 0; k < KB; ++k) {
       Acc wv = O::load(w + k * N + b * L);
       if (RB > 1) O::pin(wv);  // one load for the RB rows, not one per FMA
-      SL_UNROLL for (int r = 0; r < RB; ++r) O::fma(acc[r][k], mv[r], wv);
+      SL_UNROLL for (int r = 0; r < RB; ++r) {
+        if (Cnt)
+          O::muladd(acc[r][k], mv[r], wv);
+        else
+          O::fma(acc[r][k], mv[r], wv);
+      }
     }
   }
   if (a.tail) {
     Acc mv[RB];
     SL_UNROLL for (int r = 0; r < RB; ++r) {
-      if (Conv) {
+      if (Cnt) {
+        mv[r] = O::counts(block_bytes<T>(a, r0 + r, nfull * L, true));
+      } else if (Conv) {
         const Mask mk = O::mask(block_bytes<T>(a, r0 + r, nfull * L, true));
         m[r * nb + nfull] = mk;
         mv[r] = O::unmask(mk);
@@ -86,7 +99,12 @@ SL_KERNEL void fwd_block(const FwdArgs<T>& a, typename Ops<T>::Mask* m, int64_t 
     SL_UNROLL for (int k = 0; k < KB; ++k) {
       // the weight tails, zero-padded: a padded lane adds 0 * 0
       const Acc wv = O::load(a.wtail + (k0 + k) * L);
-      SL_UNROLL for (int r = 0; r < RB; ++r) O::fma(acc[r][k], mv[r], wv);
+      SL_UNROLL for (int r = 0; r < RB; ++r) {
+        if (Cnt)
+          O::muladd(acc[r][k], mv[r], wv);
+        else
+          O::fma(acc[r][k], mv[r], wv);
+      }
     }
   }
   SL_UNROLL for (int r = 0; r < RB; ++r) {
@@ -107,17 +125,23 @@ SL_KERNEL void fwd_block(const FwdArgs<T>& a, typename Ops<T>::Mask* m, int64_t 
 // through the output: the plain left-to-right sum over rows, whatever the
 // ISA, block shape, tiling or thread count.
 // ---------------------------------------------------------------------------
-template <class T, int KB, int CB>
+// Cnt: counts, multiplied then added as in the forward.
+template <class T, int KB, int CB, bool Cnt>
 SL_ATTR void grad_row(typename Ops<T>::Acc (&acc)[KB][CB], const typename Ops<T>::Acc (&m)[CB], const T* g) {
   using O = Ops<T>;
   SL_UNROLL for (int k = 0; k < KB; ++k) {
     const typename O::Acc gb = O::bcast(g[k]);
-    SL_UNROLL for (int c = 0; c < CB; ++c) O::fma(acc[k][c], m[c], gb);
+    SL_UNROLL for (int c = 0; c < CB; ++c) {
+      if (Cnt)
+        O::muladd(acc[k][c], m[c], gb);
+      else
+        O::fma(acc[k][c], m[c], gb);
+    }
   }
 }
 
 // Partial: one block holding the last a.tail (< L) columns.
-template <class T, int KB, int CB, bool Partial>
+template <class T, int KB, int CB, bool Partial, bool Cnt>
 SL_KERNEL void grad_block(const GradArgs<T>& a, int64_t n0, int64_t k0, int64_t r0, int64_t r1) {
   using O = Ops<T>;
   using Acc = typename O::Acc;
@@ -142,8 +166,11 @@ SL_KERNEL void grad_block(const GradArgs<T>& a, int64_t n0, int64_t k0, int64_t 
   }
   for (int64_t r = r0; r < r1; ++r) {
     Acc m[CB];
-    SL_UNROLL for (int c = 0; c < CB; ++c) m[c] = O::spikes(block_bytes<T>(a, r, n0 + c * L, Partial));
-    grad_row<T, KB, CB>(acc, m, g + r * K);
+    SL_UNROLL for (int c = 0; c < CB; ++c) {
+      const typename O::Bytes by = block_bytes<T>(a, r, n0 + c * L, Partial);
+      m[c] = Cnt ? O::counts(by) : O::spikes(by);
+    }
+    grad_row<T, KB, CB, Cnt>(acc, m, g + r * K);
   }
   SL_UNROLL for (int k = 0; k < KB; ++k) {
     T* out = a.out + (k0 + k) * N + n0;
@@ -162,16 +189,18 @@ SL_KERNEL void grad_block(const GradArgs<T>& a, int64_t n0, int64_t k0, int64_t 
 // sizes must be compile-time for the accumulators to live in registers).
 // ---------------------------------------------------------------------------
 template <class T, int RB, int... I>
-FwdFn<T> fwd_pick(int kb, bool conv, std::integer_sequence<int, I...>) {
-  static constexpr FwdFn<T> tab[2][sizeof...(I)] = {{&fwd_block<T, I + 1, RB, false>...},
-                                                    {&fwd_block<T, I + 1, RB, true>...}};
-  return tab[conv][kb - 1];
+FwdFn<T> fwd_pick(int kb, bool conv, bool cnt, std::integer_sequence<int, I...>) {
+  static constexpr FwdFn<T> tab[3][sizeof...(I)] = {{&fwd_block<T, I + 1, RB, false, false>...},
+                                                    {&fwd_block<T, I + 1, RB, true, false>...},
+                                                    {&fwd_block<T, I + 1, RB, false, true>...}};
+  return tab[cnt ? 2 : conv ? 1 : 0][kb - 1];
 }
 
 template <class T, int CB, bool Partial, int... I>
-GradFn<T> grad_pick(int kb, std::integer_sequence<int, I...>) {
-  static constexpr GradFn<T> tab[] = {&grad_block<T, I + 1, CB, Partial>...};
-  return tab[kb - 1];
+GradFn<T> grad_pick(int kb, bool cnt, std::integer_sequence<int, I...>) {
+  static constexpr GradFn<T> tab[2][sizeof...(I)] = {{&grad_block<T, I + 1, CB, Partial, false>...},
+                                                     {&grad_block<T, I + 1, CB, Partial, true>...}};
+  return tab[cnt][kb - 1];
 }
 
 template <class T>
@@ -192,14 +221,14 @@ void forward(const FwdArgs<T>& a) {
       for (int64_t kb = 0; kb < ks.n; ++kb) {
         const int64_t k0 = ks.start(kb);
         const int kbs = ks.size(kb);
-        const FwdFn<T> f = fwd_pick<T, RB>(kbs, kb == 0, Seq{});
+        const FwdFn<T> f = fwd_pick<T, RB>(kbs, kb == 0, a.counts, Seq{});
         for (int64_t rb = g0; rb < g1; ++rb) {
           const int64_t r0 = rb * RB;
           Mask* m = mbuf.data() + (r0 - rA) * nb;
           if (r0 + RB <= a.M) {
             f(a, m, r0, k0);
           } else {
-            const FwdFn<T> f1 = fwd_pick<T, 1>(kbs, kb == 0, Seq{});
+            const FwdFn<T> f1 = fwd_pick<T, 1>(kbs, kb == 0, a.counts, Seq{});
             for (int64_t r = r0; r < a.M; ++r) f1(a, m + (r - r0) * nb, r, k0);
           }
         }
@@ -231,11 +260,11 @@ void weight_grad(const GradArgs<T>& a) {
           const int64_t k0 = ks.start(kb);
           const int kbs = ks.size(kb);
           if (u < nbig)
-            grad_pick<T, CB, false>(kbs, Seq{})(a, u * CB * L, k0, r0, r1);
+            grad_pick<T, CB, false>(kbs, a.counts, Seq{})(a, u * CB * L, k0, r0, r1);
           else if (u < nbig + nsingle)
-            grad_pick<T, 1, false>(kbs, Seq{})(a, (nbig * CB + (u - nbig)) * L, k0, r0, r1);
+            grad_pick<T, 1, false>(kbs, a.counts, Seq{})(a, (nbig * CB + (u - nbig)) * L, k0, r0, r1);
           else
-            grad_pick<T, 1, true>(kbs, Seq{})(a, nfull * L, k0, r0, r1);
+            grad_pick<T, 1, true>(kbs, a.counts, Seq{})(a, nfull * L, k0, r0, r1);
         }
       }
     }
