@@ -218,7 +218,7 @@ DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16
 
 class Kernel(NamedTuple):
     kind: str  # "fwd" | "bwd" | "poisson" | "narrow" | "widen" | "model_fwd" | "model_bwd"
-    combo: int  # combo_index(model, reset); the model id (_model_list.MODELS) for model_*; else 0
+    combo: int  # host.h combo_index(model, reset) for fwd/bwd; the model id (_model_list.MODELS) for model_*; else 0
     sg: int  # surrogate id (bwd only; -1, SG_ANY, for model_bwd: the kernel reads it from its params)
     dtype: str  # storage dtype name, a key of cuda_source.STORAGE
     variant: int = 0  # the declared model's variant (model_* only)
