@@ -104,7 +104,7 @@ def _ext_modules():
         "csrc/ops.cpp",
         "csrc/cpu/neuron_cpu.cpp",
         "csrc/cpu/model_cpu.cpp",
-        "csrc/model_prepare.cpp",  # the CuPy path's model host side (any device)
+        "csrc/prepare.cpp",  # the CuPy path's host side (any device)
         "csrc/cpu/host_cache.cpp",
         "csrc/cpu/encoder_cpu.cpp",
         "csrc/cpu/spike_linear_cpu.cpp",

@@ -13,6 +13,7 @@
 #include "kernels/common.h"
 #include "kernels/params.h"
 #include "kernels/encoder.h"
+#include "kernels/convert.h"
 
 namespace snn_host {
 
@@ -426,6 +427,51 @@ inline Poisson prepare_poisson(const at::Tensor& x, int64_t T, const at::Tensor&
     e.p.seed = (unsigned long long)*seed.data_ptr<int64_t>();
   }
   return e;
+}
+
+// The GPU kernels have no fused readout (on a GPU the spike gradient is one
+// cuBLAS product; the fused readout is a CPU-side saving that snn_cuda/ops.py
+// only asks for there).
+inline void check_no_readout(const c10::optional<at::Tensor>& readout_grad,
+                             const c10::optional<at::Tensor>& readout_weight) {
+  TORCH_CHECK_VALUE(!(readout_grad.has_value() && readout_grad->defined()) &&
+                        !(readout_weight.has_value() && readout_weight->defined()),
+                    "snn_cuda: readout_grad / readout_weight are only supported by the CPU kernels; pass grad_spikes");
+}
+
+// binary_to_uint8: x != 0 as bytes. No not_binary flag: whether x holds spikes
+// is the caller's knowledge (the op's contract), and checking would make the
+// result depend on the data and cost a device-to-host read.
+struct Narrow {
+  at::Tensor x, out;
+  snn::NarrowParams p;
+  DType dt;
+};
+
+inline Narrow prepare_narrow(const at::Tensor& x_in) {
+  Narrow c;
+  c.dt = dtype_code(x_in.scalar_type(), "x");
+  c.x = x_in.contiguous();
+  c.out = alloc(c.x.sizes(), c.x.options().dtype(at::kByte));
+  c.p = snn::NarrowParams{c.x.numel(), c.x.data_ptr(), c.out.data_ptr(), nullptr};
+  return c;
+}
+
+// uint8_to: bytes (nonzero: a spike) back to 0/1 of `dtype`.
+struct Widen {
+  at::Tensor x, out;
+  snn::WidenParams p;
+  DType dt;
+};
+
+inline Widen prepare_widen(const at::Tensor& x_in, at::ScalarType dtype) {
+  Widen c;
+  c.dt = dtype_code(dtype, "dtype");
+  TORCH_CHECK_TYPE(x_in.scalar_type() == at::kByte, "snn_cuda: x must be uint8, got ", x_in.scalar_type());
+  c.x = x_in.contiguous();
+  c.out = alloc(c.x.sizes(), c.x.options().dtype(dtype));
+  c.p = snn::WidenParams{c.x.numel(), c.x.data_ptr(), c.out.data_ptr()};
+  return c;
 }
 
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> outputs(Forward& f) {

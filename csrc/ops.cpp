@@ -82,6 +82,28 @@ TORCH_LIBRARY(snn_cuda, m) {
       "model_prepare_backward(Tensor? grad_spikes, Tensor? grad_state_seq, Tensor? grad_state_last, Tensor x, "
       "Tensor params, Tensor? state0, Tensor ckpt, int T, int model, int variant, int surrogate, "
       "float surrogate_param, bool detach_reset, bool grad_params) -> (Tensor, Tensor, Tensor, Tensor[], Tensor, int)");
+  // The same for the one-state ops (host.h), with the same arguments as the
+  // op each prepares: their outputs, the tensors to keep alive, the launch
+  // struct (snn::FwdParams / BwdParams / PoissonParams / NarrowParams /
+  // WidenParams) as bytes, the kernel's work items and its template instance
+  // ([dtype, combo, surrogate] for the neuron backward, [dtype, combo] for the
+  // forward, [dtype] for the others; see csrc/prepare.cpp).
+  m.def(
+      "neuron_prepare_forward(Tensor x, Tensor? v0, Tensor? decay_param, Tensor? threshold_param, int T, int model, "
+      "int reset, int surrogate, float surrogate_param, float tau, float v_threshold, float v_reset, "
+      "float v_floor, float beta, float v_init, bool decay_input, bool has_floor, bool detach_reset, "
+      "int save_mode, bool store_v_seq, bool spikes_uint8=False) -> (Tensor, Tensor, Tensor, Tensor, Tensor[], "
+      "Tensor, int, int[])");
+  m.def(
+      "neuron_prepare_backward(Tensor? grad_spikes, Tensor? grad_v_seq, Tensor? grad_v_last, Tensor saved, "
+      "Tensor? x, Tensor? v0, Tensor? decay_param, Tensor? threshold_param, int T, int save_mode, int model, "
+      "int reset, int surrogate, float surrogate_param, float tau, float v_threshold, float v_reset, "
+      "float v_floor, float beta, float v_init, bool decay_input, bool has_floor, bool detach_reset, "
+      "bool grad_decay, bool grad_threshold, ScalarType x_dtype, Tensor? readout_grad=None, "
+      "Tensor? readout_weight=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor[], Tensor, int, int[])");
+  m.def("poisson_prepare(Tensor x, int T, Tensor seed) -> (Tensor, Tensor[], Tensor, int, int[])");
+  m.def("narrow_prepare(Tensor x) -> (Tensor, Tensor[], Tensor, int, int[])");
+  m.def("widen_prepare(Tensor x, ScalarType dtype) -> (Tensor, Tensor[], Tensor, int, int[])");
   // Rate coding: x [...] of probabilities -> [T, ...] spikes in x's dtype,
   // element (t, n) firing when Philox(key = seed)'s uniform for t*N+n is < x[n].
   // seed: one-element int64 tensor on x's device, read by the kernel when it

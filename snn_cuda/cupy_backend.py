@@ -16,20 +16,19 @@ layers behave as with the compiled kernels.
   ``$CUPY_CACHE_DIR/snn_cuda`` (default ``~/.cupy/kernel_cache/snn_cuda``; ``SNN_CUDA_CUPY_CACHE_DIR``
   overrides, ``CUPY_CACHE_IN_MEMORY=1`` disables), keyed by the source (which carries a digest of
   the headers), the options, the arch and the NVRTC version.
-* Launch: the params struct (``ctypes`` mirror of csrc/kernels/params.h, checked against g++'s
-  layout by the tests) is passed by value as a one-element numpy void array, CuPy's documented way
-  to pass a struct; torch's pointers are used as they are (zero copy), on torch's current stream
-  of the tensor's device, with the compiled launcher's grid ``grid_blocks(N, 256, SMs, blocks/SM)``
-  (blocks/SM: the occupancy API's answer for the kernel, asked once per kernel and device).
-* Host side: the argument checks, output allocation and parameter packing of csrc/host.h, in
-  Python, with the same error types and messages, for the neuron, encoder and conversion ops.
-  The declared-model ops (model_forward / model_backward, csrc/kernels/model_kernels.cuh) take
-  theirs from the C++ host code itself: the ops ``snn_cuda::model_prepare_forward`` /
-  ``model_prepare_backward`` (csrc/model_prepare.cpp, built into every extension, CPU-only
-  included, for tensors of any device) run csrc/model_host.h and return the outputs, the tensors
-  the launch struct points into and the struct (``snn::MFwdParams`` / ``MBwdParams``) as bytes;
-  this module only compiles and launches (``MFwdParams`` / ``MBwdParams`` below are the ctypes
-  views of those bytes, their layout checked against g++ by the tests).
+* Host side: none in Python. Every op's checks, output allocation, launch struct, work items and
+  kernel instance come from the C++ host code the compiled CPU and CUDA ops run (csrc/host.h,
+  csrc/model_host.h), through the prepare ops of csrc/prepare.cpp (``neuron_prepare_forward``,
+  ``neuron_prepare_backward``, ``poisson_prepare``, ``narrow_prepare``, ``widen_prepare``,
+  ``model_prepare_forward``, ``model_prepare_backward``), built into every extension, CPU-only
+  included, and registered for tensors of any device. They return the op's outputs, the tensors the
+  struct points into (kept alive until the launch) and the struct as bytes; errors are therefore
+  the compiled ops' errors, word for word. This module compiles and launches.
+* Launch: the struct (its ctypes view below, the layout checked against g++ by the tests) is
+  passed by value as a one-element numpy void array, CuPy's documented way to pass a struct;
+  torch's pointers are used as they are (zero copy), on torch's current stream of the tensor's
+  device, with the compiled launcher's grid ``grid_blocks(N, 256, SMs, blocks/SM)`` (blocks/SM:
+  the occupancy API's answer for the kernel, asked once per kernel and device).
 
 Importing this module does not import CuPy.
 """
@@ -39,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
-import math
 import os
 import tempfile
 import threading
@@ -53,21 +51,16 @@ from torch import Tensor
 from . import cuda_source
 from ._model_list import MODELS as _MODEL_DECLS
 
-# csrc/kernels/common.h and params.h
-MODEL_LIF, MODEL_IF, MODEL_LEAKY, MODEL_PLIF = 0, 1, 2, 3
-RESET_HARD, RESET_SOFT, RESET_NONE = 0, 1, 2
 SG_COUNT = len(cuda_source.SURROGATES)
 SG_ANY = -1  # the surrogate chosen at run time (surrogate.h), as the model backwards are compiled
-SAVE_NONE, SAVE_H, SAVE_CKPT = 0, 1, 2
-CHUNK = 8  # kChunk
-BLOCK = 256  # kBlockThreads
-CONVERT_VEC = 4  # kConvertVec (csrc/kernels/convert.h)
+BLOCK = 256  # kBlockThreads (csrc/kernels/params.h)
 
 CUPY_INSTALL_HINT = 'pip install "snn_cuda[cupy]"'
 
 # ------------------------------------------------------------------------------------------
-# csrc/kernels/params.h and encoder.h, field for field (python_tests/test_cupy.py compares the
-# offsets and sizes with what g++ computes for the C++ structs)
+# Views of the launch structs the C++ host code packs (csrc/kernels/params.h, encoder.h,
+# convert.h, models.h), field for field: python_tests/test_cupy.py compares the offsets and sizes
+# with what g++ computes for the C++ structs.
 # ------------------------------------------------------------------------------------------
 _i64 = ctypes.c_longlong
 _ptr = ctypes.c_void_p
@@ -156,7 +149,6 @@ class WidenParams(ctypes.Structure):
     _fields_ = [("n", _i64), ("x", _ptr), ("out", _ptr)]
 
 
-# csrc/kernels/models.h: filled by the C++ host code (model_prepare_*), viewed here
 class MFwdParams(ctypes.Structure):
     _fields_ = [
         ("T", _i64),
@@ -218,11 +210,6 @@ def grid_blocks(n: int, block: int, sm_count: int, blocks_per_sm: int = 0) -> in
     return g if g > 0 else 1
 
 
-def convert_groups(n: int) -> int:
-    """snn::convert_groups (convert.h): work items of the byte conversions."""
-    return (n + CONVERT_VEC - 1) // CONVERT_VEC
-
-
 # ------------------------------------------------------------------------------------------
 # which template instance a call needs (the dispatch of csrc/cuda/launch*.cu)
 # ------------------------------------------------------------------------------------------
@@ -231,7 +218,7 @@ DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16
 
 class Kernel(NamedTuple):
     kind: str  # "fwd" | "bwd" | "poisson" | "narrow" | "widen" | "model_fwd" | "model_bwd"
-    combo: int  # combo_index(model, reset); the model id (_model_list.MODELS) for model_*; else 0
+    combo: int  # host.h combo_index(model, reset) for fwd/bwd; the model id (_model_list.MODELS) for model_*; else 0
     sg: int  # surrogate id (bwd only; -1, SG_ANY, for model_bwd: the kernel reads it from its params)
     dtype: str  # storage dtype name, a key of cuda_source.STORAGE
     variant: int = 0  # the declared model's variant (model_* only)
@@ -253,31 +240,16 @@ class Kernel(NamedTuple):
         return cuda_source.poisson_name(self.dtype)
 
 
-def combo_index(model: int, reset: int) -> int:
-    m = MODEL_LIF if model == MODEL_PLIF else model
-    if m == MODEL_LIF and reset in (RESET_HARD, RESET_SOFT):
-        return int(reset)
-    if m == MODEL_IF and reset in (RESET_HARD, RESET_SOFT):
-        return 2 + int(reset)
-    if m == MODEL_LEAKY and 0 <= reset <= 2:
-        return 4 + int(reset)
-    raise ValueError(
-        f"snn_cuda: (model, reset) = ({model}, {reset}) is not a compiled neuron: model 0=LIF/1=IF/3=ParametricLIF "
-        "take reset 0=hard/1=soft; model 2=Leaky takes 0=zero/1=subtract/2=none"
-    )
-
-
 def dispatch_names(dtypes: Optional[Sequence[torch.dtype]] = None) -> List[str]:
-    """Every template instance the ops can request: op-level (model, reset) x surrogate x dtype,
-    ParametricLIF included (it runs the LIF instances), plus the Poisson encoder, the byte
-    conversions and every declared model x variant (forward and SG_ANY backward)."""
+    """Every template instance the ops can request: the compiled (model, reset) combinations
+    (cuda_source.MODELS; ParametricLIF runs the LIF ones) x surrogate x dtype, the Poisson
+    encoder, the byte conversions and every declared model x variant (forward and SG_ANY
+    backward)."""
     names = []
     for dt in (DTYPE_NAMES[d] for d in (DTYPE_NAMES if dtypes is None else dtypes)):
-        for model, resets in ((MODEL_LIF, (0, 1)), (MODEL_IF, (0, 1)), (MODEL_LEAKY, (0, 1, 2)), (MODEL_PLIF, (0, 1))):
-            for reset in resets:
-                c = combo_index(model, reset)
-                names.append(Kernel("fwd", c, 0, dt).name)
-                names += [Kernel("bwd", c, s, dt).name for s in range(SG_COUNT)]
+        for c in range(len(cuda_source.MODELS)):
+            names.append(Kernel("fwd", c, 0, dt).name)
+            names += [Kernel("bwd", c, s, dt).name for s in range(SG_COUNT)]
         names.append(Kernel("poisson", 0, 0, dt).name)
         names += [Kernel("narrow", 0, 0, dt).name, Kernel("widen", 0, 0, dt).name]
         for decl in _MODEL_DECLS.values():
@@ -288,156 +260,9 @@ def dispatch_names(dtypes: Optional[Sequence[torch.dtype]] = None) -> List[str]:
 
 
 # ------------------------------------------------------------------------------------------
-# host-side checks and allocation (csrc/host.h)
+# the op implementations registered for the CUDA key: the C++ host code prepares
+# (csrc/prepare.cpp: checks, outputs, launch struct, work items, kernel instance), this launches
 # ------------------------------------------------------------------------------------------
-# The messages print as c10 does (ScalarType names, doubles like an ostream), so that they read the
-# same as the compiled ops'.
-_C10_NAMES = {
-    torch.float32: "Float",
-    torch.float64: "Double",
-    torch.float16: "Half",
-    torch.bfloat16: "BFloat16",
-    torch.int8: "Char",
-    torch.uint8: "Byte",
-    torch.int16: "Short",
-    torch.int32: "Int",
-    torch.int64: "Long",
-    torch.bool: "Bool",
-    torch.complex64: "ComplexFloat",
-    torch.complex128: "ComplexDouble",
-}
-
-
-def _c10(dtype: torch.dtype) -> str:
-    return _C10_NAMES.get(dtype, str(dtype))
-
-
-def _g(v: float) -> str:
-    return "%g" % v
-
-
-def _dtype_name(dtype: torch.dtype, name: str) -> str:
-    n = DTYPE_NAMES.get(dtype)
-    if n is None:
-        raise TypeError(f"snn_cuda: {name} must be float32, float64, float16 or bfloat16, got {_c10(dtype)}")
-    return n
-
-
-def _state_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _check_finite(v: float, name: str) -> None:
-    if not math.isfinite(v):
-        raise ValueError(f"snn_cuda: {name} must be finite, got {_g(v)}")
-
-
-def _check_scalars(model, tau, v_th, v_reset, v_floor, beta, v_init, has_floor) -> None:
-    _check_finite(v_th, "v_threshold")
-    _check_finite(v_reset, "v_reset")
-    _check_finite(v_init, "v_init")
-    if not MODEL_LIF <= model <= MODEL_PLIF:
-        raise ValueError(f"snn_cuda: model must be 0 (LIF), 1 (IF), 2 (Leaky) or 3 (ParametricLIF), got {model}")
-    if model == MODEL_LIF and not (math.isfinite(tau) and tau > 1.0):
-        raise ValueError(f"snn_cuda: tau must be a finite number > 1, got {_g(tau)}")
-    if model == MODEL_LEAKY and not (math.isfinite(beta) and 0.0 <= beta <= 1.0):
-        raise ValueError(f"snn_cuda: beta must be in [0, 1], got {_g(beta)}")
-    if has_floor:
-        if model != MODEL_IF:
-            raise ValueError("snn_cuda: v_floor is only supported by the IF neuron")
-        _check_finite(v_floor, "v_floor")
-
-
-def _check_surrogate(surrogate: int, sg_param: float) -> None:
-    if not 0 <= surrogate < SG_COUNT:
-        raise ValueError(f"snn_cuda: surrogate id must be in [0, {SG_COUNT}), got {surrogate}")
-    _check_finite(sg_param, "surrogate parameter")
-
-
-def _num_chunks(T: int) -> int:
-    return (T + CHUNK - 1) // CHUNK
-
-
-def _rest_sizes(t: Tensor, skip: int) -> List[int]:
-    return list(t.shape)[min(skip, t.dim()) :]
-
-
-def _as_time_major(x: Tensor) -> Tensor:
-    if x.dim() >= 1 and x.size(0) > 0 and x.select(0, 0).is_contiguous():
-        return x
-    return x.contiguous()
-
-
-def _checked_state(t: Optional[Tensor], name: str, like: Tensor, sdt: torch.dtype, shape: List[int]):
-    if t is None:
-        return None
-    if t.device != like.device:
-        raise ValueError(f"snn_cuda: {name} is on {t.device} but the input is on {like.device}")
-    if t.dtype != sdt:
-        raise TypeError(f"snn_cuda: {name} must have the state dtype {_c10(sdt)}, got {_c10(t.dtype)}")
-    if list(t.shape) != list(shape):
-        raise ValueError(f"snn_cuda: {name} must have shape {list(shape)}, got {list(t.shape)}")
-    return t.contiguous()
-
-
-def _checked_param(t: Optional[Tensor], name: str, like: Tensor, sdt: torch.dtype, rest: List[int]):
-    if t is None:
-        return None
-    if t.device != like.device:
-        raise ValueError(f"snn_cuda: {name} is on {t.device} but the input is on {like.device}")
-    if t.dtype != sdt:
-        raise TypeError(f"snn_cuda: {name} must have the state dtype {_c10(sdt)}, got {_c10(t.dtype)}")
-    ok = t.numel() == 1
-    if not ok and 1 <= t.dim() <= len(rest):
-        ok = list(t.shape) == list(rest[len(rest) - t.dim() :])
-    if not ok:
-        raise ValueError(
-            f"snn_cuda: {name} must have one element or the shape of the trailing (per-neuron) dims "
-            f"of {list(rest)}, got {list(t.shape)}"
-        )
-    return t.contiguous()
-
-
-class _NeuronParams:
-    __slots__ = ("decay", "th", "P")
-
-
-def _prepare_params(decay, th, model, like, sdt, rest) -> _NeuronParams:
-    npar = _NeuronParams()
-    npar.decay = _checked_param(decay, "decay_param", like, sdt, rest)
-    npar.th = _checked_param(th, "threshold_param", like, sdt, rest)
-    if model == MODEL_PLIF:
-        if npar.decay is None:
-            raise ValueError("snn_cuda: ParametricLIF (model 3) needs decay_param (k = sigmoid(w))")
-    elif npar.decay is not None and model != MODEL_LEAKY:
-        raise ValueError("snn_cuda: decay_param is for ParametricLIF (model 3, k) and Leaky (model 2, beta) only")
-    pd = npar.decay.numel() if npar.decay is not None else 1
-    pt = npar.th.numel() if npar.th is not None else 1
-    npar.P = max(pd, pt)
-    if npar.decay is not None and pd != npar.P:
-        npar.decay = npar.decay.reshape(1).expand(npar.P).contiguous()
-    if npar.th is not None and pt != npar.P:
-        npar.th = npar.th.reshape(1).expand(npar.P).contiguous()
-    return npar
-
-
-def _set_params(p, npar: _NeuronParams, model: int) -> None:
-    p.plif = 1 if model == MODEL_PLIF else 0
-    p.decay_param = npar.decay.data_ptr() if npar.decay is not None else None
-    p.th_param = npar.th.data_ptr() if npar.th is not None else None
-    p.P = npar.P
-
-
-def _set_scalars(p, tau, v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor) -> None:
-    p.tau, p.v_th, p.v_reset, p.v_floor, p.beta, p.v_init = tau, v_th, v_reset, v_floor, beta, v_init
-    p.decay_input = 1 if decay_input else 0
-    p.has_floor = 1 if has_floor else 0
-
-
-def _ptr_or_null(t: Optional[Tensor], cond: bool = True):
-    return t.data_ptr() if (t is not None and cond) else None
-
-
 class Prepared(NamedTuple):
     """What a call launches: the kernel, its work items, the params struct (which points into
     `keep`, the tensors that must outlive the launch) and the op's outputs."""
@@ -449,427 +274,10 @@ class Prepared(NamedTuple):
     keep: tuple
 
 
-def prepare_forward(
-    x,
-    v0,
-    decay_param,
-    threshold_param,
-    T_const,
-    model,
-    reset,
-    surrogate,
-    sg_param,
-    tau,
-    v_th,
-    v_reset,
-    v_floor,
-    beta,
-    v_init,
-    decay_input,
-    has_floor,
-    save_mode,
-    store_v_seq,
-    spikes_uint8=False,
-) -> Prepared:
-    dt = _dtype_name(x.dtype, "x")
-    combo = combo_index(model, reset)
-    _check_surrogate(surrogate, sg_param)
-    _check_scalars(model, tau, v_th, v_reset, v_floor, beta, v_init, has_floor)
-    const_input = T_const >= 0
-    if const_input:
-        if T_const < 1:
-            raise ValueError(f"snn_cuda: T must be >= 1 for a constant input, got {T_const}")
-        T = T_const
-        xk = x.contiguous()
-        rest = list(x.shape)
-    else:
-        if x.dim() < 1:
-            raise ValueError("snn_cuda: x must have a leading time dimension [T, ...], got a 0-d tensor")
-        if T_const != -1:
-            raise ValueError(f"snn_cuda: T must be -1 (taken from x) for a sequence input, got {T_const}")
-        T = x.size(0)
-        if T < 1:
-            raise ValueError(f"snn_cuda: x must have at least one time step, got shape {list(x.shape)}")
-        xk = _as_time_major(x)
-        rest = _rest_sizes(x, 1)
-    sdt = _state_dtype(x.dtype)
-    v0c = _checked_state(v0, "v0", x, sdt, rest)
-    npar = _prepare_params(decay_param, threshold_param, model, x, sdt, rest)
-    dev = x.device
-    seq = [T] + rest
-    leaky = model == MODEL_LEAKY
-    if not SAVE_NONE <= save_mode <= SAVE_CKPT:
-        raise ValueError(f"snn_cuda: save_mode must be 0 (none), 1 (save h) or 2 (checkpoints), got {save_mode}")
-    if leaky and store_v_seq:
-        save_mode = SAVE_H
-    spikes = torch.empty(seq, dtype=torch.uint8 if spikes_uint8 else x.dtype, device=dev)
-    if save_mode == SAVE_H:
-        saved = torch.empty(seq, dtype=sdt, device=dev)
-    elif save_mode == SAVE_CKPT:
-        saved = torch.empty([_num_chunks(T)] + rest, dtype=sdt, device=dev)
-    else:
-        saved = torch.empty([0], dtype=sdt, device=dev)
-    v_seq = torch.empty(seq if (store_v_seq and not leaky) else [0], dtype=sdt, device=dev)
-    v_last = torch.empty(rest, dtype=sdt, device=dev)
-
-    p = FwdParams()
-    p.T = T
-    p.N = v_last.numel()
-    p.x_tstride = 0 if (const_input or p.N == 0) else xk.stride(0)
-    p.x = xk.data_ptr()
-    p.v0 = _ptr_or_null(v0c)
-    p.spikes = spikes.data_ptr()
-    p.spikes_u8 = 1 if spikes_uint8 else 0
-    p.saved = _ptr_or_null(saved, save_mode == SAVE_H and saved.numel() > 0)
-    p.ckpt = _ptr_or_null(saved, save_mode == SAVE_CKPT and saved.numel() > 0)
-    p.v_seq = _ptr_or_null(v_seq, v_seq.numel() > 0)
-    p.v_last = v_last.data_ptr()
-    _set_scalars(p, tau, v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor)
-    _set_params(p, npar, model)
-    return Prepared(Kernel("fwd", combo, 0, dt), p.N, p, (spikes, saved, v_seq, v_last), (xk, v0c, npar.decay, npar.th))
+# host.h's DType codes, in which the prepare ops name the dtype instance
+_DT_BY_CODE = ("float32", "float64", "float16", "bfloat16")
 
 
-def _checked_grad(g: Optional[Tensor], name: str, like: Tensor, dt: torch.dtype, shape: List[int]):
-    if g is None:
-        return None
-    if g.device != like.device:
-        raise ValueError(f"snn_cuda: {name} is on {g.device} but saved is on {like.device}")
-    if g.dtype != dt:
-        raise TypeError(f"snn_cuda: {name} must be {_c10(dt)}, got {_c10(g.dtype)}")
-    if list(g.shape) != list(shape):
-        raise ValueError(f"snn_cuda: {name} must have shape {list(shape)}, got {list(g.shape)}")
-    return g.contiguous()
-
-
-def prepare_backward(
-    grad_spikes,
-    grad_v_seq,
-    grad_v_last,
-    saved,
-    x,
-    v0,
-    decay_param,
-    threshold_param,
-    T_const,
-    save_mode,
-    model,
-    reset,
-    surrogate,
-    sg_param,
-    tau,
-    v_th,
-    v_reset,
-    v_floor,
-    beta,
-    v_init,
-    decay_input,
-    has_floor,
-    detach_reset,
-    grad_decay,
-    grad_threshold,
-    x_dtype,
-) -> Prepared:
-    dt = _dtype_name(x_dtype, "x_dtype")
-    combo = combo_index(model, reset)
-    _check_surrogate(surrogate, sg_param)
-    _check_scalars(model, tau, v_th, v_reset, v_floor, beta, v_init, has_floor)
-    sdt = _state_dtype(x_dtype)
-    if saved.dtype != sdt:
-        raise TypeError(f"snn_cuda: saved must be {_c10(sdt)}, got {_c10(saved.dtype)}")
-    if not (saved.dim() >= 1 and saved.size(0) >= 1):
-        raise ValueError(
-            "snn_cuda: saved must be the [T, ...] tensor the forward saved (was the forward run with "
-            f"save_mode=0?), got shape {list(saved.shape)}"
-        )
-    if save_mode not in (SAVE_H, SAVE_CKPT):
-        raise ValueError(f"snn_cuda: save_mode must be 1 (save h) or 2 (checkpoints) for a backward, got {save_mode}")
-    const_input = T_const >= 0
-    savedc = saved.contiguous()
-    rest = _rest_sizes(saved, 1)
-    T = saved.size(0)
-    plif_x = model == MODEL_PLIF and grad_decay and decay_input
-    want_x = save_mode == SAVE_CKPT or plif_x
-    xk = None
-    if want_x:
-        if x is None:
-            why = (
-                "to rebuild the states from checkpoints"
-                if save_mode == SAVE_CKPT
-                else "for the ParametricLIF decay gradient"
-            )
-            raise ValueError(f"snn_cuda: x (the forward's input) is required {why}")
-        xk = x.contiguous() if const_input else _as_time_major(x)
-        if xk.dtype != x_dtype:
-            raise TypeError(f"snn_cuda: x must be {_c10(x_dtype)}, got {_c10(xk.dtype)}")
-        if xk.device != saved.device:
-            raise ValueError(f"snn_cuda: x is on {xk.device} but saved is on {saved.device}")
-        xrest = _rest_sizes(xk, 0 if const_input else 1)
-        if save_mode == SAVE_CKPT:
-            T = T_const if const_input else xk.size(0)
-            if not (xrest == rest and _num_chunks(T) == saved.size(0)):
-                raise ValueError(
-                    f"snn_cuda: x of shape {list(xk.shape)} does not match the checkpoints of shape {list(saved.shape)}"
-                )
-        elif not (xrest == rest and (const_input or xk.size(0) == T)):
-            raise ValueError(f"snn_cuda: x of shape {list(xk.shape)} does not match saved of shape {list(saved.shape)}")
-    npar = _prepare_params(decay_param, threshold_param, model, saved, sdt, rest)
-    if grad_decay and not (npar.decay is not None and model in (MODEL_PLIF, MODEL_LEAKY)):
-        raise ValueError("snn_cuda: grad_decay needs decay_param and model 2 (Leaky) or 3 (ParametricLIF)")
-    if grad_threshold and npar.th is None:
-        raise ValueError("snn_cuda: grad_threshold needs threshold_param")
-    seq = [T] + rest
-    gs = _checked_grad(grad_spikes, "grad_spikes", saved, x_dtype, seq)
-    gv = _checked_grad(grad_v_seq, "grad_v_seq", saved, sdt, seq)
-    gvl = _checked_grad(grad_v_last, "grad_v_last", saved, sdt, rest)
-    v0c = _checked_state(v0, "v0", saved, sdt, rest)
-    if const_input and T_const != T:
-        raise ValueError(f"snn_cuda: T ({T_const}) must match saved.size(0) ({T}) for a constant input")
-    dev = saved.device
-    gx = torch.empty(rest if const_input else seq, dtype=x_dtype, device=dev)
-    gv0 = torch.empty(rest, dtype=sdt, device=dev)
-    g_decay = torch.empty(rest if grad_decay else [0], dtype=sdt, device=dev)
-    g_th = torch.empty(rest if grad_threshold else [0], dtype=sdt, device=dev)
-
-    p = BwdParams()
-    p.T = T
-    p.N = gv0.numel()
-    p.grad_spikes = _ptr_or_null(gs)
-    p.grad_v_seq = _ptr_or_null(gv)
-    p.grad_v_last = _ptr_or_null(gvl)
-    ckpt = save_mode == SAVE_CKPT
-    p.saved = None if ckpt else savedc.data_ptr()
-    p.ckpt = savedc.data_ptr() if ckpt else None
-    p.x = _ptr_or_null(xk, want_x)
-    p.x_tstride = xk.stride(0) if (want_x and not const_input and p.N) else 0
-    p.v0 = _ptr_or_null(v0c)
-    p.grad_x = gx.data_ptr()
-    p.grad_v0 = gv0.data_ptr()
-    _set_scalars(p, tau, v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor)
-    p.sg_param = sg_param
-    p.detach_reset = 1 if detach_reset else 0
-    p.const_input = 1 if const_input else 0
-    _set_params(p, npar, model)
-    p.grad_decay = g_decay.data_ptr() if (grad_decay and p.N) else None
-    p.grad_th = g_th.data_ptr() if (grad_threshold and p.N) else None
-    return Prepared(
-        Kernel("bwd", combo, int(surrogate), dt),
-        p.N,
-        p,
-        (gx, gv0, g_decay, g_th),
-        (gs, gv, gvl, savedc, xk, v0c, npar.decay, npar.th),
-    )
-
-
-def prepare_poisson(x: Tensor, T: int, seed: Tensor) -> Prepared:
-    dt = _dtype_name(x.dtype, "x")
-    if T < 1:
-        raise ValueError(f"snn_cuda: T must be >= 1, got {T}")
-    if seed.dtype != torch.int64:
-        raise TypeError(f"snn_cuda: seed must be an int64 tensor, got {_c10(seed.dtype)}")
-    if seed.numel() != 1:
-        raise ValueError(f"snn_cuda: seed must have one element, got shape {list(seed.shape)}")
-    on_device = seed.device == x.device
-    if not (on_device or seed.device.type == "cpu"):
-        raise ValueError(
-            f"snn_cuda: seed is on {seed.device} but x is on {x.device} (it must be on x's device or on the CPU)"
-        )
-    xc = x.contiguous()
-    out = torch.empty([T] + list(x.shape), dtype=x.dtype, device=x.device)
-    p = PoissonParams()
-    p.T = T
-    p.N = x.numel()
-    p.x = xc.data_ptr()
-    p.out = out.data_ptr()
-    # On x's device the kernel reads the key (csrc/host.h prepare_poisson: graph-safe, no sync);
-    # a CPU key beside a CUDA x is read here, from host memory.
-    p.seed_ptr = seed.data_ptr() if on_device else None
-    p.seed = 0 if on_device else int(seed.reshape(())) & 0xFFFFFFFFFFFFFFFF
-    return Prepared(Kernel("poisson", 0, 0, dt), (T * p.N + 3) // 4, p, (out,), (xc, seed))
-
-
-# ------------------------------------------------------------------------------------------
-# the op implementations registered for the CUDA key
-# ------------------------------------------------------------------------------------------
-def _guard(device: torch.device):
-    if device.type == "cuda":
-        return torch.cuda.device(device)
-    return contextlib.nullcontext()
-
-
-def _run(prep: Prepared, device: torch.device) -> None:
-    if prep.n > 0:
-        _launcher(prep.kernel, prep.n, prep.params, device)
-
-
-def neuron_forward(
-    x,
-    v0,
-    decay_param,
-    threshold_param,
-    T,
-    model,
-    reset,
-    surrogate,
-    surrogate_param,
-    tau,
-    v_threshold,
-    v_reset,
-    v_floor,
-    beta,
-    v_init,
-    decay_input,
-    has_floor,
-    detach_reset,
-    save_mode,
-    store_v_seq,
-    spikes_uint8=False,
-):
-    with _guard(x.device):
-        prep = prepare_forward(
-            x,
-            v0,
-            decay_param,
-            threshold_param,
-            T,
-            model,
-            reset,
-            surrogate,
-            surrogate_param,
-            tau,
-            v_threshold,
-            v_reset,
-            v_floor,
-            beta,
-            v_init,
-            decay_input,
-            has_floor,
-            save_mode,
-            store_v_seq,
-            spikes_uint8,
-        )
-        _run(prep, x.device)
-    return prep.outputs
-
-
-def neuron_backward(
-    grad_spikes,
-    grad_v_seq,
-    grad_v_last,
-    saved,
-    x,
-    v0,
-    decay_param,
-    threshold_param,
-    T,
-    save_mode,
-    model,
-    reset,
-    surrogate,
-    surrogate_param,
-    tau,
-    v_threshold,
-    v_reset,
-    v_floor,
-    beta,
-    v_init,
-    decay_input,
-    has_floor,
-    detach_reset,
-    grad_decay,
-    grad_threshold,
-    x_dtype,
-    readout_grad=None,
-    readout_weight=None,
-):
-    if readout_grad is not None or readout_weight is not None:
-        raise ValueError(
-            "snn_cuda: readout_grad / readout_weight are only supported by the CPU kernels; pass grad_spikes"
-        )
-    with _guard(saved.device):
-        prep = prepare_backward(
-            grad_spikes,
-            grad_v_seq,
-            grad_v_last,
-            saved,
-            x,
-            v0,
-            decay_param,
-            threshold_param,
-            T,
-            save_mode,
-            model,
-            reset,
-            surrogate,
-            surrogate_param,
-            tau,
-            v_threshold,
-            v_reset,
-            v_floor,
-            beta,
-            v_init,
-            decay_input,
-            has_floor,
-            detach_reset,
-            grad_decay,
-            grad_threshold,
-            x_dtype,
-        )
-        _run(prep, saved.device)
-    return prep.outputs
-
-
-def poisson_encode(x, T, seed):
-    with _guard(x.device):
-        prep = prepare_poisson(x, T, seed)
-        _run(prep, x.device)
-    return prep.outputs[0]
-
-
-def prepare_narrow(x: Tensor, not_binary: Optional[Tensor]) -> Prepared:
-    dt = _dtype_name(x.dtype, "x")
-    xc = x.contiguous()
-    out = torch.empty(x.shape, dtype=torch.uint8, device=x.device)
-    p = NarrowParams()
-    p.n = x.numel()
-    p.x = xc.data_ptr()
-    p.out = out.data_ptr()
-    p.not_binary = _ptr_or_null(not_binary)
-    return Prepared(Kernel("narrow", 0, 0, dt), convert_groups(p.n), p, (out,), (xc, not_binary))
-
-
-def prepare_widen(x: Tensor, dtype: torch.dtype) -> Prepared:
-    dt = _dtype_name(dtype, "dtype")
-    if x.dtype != torch.uint8:
-        raise TypeError(f"snn_cuda: x must be uint8, got {_c10(x.dtype)}")
-    xc = x.contiguous()
-    out = torch.empty(x.shape, dtype=dtype, device=x.device)
-    p = WidenParams()
-    p.n = x.numel()
-    p.x = xc.data_ptr()
-    p.out = out.data_ptr()
-    return Prepared(Kernel("widen", 0, 0, dt), convert_groups(p.n), p, (out,), (xc,))
-
-
-def binary_to_uint8(x):
-    """x != 0 as uint8, in x's shape: whether x holds spikes is the caller's knowledge (the op's
-    contract, as on the CPU and in the compiled kernel), so the kernel runs without its flag."""
-    with _guard(x.device):
-        _dtype_name(x.dtype, "x")
-        prep = prepare_narrow(x, None)
-        _run(prep, x.device)
-    return prep.outputs[0]
-
-
-def uint8_to(x, dtype):
-    with _guard(x.device):
-        prep = prepare_widen(x, dtype)
-        _run(prep, x.device)
-    return prep.outputs[0]
-
-
-# ------------------------------------------------------------------------------------------
-# the declared models: the C++ host code prepares (csrc/model_prepare.cpp), this only launches
-# ------------------------------------------------------------------------------------------
 def _launch_struct(cls, launch: Tensor) -> ctypes.Structure:
     """The launch struct the C++ host code packed, as its ctypes view (a copy of the bytes)."""
     data = launch.numpy().tobytes()
@@ -881,96 +289,96 @@ def _launch_struct(cls, launch: Tensor) -> ctypes.Structure:
     return cls.from_buffer_copy(data)
 
 
+def _prepared(kind: str, struct, result) -> Prepared:
+    """A one-state prepare op's result: (*outputs, keep, launch, work items, [dtype, combo, sg])."""
+    *outputs, keep, launch, n, inst = result
+    dt, combo, sg = (list(inst) + [0, 0])[:3]
+    kernel = Kernel(kind, int(combo), int(sg), _DT_BY_CODE[dt])
+    return Prepared(kernel, int(n), _launch_struct(struct, launch), tuple(outputs), tuple(keep))
+
+
+# Each takes the arguments of the op it prepares (csrc/ops.cpp).
+def prepare_neuron_forward(*args, **kwargs) -> Prepared:
+    return _prepared("fwd", FwdParams, torch.ops.snn_cuda.neuron_prepare_forward(*args, **kwargs))
+
+
+def prepare_neuron_backward(*args, **kwargs) -> Prepared:
+    return _prepared("bwd", BwdParams, torch.ops.snn_cuda.neuron_prepare_backward(*args, **kwargs))
+
+
+def prepare_poisson(x, T, seed) -> Prepared:
+    return _prepared("poisson", PoissonParams, torch.ops.snn_cuda.poisson_prepare(x, T, seed))
+
+
+def prepare_narrow(x) -> Prepared:
+    return _prepared("narrow", NarrowParams, torch.ops.snn_cuda.narrow_prepare(x))
+
+
+def prepare_widen(x, dtype) -> Prepared:
+    return _prepared("widen", WidenParams, torch.ops.snn_cuda.widen_prepare(x, dtype))
+
+
 def prepare_model_forward(
     x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset, return_states, save
 ) -> Prepared:
     spikes, seq, last, ckpt, keep, launch, n = torch.ops.snn_cuda.model_prepare_forward(
         x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset, return_states, save
     )
-    kernel = Kernel("model_fwd", int(model), 0, _dtype_name(x.dtype, "x"), int(variant))
+    kernel = Kernel("model_fwd", int(model), 0, DTYPE_NAMES[x.dtype], int(variant))
     return Prepared(kernel, int(n), _launch_struct(MFwdParams, launch), (spikes, seq, last, ckpt), tuple(keep))
 
 
-def prepare_model_backward(
-    grad_spikes,
-    grad_state_seq,
-    grad_state_last,
-    x,
-    params,
-    state0,
-    ckpt,
-    T,
-    model,
-    variant,
-    surrogate,
-    surrogate_param,
-    detach_reset,
-    grad_params,
-) -> Prepared:
-    gx, gs0, gp, keep, launch, n = torch.ops.snn_cuda.model_prepare_backward(
-        grad_spikes,
-        grad_state_seq,
-        grad_state_last,
-        x,
-        params,
-        state0,
-        ckpt,
-        T,
-        model,
-        variant,
-        surrogate,
-        surrogate_param,
-        detach_reset,
-        grad_params,
-    )
-    kernel = Kernel("model_bwd", int(model), SG_ANY, _dtype_name(x.dtype, "x"), int(variant))
+def prepare_model_backward(*args) -> Prepared:
+    """model_backward's arguments: (grad_spikes, grad_state_seq, grad_state_last, x, params,
+    state0, ckpt, T, model, variant, surrogate, surrogate_param, detach_reset, grad_params)."""
+    gx, gs0, gp, keep, launch, n = torch.ops.snn_cuda.model_prepare_backward(*args)
+    x, model, variant = args[3], args[8], args[9]
+    kernel = Kernel("model_bwd", int(model), SG_ANY, DTYPE_NAMES[x.dtype], int(variant))
     return Prepared(kernel, int(n), _launch_struct(MBwdParams, launch), (gx, gs0, gp), tuple(keep))
 
 
-def model_forward(x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset, return_states, save):
-    with _guard(x.device):
-        prep = prepare_model_forward(
-            x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset, return_states, save
-        )
-        _run(prep, x.device)
+def _guard(device: torch.device):
+    if device.type == "cuda":
+        return torch.cuda.device(device)
+    return contextlib.nullcontext()
+
+
+def _serve(prepare, device: torch.device, *args, **kwargs) -> tuple:
+    """Prepares on `device` (its current stream, the outputs there), launches unless there is no
+    work, and returns the op's outputs."""
+    with _guard(device):
+        prep = prepare(*args, **kwargs)
+        if prep.n > 0:
+            _launcher(prep.kernel, prep.n, prep.params, device)
     return prep.outputs
 
 
-def model_backward(
-    grad_spikes,
-    grad_state_seq,
-    grad_state_last,
-    x,
-    params,
-    state0,
-    ckpt,
-    T,
-    model,
-    variant,
-    surrogate,
-    surrogate_param,
-    detach_reset,
-    grad_params,
-):
-    with _guard(x.device):
-        prep = prepare_model_backward(
-            grad_spikes,
-            grad_state_seq,
-            grad_state_last,
-            x,
-            params,
-            state0,
-            ckpt,
-            T,
-            model,
-            variant,
-            surrogate,
-            surrogate_param,
-            detach_reset,
-            grad_params,
-        )
-        _run(prep, x.device)
-    return prep.outputs
+def neuron_forward(x, *args, **kwargs):
+    return _serve(prepare_neuron_forward, x.device, x, *args, **kwargs)
+
+
+def neuron_backward(grad_spikes, grad_v_seq, grad_v_last, saved, *args, **kwargs):
+    return _serve(prepare_neuron_backward, saved.device, grad_spikes, grad_v_seq, grad_v_last, saved, *args, **kwargs)
+
+
+def poisson_encode(x, T, seed):
+    return _serve(prepare_poisson, x.device, x, T, seed)[0]
+
+
+def binary_to_uint8(x):
+    return _serve(prepare_narrow, x.device, x)[0]
+
+
+def uint8_to(x, dtype):
+    return _serve(prepare_widen, x.device, x, dtype)[0]
+
+
+def model_forward(x, *args):
+    return _serve(prepare_model_forward, x.device, x, *args)
+
+
+def model_backward(*args):
+    return _serve(prepare_model_backward, args[3].device, *args)
 
 
 OPS = {

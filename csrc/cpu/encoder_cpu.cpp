@@ -58,40 +58,37 @@ void narrow(const T* x, uint8_t* out, int64_t n) {
 }
 
 at::Tensor binary_to_uint8_cpu(const at::Tensor& x_in) {
-  const auto dt = snn_host::dtype_code(x_in.scalar_type(), "x");
-  const at::Tensor x = x_in.contiguous();
-  at::Tensor out = snn_host::alloc(x.sizes(), x.options().dtype(at::kByte));
-  uint8_t* o = out.data_ptr<uint8_t>();
-  const int64_t n = x.numel();
-  switch (dt) {
+  auto c = snn_host::prepare_narrow(x_in);
+  uint8_t* o = (uint8_t*)c.p.out;
+  const int64_t n = c.p.n;
+  switch (c.dt) {
     case snn_host::DT_F32:
-      narrow((const float*)x.data_ptr(), o, n);
+      narrow((const float*)c.p.x, o, n);
       break;
     case snn_host::DT_F64:
-      narrow((const double*)x.data_ptr(), o, n);
+      narrow((const double*)c.p.x, o, n);
       break;
     case snn_host::DT_F16:
-      narrow((const snn::half_t*)x.data_ptr(), o, n);
+      narrow((const snn::half_t*)c.p.x, o, n);
       break;
     case snn_host::DT_BF16:
-      narrow((const snn::bf16_t*)x.data_ptr(), o, n);
+      narrow((const snn::bf16_t*)c.p.x, o, n);
       break;
   }
-  return out;
+  return c.out;
 }
 
 // The inverse of binary_to_uint8 for the weight gradient: 0/1 bytes back to
 // spikes of `dtype`, multi-threaded and vectorised (torch's generic copy_
 // converts uint8 element by element).
 at::Tensor uint8_to_cpu(const at::Tensor& x_in, at::ScalarType dtype) {
-  const auto dt = snn_host::dtype_code(dtype, "dtype");
-  TORCH_CHECK_TYPE(x_in.scalar_type() == at::kByte, "snn_cuda: x must be uint8, got ", x_in.scalar_type());
-  const at::Tensor x = x_in.contiguous();
-  at::Tensor out = snn_host::alloc(x.sizes(), x.options().dtype(dtype));
-  const uint8_t* xp = x.data_ptr<uint8_t>();
-  void* o = out.data_ptr();
+  auto c = snn_host::prepare_widen(x_in, dtype);
+  const uint8_t* xp = (const uint8_t*)c.p.x;
+  void* o = c.p.out;
+  const auto dt = c.dt;
+  const int64_t n = c.p.n;
   const snn_cpu::Kernels& k = snn_cpu::kernels();
-  at::parallel_for(0, x.numel(), 1 << 16, [&](int64_t i0, int64_t i1) {
+  at::parallel_for(0, n, 1 << 16, [&](int64_t i0, int64_t i1) {
     switch (dt) {
       case snn_host::DT_F32:
         k.e_f32.widen(xp + i0, (float*)o + i0, i1 - i0);
@@ -107,7 +104,7 @@ at::Tensor uint8_to_cpu(const at::Tensor& x_in, at::ScalarType dtype) {
         break;
     }
   });
-  return out;
+  return c.out;
 }
 
 }  // namespace

@@ -8,7 +8,7 @@ namespace {
 
 template <typename T>
 int poisson_t(const snn::PoissonParams& p, int sm_count, cudaStream_t stream) {
-  const snn::i64 groups = (p.T * p.N + 3) / 4;
+  const snn::i64 groups = snn::poisson_groups(p);
   if (groups == 0) return 0;
   const dim3 block(snn::kBlockThreads);
   const dim3 grid((unsigned)snn::grid_blocks(groups, snn::kBlockThreads, sm_count));

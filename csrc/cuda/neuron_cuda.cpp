@@ -45,11 +45,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_backward_cuda(
     double v_init, bool decay_input, bool has_floor, bool detach_reset, bool grad_decay, bool grad_threshold,
     at::ScalarType x_dtype, const c10::optional<at::Tensor>& readout_grad,
     const c10::optional<at::Tensor>& readout_weight) {
-  // On the GPU the spike gradient is one cuBLAS product; the fused readout is
-  // a CPU-side saving (snn_cuda/ops.py only asks for it there).
-  TORCH_CHECK_VALUE(!(readout_grad.has_value() && readout_grad->defined()) &&
-                        !(readout_weight.has_value() && readout_weight->defined()),
-                    "snn_cuda: readout_grad / readout_weight are only supported by the CPU kernels; pass grad_spikes");
+  snn_host::check_no_readout(readout_grad, readout_weight);
   const c10::cuda::CUDAGuard guard(saved.device());
   auto b =
       snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param, threshold_param, T,

@@ -1,7 +1,7 @@
 // Spike <-> byte conversions (the ops binary_to_uint8 and uint8_to): launch
 // parameters and the per-element rules, shared by the CUDA kernels
-// (convert_kernels.cuh), the CuPy path (which packs the same layout from
-// Python) and the host emulation.
+// (convert_kernels.cuh, also compiled by the CuPy path) and the host
+// emulation; csrc/host.h fills the structs.
 #pragma once
 #include "common.h"
 

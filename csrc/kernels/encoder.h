@@ -20,6 +20,9 @@ struct PoissonParams {
   unsigned long long seed;
 };
 
+// Work items of a launch: groups of four elements.
+SNN_HD SNN_INLINE i64 poisson_groups(const PoissonParams& p) { return (p.T * p.N + 3) / 4; }
+
 SNN_HD SNN_INLINE unsigned long long poisson_key(const PoissonParams& p) {
   return p.seed_ptr ? (unsigned long long)*(const long long*)p.seed_ptr : p.seed;
 }

@@ -6,7 +6,7 @@ namespace snn {
 
 template <typename T>
 __global__ void poisson_kernel(const PoissonParams p) {
-  const i64 groups = (p.T * p.N + 3) / 4;
+  const i64 groups = poisson_groups(p);
   const i64 stride = (i64)blockDim.x * gridDim.x;
   i64 g = (i64)blockIdx.x * blockDim.x + threadIdx.x;
   if (g >= groups) return;
