@@ -956,10 +956,12 @@ void run_case(Stats& st, const ListEntry& e, const OCase& oc, const Shape& sh, u
             : u < 0.15 ? 0.0
                        : rng.uniform(-0.5, 1.3) * D * th;
       } else if (oc.kind == O_QIF) {
-        // x = v_th tau: from a zero state with v_rest = 0 (soft reset), h = x / tau, often v_th
-        // exactly.
+        // x = v_th tau at the first step from a zero state (soft reset, v_rest = 0): h = x / tau,
+        // often v_th exactly. Only there, and inputs below 0.9 v_th: a soft reset's quadratic
+        // growth from stronger (or constant strong) inputs can overflow.
         const double tau = (double)params[0 * P + n % P];
-        v = u < 0.05 ? th * tau : u < 0.1 ? 0.0 : rng.uniform(-0.6, 1.0) * th;
+        const bool tie = t == 0 && sh.xs != 0 && !sh.state0;
+        v = tie && u < 0.05 ? th * tau : u < 0.1 ? 0.0 : rng.uniform(-0.6, 0.9) * th;
       } else if (oc.kind == O_ADLIF) {
         // With alpha = 0 the first step's membrane from a zero state is x itself.
         v = u < 0.05 ? th : u < 0.1 ? 0.0 : rng.uniform(-1.0, 3.0) * th;
