@@ -40,9 +40,9 @@ Multi-state modes (same rows; each peer only where it has the same model, the ot
                          The "firing rate" column is the mean count (0..D), "spikes ≠" counts
                          differing counts.
   --neurons qif          snn_cuda.QIF (quadratic integrate-and-fire, SpikingJelly's defaults:
-                         tau=2, v_c=0.8, a0=1, v_threshold=1, v_rest=0, hard reset -0.1,
-                         Sigmoid(4)) fused / reference; SpikingJelly's own QIFNode (the same
-                         values, step_mode="m").
+                         tau=2, v_c=0.8, a0=1, v_threshold=1, v_rest=0, hard reset -0.1; ATan(2)
+                         as the other modes) fused / reference; SpikingJelly's own QIFNode (the
+                         same values, step_mode="m").
   Effective GB/s keeps the nominal one-state figure below for all of these.
 
 Learnable-parameter modes (gradients w.r.t. x AND every nn.Parameter, .grad cleared each
@@ -737,7 +737,8 @@ def qif_factory(backend):
             raise _Skip("snn_cuda has no QIF")
         if backend == "fused":
             _check_fused_available(snn_cuda, device)
-        run = _snn_run(snn_cuda, snn_cuda.QIF(backend=backend, **_QIF).to(device))
+        layer = snn_cuda.QIF(backend=backend, surrogate=snn_cuda.surrogate.ATan(2.0), **_QIF)
+        run = _snn_run(snn_cuda, layer.to(device))
         if backend == "torch":
             run.note = 'backend="torch"'
         return run
@@ -747,12 +748,12 @@ def qif_factory(backend):
 
 def sj_qif_factory(model, dtype, device, shape=None):
     try:
-        from spikingjelly.activation_based import functional, neuron
+        from spikingjelly.activation_based import functional, neuron, surrogate
     except Exception as e:
         raise _Skip(f"spikingjelly not importable: {type(e).__name__}: {e}")
     if not hasattr(neuron, "QIFNode"):
         raise _Skip("this SpikingJelly has no QIFNode")
-    layer = neuron.QIFNode(step_mode="m", **_QIF).to(device)
+    layer = neuron.QIFNode(step_mode="m", surrogate_function=surrogate.ATan(2.0), **_QIF).to(device)
 
     def run(x):
         functional.reset_net(layer)
