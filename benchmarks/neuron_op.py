@@ -39,6 +39,10 @@ Multi-state modes (same rows; each peer only where it has the same model, the ot
                          16-bit inputs: its module keeps a 16-bit membrane, snn_cuda float32).
                          The "firing rate" column is the mean count (0..D), "spikes ≠" counts
                          differing counts.
+  --neurons qif          snn_cuda.QIF (quadratic integrate-and-fire, SpikingJelly's defaults:
+                         tau=2, v_c=0.8, a0=1, v_threshold=1, v_rest=0, hard reset -0.1; ATan(2)
+                         as the other modes) fused / reference; SpikingJelly's own QIFNode (the
+                         same values, step_mode="m").
   Effective GB/s keeps the nominal one-state figure below for all of these.
 
 Learnable-parameter modes (gradients w.r.t. x AND every nn.Parameter, .grad cleared each
@@ -723,6 +727,42 @@ def sj_ilif_factory(model, dtype, device, shape=None):
     return run
 
 
+_QIF = dict(tau=2.0, v_c=0.8, a0=1.0, v_threshold=1.0, v_rest=0.0, v_reset=-0.1)
+
+
+def qif_factory(backend):
+    def factory(model, dtype, device, shape=None):
+        snn_cuda = _import_snn_cuda()
+        if not hasattr(snn_cuda, "QIF"):
+            raise _Skip("snn_cuda has no QIF")
+        if backend == "fused":
+            _check_fused_available(snn_cuda, device)
+        layer = snn_cuda.QIF(backend=backend, surrogate=snn_cuda.surrogate.ATan(2.0), **_QIF)
+        run = _snn_run(snn_cuda, layer.to(device))
+        if backend == "torch":
+            run.note = 'backend="torch"'
+        return run
+
+    return factory
+
+
+def sj_qif_factory(model, dtype, device, shape=None):
+    try:
+        from spikingjelly.activation_based import functional, neuron, surrogate
+    except Exception as e:
+        raise _Skip(f"spikingjelly not importable: {type(e).__name__}: {e}")
+    if not hasattr(neuron, "QIFNode"):
+        raise _Skip("this SpikingJelly has no QIFNode")
+    layer = neuron.QIFNode(step_mode="m", surrogate_function=surrogate.ATan(2.0), **_QIF).to(device)
+
+    def run(x):
+        functional.reset_net(layer)
+        return layer(x)
+
+    run.note = "step_mode='m'"
+    return run
+
+
 ADLIF_ROWS = [
     ("fused", "snn_cuda fused AdLIF", adlif_factory("fused"), False),
     ("reference", "snn_cuda reference AdLIF (unbind loop)", adlif_factory("torch"), False),
@@ -736,6 +776,12 @@ ILIF_ROWS = [
     ("sj", "SpikingJelly ILIFNode", sj_ilif_factory, False),
 ]
 
+QIF_ROWS = [
+    ("fused", "snn_cuda fused QIF", qif_factory("fused"), False),
+    ("reference", "snn_cuda reference QIF (unbind loop)", qif_factory("torch"), False),
+    ("sj", "SpikingJelly QIFNode", sj_qif_factory, False),
+]
+
 # Per mode: the rows, and for the learnable modes the fixed-parameter fused baseline (overhead
 # = row time / baseline time), the reference and the peer (speed-up = their time / row time);
 # the peer is also what spikes and gradients are checked against (the reference if no peer).
@@ -747,6 +793,7 @@ MODE_ROWS = {
     "cuba_lif": ROWS,
     "adlif": ADLIF_ROWS,
     "ilif": ILIF_ROWS,
+    "qif": QIF_ROWS,
     "plif": PLIF_ROWS,
     "leaky-learn": LEAKY_LEARN_ROWS,
 }
@@ -783,7 +830,13 @@ def _label(key, model, versions):
             )
         return lab
     if key == "sj" and versions.get("spikingjelly"):
-        node = {"lif": " LIFNode", "if": " IFNode", "cuba_lif": " CUBALIFNode", "ilif": " ILIFNode"}.get(model, "")
+        node = {
+            "lif": " LIFNode",
+            "if": " IFNode",
+            "cuba_lif": " CUBALIFNode",
+            "ilif": " ILIFNode",
+            "qif": " QIFNode",
+        }.get(model, "")
         lab = f"SpikingJelly {versions['spikingjelly']}{node}"
     if key.startswith("snntorch") and model in ("synaptic", "cuba_lif"):
         lab = lab.replace("Leaky", "Synaptic")
@@ -1139,11 +1192,12 @@ def main(argv=None):
     p.add_argument(
         "--neurons",
         default="lif",
-        choices=["lif", "if", "leaky", "synaptic", "cuba_lif", "adlif", "ilif", "plif", "leaky-learn"],
+        choices=["lif", "if", "leaky", "synaptic", "cuba_lif", "adlif", "ilif", "qif", "plif", "leaky-learn"],
         help="lif/if/leaky/synaptic/cuba_lif: fixed-parameter layers vs the loops and peers "
         "(synaptic: snnTorch's Synaptic; cuba_lif: SpikingJelly's CUBALIFNode); adlif: AdLIF with "
         "per-neuron parameters vs the reference and this file's loop; ilif: I-LIF vs the "
-        "reference, this file's loop and SpikingJelly's ILIFNode; plif: learnable "
+        "reference, this file's loop and SpikingJelly's ILIFNode; qif: QIF vs the reference and "
+        "SpikingJelly's QIFNode; plif: learnable "
         "tau (ParametricLIF) and threshold vs fixed LIF, the reference and SpikingJelly's "
         "ParametricLIFNode; leaky-learn: Leaky learn_beta+learn_threshold vs fixed "
         "Leaky, the reference and snnTorch's learnable Leaky",

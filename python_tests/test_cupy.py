@@ -1376,6 +1376,17 @@ _MODEL_VALUES = {
 }
 
 
+def _model_values(name):
+    """The values above, or for a model not listed (a model added later edits no list here) the
+    ones its default-constructed layer packs (`_param_values()`)."""
+    if name in _MODEL_VALUES:
+        return _MODEL_VALUES[name]
+    from snn_cuda.models import LAYERS
+
+    layer = next(cls for cls in LAYERS.values() if cls._decl is MODEL_DECLS[name])
+    return layer()._param_values()
+
+
 def _model_args(name, dt, *, T=-1, shape=(2, 5), steps=11, state0=True, return_states=True, per_neuron=True, seed=0):
     """model_forward's arguments: x [steps, *shape] (T = -1) or [*shape] fed T times."""
     d = MODEL_DECLS[name]
@@ -1384,7 +1395,7 @@ def _model_args(name, dt, *, T=-1, shape=(2, 5), steps=11, state0=True, return_s
     xs = list(shape) if T >= 0 else [steps, *shape]
     x = (torch.randn(xs, generator=g, dtype=torch.float64) * 0.8 + 0.3).to(dt)
     N = math.prod(shape)
-    vals = torch.tensor(_MODEL_VALUES[name], dtype=torch.float64)
+    vals = torch.tensor(_model_values(name), dtype=torch.float64)
     if per_neuron:  # P = N, each value jittered by up to 10%
         params = vals[:, None] * (1 + 0.1 * (torch.rand(len(vals), N, generator=g, dtype=torch.float64) - 0.5))
         if name == "ilif":

@@ -40,6 +40,14 @@ MODELS = {
         ("default",),
         False,
     ),
+    "qif": ModelDecl(
+        4,
+        "Qif",
+        ("v",),
+        ("tau", "a0", "v_rest", "v_c", "v_threshold", "v_reset"),
+        ("hard", "soft"),
+        False,
+    ),
 }
 
 # surrogate name -> kind_id (the kernels' Surrogate enum), and the enum names in that order

@@ -210,7 +210,7 @@ std::string word(const char* s, int k) {
   return "";
 }
 
-enum OKind { O_SYNAPTIC, O_CUBA_LIF, O_ADLIF, O_ILIF };
+enum OKind { O_SYNAPTIC, O_CUBA_LIF, O_ADLIF, O_ILIF, O_QIF };
 // What the oracle was written for: a list entry whose names differ has no oracle.
 struct OracleModel {
   OKind kind;
@@ -226,8 +226,9 @@ const OracleModel kOracles[] = {
     {O_CUBA_LIF, "cuba_lif", "c v", "c_decay v_decay v_threshold v_reset", "hard soft", 2, false},
     {O_ADLIF, "adlif", "u w s", "alpha beta a b threshold", "default", 4, true},
     {O_ILIF, "ilif", "v", "decay v_threshold max_count window_lo window_hi", "default", 1, false},
+    {O_QIF, "qif", "v", "tau a0 v_rest v_c v_threshold v_reset", "hard soft", 4, false},
 };
-const int kOMaxStates = 3, kOMaxParams = 5;  // the largest of kOracles
+const int kOMaxStates = 3, kOMaxParams = 6;  // the largest of kOracles
 
 // ILif's count: round half to even of clamp(z, 0, D), by the C library.
 template <typename S>
@@ -369,6 +370,23 @@ RefFwd<typename Stor<T>::S> ref_forward(const OCase& oc, long long TT, long long
         r.spk[t * N + n] = C;
         at(t + 1, 0, n) = v;
       }
+    } else if (oc.kind == O_QIF) {
+      // h_t = v_{t-1} + (x_t + a0 (v_{t-1} - v_rest) (v_{t-1} - v_c)) / tau; s_t = Θ(h_t - v_th),
+      // Θ(0) = 1; v_t = s_t v_reset + (1 - s_t) h_t (hard), h_t - s_t v_th (soft); v_0 = v_reset
+      // (hard) or 0 (soft).
+      const S tau = prm_of(params, P, 0, n), a0 = prm_of(params, P, 1, n), vrest = prm_of(params, P, 2, n),
+              vc = prm_of(params, P, 3, n), vth = prm_of(params, P, 4, n), vr = prm_of(params, P, 5, n);
+      const bool hard = oc.variant == "hard";
+      S v = state0 ? state0[n] : (hard ? vr : S(0));
+      at(0, 0, n) = v;
+      for (long long t = 0; t < TT; ++t) {
+        const S X = Stor<T>::load(x[t * xs + n]);
+        const S h = v + (X + a0 * (v - vrest) * (v - vc)) / tau;
+        const S s = h >= vth ? S(1) : S(0);
+        v = hard ? s * vr + (S(1) - s) * h : h - s * vth;
+        r.spk[t * N + n] = s;
+        at(t + 1, 0, n) = v;
+      }
     } else {
       // c_t = c_{t-1} c_decay + x_t; h_t = v_{t-1} v_decay + c_t; s_t = Θ(h_t - v_th), Θ(0) = 1;
       // v_t = s_t v_reset + (1 - s_t) h_t (hard), h_t - s_t v_th (soft); c_0 = 0, v_0 = v_reset
@@ -486,6 +504,27 @@ RefBwd<R> ref_backward(const OCase& oc, long long TT, long long N, long long xs,
         const Vm<R> GH = gS * dC + (g_seq(0, t, n) + G_next[0]) * dVdH;
         gx_t = GH;
         G_next[0] = lift((R)d) * GH;
+      } else if (oc.kind == O_QIF) {
+        const S tau = prm_of(params, P, 0, n), a0 = prm_of(params, P, 1, n), vrest = prm_of(params, P, 2, n),
+                vc = prm_of(params, P, 3, n), vth = prm_of(params, P, 4, n), vr = prm_of(params, P, 5, n);
+        const S vp = traj(t, 0, n), X = Stor<T>::load(x_at(t, n));
+        const S h = vp + (X + a0 * (vp - vrest) * (vp - vc)) / tau;  // the forward's h_t, bit for bit
+        const S s = h >= vth ? S(1) : S(0);
+        const Vm<R> sg = lift(ref_sg<R>(oc.sg, (R)(S)(h - vth), alpha_sg));
+        const Vm<R> Gv = g_seq(0, t, n) + G_next[0];
+        Vm<R> dvdh;
+        if (oc.variant == "hard") {
+          dvdh = lift(R(1) - (R)s);
+          if (!oc.detach) dvdh = dvdh + (lift((R)vr) - lift((R)h)) * sg;
+        } else {
+          dvdh = oc.detach ? one : one - lift((R)vth) * sg;
+        }
+        const Vm<R> Gh = gS * sg + Gv * dvdh;
+        // h = v + q / tau with q = x + a0 (v - v_rest) (v - v_c): dq/dx = 1,
+        // dq/dv = a0 ((v - v_c) + (v - v_rest)).
+        const Vm<R> Gq = Gh * lift(R(1) / (R)tau);
+        gx_t = Gq;
+        G_next[0] = Gh + Gq * lift((R)a0) * ((lift((R)vp) - lift((R)vc)) + (lift((R)vp) - lift((R)vrest)));
       } else {
         const S cd = prm_of(params, P, 0, n), vd = prm_of(params, P, 1, n), vth = prm_of(params, P, 2, n),
                 vr = prm_of(params, P, 3, n);
@@ -586,6 +625,22 @@ double tangent_dot(const OCase& oc, long long TT, long long N, long long xs, boo
         const double dC = dCdH * dH;
         d1[0] = dH - (oc.detach ? 0.0 : (double)vth * dC);
         dspk = dC;
+      } else if (oc.kind == O_QIF) {
+        const S tau = prm_of(params, P, 0, n), a0 = prm_of(params, P, 1, n), vrest = prm_of(params, P, 2, n),
+                vc = prm_of(params, P, 3, n), vth = prm_of(params, P, 4, n), vr = prm_of(params, P, 5, n);
+        const S vp = traj(t, 0, n), X = Stor<T>::load(x[t * xs + n]);
+        const S h = vp + (X + a0 * (vp - vrest) * (vp - vc)) / tau;
+        const double s = h >= vth ? 1.0 : 0.0;
+        const double sg = ref_sg<double>(oc.sg, (double)(S)(h - vth), alpha_sg);
+        // The product rule on a0 (v - v_rest) (v - v_c), then the quotient by tau.
+        const double dq = dX + (double)a0 * (((double)vp - (double)vrest) * d[0] + ((double)vp - (double)vc) * d[0]);
+        const double dh = d[0] + dq / (double)tau;
+        const double ds = sg * dh;
+        if (oc.variant == "hard")
+          d1[0] = (1.0 - s) * dh + (oc.detach ? 0.0 : ((double)vr - (double)h) * ds);
+        else
+          d1[0] = dh - (oc.detach ? 0.0 : (double)vth * ds);
+        dspk = ds;
       } else {
         const S cd = prm_of(params, P, 0, n), vd = prm_of(params, P, 1, n), vth = prm_of(params, P, 2, n),
                 vr = prm_of(params, P, 3, n);
@@ -838,6 +893,15 @@ double draw_param(OKind kind, int k, Rng& rng) {
     if (k == 3) return u < 0.5 ? 0.0 : u < 0.75 ? -0.5 : 0.5;  // window lo
     return -1.0;                                               // window hi: drawn with D below
   }
+  if (kind == O_QIF) {
+    // Ranges in which the soft reset's quadratic growth stays bounded for the inputs drawn below.
+    if (k == 0) return u < 0.2 ? 2.0 : rng.uniform(1.5, 4.0);         // tau
+    if (k == 1) return u < 0.2 ? 1.0 : rng.uniform(0.2, 1.0);         // a0
+    if (k == 2) return u < 0.4 ? 0.0 : rng.uniform(-0.1, 0.1);        // v_rest
+    if (k == 3) return u < 0.3 ? 0.8 : rng.uniform(0.5, 0.9);         // v_c
+    if (k == 4) return u < 0.2 ? 1.0 : rng.uniform(0.8, 1.2);         // v_threshold
+    return u < 0.3 ? -0.1 : u < 0.45 ? 0.0 : rng.uniform(-0.4, 0.0);  // v_reset
+  }
   if (kind == O_SYNAPTIC) {
     if (k <= 1) return u < 0.08 ? 0.0 : u < 0.16 ? 1.0 : rng.uniform(0.3, 0.98);  // alpha, beta: clamped to [0, 1]
     return u < 0.1 ? 1.0 : rng.uniform(0.5, 1.5);                                 // threshold
@@ -891,6 +955,13 @@ void run_case(Stats& st, const ListEntry& e, const OCase& oc, const Shape& sh, u
         v = u < 0.1    ? (std::floor(rng.uniform(0.0, D + 1.0)) + 0.5) * th
             : u < 0.15 ? 0.0
                        : rng.uniform(-0.5, 1.3) * D * th;
+      } else if (oc.kind == O_QIF) {
+        // x = v_th tau at the first step from a zero state (soft reset, v_rest = 0): h = x / tau,
+        // often v_th exactly. Only there, and inputs below 0.9 v_th: a soft reset's quadratic
+        // growth from stronger (or constant strong) inputs can overflow.
+        const double tau = (double)params[0 * P + n % P];
+        const bool tie = t == 0 && sh.xs != 0 && !sh.state0;
+        v = tie && u < 0.05 ? th * tau : u < 0.1 ? 0.0 : rng.uniform(-0.6, 0.9) * th;
       } else if (oc.kind == O_ADLIF) {
         // With alpha = 0 the first step's membrane from a zero state is x itself.
         v = u < 0.05 ? th : u < 0.1 ? 0.0 : rng.uniform(-1.0, 3.0) * th;
@@ -908,6 +979,8 @@ void run_case(Stats& st, const ListEntry& e, const OCase& oc, const Shape& sh, u
         const double u = rng.uniform();
         double v = u < 0.1 ? 0.0 : u < 0.2 ? thr_of(n) : rng.uniform(-0.5, 1.5) * thr_of(n);
         if (oc.kind == O_ADLIF && q == 2) v = u < 0.5 ? 0.0 : 1.0;  // the last spike
+        // QIF: above the threshold, the soft reset's quadratic growth could diverge.
+        if (oc.kind == O_QIF && v > thr_of(n)) v = rng.uniform(-0.5, 1.0) * thr_of(n);
         state0[q * N + n] = (S)v;
       }
   }
