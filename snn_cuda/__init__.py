@@ -1,4 +1,4 @@
-"""snn_cuda: fused multi-step spiking neurons (LIF, IF, ParametricLIF, Leaky, Synaptic, CUBALIF, AdLIF, ILIF) for PyTorch.
+"""snn_cuda: fused multi-step spiking neurons (LIF, IF, ParametricLIF, Leaky, Synaptic, CUBALIF, AdLIF, ILIF, QIF) for PyTorch.
 
 import snn_cuda
 lif = snn_cuda.LIF(tau=2.0)            # [T, B, ...] -> spikes [T, B, ...]
