@@ -639,19 +639,7 @@ def run_model_matrix(device: str, quick: bool, sm_count: int = 0, log=print) -> 
         recs.append(run_model_case(c, device))
         if not recs[-1]["passed"] and sum(not r["passed"] for r in recs) <= 20:
             log(f"  FAIL {device} {c.name}: {_failure_text(recs[-1])}")
-    failed = [r for r in recs if not r["passed"]]
-    summary = {
-        "name": f"declared models fused vs reference ({device})",
-        "device": device,
-        "passed": not failed,
-        "cases": len(recs),
-        "failed": len(failed),
-        "seconds": round(time.perf_counter() - t0, 2),
-        "max_err": _max_errors(recs),
-        "records": recs,
-    }
-    log(f"  {summary['name']}: {len(recs) - len(failed)}/{len(recs)} passed in {summary['seconds']} s")
-    return summary
+    return _summary(f"declared models fused vs reference ({device})", device, recs, t0, log)
 
 
 def run_model_benchmarks(device: str, quick: bool, budget: float, log=print) -> List[dict]:
@@ -788,9 +776,14 @@ def run_matrix(
         if not recs[-1]["passed"] and sum(not r["passed"] for r in recs) <= 20:
             log(f"  FAIL {device} {c.name}: {_failure_text(recs[-1])}")
     recs += check_poisson(device, quick)
+    return _summary(f"fused vs reference ({device})", device, recs, t0, log)
+
+
+def _summary(name: str, device: str, recs: List[dict], t0: float, log) -> dict:
+    """A matrix's check entry: its records, counts, time and largest errors; logged in one line."""
     failed = [r for r in recs if not r["passed"]]
     summary = {
-        "name": f"fused vs reference ({device})",
+        "name": name,
         "device": device,
         "passed": not failed,
         "cases": len(recs),

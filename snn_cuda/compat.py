@@ -63,18 +63,12 @@ from torch import Tensor
 
 from . import ops
 from . import surrogate as sg
+from .convert import _SJ_SURROGATES
 
 __all__ = ["patch_spikingjelly", "unpatch_spikingjelly", "PatchReport", "is_patched"]
 
-_SURROGATES = {
-    "Sigmoid": sg.Sigmoid,
-    "ATan": sg.ATan,
-    "PiecewiseQuadratic": sg.PiecewiseQuadratic,
-    "PiecewiseExp": sg.PiecewiseExp,
-    "SoftSign": sg.SoftSign,
-    "Erf": sg.Erf,
-    "Rect": sg.Rect,
-}
+# SpikingJelly surrogate class names -> snn_cuda classes (the same in every version)
+_SURROGATES = _SJ_SURROGATES
 
 # The APIs found (0.0.0.0.14 still ships clock_driven beside activation_based: both are patched)
 V012 = "clock_driven (0.0.0.0.12 API)"

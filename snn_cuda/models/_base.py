@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .. import ops
-from ..neuron import _as_state, _finite
+from ..neuron import MemoryModule, _as_state, _finite
 
 # The final states are cloned out of the op's stacked [kStates, ...] tensor: a view of it could
 # not be detached in place (snnTorch's truncated-BPTT helpers call .detach_() on the states).
@@ -57,3 +57,21 @@ def _ranges(name: str, given, defaults) -> dict:
             raise ValueError(f"{name}[{k!r}] must have low <= high, got ({lo}, {hi})")
         out[k] = (lo, hi)
     return out
+
+
+class DeclaredLayer(MemoryModule):
+    """What every declared-model layer shares: `detach()` of the states its declaration names
+    (snnTorch's truncated-BPTT helpers and `functional.detach_net` call it) and the `surrogate`
+    alias of `surrogate_function`."""
+
+    _decl = None  # the ModelDecl of snn_cuda/_model_list.py, set by each layer
+
+    @property
+    def surrogate(self):
+        return self.surrogate_function
+
+    def detach(self) -> None:
+        for name in self._decl.states:
+            v = getattr(self, name)
+            if isinstance(v, Tensor):
+                setattr(self, name, v.detach())

@@ -13,7 +13,6 @@ from .. import ops
 from .. import surrogate as sg
 from ..model_ops import MODELS, model_multistep, pack_params
 from ..neuron import (
-    MemoryModule,
     _as_state,
     _check_input,
     _finite,
@@ -21,7 +20,7 @@ from ..neuron import (
     _shape_arg,
 )
 from ..reference import _check_x, _init_state, _param, _resolve_surrogate, state_dtype_for
-from ._base import _ranges, _reference_input, _state0, _step_shape
+from ._base import DeclaredLayer, _ranges, _reference_input, _state0, _step_shape
 
 __all__ = ["AdLIF", "adlif_reference"]
 
@@ -86,7 +85,7 @@ _ADLIF_INIT = {
 }
 
 
-class AdLIF(MemoryModule):
+class AdLIF(DeclaredLayer):
     """Adaptive LIF (Bittar & Garner 2022), per-neuron learnable alpha, beta, a and b::
 
         w_t = beta * w_{t-1} + a * u_{t-1} + b * s_{t-1}
@@ -131,10 +130,6 @@ class AdLIF(MemoryModule):
         self.reset_parameters()
         self.reset()
 
-    @property
-    def surrogate(self) -> sg.SurrogateFunction:
-        return self.surrogate_function
-
     def reset_parameters(self) -> None:
         """Draws alpha, beta, a and b uniformly from their `init` ranges (torch's generator)."""
         with torch.no_grad():
@@ -145,12 +140,6 @@ class AdLIF(MemoryModule):
         self.u: Union[float, Tensor] = 0.0
         self.w: Union[float, Tensor] = 0.0
         self.s: Union[float, Tensor] = 0.0
-
-    def detach(self) -> None:
-        for name in ("u", "w", "s"):
-            v = getattr(self, name)
-            if isinstance(v, Tensor):
-                setattr(self, name, v.detach())
 
     def forward(self, x: Tensor, T: Optional[int] = None):
         _check_input(x, self.step_mode, T)

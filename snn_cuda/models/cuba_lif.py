@@ -12,14 +12,13 @@ from .. import ops
 from .. import surrogate as sg
 from ..model_ops import MODELS, model_multistep, pack_params
 from ..neuron import (
-    MemoryModule,
     _as_state,
     _check_input,
     _finite,
 )
 from ..reference import _check_x, _init_state, _resolve_surrogate, _scalar, state_dtype_for
 from ..reference import _finite as _ref_finite  # the reference's checks: tensors and numpy scalars too
-from ._base import _reference_input, _state0, _step_shape
+from ._base import DeclaredLayer, _reference_input, _state0, _step_shape
 
 __all__ = ["CUBALIF", "cuba_lif_reference"]
 
@@ -76,7 +75,7 @@ def cuba_lif_reference(
     return torch.stack(spikes).to(x_seq.dtype), torch.stack(cs), torch.stack(vs), c_last, v_last
 
 
-class CUBALIF(MemoryModule):
+class CUBALIF(DeclaredLayer):
     """SpikingJelly 2.0 `CUBALIFNode`, the current-based LIF neuron::
 
         c_t = c_{t-1} c_decay + x_t
@@ -116,22 +115,12 @@ class CUBALIF(MemoryModule):
         self.reset()
 
     @property
-    def surrogate(self) -> sg.SurrogateFunction:
-        return self.surrogate_function
-
-    @property
     def v_init(self) -> float:
         return 0.0 if self.v_reset is None else self.v_reset
 
     def reset(self) -> None:
         self.c: Union[float, Tensor] = 0.0
         self.v: Union[float, Tensor] = self.v_init
-
-    def detach(self) -> None:
-        for name in ("c", "v"):
-            v = getattr(self, name)
-            if isinstance(v, Tensor):
-                setattr(self, name, v.detach())
 
     def forward(self, x: Tensor, T: Optional[int] = None):
         _check_input(x, self.step_mode, T)

@@ -12,14 +12,13 @@ from .. import ops
 from .. import surrogate as sg
 from ..model_ops import MODELS, model_multistep, pack_params
 from ..neuron import (
-    MemoryModule,
     _as_state,
     _check_input,
     _finite,
 )
 from ..reference import _check_x, _init_state, _scalar, state_dtype_for
 from ..reference import _finite as _ref_finite  # the reference's checks: tensors and numpy scalars too
-from ._base import _reference_input, _state0, _step_shape
+from ._base import DeclaredLayer, _reference_input, _state0, _step_shape
 
 __all__ = ["ILIF", "ilif_reference"]
 
@@ -69,7 +68,7 @@ def ilif_reference(
     return torch.stack(counts).to(x_seq.dtype), torch.stack(vs), v
 
 
-class ILIF(MemoryModule):
+class ILIF(DeclaredLayer):
     """Integer LIF (I-LIF, Luo et al., ECCV 2024), SpikingJelly 2.0 `ILIFNode` multi-step
     semantics, with V_0 = 0::
 
@@ -122,10 +121,6 @@ class ILIF(MemoryModule):
 
     def reset(self) -> None:
         self.v: Union[float, Tensor] = 0.0
-
-    def detach(self) -> None:
-        if isinstance(self.v, Tensor):
-            self.v = self.v.detach()
 
     def forward(self, x: Tensor, T: Optional[int] = None):
         _check_input(x, self.step_mode, T)

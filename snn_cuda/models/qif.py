@@ -12,14 +12,13 @@ from .. import ops
 from .. import surrogate as sg
 from ..model_ops import MODELS, model_multistep, pack_params
 from ..neuron import (
-    MemoryModule,
     _as_state,
     _check_input,
     _finite,
 )
 from ..reference import _check_x, _init_state, _resolve_surrogate, _scalar, state_dtype_for
 from ..reference import _finite as _ref_finite  # the reference's checks: tensors and numpy scalars too
-from ._base import _reference_input, _state0, _step_shape
+from ._base import DeclaredLayer, _reference_input, _state0, _step_shape
 
 __all__ = ["QIF", "qif_reference"]
 
@@ -77,7 +76,7 @@ def qif_reference(
     return torch.stack(spikes).to(x_seq.dtype), torch.stack(vs), v_last
 
 
-class QIF(MemoryModule):
+class QIF(DeclaredLayer):
     """SpikingJelly 2.0 `QIFNode`, the quadratic integrate-and-fire neuron::
 
         h_t = v_{t-1} + (x_t + a0 (v_{t-1} - v_rest) (v_{t-1} - v_c)) / tau
@@ -135,19 +134,11 @@ class QIF(MemoryModule):
         self.reset()
 
     @property
-    def surrogate(self) -> sg.SurrogateFunction:
-        return self.surrogate_function
-
-    @property
     def v_init(self) -> float:
         return 0.0 if self.v_reset is None else self.v_reset
 
     def reset(self) -> None:
         self.v: Union[float, Tensor] = self.v_init
-
-    def detach(self) -> None:
-        if isinstance(self.v, Tensor):
-            self.v = self.v.detach()
 
     def _param_values(self) -> list:
         """One value per declared parameter, in the declaration's order (pack_params' input)."""

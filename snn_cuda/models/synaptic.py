@@ -12,7 +12,6 @@ from .. import ops
 from .. import surrogate as sg
 from ..model_ops import MODELS, model_multistep, pack_params
 from ..neuron import (
-    MemoryModule,
     _as_state,
     _check_choice,
     _check_input,
@@ -24,7 +23,7 @@ from ..neuron import (
 )
 from ..reference import _RESET_MECHANISMS, _check_x, _init_state, _param, _resolve_surrogate, _scalar, state_dtype_for
 from ..reference import _finite as _ref_finite  # the reference's checks: tensors and numpy scalars too
-from ._base import _reference_input, _state0, _step_shape
+from ._base import DeclaredLayer, _reference_input, _state0, _step_shape
 
 __all__ = ["Synaptic", "synaptic_reference"]
 
@@ -95,7 +94,7 @@ def synaptic_reference(
     return torch.stack(spikes).to(x_seq.dtype), torch.stack(syns), torch.stack(mems), syn_last, mem_last
 
 
-class Synaptic(MemoryModule):
+class Synaptic(DeclaredLayer):
     """snnTorch 1.0 `Synaptic` (reset_delay=True), a current-based two-state neuron::
 
         syn_t = alpha syn_{t-1} + x_t
@@ -149,10 +148,6 @@ class Synaptic(MemoryModule):
         self.surrogate_function = sg.get(surrogate if surrogate is not None else sg.ATan())
         self.reset()
 
-    @property
-    def surrogate(self) -> sg.SurrogateFunction:
-        return self.surrogate_function
-
     def reset(self) -> None:
         self.syn: Union[float, Tensor] = 0.0
         self.mem: Union[float, Tensor] = 0.0
@@ -165,12 +160,6 @@ class Synaptic(MemoryModule):
     def init_synaptic(self):
         """snnTorch's older name of reset_mem()."""
         return self.reset_mem()
-
-    def detach(self) -> None:
-        for name in ("syn", "mem"):
-            v = getattr(self, name)
-            if isinstance(v, Tensor):
-                setattr(self, name, v.detach())
 
     def forward(self, x: Tensor, syn=None, mem=None, T: Optional[int] = None):
         _check_input(x, self.step_mode, T)
