@@ -148,3 +148,18 @@ def test_backward_storage_per_layer():
     m.backward_storage = "bogus"
     with pytest.raises(ValueError, match="backward_storage"):
         m(x.clone().requires_grad_())
+
+
+def test_pyproject_ships_every_python_package():
+    """pyproject.toml lists the packages explicitly, so a subpackage it forgets is missing from
+    the wheel (import fails outside the checkout) while every test in the checkout passes."""
+    import pathlib
+    import tomllib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    pyproject = root / "pyproject.toml"
+    if not pyproject.exists():
+        pytest.skip("not a source checkout")
+    listed = set(tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "snn_cuda").rglob("__init__.py")}
+    assert listed == found, f"pyproject.toml [tool.setuptools] packages: listed {sorted(listed)}, found {sorted(found)}"
