@@ -649,7 +649,29 @@ def match_mode(kinfo, mode_ops, K):
 # ----------------------------------------------------------------------------- declared models
 MODEL_FWD_MODES = ("inference", "train", "states", "states + train")
 MODEL_BWD_MODES = ("spike loss", "+ grad_state_seq")
-MODEL_TITLES = {"synaptic": "Synaptic", "cuba_lif": "CUBALIF", "adlif": "AdLIF", "ilif": "ILIF"}
+
+
+class _ModelTitles(dict):
+    """A declared model's layer name (Synaptic, CUBALIF, ...), read from the `__all__` of its file
+    snn_cuda/models/<name>.py as text (no import: the report runs without a loadable extension)."""
+
+    def __missing__(self, name):
+        title = name
+        try:
+            text = (REPO / "snn_cuda" / "models" / f"{name}.py").read_text()
+            m = re.search(r"__all__\s*=\s*\[([^\]]*)\]", text)
+            layers = [w for w in re.findall(r"[\"']([A-Za-z_]\w*)[\"']", m.group(1)) if not w.endswith("_reference")]
+            title = layers[0] if layers else name
+        except (OSError, AttributeError):
+            pass
+        self[name] = title
+        return title
+
+    def get(self, name, default=None):
+        return self[name]
+
+
+MODEL_TITLES = _ModelTitles()
 
 
 def model_decls():

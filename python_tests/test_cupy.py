@@ -208,10 +208,11 @@ def test_dispatch_names_are_the_nvrtc_name_expressions():
     name expressions test_nvrtc.py compiles, and nothing else is."""
     assert set(cb.dispatch_names()) == set(cuda_source.name_expressions())
     # per dtype: 7 model/reset combos x (fwd + 9 bwd), Poisson, the two byte conversions, and the
-    # declared models' variants (3 + 2 + 1 + 1) x (fwd + SG_ANY bwd)
+    # declared models' variants (the generated list's: a model added later edits nothing here) x
+    # (fwd + SG_ANY bwd)
     variants = sum(len(d.variants) for d in MODEL_DECLS.values())
-    assert variants == 7
-    assert len(cb.dispatch_names()) == 4 * (7 * 10 + 1 + 2 + 2 * variants) == 348
+    assert variants >= 7  # Synaptic 3, CUBALIF 2, AdLIF 1, ILIF 1, and any later model's
+    assert len(cb.dispatch_names()) == 4 * (7 * 10 + 1 + 2 + 2 * variants)
     assert set(cuda_source.model_name_expressions()) <= set(cb.dispatch_names())
     assert cb.Kernel("model_bwd", 2, cb.SG_ANY, "float64").name == (
         "snn::model_bwd_kernel<snn::AdLif, 0, snn::SG_ANY, double>"

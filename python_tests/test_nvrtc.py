@@ -62,8 +62,11 @@ def test_every_kernel_instance_compiles_with_nvrtc(compiled, arch):
     res = results[arch]
     assert res["ok"], res["log"][-6000:]
     # dtypes x (7 model/reset combos x (fwd + 9 bwd) + Poisson + the two byte conversions + the
-    # declared models' 7 variants x (fwd + SG_ANY bwd))
-    assert len(names) == 4 * (7 * 10 + 1 + 2 + 7 * 2)
+    # declared models' variants, from the generated list, x (fwd + SG_ANY bwd))
+    from snn_cuda._model_list import MODELS as DECLS
+
+    variants = sum(len(d.variants) for d in DECLS.values())
+    assert len(names) == 4 * (7 * 10 + 1 + 2 + variants * 2)
     for n in names:
         assert res["lowered"][n].startswith(b"_ZN3snn"), (n, res["lowered"][n])
     assert len(set(res["lowered"].values())) == len(names)
