@@ -105,22 +105,63 @@ inline at::Tensor as_time_major(const at::Tensor& x) {
 }
 
 // x as the kernels read it: [T, ...] (T_const = -1) with contiguous steps,
-// or [...] fed at each of T_const >= 1 steps.
+// [B, T, ...] (batch_first) with contiguous runs of one sample's step, or
+// [...] fed at each of T_const >= 1 steps. The sequences the op writes and
+// reads besides x (spikes, saved h, v_seq, their gradients) are contiguous
+// in the same order: [T, ...] or [B, T, ...] (SeqLayout, kernels/params.h).
 struct TimeLayout {
   at::Tensor x;
   int64_t T;
-  std::vector<int64_t> rest;  // the shape of one step
-  bool const_input;
+  std::vector<int64_t> rest;  // the shape of one step, in neuron order ([B, ...] when batch_first)
+  bool const_input, batch_first;
+  int64_t x_tstride;  // elements between x's steps (0: constant input)
+  snn::SeqLayout io;  // zero: time-major
+
+  // The shape of a T-step sequence in this layout.
+  std::vector<int64_t> seq(int64_t steps) const {
+    if (!batch_first) return with_time(steps, rest);
+    std::vector<int64_t> s(rest);
+    s.insert(s.begin() + 1, steps);
+    return s;
+  }
 };
 
-inline TimeLayout time_layout(const at::Tensor& x_in, int64_t T_const) {
+// Neurons per sample's step of a batch-first [B, ...] per-step shape.
+inline int64_t run_of(const std::vector<int64_t>& rest) {
+  int64_t r = 1;
+  for (size_t i = 1; i < rest.size(); ++i) r *= rest[i];
+  return r;
+}
+
+inline TimeLayout time_layout(const at::Tensor& x_in, int64_t T_const, bool batch_first = false) {
   TimeLayout l;
   l.const_input = T_const >= 0;
+  l.batch_first = batch_first;
+  l.io = snn::SeqLayout{0, 0, 0, 0};
+  int64_t x_run_stride = 0;
   if (l.const_input) {
     TORCH_CHECK_VALUE(T_const >= 1, "snn_cuda: T must be >= 1 for a constant input, got ", T_const);
+    TORCH_CHECK_VALUE(!batch_first || x_in.dim() >= 1,
+                      "snn_cuda: x must be [B, ...] for a constant input with batch_first, got a 0-d tensor");
     l.T = T_const;
     l.x = x_in.contiguous();
     l.rest = x_in.sizes().vec();
+    l.x_tstride = 0;
+    x_run_stride = batch_first ? run_of(l.rest) : 0;
+  } else if (batch_first) {
+    TORCH_CHECK_VALUE(x_in.dim() >= 2, "snn_cuda: x must be [B, T, ...] with batch_first, got shape ", x_in.sizes());
+    TORCH_CHECK_VALUE(T_const == -1, "snn_cuda: T must be -1 (taken from x) for a sequence input, got ", T_const);
+    l.T = x_in.size(1);
+    TORCH_CHECK_VALUE(l.T >= 1, "snn_cuda: x must have at least one time step (dim 1 with batch_first), got shape ",
+                      x_in.sizes());
+    // Read in place when each (sample, step) slice is contiguous, whatever
+    // the strides of B and T (a transposed time-major tensor included).
+    const bool runs = x_in.size(0) > 0 && x_in.select(0, 0).select(0, 0).is_contiguous();
+    l.x = runs ? x_in : x_in.contiguous();
+    l.rest = x_in.sizes().vec();
+    l.rest.erase(l.rest.begin() + 1);
+    l.x_tstride = l.x.numel() ? l.x.stride(1) : 0;
+    x_run_stride = l.x.numel() ? l.x.stride(0) : 0;
   } else {
     TORCH_CHECK_VALUE(x_in.dim() >= 1, "snn_cuda: x must have a leading time dimension [T, ...], got a 0-d tensor");
     TORCH_CHECK_VALUE(T_const == -1, "snn_cuda: T must be -1 (taken from x) for a sequence input, got ", T_const);
@@ -128,6 +169,11 @@ inline TimeLayout time_layout(const at::Tensor& x_in, int64_t T_const) {
     TORCH_CHECK_VALUE(l.T >= 1, "snn_cuda: x must have at least one time step, got shape ", x_in.sizes());
     l.x = as_time_major(x_in);
     l.rest = rest_sizes(x_in, 1);
+    l.x_tstride = l.x.numel() ? l.x.stride(0) : 0;
+  }
+  if (batch_first) {
+    const int64_t run = run_of(l.rest);
+    if (run > 0) l.io = snn::SeqLayout{run, l.T * run, run, x_run_stride};
   }
   return l;
 }
@@ -233,14 +279,14 @@ inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::T
                                const c10::optional<at::Tensor>& threshold_param, int64_t T_const, int64_t model,
                                int64_t reset, int64_t surrogate, double sg_param, double tau, double v_th,
                                double v_reset, double v_floor, double beta, double v_init, bool decay_input,
-                               bool has_floor, int64_t save_mode, bool store_v_seq, bool spikes_uint8) {
+                               bool has_floor, int64_t save_mode, bool store_v_seq, bool spikes_uint8,
+                               bool batch_first = false) {
   Forward f;
   f.dt = dtype_code(x_in.scalar_type(), "x");
   f.combo = combo_index(model, reset);
   check_surrogate(surrogate, sg_param);
   check_scalars(model, tau, v_th, v_reset, v_floor, beta, v_init, has_floor);
-  const TimeLayout tl = time_layout(x_in, T_const);
-  const bool const_input = tl.const_input;
+  const TimeLayout tl = time_layout(x_in, T_const, batch_first);
   const int64_t T = tl.T;
   const std::vector<int64_t>& rest = tl.rest;
   f.x = tl.x;
@@ -248,7 +294,7 @@ inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::T
   f.v0 = checked_state(v0, "v0", x_in, sdt, rest);
   f.np = prepare_params(decay_param, threshold_param, model, x_in, sdt, rest);
   const auto sopt = x_in.options().dtype(sdt);
-  const auto seq = with_time(T, rest);
+  const auto seq = tl.seq(T);
   const bool leaky = model == snn::MODEL_LEAKY;
   TORCH_CHECK_VALUE(save_mode >= snn::SAVE_NONE && save_mode <= snn::SAVE_CKPT,
                     "snn_cuda: save_mode must be 0 (none), 1 (save h) or 2 (checkpoints), got ", save_mode);
@@ -269,7 +315,8 @@ inline Forward prepare_forward(const at::Tensor& x_in, const c10::optional<at::T
   snn::FwdParams& p = f.p;
   p.T = T;
   p.N = f.v_last.numel();
-  p.x_tstride = const_input ? 0 : (p.N == 0 ? 0 : f.x.stride(0));
+  p.x_tstride = tl.x_tstride;
+  p.io = tl.io;
   p.x = f.x.data_ptr();
   p.v0 = f.v0.defined() ? f.v0.data_ptr() : nullptr;
   p.spikes = f.spikes.data_ptr();
@@ -313,7 +360,7 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
                                  int64_t model, int64_t reset, int64_t surrogate, double sg_param, double tau,
                                  double v_th, double v_reset, double v_floor, double beta, double v_init,
                                  bool decay_input, bool has_floor, bool detach_reset, bool grad_decay,
-                                 bool grad_threshold, at::ScalarType x_dtype) {
+                                 bool grad_threshold, at::ScalarType x_dtype, bool batch_first = false) {
   Backward b;
   b.dt = dtype_code(x_dtype, "x_dtype");
   b.combo = combo_index(model, reset);
@@ -329,8 +376,19 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
                     "snn_cuda: save_mode must be 1 (save h) or 2 (checkpoints) for a backward, got ", save_mode);
   const bool const_input = T_const >= 0;
   b.saved = saved.contiguous();
-  const auto rest = rest_sizes(saved, 1);
+  // Saved h is a sequence in the op's layout ([B, T, ...] when batch_first);
+  // checkpoints are [num_chunks(T), ...] in neuron order.
+  const bool bf_saved = batch_first && save_mode == snn::SAVE_H;
+  TORCH_CHECK_VALUE(!bf_saved || saved.dim() >= 2, "snn_cuda: saved must be the [B, T, ...] tensor the forward saved ",
+                    "with batch_first, got shape ", saved.sizes());
+  std::vector<int64_t> rest = rest_sizes(saved, 1);
   int64_t T = saved.size(0);
+  if (bf_saved) {
+    rest = saved.sizes().vec();
+    rest.erase(rest.begin() + 1);
+    T = saved.size(1);
+  }
+  int64_t x_tstride = 0, x_run_stride = 0;
   // ParametricLIF's decay gradient reads X_t under decay_input.
   const bool plif_x = model == snn::MODEL_PLIF && grad_decay && decay_input;
   const bool want_x = save_mode == snn::SAVE_CKPT || plif_x;
@@ -338,25 +396,34 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
     TORCH_CHECK_VALUE(x_opt.has_value() && x_opt->defined(), "snn_cuda: x (the forward's input) is required ",
                       save_mode == snn::SAVE_CKPT ? "to rebuild the states from checkpoints"
                                                   : "for the ParametricLIF decay gradient");
-    b.x = const_input ? x_opt->contiguous() : as_time_major(*x_opt);
+    const TimeLayout xl = time_layout(*x_opt, const_input ? T_const : -1, batch_first);
+    b.x = xl.x;
+    x_tstride = xl.x_tstride;
+    x_run_stride = xl.io.x_run_stride;
     TORCH_CHECK_TYPE(b.x.scalar_type() == x_dtype, "snn_cuda: x must be ", x_dtype, ", got ", b.x.scalar_type());
     TORCH_CHECK_VALUE(b.x.device() == saved.device(), "snn_cuda: x is on ", b.x.device(), " but the input is on ",
                       saved.device());
     if (save_mode == snn::SAVE_CKPT) {
-      T = const_input ? T_const : b.x.size(0);
-      TORCH_CHECK_VALUE(rest_sizes(b.x, const_input ? 0 : 1) == rest && snn::num_chunks(T) == saved.size(0),
-                        "snn_cuda: x of shape ", b.x.sizes(), " does not match the checkpoints of shape ",
-                        saved.sizes());
+      T = xl.T;
+      TORCH_CHECK_VALUE(xl.rest == rest && snn::num_chunks(T) == saved.size(0), "snn_cuda: x of shape ", b.x.sizes(),
+                        " does not match the checkpoints of shape ", saved.sizes());
     } else {
-      TORCH_CHECK_VALUE(rest_sizes(b.x, const_input ? 0 : 1) == rest && (const_input || b.x.size(0) == T),
-                        "snn_cuda: x of shape ", b.x.sizes(), " does not match saved of shape ", saved.sizes());
+      TORCH_CHECK_VALUE(xl.rest == rest && xl.T == T, "snn_cuda: x of shape ", b.x.sizes(),
+                        " does not match saved of shape ", saved.sizes());
     }
   }
   b.np = prepare_params(decay_param, threshold_param, model, saved, sdt, rest);
   TORCH_CHECK_VALUE(!grad_decay || (b.np.decay.defined() && (model == snn::MODEL_PLIF || model == snn::MODEL_LEAKY)),
                     "snn_cuda: grad_decay needs decay_param and model 2 (Leaky) or 3 (ParametricLIF)");
   TORCH_CHECK_VALUE(!grad_threshold || b.np.th.defined(), "snn_cuda: grad_threshold needs threshold_param");
-  const auto seq = with_time(T, rest);
+  std::vector<int64_t> seq = with_time(T, rest);
+  snn::SeqLayout io{0, 0, 0, 0};
+  if (batch_first) {
+    seq = rest;
+    seq.insert(seq.begin() + 1, T);
+    const int64_t run = run_of(rest);
+    if (run > 0) io = snn::SeqLayout{run, T * run, run, x_run_stride};
+  }
   b.gs = checked_grad(grad_spikes, "grad_spikes", saved, x_dtype, seq);
   b.gv = checked_grad(grad_v_seq, "grad_v_seq", saved, sdt, seq);
   b.gvl = checked_grad(grad_v_last, "grad_v_last", saved, sdt, rest);
@@ -379,7 +446,8 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
   p.saved = ckpt ? nullptr : b.saved.data_ptr();
   p.ckpt = ckpt ? b.saved.data_ptr() : nullptr;
   p.x = want_x ? b.x.data_ptr() : nullptr;
-  p.x_tstride = (want_x && !const_input && p.N) ? b.x.stride(0) : 0;
+  p.x_tstride = want_x ? x_tstride : 0;
+  p.io = io;
   p.v0 = b.v0.defined() ? b.v0.data_ptr() : nullptr;
   p.grad_x = b.gx.data_ptr();
   p.grad_v0 = b.gv0.data_ptr();

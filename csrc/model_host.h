@@ -34,26 +34,28 @@ inline std::vector<int64_t> lead(int64_t a, const std::vector<int64_t>& rest) {
 
 struct MForward {
   at::Tensor x, params, state0, spikes, state_seq, state_last, ckpt;
-  std::vector<int64_t> rest;  // the shape of one step
+  std::vector<int64_t> rest;  // the shape of one step, in neuron order
+  std::vector<int64_t> seq;   // the shape of a sequence: [T, ...], or [B, T, ...] when batch_first
   snn::MFwdParams p;
   DType dt;
   int model, variant;
 };
 
-// x: [T, ...] (T_const = -1) or [...] fed at each of T_const steps.
+// x: [T, ...] (T_const = -1; [B, T, ...] when batch_first) or [...] fed at
+// each of T_const steps.
 // params: [kParams, P] in the state dtype, P dividing the neurons of a step.
 // state0: [kStates, ...] in the state dtype, or none.
 inline MForward prepare_model_forward(const at::Tensor& x_in, const at::Tensor& params,
                                       const c10::optional<at::Tensor>& state0, int64_t T_const, int64_t model,
-                                      int64_t variant, bool return_states, bool save, bool outputs = true) {
+                                      int64_t variant, bool return_states, bool save, bool outputs = true,
+                                      bool batch_first = false) {
   MForward f;
   const ModelInfo& m = model_info(model);
   check_variant(m, variant);
   f.model = (int)model;
   f.variant = (int)variant;
   f.dt = dtype_code(x_in.scalar_type(), "x");
-  const TimeLayout tl = time_layout(x_in, T_const);
-  const bool const_input = tl.const_input;
+  const TimeLayout tl = time_layout(x_in, T_const, batch_first);
   const int64_t T = tl.T;
   const std::vector<int64_t>& rest = tl.rest;
   f.x = tl.x;
@@ -72,11 +74,12 @@ inline MForward prepare_model_forward(const at::Tensor& x_in, const at::Tensor& 
   f.params = params.contiguous();
   f.state0 = checked_state(state0, "state0", x_in, sdt, lead(m.states, rest));
   f.rest = rest;
+  f.seq = tl.seq(T);
   snn::MFwdParams& p = f.p;
   p = snn::MFwdParams{};
   if (outputs) {
-    f.spikes = alloc(with_time(T, rest), x_in.options());
-    f.state_seq = return_states ? alloc(lead(m.states, with_time(T, rest)), sopt) : at::empty({0}, sopt);
+    f.spikes = alloc(f.seq, x_in.options());
+    f.state_seq = return_states ? alloc(lead(m.states, f.seq), sopt) : at::empty({0}, sopt);
     f.state_last = alloc(lead(m.states, rest), sopt);
     f.ckpt = save ? alloc({snn::num_chunks(T), m.states, N}, sopt) : at::empty({0}, sopt);
     p.spikes = f.spikes.data_ptr();
@@ -86,7 +89,8 @@ inline MForward prepare_model_forward(const at::Tensor& x_in, const at::Tensor& 
   }
   p.T = T;
   p.N = N;
-  p.x_tstride = const_input ? 0 : (N == 0 ? 0 : f.x.stride(0));
+  p.x_tstride = tl.x_tstride;
+  p.io = tl.io;
   p.x = f.x.data_ptr();
   p.params = f.params.data_ptr();
   p.P = f.params.size(1);
@@ -106,10 +110,11 @@ inline MBackward prepare_model_backward(const c10::optional<at::Tensor>& grad_sp
                                         const c10::optional<at::Tensor>& grad_state_last, const at::Tensor& x_in,
                                         const at::Tensor& params, const c10::optional<at::Tensor>& state0,
                                         const at::Tensor& ckpt, int64_t T_const, int64_t model, int64_t variant,
-                                        int64_t surrogate, double sg_param, bool detach_reset, bool grad_params) {
+                                        int64_t surrogate, double sg_param, bool detach_reset, bool grad_params,
+                                        bool batch_first = false) {
   MBackward b;
   // The forward's checks and layout, without its outputs.
-  MForward f = prepare_model_forward(x_in, params, state0, T_const, model, variant, false, false, false);
+  MForward f = prepare_model_forward(x_in, params, state0, T_const, model, variant, false, false, false, batch_first);
   const ModelInfo& m = model_info(model);
   check_surrogate(surrogate, sg_param);
   b.model = f.model;
@@ -123,8 +128,8 @@ inline MBackward prepare_model_backward(const c10::optional<at::Tensor>& grad_sp
   const std::vector<int64_t>& rest = f.rest;
   const at::ScalarType sdt = state_dtype(x_in.scalar_type());
   const auto sopt = x_in.options().dtype(sdt);
-  b.gs = checked_grad(grad_spikes, "grad_spikes", x_in, x_in.scalar_type(), with_time(T, rest));
-  b.gseq = checked_grad(grad_state_seq, "grad_state_seq", x_in, sdt, lead(m.states, with_time(T, rest)));
+  b.gs = checked_grad(grad_spikes, "grad_spikes", x_in, x_in.scalar_type(), f.seq);
+  b.gseq = checked_grad(grad_state_seq, "grad_state_seq", x_in, sdt, lead(m.states, f.seq));
   b.glast = checked_grad(grad_state_last, "grad_state_last", x_in, sdt, lead(m.states, rest));
   TORCH_CHECK_VALUE(ckpt.device() == x_in.device() && ckpt.scalar_type() == sdt &&
                         ckpt.sizes().vec() == std::vector<int64_t>({snn::num_chunks(T), m.states, N}),
@@ -133,7 +138,7 @@ inline MBackward prepare_model_backward(const c10::optional<at::Tensor>& grad_sp
                     ckpt.device());
   b.ckpt = ckpt.contiguous();
   const bool const_input = T_const >= 0;
-  b.gx = alloc(const_input ? rest : with_time(T, rest), x_in.options());
+  b.gx = alloc(const_input ? rest : f.seq, x_in.options());
   b.gstate0 = alloc(lead(m.states, rest), sopt);
   b.gparams = grad_params ? alloc({m.params, N}, sopt) : at::empty({0}, sopt);
 
@@ -141,6 +146,7 @@ inline MBackward prepare_model_backward(const c10::optional<at::Tensor>& grad_sp
   p.T = T;
   p.N = N;
   p.x_tstride = f.p.x_tstride;
+  p.io = f.p.io;
   p.x = f.p.x;
   p.params = f.p.params;
   p.P = f.p.P;

@@ -16,6 +16,9 @@ PyObject* PyInit__C(void) {
 
 TORCH_LIBRARY(snn_cuda, m) {
   // T = -1: x is [T, ...]; T >= 1: x is [...], the same input at every step.
+  // batch_first (every neuron and model op): the sequences, x among them,
+  // are [B, T, ...] (torch.nn.RNN's batch_first) and read and written in
+  // place; per-neuron tensors stay [B, ...] and checkpoints [ceil(T/8), B, ...].
   // surrogate/surrogate_param/detach_reset only matter to the backward; the
   // forward takes them so that autograd can hand them on.
   // save_mode: 0 nothing for backward, 1 the charged potential of every step
@@ -33,7 +36,8 @@ TORCH_LIBRARY(snn_cuda, m) {
       "neuron_forward(Tensor x, Tensor? v0, Tensor? decay_param, Tensor? threshold_param, int T, int model, "
       "int reset, int surrogate, float surrogate_param, float tau, float v_threshold, float v_reset, "
       "float v_floor, float beta, float v_init, bool decay_input, bool has_floor, bool detach_reset, "
-      "int save_mode, bool store_v_seq, bool spikes_uint8=False) -> (Tensor, Tensor, Tensor, Tensor)");
+      "int save_mode, bool store_v_seq, bool spikes_uint8=False, bool batch_first=False) -> (Tensor, Tensor, Tensor, "
+      "Tensor)");
   // Returns (grad_x in x_dtype: [T, ...], or [...] summed over T when T >= 0;
   // grad_v0 in the state dtype; then, when grad_decay / grad_threshold, the
   // per-neuron sums over time of the parameter gradients ([...], state dtype;
@@ -46,8 +50,8 @@ TORCH_LIBRARY(snn_cuda, m) {
       "Tensor? v0, Tensor? decay_param, Tensor? threshold_param, int T, int save_mode, int model, int reset, "
       "int surrogate, float surrogate_param, float tau, float v_threshold, float v_reset, float v_floor, "
       "float beta, float v_init, bool decay_input, bool has_floor, bool detach_reset, bool grad_decay, "
-      "bool grad_threshold, ScalarType x_dtype, Tensor? readout_grad=None, Tensor? readout_weight=None) -> "
-      "(Tensor, Tensor, Tensor, Tensor)");
+      "bool grad_threshold, ScalarType x_dtype, Tensor? readout_grad=None, Tensor? readout_weight=None, "
+      "bool batch_first=False) -> (Tensor, Tensor, Tensor, Tensor)");
   // The declared multi-state models (kernels/model_list.h): model and variant
   // index that list. x: [T, ...] (T = -1) or [...] fed at each of T steps;
   // params: [kParams, P] in the state dtype (neuron n reads column n % P);
@@ -59,14 +63,15 @@ TORCH_LIBRARY(snn_cuda, m) {
   // takes them so that autograd can hand them on.
   m.def(
       "model_forward(Tensor x, Tensor params, Tensor? state0, int T, int model, int variant, int surrogate, "
-      "float surrogate_param, bool detach_reset, bool return_states, bool save) -> (Tensor, Tensor, Tensor, Tensor)");
+      "float surrogate_param, bool detach_reset, bool return_states, bool save, bool batch_first=False) -> (Tensor, "
+      "Tensor, Tensor, Tensor)");
   // Returns (grad_x: x's shape and dtype, grad_state0 [kStates, ...], and when
   // grad_params the per-neuron sums over time of the parameter gradients,
   // [kParams, N], which the caller reduces to each parameter's shape).
   m.def(
       "model_backward(Tensor? grad_spikes, Tensor? grad_state_seq, Tensor? grad_state_last, Tensor x, Tensor params, "
       "Tensor? state0, Tensor ckpt, int T, int model, int variant, int surrogate, float surrogate_param, "
-      "bool detach_reset, bool grad_params) -> (Tensor, Tensor, Tensor)");
+      "bool detach_reset, bool grad_params, bool batch_first=False) -> (Tensor, Tensor, Tensor)");
   // The host side of model_forward / model_backward (model_host.h: checks,
   // outputs, launch struct) without the kernel, for tensors on any device: the
   // CuPy path (snn_cuda/cupy_backend.py) launches the NVRTC-compiled kernels
@@ -76,12 +81,13 @@ TORCH_LIBRARY(snn_cuda, m) {
   // CPU uint8 tensor of its sizeof bytes, and the kernel's work items N.
   m.def(
       "model_prepare_forward(Tensor x, Tensor params, Tensor? state0, int T, int model, int variant, int surrogate, "
-      "float surrogate_param, bool detach_reset, bool return_states, bool save) -> (Tensor, Tensor, Tensor, Tensor, "
-      "Tensor[], Tensor, int)");
+      "float surrogate_param, bool detach_reset, bool return_states, bool save, bool batch_first=False) -> (Tensor, "
+      "Tensor, Tensor, Tensor, Tensor[], Tensor, int)");
   m.def(
       "model_prepare_backward(Tensor? grad_spikes, Tensor? grad_state_seq, Tensor? grad_state_last, Tensor x, "
       "Tensor params, Tensor? state0, Tensor ckpt, int T, int model, int variant, int surrogate, "
-      "float surrogate_param, bool detach_reset, bool grad_params) -> (Tensor, Tensor, Tensor, Tensor[], Tensor, int)");
+      "float surrogate_param, bool detach_reset, bool grad_params, bool batch_first=False) -> (Tensor, Tensor, Tensor, "
+      "Tensor[], Tensor, int)");
   // The same for the one-state ops (host.h), with the same arguments as the
   // op each prepares: their outputs, the tensors to keep alive, the launch
   // struct (snn::FwdParams / BwdParams / PoissonParams / NarrowParams /
@@ -92,15 +98,16 @@ TORCH_LIBRARY(snn_cuda, m) {
       "neuron_prepare_forward(Tensor x, Tensor? v0, Tensor? decay_param, Tensor? threshold_param, int T, int model, "
       "int reset, int surrogate, float surrogate_param, float tau, float v_threshold, float v_reset, "
       "float v_floor, float beta, float v_init, bool decay_input, bool has_floor, bool detach_reset, "
-      "int save_mode, bool store_v_seq, bool spikes_uint8=False) -> (Tensor, Tensor, Tensor, Tensor, Tensor[], "
-      "Tensor, int, int[])");
+      "int save_mode, bool store_v_seq, bool spikes_uint8=False, bool batch_first=False) -> (Tensor, Tensor, Tensor, "
+      "Tensor, Tensor[], Tensor, int, int[])");
   m.def(
       "neuron_prepare_backward(Tensor? grad_spikes, Tensor? grad_v_seq, Tensor? grad_v_last, Tensor saved, "
       "Tensor? x, Tensor? v0, Tensor? decay_param, Tensor? threshold_param, int T, int save_mode, int model, "
       "int reset, int surrogate, float surrogate_param, float tau, float v_threshold, float v_reset, "
       "float v_floor, float beta, float v_init, bool decay_input, bool has_floor, bool detach_reset, "
       "bool grad_decay, bool grad_threshold, ScalarType x_dtype, Tensor? readout_grad=None, "
-      "Tensor? readout_weight=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor[], Tensor, int, int[])");
+      "Tensor? readout_weight=None, bool batch_first=False) -> (Tensor, Tensor, Tensor, Tensor, Tensor[], Tensor, int, "
+      "int[])");
   m.def("poisson_prepare(Tensor x, int T, Tensor seed) -> (Tensor, Tensor[], Tensor, int, int[])");
   m.def("narrow_prepare(Tensor x) -> (Tensor, Tensor[], Tensor, int, int[])");
   m.def("widen_prepare(Tensor x, ScalarType dtype) -> (Tensor, Tensor[], Tensor, int, int[])");

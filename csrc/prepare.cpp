@@ -37,10 +37,11 @@ void keep_if(std::vector<at::Tensor>& keep, const at::Tensor& t) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>, at::Tensor, int64_t>
 model_prepare_forward(const at::Tensor& x, const at::Tensor& params, const c10::optional<at::Tensor>& state0, int64_t T,
                       int64_t model, int64_t variant, int64_t surrogate, double sg_param, bool detach_reset,
-                      bool return_states, bool save) {
+                      bool return_states, bool save, bool batch_first) {
   (void)detach_reset;
   snn_host::check_surrogate(surrogate, sg_param);
-  snn_host::MForward f = snn_host::prepare_model_forward(x, params, state0, T, model, variant, return_states, save);
+  snn_host::MForward f =
+      snn_host::prepare_model_forward(x, params, state0, T, model, variant, return_states, save, true, batch_first);
   std::vector<at::Tensor> keep;
   keep_if(keep, f.x);
   keep_if(keep, f.params);
@@ -54,10 +55,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>, at::Tens
     const c10::optional<at::Tensor>& grad_spikes, const c10::optional<at::Tensor>& grad_state_seq,
     const c10::optional<at::Tensor>& grad_state_last, const at::Tensor& x, const at::Tensor& params,
     const c10::optional<at::Tensor>& state0, const at::Tensor& ckpt, int64_t T, int64_t model, int64_t variant,
-    int64_t surrogate, double sg_param, bool detach_reset, bool grad_params) {
+    int64_t surrogate, double sg_param, bool detach_reset, bool grad_params, bool batch_first) {
   snn_host::MBackward b =
       snn_host::prepare_model_backward(grad_spikes, grad_state_seq, grad_state_last, x, params, state0, ckpt, T, model,
-                                       variant, surrogate, sg_param, detach_reset, grad_params);
+                                       variant, surrogate, sg_param, detach_reset, grad_params, batch_first);
   std::vector<at::Tensor> keep;
   for (const at::Tensor* t : {&b.gs, &b.gseq, &b.glast, &b.x, &b.params, &b.state0, &b.ckpt}) keep_if(keep, *t);
   return {b.gx, b.gstate0, b.gparams, keep, packed(b.p), b.p.N};
@@ -76,11 +77,12 @@ neuron_prepare_forward(const at::Tensor& x, const c10::optional<at::Tensor>& v0,
                        const c10::optional<at::Tensor>& decay_param, const c10::optional<at::Tensor>& threshold_param,
                        int64_t T, int64_t model, int64_t reset, int64_t surrogate, double sg_param, double tau,
                        double v_th, double v_reset, double v_floor, double beta, double v_init, bool decay_input,
-                       bool has_floor, bool detach_reset, int64_t save_mode, bool store_v_seq, bool spikes_uint8) {
+                       bool has_floor, bool detach_reset, int64_t save_mode, bool store_v_seq, bool spikes_uint8,
+                       bool batch_first) {
   (void)detach_reset;
   snn_host::Forward f = snn_host::prepare_forward(x, v0, decay_param, threshold_param, T, model, reset, surrogate,
                                                   sg_param, tau, v_th, v_reset, v_floor, beta, v_init, decay_input,
-                                                  has_floor, save_mode, store_v_seq, spikes_uint8);
+                                                  has_floor, save_mode, store_v_seq, spikes_uint8, batch_first);
   std::vector<at::Tensor> keep;
   for (const at::Tensor* t : {&f.x, &f.v0, &f.np.decay, &f.np.th}) keep_if(keep, *t);
   return {f.spikes, f.saved, f.v_seq, f.v_last, keep, packed(f.p), f.p.N, Instance{f.dt, f.combo}};
@@ -97,12 +99,12 @@ neuron_prepare_backward(const c10::optional<at::Tensor>& grad_spikes, const c10:
                         double tau, double v_th, double v_reset, double v_floor, double beta, double v_init,
                         bool decay_input, bool has_floor, bool detach_reset, bool grad_decay, bool grad_threshold,
                         at::ScalarType x_dtype, const c10::optional<at::Tensor>& readout_grad,
-                        const c10::optional<at::Tensor>& readout_weight) {
+                        const c10::optional<at::Tensor>& readout_weight, bool batch_first) {
   snn_host::check_no_readout(readout_grad, readout_weight);
-  snn_host::Backward b =
-      snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param, threshold_param, T,
-                                 save_mode, model, reset, surrogate, sg_param, tau, v_th, v_reset, v_floor, beta,
-                                 v_init, decay_input, has_floor, detach_reset, grad_decay, grad_threshold, x_dtype);
+  snn_host::Backward b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param,
+                                                    threshold_param, T, save_mode, model, reset, surrogate, sg_param,
+                                                    tau, v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor,
+                                                    detach_reset, grad_decay, grad_threshold, x_dtype, batch_first);
   std::vector<at::Tensor> keep;
   for (const at::Tensor* t : {&b.gs, &b.gv, &b.gvl, &b.saved, &b.x, &b.v0, &b.np.decay, &b.np.th}) keep_if(keep, *t);
   return {b.gx, b.gv0, b.g_decay, b.g_th, keep, packed(b.p), b.p.N, Instance{b.dt, b.combo, b.sg}};

@@ -387,6 +387,7 @@ _OP_DEFAULTS = dict(
     spikes_uint8=False,
     readout_grad=None,
     readout_weight=None,
+    batch_first=False,
 )
 
 

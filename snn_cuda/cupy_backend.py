@@ -68,6 +68,10 @@ _f64 = ctypes.c_double
 _int = ctypes.c_int
 
 
+class SeqLayout(ctypes.Structure):
+    _fields_ = [("run", _i64), ("run_stride", _i64), ("tstride", _i64), ("x_run_stride", _i64)]
+
+
 class FwdParams(ctypes.Structure):
     _fields_ = [
         ("T", _i64),
@@ -93,6 +97,7 @@ class FwdParams(ctypes.Structure):
         ("th_param", _ptr),
         ("P", _i64),
         ("spikes_u8", _int),
+        ("io", SeqLayout),
     ]
 
 
@@ -127,6 +132,7 @@ class BwdParams(ctypes.Structure):
         ("P", _i64),
         ("grad_decay", _ptr),
         ("grad_th", _ptr),
+        ("io", SeqLayout),
     ]
 
 
@@ -162,6 +168,7 @@ class MFwdParams(ctypes.Structure):
         ("state_seq", _ptr),
         ("state_last", _ptr),
         ("ckpt", _ptr),
+        ("io", SeqLayout),
     ]
 
 
@@ -185,10 +192,12 @@ class MBwdParams(ctypes.Structure):
         ("surrogate", _int),
         ("detach_reset", _int),
         ("const_input", _int),
+        ("io", SeqLayout),
     ]
 
 
 PARAM_STRUCTS = {
+    "SeqLayout": SeqLayout,
     "FwdParams": FwdParams,
     "BwdParams": BwdParams,
     "PoissonParams": PoissonParams,
@@ -319,10 +328,21 @@ def prepare_widen(x, dtype) -> Prepared:
 
 
 def prepare_model_forward(
-    x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset, return_states, save
+    x,
+    params,
+    state0,
+    T,
+    model,
+    variant,
+    surrogate,
+    surrogate_param,
+    detach_reset,
+    return_states,
+    save,
+    batch_first=False,
 ) -> Prepared:
     spikes, seq, last, ckpt, keep, launch, n = torch.ops.snn_cuda.model_prepare_forward(
-        x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset, return_states, save
+        x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset, return_states, save, batch_first
     )
     kernel = Kernel("model_fwd", int(model), 0, DTYPE_NAMES[x.dtype], int(variant))
     return Prepared(kernel, int(n), _launch_struct(MFwdParams, launch), (spikes, seq, last, ckpt), tuple(keep))
@@ -330,7 +350,8 @@ def prepare_model_forward(
 
 def prepare_model_backward(*args) -> Prepared:
     """model_backward's arguments: (grad_spikes, grad_state_seq, grad_state_last, x, params,
-    state0, ckpt, T, model, variant, surrogate, surrogate_param, detach_reset, grad_params)."""
+    state0, ckpt, T, model, variant, surrogate, surrogate_param, detach_reset, grad_params[,
+    batch_first])."""
     gx, gs0, gp, keep, launch, n = torch.ops.snn_cuda.model_prepare_backward(*args)
     x, model, variant = args[3], args[8], args[9]
     kernel = Kernel("model_bwd", int(model), SG_ANY, DTYPE_NAMES[x.dtype], int(variant))

@@ -15,14 +15,20 @@ from torch import Tensor
 
 from . import _ext
 from ._model_list import MODELS, ModelDecl
-from .ops import CHUNK, check_device, state_dtype
+from .ops import CHUNK, check_device, permute_steps, state_dtype, step_memory_order, unpermute_steps
 
 __all__ = ["MODELS", "ModelDecl", "model_multistep", "pack_params"]
 
 
-def _shapes(x: Tensor, T: int):
-    seq = (T, *x.shape) if T >= 0 else tuple(x.shape)
-    return seq, seq[1:]
+def _shapes(x: Tensor, T: int, batch_first: bool = False):
+    """(sequence shape, per-step shape in neuron order, steps) of an op's x."""
+    if not batch_first:
+        seq = (T, *x.shape) if T >= 0 else tuple(x.shape)
+        return seq, seq[1:], seq[0]
+    if T >= 0:
+        rest = tuple(x.shape)
+        return (rest[0], T, *rest[1:]), rest, T
+    return tuple(x.shape), (x.shape[0], *x.shape[2:]), x.shape[1]
 
 
 def _numel(shape) -> int:
@@ -36,16 +42,27 @@ if _ext.loaded:
 
     @torch.library.register_fake("snn_cuda::model_forward")
     def _forward_fake(
-        x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset, return_states, save
+        x,
+        params,
+        state0,
+        T,
+        model,
+        variant,
+        surrogate,
+        surrogate_param,
+        detach_reset,
+        return_states,
+        save,
+        batch_first=False,
     ):
-        seq, rest = _shapes(x, T)
+        seq, rest, steps = _shapes(x, T, batch_first)
         ns = len(_DECL_BY_ID[model].states)
         sdt = state_dtype(x.dtype)
         return (
             x.new_empty(seq),
             x.new_empty((ns, *seq) if return_states else (0,), dtype=sdt),
             x.new_empty((ns, *rest), dtype=sdt),
-            x.new_empty(((seq[0] + CHUNK - 1) // CHUNK, ns, _numel(rest)) if save else (0,), dtype=sdt),
+            x.new_empty(((steps + CHUNK - 1) // CHUNK, ns, _numel(rest)) if save else (0,), dtype=sdt),
         )
 
     @torch.library.register_fake("snn_cuda::model_backward")
@@ -64,8 +81,9 @@ if _ext.loaded:
         surrogate_param,
         detach_reset,
         grad_params,
+        batch_first=False,
     ):
-        _, rest = _shapes(x, T)
+        _, rest, _ = _shapes(x, T, batch_first)
         d = _DECL_BY_ID[model]
         sdt = state_dtype(x.dtype)
         return (
@@ -75,19 +93,20 @@ if _ext.loaded:
         )
 
     def _setup_context(ctx, inputs, output):
-        x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset, return_states, save = inputs
+        x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset = inputs[:9]
+        batch_first = bool(inputs[11]) if len(inputs) > 11 else False
         # Unused outputs (the state sequences under a spike-only loss) reach the
         # kernel as None, not as materialised zeros.
         ctx.set_materialize_grads(False)
-        ctx.args = (T, model, variant, surrogate, surrogate_param, detach_reset)
+        ctx.args = (T, model, variant, surrogate, surrogate_param, detach_reset, batch_first)
         ctx.save_for_backward(x, params, state0, output[3])
 
     def _backward(ctx, g_spikes, g_seq, g_last, g_ckpt):
         x, params, state0, ckpt = ctx.saved_tensors
-        T, model, variant, surrogate, surrogate_param, detach_reset = ctx.args
+        T, model, variant, surrogate, surrogate_param, detach_reset, batch_first = ctx.args
         need_x, need_p, need_s0 = ctx.needs_input_grad[:3]
         if g_spikes is None and g_seq is None and g_last is None:
-            return (None,) * 11
+            return (None,) * 12
         if ckpt.numel() == 0:
             raise RuntimeError(
                 "snn_cuda: model_forward ran with save=False, so its backward has no checkpoints; "
@@ -108,6 +127,7 @@ if _ext.loaded:
             surrogate_param,
             detach_reset,
             need_p,
+            batch_first,
         )
         if need_p:
             # Per-neuron sums [kParams, N] -> [kParams, P] in a fixed order (torch's sum:
@@ -118,7 +138,7 @@ if _ext.loaded:
             gx if need_x else None,
             gp if need_p else None,
             gs0 if need_s0 else None,
-        ) + (None,) * 8
+        ) + (None,) * 9
 
     torch.library.register_autograd("snn_cuda::model_forward", _backward, setup_context=_setup_context)
 
@@ -164,9 +184,11 @@ def model_multistep(
     surrogate_param: float = 0.0,
     detach_reset: bool = False,
     return_states: bool = False,
+    batch_first: bool = False,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """Runs declared model `name` (a key of MODELS) over x ([T, ...], or [...] for T >= 1
-    steps of a constant input). params: [kParams, P] (pack_params); state0: [kStates, ...] or
+    steps of a constant input; [B, T, ...] with `batch_first`, read and written in place, the
+    state sequences then [kStates, B, T, ...]). params: [kParams, P] (pack_params); state0: [kStates, ...] or
     None (the model's initial state). Returns (spikes, state_seq [kStates, T, ...] or an empty
     tensor, state_last [kStates, ...]). Checkpoints are kept for the backward only when
     autograd will need them."""
@@ -179,6 +201,10 @@ def model_multistep(
     check_device("params", params, x)
     check_device("state0", state0, x)
     need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, params, state0))
+    # Channels-last steps are run in memory order, without a copy, while params is one column.
+    order = step_memory_order(x, T, batch_first, params.shape[1] > 1)
+    if order is not None:
+        x, state0 = permute_steps(x, order, 1), permute_steps(state0, order, 1)
     spikes, seq, last, _ = torch.ops.snn_cuda.model_forward(
         x,
         params,
@@ -191,5 +217,12 @@ def model_multistep(
         bool(detach_reset),
         bool(return_states),
         need_grad,
+        bool(batch_first),
     )
+    if order is not None:
+        spikes, seq, last = (
+            unpermute_steps(spikes, order, 1),
+            unpermute_steps(seq, order, 2),
+            unpermute_steps(last, order, 1),
+        )
     return spikes, seq, last

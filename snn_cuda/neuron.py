@@ -48,12 +48,19 @@ def _finite(name: str, value) -> float:
 
 
 class MemoryModule(nn.Module):
-    """Base of the stateful layers: step mode, backend choice, state reset."""
+    """Base of the stateful layers: step mode, backend choice, sequence layout, state reset.
 
-    def __init__(self, step_mode: str = "m", backend: str = "auto"):
+    `batch_first=True` (multi-step only, as in `torch.nn.RNN`): sequences are `[B, T, ...]`,
+    in and out, read and written in place by the fused kernels (no permute or copy); the
+    final states stay `[B, ...]`. Single-step calls ignore it."""
+
+    def __init__(self, step_mode: str = "m", backend: str = "auto", batch_first: bool = False):
         super().__init__()
         self.step_mode = _check_choice("step_mode", step_mode, STEP_MODES)
         self.backend = _check_choice("backend", backend, BACKENDS)
+        if not isinstance(batch_first, bool):
+            raise TypeError(f"batch_first must be a bool, got {type(batch_first).__name__}")
+        self.batch_first = batch_first
 
     # -- state ---------------------------------------------------------------
     def reset(self) -> None:  # overridden
@@ -97,7 +104,8 @@ class MemoryModule(nn.Module):
         return False
 
     def extra_repr(self) -> str:
-        return f"step_mode={self.step_mode!r}, backend={self.backend!r}"
+        bf = ", batch_first=True" if self.batch_first else ""
+        return f"step_mode={self.step_mode!r}, backend={self.backend!r}{bf}"
 
 
 def _as_state(v, x: Tensor, rest, name: str) -> Optional[Tensor]:
@@ -118,7 +126,7 @@ def _as_state(v, x: Tensor, rest, name: str) -> Optional[Tensor]:
     return v.to(ops.state_dtype(x.dtype))
 
 
-def _check_input(x, step_mode: str, T: Optional[int]) -> None:
+def _check_input(x, step_mode: str, T: Optional[int], batch_first: bool = False) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
@@ -128,6 +136,10 @@ def _check_input(x, step_mode: str, T: Optional[int]) -> None:
             raise ValueError("T (constant input over T steps) is only accepted in step_mode='m'")
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
             raise ValueError(f"T must be a positive int, got {T!r}")
+    elif step_mode == "m" and batch_first and x.dim() < 2:
+        raise ValueError(f"x must be [B, T, ...] in step_mode='m' with batch_first=True, got shape {tuple(x.shape)}")
+    elif step_mode == "m" and batch_first and x.shape[1] < 1:
+        raise ValueError(f"x must have at least one time step (dim 1 with batch_first), got shape {tuple(x.shape)}")
     elif step_mode == "m" and x.dim() < 1:
         raise ValueError("x must have a leading time dimension [T, ...] in step_mode='m', got a 0-d tensor")
     elif step_mode == "m" and x.shape[0] < 1:
@@ -135,6 +147,22 @@ def _check_input(x, step_mode: str, T: Optional[int]) -> None:
 
 
 _STORAGE = {"auto": None, "h": ops.SAVE_H, "checkpoint": ops.SAVE_CKPT}
+
+
+def _step_rest(x: Tensor, single: bool, T: Optional[int], batch_first: bool) -> tuple:
+    """The shape of one step, [B, ...]: x itself for a single step or a constant input (T=n)."""
+    if single or T is not None:
+        return tuple(x.shape)
+    return (x.shape[0], *x.shape[2:]) if batch_first else tuple(x.shape[1:])
+
+
+def _time_major_input(x: Tensor, single: bool, T: Optional[int], batch_first: bool) -> Tensor:
+    """x as the reference loops take it, [T, ...] (a batch-first sequence transposed, a view)."""
+    if single:
+        return x.unsqueeze(0)
+    if T is not None:
+        return x.unsqueeze(0).expand(T, *x.shape)
+    return x.transpose(0, 1) if batch_first else x
 
 
 def _shape_arg(param_shape) -> Optional[tuple]:
@@ -288,8 +316,9 @@ class _LIFBase(MemoryModule):
         v_floor,
         learn_threshold=False,
         param_shape=None,
+        batch_first=False,
     ):
-        super().__init__(step_mode, backend)
+        super().__init__(step_mode, backend, batch_first)
         if self._model != ops.MODEL_PLIF:
             self.tau = tau
         self.decay_input = bool(decay_input)
@@ -327,9 +356,10 @@ class _LIFBase(MemoryModule):
 
     def _forward(self, x: Tensor, T: Optional[int], readout) -> Tensor:
         # readout: (weight, bias) of a Linear applied to the spikes (NeuronLinear).
-        _check_input(x, self.step_mode, T)
+        _check_input(x, self.step_mode, T, self.batch_first)
         single = self.step_mode == "s"
-        rest = tuple(x.shape) if (single or T is not None) else tuple(x.shape[1:])
+        bf = self.batch_first and not single
+        rest = _step_rest(x, single, T, bf)
         v0 = _as_state(self.v, x, rest, "the membrane state v")
         v_init = self.v if not isinstance(self.v, Tensor) else self.v_init
         th = self.v_threshold
@@ -359,9 +389,10 @@ class _LIFBase(MemoryModule):
                 decay_param=_op_param(k, rest, "w"),
                 threshold_param=_op_param(th_t, rest, "v_threshold"),
                 readout=readout,
+                batch_first=bf,
             )
         else:
-            xs = x.unsqueeze(0) if single else (x.unsqueeze(0).expand(T, *x.shape) if T is not None else x)
+            xs = _time_major_input(x, single, T, bf)
             spikes, v_seq, v_last = reference.lif_reference(
                 xs,
                 v0 if v0 is not None else v_init,
@@ -375,6 +406,8 @@ class _LIFBase(MemoryModule):
                 v_floor=self.v_floor,
                 k=k,
             )
+            if bf:
+                spikes, v_seq = spikes.transpose(0, 1), v_seq.transpose(0, 1)
             if readout is not None:
                 spikes = F.linear(spikes, *readout)
         self.v = v_last
@@ -429,6 +462,7 @@ class LIF(_LIFBase):
         store_v_seq: bool = False,
         learn_threshold: bool = False,
         param_shape=None,
+        batch_first: bool = False,
     ):
         tau = _finite("tau", tau)
         if not tau > 1.0:
@@ -446,6 +480,7 @@ class LIF(_LIFBase):
             v_floor=None,
             learn_threshold=learn_threshold,
             param_shape=param_shape,
+            batch_first=batch_first,
         )
 
 
@@ -468,6 +503,7 @@ class IF(_LIFBase):
         v_floor: Optional[float] = None,
         learn_threshold: bool = False,
         param_shape=None,
+        batch_first: bool = False,
     ):
         super().__init__(
             tau=2.0,
@@ -482,6 +518,7 @@ class IF(_LIFBase):
             v_floor=v_floor,
             learn_threshold=learn_threshold,
             param_shape=param_shape,
+            batch_first=batch_first,
         )
 
 
@@ -516,6 +553,7 @@ class ParametricLIF(_LIFBase):
         store_v_seq: bool = False,
         learn_threshold: bool = False,
         param_shape=None,
+        batch_first: bool = False,
     ):
         init_tau = _finite("init_tau", init_tau)
         if not init_tau > 1.0:
@@ -533,6 +571,7 @@ class ParametricLIF(_LIFBase):
             v_floor=None,
             learn_threshold=learn_threshold,
             param_shape=param_shape,
+            batch_first=batch_first,
         )
         shape = _shape_arg(param_shape) or ()
         self._w_init = -math.log(init_tau - 1.0)
@@ -584,8 +623,9 @@ class Leaky(MemoryModule):
         learn_beta: bool = False,
         learn_threshold: bool = False,
         param_shape=None,
+        batch_first: bool = False,
     ):
-        super().__init__(step_mode, backend)
+        super().__init__(step_mode, backend, batch_first)
         self.return_mem = bool(return_mem)
         self.learn_beta = bool(learn_beta)
         self.learn_threshold = bool(learn_threshold)
@@ -619,9 +659,10 @@ class Leaky(MemoryModule):
     def _forward(self, x: Tensor, mem, T: Optional[int], readout):
         # readout: (weight, bias) of a Linear applied to the spikes (NeuronLinear),
         # which then is the only output.
-        _check_input(x, self.step_mode, T)
+        _check_input(x, self.step_mode, T, self.batch_first)
         single = self.step_mode == "s"
-        rest = tuple(x.shape) if (single or T is not None) else tuple(x.shape[1:])
+        bf = self.batch_first and not single
+        rest = _step_rest(x, single, T, bf)
         state = self.mem if mem is None else mem
         u0 = _as_state(state, x, rest, "the membrane mem")
         u_init = 0.0 if isinstance(state, Tensor) else _finite("mem", state)
@@ -650,9 +691,10 @@ class Leaky(MemoryModule):
                 decay_param=_op_param(beta if isinstance(beta, Tensor) else None, rest, "beta"),
                 threshold_param=_op_param(th if isinstance(th, Tensor) else None, rest, "threshold"),
                 readout=readout,
+                batch_first=bf,
             )
         else:
-            xs = x.unsqueeze(0) if single else (x.unsqueeze(0).expand(T, *x.shape) if T is not None else x)
+            xs = _time_major_input(x, single, T, bf)
             spikes, mem_seq, mem_last = reference.leaky_reference(
                 xs,
                 u0 if u0 is not None else u_init,
@@ -661,6 +703,8 @@ class Leaky(MemoryModule):
                 reset_mechanism=self.reset_mechanism,
                 surrogate=self.surrogate_function,
             )
+            if bf:
+                spikes, mem_seq = spikes.transpose(0, 1), mem_seq.transpose(0, 1)
             if readout is not None:
                 spikes = F.linear(spikes, *readout)
         self.mem = mem_last
@@ -722,6 +766,10 @@ class NeuronLinear(nn.Module):
             )
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be a torch.nn.Linear (or snn_cuda.SpikeLinear), got {type(linear).__name__}")
+        if neuron.batch_first:
+            raise ValueError(
+                "NeuronLinear needs a time-major neuron (batch_first=False): its fused readout is [T, ...]"
+            )
         self.neuron = neuron
         self.linear = linear
 
@@ -763,8 +811,8 @@ class SynapticCurrent(MemoryModule):
     whose spike output is ignored.
     """
 
-    def __init__(self, decay: float, step_mode: str = "m", backend: str = "auto"):
-        super().__init__(step_mode, backend)
+    def __init__(self, decay: float, step_mode: str = "m", backend: str = "auto", batch_first: bool = False):
+        super().__init__(step_mode, backend, batch_first)
         decay = _finite("decay", decay)
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"decay must be in [0, 1], got {decay}")
@@ -779,10 +827,11 @@ class SynapticCurrent(MemoryModule):
             self.c = self.c.detach()
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, self.step_mode, None)
+        _check_input(x, self.step_mode, None, self.batch_first)
         single = self.step_mode == "s"
+        bf = self.batch_first and not single
         xs = x.unsqueeze(0) if single else x
-        c0 = _as_state(self.c, x, tuple(xs.shape[1:]), "the synaptic current c")
+        c0 = _as_state(self.c, x, _step_rest(x, single, None, bf), "the synaptic current c")
         c_init = 0.0 if isinstance(self.c, Tensor) else float(self.c)
         if self._use_fused(x, sg.StraightThrough()):
             _, c_seq, _, c_last = ops.neuron_multistep(
@@ -795,15 +844,18 @@ class SynapticCurrent(MemoryModule):
                 beta=self.decay,
                 v_init=c_init,
                 store_v_seq=True,
+                batch_first=bf,
             )
         else:
             _, c_seq, c_last = reference.leaky_reference(
-                xs,
+                xs.transpose(0, 1) if bf else xs,
                 c0 if c0 is not None else c_init,
                 beta=self.decay,
                 reset_mechanism="none",
                 surrogate=sg.StraightThrough(),
             )
+            if bf:
+                c_seq = c_seq.transpose(0, 1)
         self.c = c_last
         return c_seq[0] if single else c_seq
 

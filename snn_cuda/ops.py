@@ -74,9 +74,16 @@ def check_device(name: str, t: Optional[Tensor], x: Tensor) -> None:
         raise ValueError(f"snn_cuda: {name} is on {t.device} but the input is on {x.device}")
 
 
-def _seq_shapes(x: Tensor, T: int):
-    seq = (T, *x.shape) if T >= 0 else tuple(x.shape)
-    return seq, seq[1:]
+def _seq_shapes(x: Tensor, T: int, batch_first: bool = False):
+    """(sequence shape, per-step shape in neuron order, steps) of an op's x: [T, ...], or
+    [B, T, ...] with batch_first; a constant input x is one step."""
+    if not batch_first:
+        seq = (T, *x.shape) if T >= 0 else tuple(x.shape)
+        return seq, seq[1:], seq[0]
+    if T >= 0:
+        rest = tuple(x.shape)
+        return (rest[0], T, *rest[1:]), rest, T
+    return tuple(x.shape), (x.shape[0], *x.shape[2:]), x.shape[1]
 
 
 if _ext.loaded:
@@ -104,15 +111,16 @@ if _ext.loaded:
         save_mode,
         store_v_seq,
         spikes_uint8=False,
+        batch_first=False,
     ):
-        seq, rest = _seq_shapes(x, T)
+        seq, rest, steps = _seq_shapes(x, T, batch_first)
         sdt = state_dtype(x.dtype)
         leaky = model == MODEL_LEAKY
         spikes = x.new_empty(seq, dtype=torch.uint8 if spikes_uint8 else x.dtype)
         if (leaky and store_v_seq) or save_mode == SAVE_H:
             saved = x.new_empty(seq, dtype=sdt)
         elif save_mode == SAVE_CKPT:
-            saved = x.new_empty(((seq[0] + CHUNK - 1) // CHUNK, *rest), dtype=sdt)
+            saved = x.new_empty(((steps + CHUNK - 1) // CHUNK, *rest), dtype=sdt)
         else:
             saved = x.new_empty((0,), dtype=sdt)
         v_seq = x.new_empty(seq if (store_v_seq and not leaky) else (0,), dtype=sdt)
@@ -149,8 +157,12 @@ if _ext.loaded:
         x_dtype,
         readout_grad=None,
         readout_weight=None,
+        batch_first=False,
     ):
-        rest = tuple(saved.shape[1:])
+        if batch_first and save_mode == SAVE_H:
+            rest = (saved.shape[0], *saved.shape[2:])
+        else:
+            rest = tuple(saved.shape[1:])
         if T >= 0:
             gx_shape = rest
         elif save_mode == SAVE_CKPT:
@@ -190,6 +202,7 @@ if _ext.loaded:
             save_mode,
             store_v_seq,
         ) = inputs[:20]
+        batch_first = bool(inputs[21]) if len(inputs) > 21 else False
         if model == MODEL_LEAKY and store_v_seq:
             save_mode = SAVE_H  # the membrane sequence it returns is what it saves
         grad_decay = decay_param is not None and decay_param.requires_grad
@@ -217,6 +230,7 @@ if _ext.loaded:
             detach_reset,
             grad_decay,
             grad_th,
+            batch_first,
         )
         return tensors, args, x.dtype
 
@@ -257,6 +271,7 @@ if _ext.loaded:
             detach_reset,
             grad_decay,
             grad_th,
+            batch_first,
         ) = args
         if model == MODEL_LEAKY and save_mode == SAVE_H:
             g_v_seq = g_saved  # Leaky's saved tensor is the membrane sequence it returns
@@ -291,7 +306,8 @@ if _ext.loaded:
             grad_decay,
             grad_th,
             x_dtype,
-            *readout,
+            *(readout or (None, None)),
+            batch_first,
         )
         return (
             gx,
@@ -312,7 +328,7 @@ if _ext.loaded:
                 g_v_seq,
                 g_v_last,
             )
-            + (None,) * 17
+            + (None,) * 18
         )
 
     class _NeuronLinearFn(torch.autograd.Function):
@@ -416,6 +432,34 @@ if _ext.loaded:
         return x.new_empty((T, *x.shape))
 
 
+def step_memory_order(x: Tensor, T: int, batch_first: bool, per_neuron: bool) -> Optional[list]:
+    """The order of the step dims in memory when a time-major sequence's steps are dense but not
+    contiguous (a channels-last conv activation [T, B, C, H, W] is [T, B, H, W, C] in memory), or
+    None. The kernels then run on x permuted to that order, a contiguous view, so nothing is
+    copied; the outputs are permuted back (views with x's strides). Not with `per_neuron`
+    parameters (per channel or per neuron): they follow the neuron order of the logical shape,
+    so such a layer reads a contiguous copy instead (the op makes it)."""
+    if T >= 0 or batch_first or per_neuron or x.dim() < 3 or x.shape[0] == 0 or x[0].is_contiguous():
+        return None
+    step = x.stride()[1:]
+    order = sorted(range(len(step)), key=lambda d: -step[d])
+    if not x.permute(0, *[d + 1 for d in order]).is_contiguous():
+        return None
+    return order
+
+
+def permute_steps(t: Optional[Tensor], order: list, lead: int) -> Optional[Tensor]:
+    """t ([lead dims, step dims...]) with its step dims in `order`; an empty placeholder as is."""
+    if t is None or t.dim() != lead + len(order):
+        return t
+    return t.permute(*range(lead), *[d + lead for d in order])
+
+
+def unpermute_steps(t: Tensor, order: list, lead: int) -> Tensor:
+    inverse = sorted(range(len(order)), key=lambda i: order[i])
+    return permute_steps(t, inverse, lead)
+
+
 def _wide_spikes(x: Tensor) -> bool:
     """Whether NeuronLinear's neuron writes its spikes in x's dtype for torch's GEMM rather than as
     bytes. On CUDA the GEMM (cuBLAS) reads floats in any case: bytes written, widened (read 1 B,
@@ -448,6 +492,7 @@ def neuron_multistep(
     decay_param: Optional[Tensor] = None,
     threshold_param: Optional[Tensor] = None,
     readout: Optional[Tuple[Tensor, Optional[Tensor]]] = None,
+    batch_first: bool = False,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Runs the fused op. Returns (spikes, saved, v_seq, v_last); for Leaky
     `saved` is the membrane sequence. Nothing is saved for backward unless
@@ -457,7 +502,8 @@ def neuron_multistep(
     gradients back to the caller's dtype. `readout=(weight, bias)` applies a
     Linear layer to the spikes inside the op (`_NeuronLinearFn`): the first
     output is then `spikes @ weight.T + bias` and the spikes only ever exist
-    as bytes."""
+    as bytes. `batch_first`: x is [B, T, ...] (or a constant [B, ...]) and the sequences
+    returned are [B, T, ...], read and written in place by the kernels."""
     check_device("v0", v0, x)
     check_device("decay_param", decay_param, x)
     check_device("threshold_param", threshold_param, x)
@@ -499,7 +545,20 @@ def neuron_multistep(
         bool(store_v_seq),
     )
     if readout is None:
-        return torch.ops.snn_cuda.neuron_forward(*args)
+        per_neuron = any(p is not None and p.numel() > 1 for p in (decay_param, threshold_param))
+        order = step_memory_order(x, T, batch_first, per_neuron)
+        if order is None:
+            return torch.ops.snn_cuda.neuron_forward(*args, False, bool(batch_first))
+        args = (permute_steps(x, order, 1), permute_steps(v0, order, 0)) + args[2:]
+        spikes, saved, v_seq, v_last = torch.ops.snn_cuda.neuron_forward(*args)
+        return (
+            unpermute_steps(spikes, order, 1),
+            unpermute_steps(saved, order, 1),
+            unpermute_steps(v_seq, order, 1),
+            unpermute_steps(v_last, order, 0),
+        )
+    if batch_first:
+        raise ValueError("snn_cuda: a readout (NeuronLinear) needs batch_first=False")
     weight, bias = readout
     if torch.is_grad_enabled() and (need_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
         return _NeuronLinearFn.apply(weight, bias, *args)

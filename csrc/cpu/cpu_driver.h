@@ -43,6 +43,34 @@ inline i64 block_len(i64 N, bool streams = true) {
   return std::max<i64>(64, std::min<i64>(streams ? kBlock : kBlockCached, b));
 }
 
+// Blocks of at most blk neurons that never straddle a run of the sequence
+// layout (params.h SeqLayout), so that each block's row of every [T, ...]
+// tensor is contiguous at every step: time-major, one run of N; batch-first
+// [B, T, ...], B runs of one sample's neurons each.
+struct Block {
+  i64 n0, len;  // neurons [n0, n0 + len): the offset into per-neuron tensors
+  i64 io, xo;   // the row offsets at step 0 into the sequences and into x
+};
+
+struct Blocking {
+  snn::SeqLayout l;
+  i64 run, blk, per_run, count;
+  Blocking(i64 N, const snn::SeqLayout& layout, i64 blk_) : l(layout), blk(blk_) {
+    run = l.run > 0 ? l.run : N;
+    per_run = run > 0 ? (run + blk - 1) / blk : 0;
+    count = run > 0 ? (N / run) * per_run : 0;
+  }
+  Block at(i64 i) const {
+    const i64 g = i / per_run, f0 = (i % per_run) * blk;
+    Block b;
+    b.n0 = g * run + f0;
+    b.len = std::min(blk, run - f0);
+    b.io = l.run > 0 ? g * l.run_stride + f0 : b.n0;
+    b.xo = l.run > 0 ? g * l.x_run_stride + f0 : b.n0;
+    return b;
+  }
+};
+
 // Per-thread scratch rows (too large for the stack at this block size).
 template <typename S>
 struct Scratch {

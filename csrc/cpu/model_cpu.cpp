@@ -76,32 +76,35 @@ void fwd_driver(const snn_cpu::Kernels& k, const MFwdParams& p) {
   constexpr bool direct = std::is_same<T, S>::value;
   const snn_cpu::MFwdRow<S> row = k.models<S>().fwd[ModelIdOf<M>::value][V];
   const MCfg<S> c = make_mcfg<S>(0.0, 0);
-  const i64 N = p.N, nT = p.T, blk = model_block(N), nblk = (N + blk - 1) / blk;
+  const i64 N = p.N, nT = p.T, blk = model_block(N), ts = seq_step(p.io, N);
+  const Blocking blocks(N, p.io, blk);
   const T* x = (const T*)p.x;
   T* spikes = (T*)p.spikes;
   S* seq = (S*)p.state_seq;
   S* last = (S*)p.state_last;
   S* ckpt = (S*)p.ckpt;
-  at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
+  at::parallel_for(0, blocks.count, 1, [&](int64_t b0, int64_t b1) {
     Rows<S> r(NS + NP + 2, blk);
     S *st = r.row(0), *prm = r.row(NS), *xb = r.row(NS + NP), *sb = r.row(NS + NP + 1);
     for (i64 b = b0; b < b1; ++b) {
-      const i64 n0 = b * blk, len = std::min(blk, N - n0);
+      const Block bk = blocks.at(b);
+      const i64 n0 = bk.n0, len = bk.len;
       fill_params((const S*)p.params, NP, p.P, n0, len, prm, blk);
       init_states<M, V, S>((const S*)p.state0, N, n0, len, prm, st, blk);
       for (i64 t = 0; t < nT; ++t) {
         if (ckpt && t % kChunk == 0)
           for (int q = 0; q < NS; ++q)
             std::memcpy(ckpt + ((t / kChunk) * NS + q) * N + n0, st + q * blk, len * sizeof(S));
-        const S* xs = x_row(k, x, t * p.x_tstride + n0, len, xb);
+        const S* xs = x_row(k, x, t * p.x_tstride + bk.xo, len, xb);
         row(c, len, blk, st, prm, xs, sb);
+        const i64 o = bk.io + t * ts;
         if constexpr (direct) {
-          stream_row(spikes + t * N + n0, sb, len);
+          stream_row(spikes + o, sb, len);
         } else {
-          store_row(k, sb, len, spikes + t * N + n0);
+          store_row(k, sb, len, spikes + o);
         }
         if (seq)
-          for (int q = 0; q < NS; ++q) stream_row(seq + (q * nT + t) * N + n0, st + q * blk, len);
+          for (int q = 0; q < NS; ++q) stream_row(seq + q * nT * N + o, st + q * blk, len);
       }
       for (int q = 0; q < NS; ++q) std::memcpy(last + q * N + n0, st + q * blk, len * sizeof(S));
     }
@@ -120,7 +123,8 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
   const snn_cpu::MFwdRow<S> fwd = k.models<S>().fwd[ModelIdOf<M>::value][v];
   const snn_cpu::MBwdRow<S> bwd = k.models<S>().bwd[ModelIdOf<M>::value][v][sg];
   const MCfg<S> c = make_mcfg<S>(p.sg_param, p.detach_reset, p.surrogate);
-  const i64 N = p.N, nT = p.T, blk = model_block(N), nblk = (N + blk - 1) / blk;
+  const i64 N = p.N, nT = p.T, blk = model_block(N), ts = seq_step(p.io, N);
+  const Blocking blocks(N, p.io, blk);
   const T* x = (const T*)p.x;
   const T* gs = (const T*)p.grad_spikes;
   const S* gseq = (const S*)p.grad_state_seq;
@@ -130,7 +134,7 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
   S* gst0 = (S*)p.grad_state0;
   S* gprm = (S*)p.grad_params;
   const bool const_input = p.const_input != 0;
-  at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
+  at::parallel_for(0, blocks.count, 1, [&](int64_t b0, int64_t b1) {
     // prm, carry, gp, work states, zero states, prev states and x of each
     // replayed step, then gs, gx, acc, spikes rows.
     const int r_prm = 0, r_carry = NP, r_gp = r_carry + NS, r_st = r_gp + NP, r_zero = r_st + NS, r_prev = r_zero + NS,
@@ -141,7 +145,8 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
     std::fill(zero, zero + NS * blk, S(0));
     const S* xs[kChunk];
     for (i64 b = b0; b < b1; ++b) {
-      const i64 n0 = b * blk, len = std::min(blk, N - n0);
+      const Block bk = blocks.at(b);
+      const i64 n0 = bk.n0, len = bk.len;
       fill_params((const S*)p.params, NP, p.P, n0, len, prm, blk);
       for (int q = 0; q < NS; ++q)
         for (i64 j = 0; j < len; ++j) carry[q * blk + j] = glast ? glast[q * N + n0 + j] : S(0);
@@ -153,11 +158,11 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
         for (i64 s = 0; s < steps; ++s) {
           S* prev = r.row(r_prev + (int)s * NS);
           for (int q = 0; q < NS; ++q) std::memcpy(prev + q * blk, st + q * blk, len * sizeof(S));
-          xs[s] = x_row(k, x, (t0 + s) * p.x_tstride + n0, len, r.row(r_x + (int)s));
+          xs[s] = x_row(k, x, (t0 + s) * p.x_tstride + bk.xo, len, r.row(r_x + (int)s));
           fwd(c, len, blk, st, prm, xs[s], sb);
         }
         for (i64 s = steps - 1; s >= 0; --s) {
-          const i64 t = t0 + s, o = t * N + n0;
+          const i64 t = t0 + s, o = bk.io + t * ts;
           const S* gsr;
           if (!gs) {
             gsr = zero;
@@ -218,9 +223,11 @@ void model_bwd(const snn_cpu::Kernels& k, const MBwdParams& p, int model, int v,
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> model_forward_cpu(
     const at::Tensor& x, const at::Tensor& params, const c10::optional<at::Tensor>& state0, int64_t T, int64_t model,
-    int64_t variant, int64_t surrogate, double sg_param, bool detach_reset, bool return_states, bool save) {
+    int64_t variant, int64_t surrogate, double sg_param, bool detach_reset, bool return_states, bool save,
+    bool batch_first) {
   snn_host::check_surrogate(surrogate, sg_param);
-  auto f = snn_host::prepare_model_forward(x, params, state0, T, model, variant, return_states, save);
+  auto f =
+      snn_host::prepare_model_forward(x, params, state0, T, model, variant, return_states, save, true, batch_first);
   const snn_cpu::Kernels& k = snn_cpu::kernels();
   switch (f.dt) {
     case snn_host::DT_F32:
@@ -243,9 +250,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> model_backward_cpu(
     const c10::optional<at::Tensor>& grad_spikes, const c10::optional<at::Tensor>& grad_state_seq,
     const c10::optional<at::Tensor>& grad_state_last, const at::Tensor& x, const at::Tensor& params,
     const c10::optional<at::Tensor>& state0, const at::Tensor& ckpt, int64_t T, int64_t model, int64_t variant,
-    int64_t surrogate, double sg_param, bool detach_reset, bool grad_params) {
-  auto b = snn_host::prepare_model_backward(grad_spikes, grad_state_seq, grad_state_last, x, params, state0, ckpt, T,
-                                            model, variant, surrogate, sg_param, detach_reset, grad_params);
+    int64_t surrogate, double sg_param, bool detach_reset, bool grad_params, bool batch_first) {
+  auto b =
+      snn_host::prepare_model_backward(grad_spikes, grad_state_seq, grad_state_last, x, params, state0, ckpt, T, model,
+                                       variant, surrogate, sg_param, detach_reset, grad_params, batch_first);
   const snn_cpu::Kernels& k = snn_cpu::kernels();
   switch (b.dt) {
     case snn_host::DT_F32:

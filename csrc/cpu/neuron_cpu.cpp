@@ -77,7 +77,8 @@ void fwd_driver(const snn_cpu::Kernels& k, const FwdParams& p, bool leaky,
   const Coeffs<S> c = make_coeffs<S>(p, 0.0);
   const bool pv = p.decay_param || p.th_param;
   const bool streams = p.x_tstride != 0 || !p.spikes_u8 || p.saved || p.v_seq;
-  const i64 N = p.N, blk = block_len(N, streams), nblk = (N + blk - 1) / blk;
+  const i64 N = p.N, ts = seq_step(p.io, N);
+  const Blocking blocks(N, p.io, block_len(N, streams));
   const T* x = (const T*)p.x;
   const S* v0 = (const S*)p.v0;
   T* spikes = (T*)p.spikes;
@@ -86,18 +87,19 @@ void fwd_driver(const snn_cpu::Kernels& k, const FwdParams& p, bool leaky,
   S* v_seq = (S*)p.v_seq;
   S* v_last = (S*)p.v_last;
   S* ckpt = (S*)p.ckpt;
-  at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
+  at::parallel_for(0, blocks.count, 1, [&](int64_t b0, int64_t b1) {
     Scratch<S> scratch(pv ? 6 : 4);
     S *v = scratch.row(0), *xb = scratch.row(1), *sb = scratch.row(2), *hb = scratch.row(3);
     S *pd = pv ? scratch.row(4) : nullptr, *pt = pv ? scratch.row(5) : nullptr;
     for (i64 b = b0; b < b1; ++b) {
-      const i64 n0 = b * blk, len = std::min(blk, N - n0);
+      const Block bk = blocks.at(b);
+      const i64 n0 = bk.n0, len = bk.len;
       if (pv) fill_param_rows(p, c, leaky, n0, len, pd, pt);
       for (i64 j = 0; j < len; ++j) v[j] = v0 ? v0[n0 + j] : (S)p.v_init;
       for (i64 t = 0; t < p.T; ++t) {
-        const i64 o = t * N + n0;
+        const i64 o = bk.io + t * ts;
         if (ckpt && t % kChunk == 0) std::memcpy(ckpt + (t / kChunk) * N + n0, v, len * sizeof(S));
-        const T* xr = x + t * p.x_tstride + n0;
+        const T* xr = x + t * p.x_tstride + bk.xo;
         const S* xs;
         if constexpr (direct) {
           xs = xr;
@@ -154,7 +156,8 @@ void bwd_driver(const snn_cpu::Kernels& k, const BwdParams& p, bool leaky, const
   const bool need_x = !leaky && c.learn_decay && c.decay_input;
   const bool streams =
       (p.grad_spikes && !ro) || p.grad_v_seq || p.saved || !p.const_input || (p.x_tstride != 0 && (p.ckpt || need_x));
-  const i64 N = p.N, blk = block_len(N, streams), nblk = (N + blk - 1) / blk;
+  const i64 N = p.N, ts = seq_step(p.io, N), blk = block_len(N, streams);
+  const Blocking blocks(N, p.io, blk);
   const T* gs = (const T*)p.grad_spikes;
   const S* gv = (const S*)p.grad_v_seq;
   const S* gvl = (const S*)p.grad_v_last;
@@ -167,7 +170,7 @@ void bwd_driver(const snn_cpu::Kernels& k, const BwdParams& p, bool leaky, const
   S* g_dec = (S*)p.grad_decay;
   S* g_thr = (S*)p.grad_th;
   const bool const_input = p.const_input != 0;
-  at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
+  at::parallel_for(0, blocks.count, 1, [&](int64_t b0, int64_t b1) {
     constexpr int kRows = 15;
     Scratch<S> scratch(kRows + kChunk);
     S *carry = scratch.row(0), *zero = scratch.row(1), *u0 = scratch.row(2), *gsb = scratch.row(3);
@@ -178,7 +181,8 @@ void bwd_driver(const snn_cpu::Kernels& k, const BwdParams& p, bool leaky, const
     for (int i = 0; i < kChunk; ++i) hs[i] = scratch.row(kRows + i);
     std::fill(zero, zero + blk, S(0));
     for (i64 b = b0; b < b1; ++b) {
-      const i64 n0 = b * blk, len = std::min(blk, N - n0);
+      const Block bk = blocks.at(b);
+      const i64 n0 = bk.n0, len = bk.len;
       if (pv) {
         fill_param_rows(p, c, leaky, n0, len, pd, pt);
         std::fill(gd, gd + len, S(0));
@@ -196,7 +200,7 @@ void bwd_driver(const snn_cpu::Kernels& k, const BwdParams& p, bool leaky, const
           // forward computed them (same row kernel, same rounding).
           std::memcpy(vb, ckpt + ci * N + n0, len * sizeof(S));
           for (i64 s = 0; s < steps; ++s) {
-            const S* xr = x_row(k, x, (t0 + s) * p.x_tstride + n0, len, xb);
+            const S* xr = x_row(k, x, (t0 + s) * p.x_tstride + bk.xo, len, xb);
             if (pv) {
               rows.fwd_p(c, len, vb, xr, hs[s], sb, pd, pt);
             } else {
@@ -205,14 +209,14 @@ void bwd_driver(const snn_cpu::Kernels& k, const BwdParams& p, bool leaky, const
           }
         }
         for (i64 t = t0 + steps - 1; t >= t0; --t) {
-          const i64 o = t * N + n0;
+          const i64 o = bk.io + t * ts;
           const S* sv = ckpt ? hs[t - t0] : saved + o;
           // The state before step t: the checkpoint or initial state, else
           // rebuilt from the saved value of step t-1 (Leaky: that value).
           const S* prev = zero;
           if (need_prev) {
             const bool is_state = ckpt ? t == t0 : t == 0;
-            const S* src = ckpt ? (t > t0 ? hs[t - t0 - 1] : ckpt + ci * N + n0) : (t > 0 ? saved + o - N : u0);
+            const S* src = ckpt ? (t > t0 ? hs[t - t0 - 1] : ckpt + ci * N + n0) : (t > 0 ? saved + o - ts : u0);
             if (is_state || leaky) {
               prev = src;
             } else {
@@ -234,7 +238,7 @@ void bwd_driver(const snn_cpu::Kernels& k, const BwdParams& p, bool leaky, const
           }
           const S* gvr = gv ? gv + o : zero;
           if (pv) {
-            const S* xr = need_x ? x_row(k, x, t * p.x_tstride + n0, len, xtb) : zero;
+            const S* xr = need_x ? x_row(k, x, t * p.x_tstride + bk.xo, len, xtb) : zero;
             rows.bwd_p(c, len, sv, prev, xr, gsr, gvr, carry, gxb, pd, pt, gd, gt);
           } else {
             rows.bwd(c, len, sv, prev, gsr, gvr, carry, gxb);
@@ -261,10 +265,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cpu(
     const at::Tensor& x, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& decay_param,
     const c10::optional<at::Tensor>& threshold_param, int64_t T, int64_t model, int64_t reset, int64_t surrogate,
     double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta, double v_init,
-    bool decay_input, bool has_floor, bool detach_reset, int64_t save_mode, bool store_v_seq, bool spikes_uint8) {
+    bool decay_input, bool has_floor, bool detach_reset, int64_t save_mode, bool store_v_seq, bool spikes_uint8,
+    bool batch_first) {
   auto f = snn_host::prepare_forward(x, v0, decay_param, threshold_param, T, model, reset, surrogate, sg_param, tau,
                                      v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor, save_mode,
-                                     store_v_seq, spikes_uint8);
+                                     store_v_seq, spikes_uint8, batch_first);
   const bool leaky = model == MODEL_LEAKY, plif = model == MODEL_PLIF;
   const snn_cpu::Kernels& k = snn_cpu::kernels();
   switch (f.dt) {
@@ -292,16 +297,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_backward_cpu(
     int64_t surrogate, double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta,
     double v_init, bool decay_input, bool has_floor, bool detach_reset, bool grad_decay, bool grad_threshold,
     at::ScalarType x_dtype, const c10::optional<at::Tensor>& readout_grad,
-    const c10::optional<at::Tensor>& readout_weight) {
+    const c10::optional<at::Tensor>& readout_weight, bool batch_first) {
   const bool readout = readout_grad.has_value() && readout_grad->defined();
   TORCH_CHECK_VALUE(readout == (readout_weight.has_value() && readout_weight->defined()),
                     "snn_cuda: readout_grad and readout_weight must be given together");
+  TORCH_CHECK_VALUE(!readout || !batch_first, "snn_cuda: readout_grad needs the time-major layout (batch_first=False)");
   TORCH_CHECK_VALUE(!readout || !(grad_spikes.has_value() && grad_spikes->defined()),
                     "snn_cuda: grad_spikes must be None when readout_grad is given (it is computed from it)");
-  auto b =
-      snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param, threshold_param, T,
-                                 save_mode, model, reset, surrogate, sg_param, tau, v_th, v_reset, v_floor, beta,
-                                 v_init, decay_input, has_floor, detach_reset, grad_decay, grad_threshold, x_dtype);
+  auto b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param, threshold_param,
+                                      T, save_mode, model, reset, surrogate, sg_param, tau, v_th, v_reset, v_floor,
+                                      beta, v_init, decay_input, has_floor, detach_reset, grad_decay, grad_threshold,
+                                      x_dtype, batch_first);
   const bool leaky = model == MODEL_LEAKY, plif = model == MODEL_PLIF;
   at::Tensor gy, w;
   Readout<float> ro32{};

@@ -24,11 +24,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_forward_cuda(
     const at::Tensor& x, const c10::optional<at::Tensor>& v0, const c10::optional<at::Tensor>& decay_param,
     const c10::optional<at::Tensor>& threshold_param, int64_t T, int64_t model, int64_t reset, int64_t surrogate,
     double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta, double v_init,
-    bool decay_input, bool has_floor, bool detach_reset, int64_t save_mode, bool store_v_seq, bool spikes_uint8) {
+    bool decay_input, bool has_floor, bool detach_reset, int64_t save_mode, bool store_v_seq, bool spikes_uint8,
+    bool batch_first) {
   const c10::cuda::CUDAGuard guard(x.device());
   auto f = snn_host::prepare_forward(x, v0, decay_param, threshold_param, T, model, reset, surrogate, sg_param, tau,
                                      v_th, v_reset, v_floor, beta, v_init, decay_input, has_floor, save_mode,
-                                     store_v_seq, spikes_uint8);
+                                     store_v_seq, spikes_uint8, batch_first);
   const int dev = x.get_device();
   check_launch(
       snn_launch::forward(f.p, f.dt, f.combo, launch_device(dev), c10::cuda::getCurrentCUDAStream(dev).stream()),
@@ -44,13 +45,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_backward_cuda(
     int64_t surrogate, double sg_param, double tau, double v_th, double v_reset, double v_floor, double beta,
     double v_init, bool decay_input, bool has_floor, bool detach_reset, bool grad_decay, bool grad_threshold,
     at::ScalarType x_dtype, const c10::optional<at::Tensor>& readout_grad,
-    const c10::optional<at::Tensor>& readout_weight) {
+    const c10::optional<at::Tensor>& readout_weight, bool batch_first) {
   snn_host::check_no_readout(readout_grad, readout_weight);
   const c10::cuda::CUDAGuard guard(saved.device());
-  auto b =
-      snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param, threshold_param, T,
-                                 save_mode, model, reset, surrogate, sg_param, tau, v_th, v_reset, v_floor, beta,
-                                 v_init, decay_input, has_floor, detach_reset, grad_decay, grad_threshold, x_dtype);
+  auto b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param, threshold_param,
+                                      T, save_mode, model, reset, surrogate, sg_param, tau, v_th, v_reset, v_floor,
+                                      beta, v_init, decay_input, has_floor, detach_reset, grad_decay, grad_threshold,
+                                      x_dtype, batch_first);
   const int dev = saved.get_device();
   check_launch(
       snn_launch::backward(b.p, b.dt, b.combo, b.sg, launch_device(dev), c10::cuda::getCurrentCUDAStream(dev).stream()),

@@ -37,10 +37,11 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) model_fwd_
   S* __restrict__ seq = (S*)p.state_seq;
   S* __restrict__ last = (S*)p.state_last;
   S* __restrict__ ckpt = (S*)p.ckpt;
-  const i64 N = p.N;
-  const i64 TN = p.T * N;  // one state's [T, N] block of state_seq / grad_state_seq
+  const i64 N = p.N, ts = seq_step(p.io, N);
+  const i64 TN = p.T * N;  // one state's [T, ...] block of state_seq / grad_state_seq
   const i64 stride = (i64)blockDim.x * gridDim.x;
   for (i64 n = (i64)blockIdx.x * blockDim.x + threadIdx.x; n < N; n += stride) {
+    const i64 io = seq_base(p.io, n), xo = x_base(p.io, n);
     S prm[M::kParams];
     model_load_params<M, S>(params, p.P, n, prm);
     S st[NS];
@@ -59,12 +60,12 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) model_fwd_
       S xs[kChunk];
 #pragma unroll
       for (int k = 0; k < kChunk; ++k)
-        if (k < len) xs[k] = to_state(x[(t0 + k) * p.x_tstride + n]);
+        if (k < len) xs[k] = to_state(x[(t0 + k) * p.x_tstride + xo]);
 #pragma unroll
       for (int k = 0; k < kChunk; ++k) {
         if (k < len) {
           const S s = M::template forward<V, S>(c, prm, st, xs[k]);
-          const i64 o = (t0 + k) * N + n;
+          const i64 o = io + (t0 + k) * ts;
           spikes[o] = store_as<T>(s);
           if (seq) {
 #pragma unroll
@@ -108,10 +109,11 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) model_bwd_
   T* __restrict__ gx = (T*)p.grad_x;
   S* __restrict__ gst0 = (S*)p.grad_state0;
   S* __restrict__ gprm = (S*)p.grad_params;
-  const i64 N = p.N;
-  const i64 TN = p.T * N;  // one state's [T, N] block of state_seq / grad_state_seq
+  const i64 N = p.N, ts = seq_step(p.io, N);
+  const i64 TN = p.T * N;  // one state's [T, ...] block of state_seq / grad_state_seq
   const i64 stride = (i64)blockDim.x * gridDim.x;
   for (i64 n = (i64)blockIdx.x * blockDim.x + threadIdx.x; n < N; n += stride) {
+    const i64 io = seq_base(p.io, n), xo = x_base(p.io, n);
     S prm[NP];
     model_load_params<M, S>(params, p.P, n, prm);
     S carry[NS], gp[NP];
@@ -136,7 +138,7 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) model_bwd_
             S xs[kChunk];
 #pragma unroll
             for (int k = 0; k < h0 + H; ++k)
-              if (k < len) xs[k] = to_state(x[(t0 + k) * p.x_tstride + n]);
+              if (k < len) xs[k] = to_state(x[(t0 + k) * p.x_tstride + xo]);
             S st[NS];
 #pragma unroll
             for (int q = 0; q < NS; ++q) st[q] = ckpt[(ci * NS + q) * N + n];
@@ -154,7 +156,7 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) model_bwd_
 #pragma unroll
           for (int j = H - 1; j >= 0; --j) {
             if (h0 + j < len) {
-              const i64 t = t0 + h0 + j, o = t * N + n;
+              const i64 t = t0 + h0 + j, o = io + t * ts;
               const S g_s = gs ? to_state(gs[o]) : S(0);
               S g_seq[NS];
 #pragma unroll
@@ -164,7 +166,7 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) model_bwd_
               // the fp32 Synaptic backward spill 4-20 B per thread in the
               // time loop at the 64-register cap (sm_90); the line was just
               // read by the replay.
-              const S x_t = to_state(x[t * p.x_tstride + n]);
+              const S x_t = to_state(x[t * p.x_tstride + xo]);
               const S g_x = M::template backward<V, SG, S>(c, prm, prev[j], x_t, g_s, g_seq, carry, gp);
               if (p.const_input) {
                 gx_sum += g_x;

@@ -88,6 +88,7 @@ struct MFwdParams {
   void* state_seq;     // S [kStates, T, N], or null
   void* state_last;    // S [kStates, N]
   void* ckpt;          // S [num_chunks(T), kStates, N]: the states before steps 0, K, 2K...; or null
+  SeqLayout io;        // of x, spikes and each state's block of state_seq (params.h)
 };
 
 struct MBwdParams {
@@ -107,6 +108,7 @@ struct MBwdParams {
   double sg_param;
   int surrogate;  // the surrogate id (read by SG_ANY kernels)
   int detach_reset, const_input;
+  SeqLayout io;  // of x, grad_spikes, each state's block of grad_state_seq and grad_x (unless const_input)
 };
 
 template <typename S>

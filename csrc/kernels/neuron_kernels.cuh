@@ -38,25 +38,26 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_fwd
   S* __restrict__ v_seq = (S*)p.v_seq;
   S* __restrict__ v_last = (S*)p.v_last;
   S* __restrict__ ckpt = (S*)p.ckpt;
-  const i64 N = p.N;
+  const i64 N = p.N, ts = seq_step(p.io, N);
   const i64 stride = (i64)blockDim.x * gridDim.x;
   for (i64 n = (i64)blockIdx.x * blockDim.x + threadIdx.x; n < N; n += stride) {
     Coeffs<S> c = base;
     neuron_coeffs<MODEL>(c, p, n);
     S v = v0 ? v0[n] : (S)p.v_init;
+    const i64 io = seq_base(p.io, n), xo = x_base(p.io, n);
     for (i64 t0 = 0; t0 < p.T; t0 += kChunk) {
       const int len = p.T - t0 < kChunk ? (int)(p.T - t0) : kChunk;
       if (ckpt) ckpt[(t0 / kChunk) * N + n] = v;
       S xs[kChunk];
 #pragma unroll
       for (int k = 0; k < kChunk; ++k)
-        if (k < len) xs[k] = to_state(x[(t0 + k) * p.x_tstride + n]);
+        if (k < len) xs[k] = to_state(x[(t0 + k) * p.x_tstride + xo]);
 #pragma unroll
       for (int k = 0; k < kChunk; ++k) {
         if (k < len) {
           S sv;
           const S s = forward_step<MODEL, RESET, S>(c, v, xs[k], sv);
-          const i64 o = (t0 + k) * N + n;
+          const i64 o = io + (t0 + k) * ts;
           if (p.spikes_u8) {
             ((unsigned char*)p.spikes)[o] = s != S(0) ? 1 : 0;
           } else {
@@ -94,11 +95,12 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_bwd
   const bool need_prev = MODEL == MODEL_LEAKY || (MODEL == MODEL_LIF && base.learn_decay);
   const bool x_in_grad = MODEL == MODEL_LIF && base.learn_decay && base.decay_input;
   const bool need_x = ckpt != nullptr || x_in_grad;
-  const i64 N = p.N;
+  const i64 N = p.N, ts = seq_step(p.io, N);
   const i64 stride = (i64)blockDim.x * gridDim.x;
   for (i64 n = (i64)blockIdx.x * blockDim.x + threadIdx.x; n < N; n += stride) {
     Coeffs<S> c = base;
     neuron_coeffs<MODEL>(c, p, n);
+    const i64 io = seq_base(p.io, n), xo = x_base(p.io, n);
     S carry = gv_last ? gv_last[n] : S(0);
     S gx_sum = S(0), gd_sum = S(0), gt_sum = S(0);
     for (i64 ci = num_chunks(p.T) - 1; ci >= 0; --ci) {
@@ -111,7 +113,7 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_bwd
       if (need_x) {
 #pragma unroll
         for (int k = 0; k < kChunk; ++k)
-          if (k < len) xs[k] = to_state(x[(t0 + k) * p.x_tstride + n]);
+          if (k < len) xs[k] = to_state(x[(t0 + k) * p.x_tstride + xo]);
       }
       // The state before the chunk (its checkpoint in recompute mode).
       S before = S(0);
@@ -124,14 +126,15 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_bwd
       } else {
 #pragma unroll
         for (int k = 0; k < kChunk; ++k)
-          if (k < len) hs[k] = saved[(t0 + k) * N + n];
+          if (k < len) hs[k] = saved[io + (t0 + k) * ts];
         if (need_prev)
-          before = t0 > 0 ? state_from_saved<MODEL, RESET, S>(c, saved[(t0 - 1) * N + n]) : (v0 ? v0[n] : (S)p.v_init);
+          before =
+              t0 > 0 ? state_from_saved<MODEL, RESET, S>(c, saved[io + (t0 - 1) * ts]) : (v0 ? v0[n] : (S)p.v_init);
       }
 #pragma unroll
       for (int k = kChunk - 1; k >= 0; --k) {
         if (k < len) {
-          const i64 o = (t0 + k) * N + n;
+          const i64 o = io + (t0 + k) * ts;
           const S prev =
               need_prev ? (k > 0 ? state_from_saved<MODEL, RESET, S>(c, hs[k > 0 ? k - 1 : 0]) : before) : S(0);
           const S xv = x_in_grad ? xs[k] : S(0);

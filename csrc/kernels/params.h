@@ -19,6 +19,30 @@ static const int kChunk = 8;
 
 SNN_HD SNN_INLINE i64 num_chunks(i64 T) { return (T + kChunk - 1) / kChunk; }
 
+// Where element (t, n) of a [T, ...] sequence lives: spikes, v_seq /
+// state_seq, saved (SAVE_H) and their gradients, and x (with its own strides).
+// run = 0 (what a zeroed struct says): time-major [T, N], at t * N + n.
+// run > 0: batch-first [B, T, ...] (torch.nn.RNN's batch_first), neurons in
+// runs of `run` (the neurons of one sample's step) that are contiguous, at
+// (n / run) * run_stride + t * tstride + n % run. The per-neuron tensors (v0,
+// v_last, checkpoints, parameter sums) keep the neuron order n in both.
+struct SeqLayout {
+  i64 run;           // neurons per contiguous run, or 0: time-major
+  i64 run_stride;    // elements between runs (T * run for a [B, T, ...] tensor)
+  i64 tstride;       // elements between steps (run)
+  i64 x_run_stride;  // the same for x (run for a constant input [B, ...])
+};
+
+// Offset of neuron n's element at step 0, and the step stride.
+SNN_HD SNN_INLINE i64 seq_base(const SeqLayout& l, i64 n) {
+  return l.run > 0 ? (n / l.run) * l.run_stride + n % l.run : n;
+}
+SNN_HD SNN_INLINE i64 seq_step(const SeqLayout& l, i64 N) { return l.run > 0 ? l.tstride : N; }
+// x's: the caller passes x_tstride separately (0 for a constant input).
+SNN_HD SNN_INLINE i64 x_base(const SeqLayout& l, i64 n) {
+  return l.run > 0 ? (n / l.run) * l.x_run_stride + n % l.run : n;
+}
+
 // What the forward keeps for the backward.
 enum SaveMode : int {
   SAVE_NONE = 0,  // inference: nothing
@@ -49,6 +73,7 @@ struct FwdParams {
   // 1: spikes are written as uint8 0/1 (one byte per element, for a consumer
   // such as spike_linear that takes them so) instead of T.
   int spikes_u8;
+  SeqLayout io;  // of x, spikes, saved (SAVE_H) and v_seq; checkpoints are [num_chunks(T), N]
 };
 
 struct BwdParams {
@@ -76,6 +101,7 @@ struct BwdParams {
   // (above; given in both save modes when decay_input) and v0.
   void* grad_decay;
   void* grad_th;
+  SeqLayout io;  // of x, grad_spikes, grad_v_seq, saved (SAVE_H) and grad_x (unless const_input)
 };
 
 // Scalars rounded to the state type once, as the contract requires.

@@ -28,16 +28,28 @@ def _state0(values, x: Tensor, rest: tuple, names, defaults) -> Optional[Tensor]
     return torch.stack([r.expand(rest) for r in rows])
 
 
-def _step_shape(x: Tensor, single: bool, T: Optional[int]) -> tuple:
-    """The shape of one step: x itself in single-step mode or for a constant input (T=n)."""
-    return tuple(x.shape) if (single or T is not None) else tuple(x.shape[1:])
+def _step_shape(x: Tensor, single: bool, T: Optional[int], batch_first: bool = False) -> tuple:
+    """The shape of one step: x itself in single-step mode or for a constant input (T=n);
+    [B, ...] of a batch-first [B, T, ...] sequence."""
+    if single or T is not None:
+        return tuple(x.shape)
+    return (x.shape[0], *x.shape[2:]) if batch_first else tuple(x.shape[1:])
 
 
-def _reference_input(x: Tensor, single: bool, T: Optional[int]) -> Tensor:
-    """x as the reference loops take it, [T, ...]."""
+def _reference_input(x: Tensor, single: bool, T: Optional[int], batch_first: bool = False) -> Tensor:
+    """x as the reference loops take it, [T, ...] (a batch-first sequence transposed)."""
     if single:
         return x.unsqueeze(0)
-    return x.unsqueeze(0).expand(T, *x.shape) if T is not None else x
+    if T is not None:
+        return x.unsqueeze(0).expand(T, *x.shape)
+    return x.transpose(0, 1) if batch_first else x
+
+
+def _batch_major(batch_first: bool, *seqs):
+    """The reference loops' [T, B, ...] sequences as the layer returns them: [B, T, ...] when
+    batch_first (a single tensor comes back alone)."""
+    out = tuple(t.transpose(0, 1) if (batch_first and t is not None) else t for t in seqs)
+    return out[0] if len(out) == 1 else out
 
 
 def _ranges(name: str, given, defaults) -> dict:

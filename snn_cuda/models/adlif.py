@@ -20,7 +20,7 @@ from ..neuron import (
     _shape_arg,
 )
 from ..reference import _check_x, _init_state, _param, _resolve_surrogate, state_dtype_for
-from ._base import DeclaredLayer, _ranges, _reference_input, _state0, _step_shape
+from ._base import DeclaredLayer, _batch_major, _ranges, _reference_input, _state0, _step_shape
 
 __all__ = ["AdLIF", "adlif_reference"]
 
@@ -114,8 +114,9 @@ class AdLIF(DeclaredLayer):
         return_states: bool = False,
         step_mode: str = "m",
         backend: str = "auto",
+        batch_first: bool = False,
     ):
-        super().__init__(step_mode, backend)
+        super().__init__(step_mode, backend, batch_first)
         shape = _shape_arg(shape)
         if shape is None:
             raise TypeError("shape must be an int or a tuple of ints (the feature shape of the parameters)")
@@ -142,9 +143,9 @@ class AdLIF(DeclaredLayer):
         self.s: Union[float, Tensor] = 0.0
 
     def forward(self, x: Tensor, T: Optional[int] = None):
-        _check_input(x, self.step_mode, T)
+        _check_input(x, self.step_mode, T, self.batch_first)
         single = self.step_mode == "s"
-        rest = _step_shape(x, single, T)
+        rest = _step_shape(x, single, T, self.batch_first)
         ps = {}
         for name, (lo, hi) in self.clamp_ranges.items():
             p = getattr(self, name)
@@ -164,6 +165,7 @@ class AdLIF(DeclaredLayer):
                 s0,
                 variant=0,
                 T=-1 if T is None else T,
+                batch_first=self.batch_first and not single,
                 surrogate_id=self.surrogate_function.kind_id,
                 surrogate_param=self.surrogate_function.param,
                 return_states=self.return_states,
@@ -171,7 +173,7 @@ class AdLIF(DeclaredLayer):
             u_seq = seq[0] if self.return_states else None
             u, w, s = last[0].clone(), last[1].clone(), last[2].clone()
         else:
-            xs = _reference_input(x, single, T)
+            xs = _reference_input(x, single, T, self.batch_first)
             init = [_as_state(v, x, rest, n) if isinstance(v, Tensor) else _finite(n, v) for v, n in zip(states, names)]
             spikes, u_seq, u, w, s = adlif_reference(
                 xs,
@@ -183,6 +185,7 @@ class AdLIF(DeclaredLayer):
                 threshold=self.threshold,
                 surrogate=self.surrogate_function,
             )
+            spikes, u_seq = _batch_major(self.batch_first and not single, spikes, u_seq)
         self.u, self.w, self.s = u, w, s
         if single:
             return (spikes[0], u_seq[0]) if self.return_states else spikes[0]

@@ -18,7 +18,7 @@ from ..neuron import (
 )
 from ..reference import _check_x, _init_state, _resolve_surrogate, _scalar, state_dtype_for
 from ..reference import _finite as _ref_finite  # the reference's checks: tensors and numpy scalars too
-from ._base import DeclaredLayer, _reference_input, _state0, _step_shape
+from ._base import DeclaredLayer, _batch_major, _reference_input, _state0, _step_shape
 
 __all__ = ["CUBALIF", "cuba_lif_reference"]
 
@@ -103,8 +103,9 @@ class CUBALIF(DeclaredLayer):
         return_states: bool = False,
         step_mode: str = "m",
         backend: str = "auto",
+        batch_first: bool = False,
     ):
-        super().__init__(step_mode, backend)
+        super().__init__(step_mode, backend, batch_first)
         self.c_decay = _finite("c_decay", c_decay)
         self.v_decay = _finite("v_decay", v_decay)
         self.v_threshold = _finite("v_threshold", v_threshold)
@@ -123,9 +124,9 @@ class CUBALIF(DeclaredLayer):
         self.v: Union[float, Tensor] = self.v_init
 
     def forward(self, x: Tensor, T: Optional[int] = None):
-        _check_input(x, self.step_mode, T)
+        _check_input(x, self.step_mode, T, self.batch_first)
         single = self.step_mode == "s"
-        rest = _step_shape(x, single, T)
+        rest = _step_shape(x, single, T, self.batch_first)
         states = self.return_states
         if self._use_fused(x, self.surrogate_function):
             vr = 0.0 if self.v_reset is None else self.v_reset
@@ -140,6 +141,7 @@ class CUBALIF(DeclaredLayer):
                 s0,
                 variant=self._decl.variants.index("soft" if self.v_reset is None else "hard"),
                 T=-1 if T is None else T,
+                batch_first=self.batch_first and not single,
                 surrogate_id=self.surrogate_function.kind_id,
                 surrogate_param=self.surrogate_function.param,
                 detach_reset=self.detach_reset,
@@ -148,7 +150,7 @@ class CUBALIF(DeclaredLayer):
             c_seq, v_seq = (seq[0], seq[1]) if states else (None, None)
             c_last, v_last = last[0].clone(), last[1].clone()
         else:
-            xs = _reference_input(x, single, T)
+            xs = _reference_input(x, single, T, self.batch_first)
             spikes, c_seq, v_seq, c_last, v_last = cuba_lif_reference(
                 xs,
                 _as_state(self.c, x, rest, "the current c") if isinstance(self.c, Tensor) else self.c,
@@ -160,6 +162,7 @@ class CUBALIF(DeclaredLayer):
                 surrogate=self.surrogate_function,
                 detach_reset=self.detach_reset,
             )
+            spikes, c_seq, v_seq = _batch_major(self.batch_first and not single, spikes, c_seq, v_seq)
         self.c, self.v = c_last, v_last
         if single:
             return (spikes[0], c_seq[0], v_seq[0]) if states else spikes[0]

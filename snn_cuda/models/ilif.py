@@ -18,7 +18,7 @@ from ..neuron import (
 )
 from ..reference import _check_x, _init_state, _scalar, state_dtype_for
 from ..reference import _finite as _ref_finite  # the reference's checks: tensors and numpy scalars too
-from ._base import DeclaredLayer, _reference_input, _state0, _step_shape
+from ._base import DeclaredLayer, _batch_major, _reference_input, _state0, _step_shape
 
 __all__ = ["ILIF", "ilif_reference"]
 
@@ -94,8 +94,9 @@ class ILIF(DeclaredLayer):
         detach_reset: bool = False,
         step_mode: str = "m",
         backend: str = "auto",
+        batch_first: bool = False,
     ):
-        super().__init__(step_mode, backend)
+        super().__init__(step_mode, backend, batch_first)
         self.tau = _finite("tau", tau)
         if not self.tau > 1.0:
             raise ValueError(f"tau must be > 1, got {self.tau}")
@@ -123,9 +124,9 @@ class ILIF(DeclaredLayer):
         self.v: Union[float, Tensor] = 0.0
 
     def forward(self, x: Tensor, T: Optional[int] = None):
-        _check_input(x, self.step_mode, T)
+        _check_input(x, self.step_mode, T, self.batch_first)
         single = self.step_mode == "s"
-        rest = _step_shape(x, single, T)
+        rest = _step_shape(x, single, T, self.batch_first)
         # StraightThrough only stands in for "no surrogate": the count's gradient is the window.
         if self._use_fused(x, sg.StraightThrough()):
             vals = [1.0 - 1.0 / self.tau, self.v_threshold, float(self.max_spike_count), *self.grad_window]
@@ -138,12 +139,13 @@ class ILIF(DeclaredLayer):
                 s0,
                 variant=0,
                 T=-1 if T is None else T,
+                batch_first=self.batch_first and not single,
                 surrogate_id=sg.StraightThrough.kind_id,
                 detach_reset=self.detach_reset,
             )
             v = last[0].clone()
         else:
-            xs = _reference_input(x, single, T)
+            xs = _reference_input(x, single, T, self.batch_first)
             v0 = _as_state(self.v, x, rest, "the membrane v") if isinstance(self.v, Tensor) else self.v
             counts, _, v = ilif_reference(
                 xs,
@@ -154,6 +156,7 @@ class ILIF(DeclaredLayer):
                 grad_window=self.grad_window,
                 detach_reset=self.detach_reset,
             )
+            counts = _batch_major(self.batch_first and not single, counts)
         self.v = v
         return counts[0] if single else counts
 

@@ -18,7 +18,7 @@ from ..neuron import (
 )
 from ..reference import _check_x, _init_state, _resolve_surrogate, _scalar, state_dtype_for
 from ..reference import _finite as _ref_finite  # the reference's checks: tensors and numpy scalars too
-from ._base import DeclaredLayer, _reference_input, _state0, _step_shape
+from ._base import DeclaredLayer, _batch_major, _reference_input, _state0, _step_shape
 
 __all__ = ["QIF", "qif_reference"]
 
@@ -106,8 +106,9 @@ class QIF(DeclaredLayer):
         return_states: bool = False,
         step_mode: str = "m",
         backend: str = "auto",
+        batch_first: bool = False,
     ):
-        super().__init__(step_mode, backend)
+        super().__init__(step_mode, backend, batch_first)
         self.tau = _finite("tau", tau)
         if not self.tau > 1.0:
             raise ValueError(f"tau must be > 1, got {self.tau}")
@@ -146,9 +147,9 @@ class QIF(DeclaredLayer):
         return [self.tau, self.a0, self.v_rest, self.v_c, self.v_threshold, vr]
 
     def forward(self, x: Tensor, T: Optional[int] = None):
-        _check_input(x, self.step_mode, T)
+        _check_input(x, self.step_mode, T, self.batch_first)
         single = self.step_mode == "s"
-        rest = _step_shape(x, single, T)
+        rest = _step_shape(x, single, T, self.batch_first)
         states = self.return_states
         if self._use_fused(x, self.surrogate_function):
             params = pack_params(self._param_values(), rest, ops.state_dtype(x.dtype), x.device)
@@ -160,6 +161,7 @@ class QIF(DeclaredLayer):
                 s0,
                 variant=self._decl.variants.index("soft" if self.v_reset is None else "hard"),
                 T=-1 if T is None else T,
+                batch_first=self.batch_first and not single,
                 surrogate_id=self.surrogate_function.kind_id,
                 surrogate_param=self.surrogate_function.param,
                 detach_reset=self.detach_reset,
@@ -168,7 +170,7 @@ class QIF(DeclaredLayer):
             v_seq = seq[0] if states else None
             v_last = last[0].clone()
         else:
-            xs = _reference_input(x, single, T)
+            xs = _reference_input(x, single, T, self.batch_first)
             spikes, v_seq, v_last = qif_reference(
                 xs,
                 _as_state(self.v, x, rest, "the membrane v") if isinstance(self.v, Tensor) else self.v,
@@ -181,6 +183,7 @@ class QIF(DeclaredLayer):
                 surrogate=self.surrogate_function,
                 detach_reset=self.detach_reset,
             )
+            spikes, v_seq = _batch_major(self.batch_first and not single, spikes, v_seq)
         self.v = v_last
         if single:
             return (spikes[0], v_seq[0]) if states else spikes[0]

@@ -23,7 +23,7 @@ from ..neuron import (
 )
 from ..reference import _RESET_MECHANISMS, _check_x, _init_state, _param, _resolve_surrogate, _scalar, state_dtype_for
 from ..reference import _finite as _ref_finite  # the reference's checks: tensors and numpy scalars too
-from ._base import DeclaredLayer, _reference_input, _state0, _step_shape
+from ._base import DeclaredLayer, _batch_major, _reference_input, _state0, _step_shape
 
 __all__ = ["Synaptic", "synaptic_reference"]
 
@@ -134,8 +134,9 @@ class Synaptic(DeclaredLayer):
         step_mode: str = "m",
         backend: str = "auto",
         param_shape=None,
+        batch_first: bool = False,
     ):
-        super().__init__(step_mode, backend)
+        super().__init__(step_mode, backend, batch_first)
         self.learn_alpha = bool(learn_alpha)
         self.learn_beta = bool(learn_beta)
         self.learn_threshold = bool(learn_threshold)
@@ -162,9 +163,9 @@ class Synaptic(DeclaredLayer):
         return self.reset_mem()
 
     def forward(self, x: Tensor, syn=None, mem=None, T: Optional[int] = None):
-        _check_input(x, self.step_mode, T)
+        _check_input(x, self.step_mode, T, self.batch_first)
         single = self.step_mode == "s"
-        rest = _step_shape(x, single, T)
+        rest = _step_shape(x, single, T, self.batch_first)
         syn0 = self.syn if syn is None else syn
         mem0 = self.mem if mem is None else mem
         alpha, beta, th = self.alpha, self.beta, self.threshold
@@ -189,6 +190,7 @@ class Synaptic(DeclaredLayer):
                 s0,
                 variant=self._decl.variants.index(self.reset_mechanism),
                 T=-1 if T is None else T,
+                batch_first=self.batch_first and not single,
                 surrogate_id=self.surrogate_function.kind_id,
                 surrogate_param=self.surrogate_function.param,
                 return_states=states,
@@ -196,7 +198,7 @@ class Synaptic(DeclaredLayer):
             syn_seq, mem_seq = (seq[0], seq[1]) if states else (None, None)
             syn_last, mem_last = last[0].clone(), last[1].clone()
         else:
-            xs = _reference_input(x, single, T)
+            xs = _reference_input(x, single, T, self.batch_first)
             spikes, syn_seq, mem_seq, syn_last, mem_last = synaptic_reference(
                 xs,
                 _as_state(syn0, x, rest, "the synaptic current syn")
@@ -209,6 +211,7 @@ class Synaptic(DeclaredLayer):
                 reset_mechanism=self.reset_mechanism,
                 surrogate=self.surrogate_function,
             )
+            spikes, syn_seq, mem_seq = _batch_major(self.batch_first and not single, spikes, syn_seq, mem_seq)
         self.syn, self.mem = syn_last, mem_last
         if single:
             return spikes[0], syn_seq[0], mem_seq[0]
