@@ -687,10 +687,11 @@ def model_decls():
 
 def bwd_span(n_states, s, K, block):
     """Steps per replay span of the model backward: BwdSpan in csrc/kernels/model_kernels.cuh (the
-    whole chunk while its states fit a quarter of the register cap that MinBlocks sets, else half)."""
+    whole chunk while its states take less than a quarter of the register cap that MinBlocks sets,
+    else half)."""
     min_blocks = 2 if s == 8 else 4
     words = n_states * K * (s // 4)
-    return K if words * 4 <= 65536 // (block * min_blocks) else K // 2
+    return K if words * 4 < 65536 // (block * min_blocks) else K // 2
 
 
 def model_modes(kind, n_states, t, s, K, H):

@@ -137,8 +137,7 @@ inline TimeLayout time_layout(const at::Tensor& x_in, int64_t T_const, bool batc
   TimeLayout l;
   l.const_input = T_const >= 0;
   l.batch_first = batch_first;
-  l.io = snn::SeqLayout{0, 0, 0, 0};
-  int64_t x_run_stride = 0;
+  l.io = snn::SeqLayout{0, 0, 0};
   if (l.const_input) {
     TORCH_CHECK_VALUE(T_const >= 1, "snn_cuda: T must be >= 1 for a constant input, got ", T_const);
     TORCH_CHECK_VALUE(!batch_first || x_in.dim() >= 1,
@@ -147,21 +146,17 @@ inline TimeLayout time_layout(const at::Tensor& x_in, int64_t T_const, bool batc
     l.x = x_in.contiguous();
     l.rest = x_in.sizes().vec();
     l.x_tstride = 0;
-    x_run_stride = batch_first ? run_of(l.rest) : 0;
   } else if (batch_first) {
     TORCH_CHECK_VALUE(x_in.dim() >= 2, "snn_cuda: x must be [B, T, ...] with batch_first, got shape ", x_in.sizes());
     TORCH_CHECK_VALUE(T_const == -1, "snn_cuda: T must be -1 (taken from x) for a sequence input, got ", T_const);
     l.T = x_in.size(1);
     TORCH_CHECK_VALUE(l.T >= 1, "snn_cuda: x must have at least one time step (dim 1 with batch_first), got shape ",
                       x_in.sizes());
-    // Read in place when each (sample, step) slice is contiguous, whatever
-    // the strides of B and T (a transposed time-major tensor included).
-    const bool runs = x_in.size(0) > 0 && x_in.select(0, 0).select(0, 0).is_contiguous();
-    l.x = runs ? x_in : x_in.contiguous();
+    // Read in place when contiguous, as the sequences the op writes are.
+    l.x = x_in.contiguous();
     l.rest = x_in.sizes().vec();
     l.rest.erase(l.rest.begin() + 1);
-    l.x_tstride = l.x.numel() ? l.x.stride(1) : 0;
-    x_run_stride = l.x.numel() ? l.x.stride(0) : 0;
+    l.x_tstride = l.x.numel() ? run_of(l.rest) : 0;
   } else {
     TORCH_CHECK_VALUE(x_in.dim() >= 1, "snn_cuda: x must have a leading time dimension [T, ...], got a 0-d tensor");
     TORCH_CHECK_VALUE(T_const == -1, "snn_cuda: T must be -1 (taken from x) for a sequence input, got ", T_const);
@@ -173,7 +168,7 @@ inline TimeLayout time_layout(const at::Tensor& x_in, int64_t T_const, bool batc
   }
   if (batch_first) {
     const int64_t run = run_of(l.rest);
-    if (run > 0) l.io = snn::SeqLayout{run, l.T * run, run, x_run_stride};
+    if (run > 0) l.io = snn::SeqLayout{run, l.T * run, run};
   }
   return l;
 }
@@ -388,7 +383,7 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
     rest.erase(rest.begin() + 1);
     T = saved.size(1);
   }
-  int64_t x_tstride = 0, x_run_stride = 0;
+  int64_t x_tstride = 0;
   // ParametricLIF's decay gradient reads X_t under decay_input.
   const bool plif_x = model == snn::MODEL_PLIF && grad_decay && decay_input;
   const bool want_x = save_mode == snn::SAVE_CKPT || plif_x;
@@ -399,7 +394,6 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
     const TimeLayout xl = time_layout(*x_opt, const_input ? T_const : -1, batch_first);
     b.x = xl.x;
     x_tstride = xl.x_tstride;
-    x_run_stride = xl.io.x_run_stride;
     TORCH_CHECK_TYPE(b.x.scalar_type() == x_dtype, "snn_cuda: x must be ", x_dtype, ", got ", b.x.scalar_type());
     TORCH_CHECK_VALUE(b.x.device() == saved.device(), "snn_cuda: x is on ", b.x.device(), " but the input is on ",
                       saved.device());
@@ -417,12 +411,12 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
                     "snn_cuda: grad_decay needs decay_param and model 2 (Leaky) or 3 (ParametricLIF)");
   TORCH_CHECK_VALUE(!grad_threshold || b.np.th.defined(), "snn_cuda: grad_threshold needs threshold_param");
   std::vector<int64_t> seq = with_time(T, rest);
-  snn::SeqLayout io{0, 0, 0, 0};
+  snn::SeqLayout io{0, 0, 0};
   if (batch_first) {
     seq = rest;
     seq.insert(seq.begin() + 1, T);
     const int64_t run = run_of(rest);
-    if (run > 0) io = snn::SeqLayout{run, T * run, run, x_run_stride};
+    if (run > 0) io = snn::SeqLayout{run, T * run, run};
   }
   b.gs = checked_grad(grad_spikes, "grad_spikes", saved, x_dtype, seq);
   b.gv = checked_grad(grad_v_seq, "grad_v_seq", saved, sdt, seq);

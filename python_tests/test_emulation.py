@@ -42,9 +42,12 @@ CXXFLAGS = [
 # 4 dtypes x (11 model/reset/variant combos x detach x 9 surrogates x 12 shapes = 2376, plus the
 # learnable/per-neuron-parameter matrix: 26 configurations x 2-3 surrogates x 11
 # shapes = 715, plus the byte conversions: 8 sizes x 4 offsets x binary or not x 3 checks = 192)
-# + 60 Poisson encoder cases + 1 shim check: 13193 today. Fewer means the matrix silently shrank.
-MIN_CASES = 13100
+# + 60 Poisson encoder cases + 1 shim check = 13193, plus the batch-first reruns of every 5th case
+# of the two matrices (1901 + 572 = 2473): 15666 today. Fewer means the matrix silently shrank.
+MIN_BF_CASES = 2400
+MIN_CASES = 13100 + MIN_BF_CASES
 SUMMARY_RE = re.compile(r"^EMU: (\d+) cases passed, (\d+) failed$", re.M)
+BATCH_FIRST_RE = re.compile(r"^EMU: batch_first (.*)$", re.M)
 SANITIZER_ENV = {
     "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1",
     "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
@@ -110,6 +113,13 @@ def _run(binary, *args, timeout=600):
     return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=timeout, env=_env())
 
 
+def batch_first_counters(stdout):
+    """The driver's "EMU: batch_first name=count ..." line as a dict."""
+    m = BATCH_FIRST_RE.search(stdout)
+    assert m, "no batch_first line in the driver's output"
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
+
+
 def test_emulated_kernels_match_oracle(driver):
     proc = _run(driver)
     out = proc.stdout + proc.stderr
@@ -132,6 +142,15 @@ def test_emulated_kernels_match_oracle(driver):
     # (views at odd offsets).
     vec = re.search(r"convert_vector_cases=(\d+) convert_scalar_cases=(\d+)", proc.stdout)
     assert vec and int(vec.group(1)) > 0 and int(vec.group(2)) > 0, "a conversion path went unexercised"
+    # The batch-first layout ([B, T, F] sequences, params.h SeqLayout), bitwise against the
+    # time-major runs: both save modes, constant inputs, v_seq, wrapping grids, parameter
+    # gradients, byte spikes, x as a sequence and as a constant [N], one sample and one neuron per
+    # sample.
+    bf = batch_first_counters(proc.stdout)
+    assert bf["cases"] >= MIN_BF_CASES, f"only {bf['cases']} batch-first reruns (expected >= {MIN_BF_CASES})"
+    wanted = "backward save_h ckpt const_input v_seq wrapped param_grads u8 B1 F1 x_seq x_constant"
+    missing = [k for k in wanted.split() if bf.get(k, 0) == 0]
+    assert not missing, f"no batch-first rerun exercised {missing}"
 
 
 @pytest.mark.parametrize(
@@ -161,6 +180,9 @@ def _section(text, kernel_name):
     return start, (nxt if nxt >= 0 else len(text))
 
 
+# A batch-first rerun failing: its FAIL line, or a sanitizer abort in it (the driver names the case).
+BATCH_FIRST_CAUGHT = r"^FAIL .* batch_first B=\d+.*: |sanitizer abort while running case: .* batch_first B=\d+"
+
 # name -> (file, kernel whose body is mutated, regex, replacement, expected detection regex)
 MUTANTS = {
     # (a) off-by-one bound of the grid-stride loop: thread n == N runs.
@@ -189,8 +211,8 @@ MUTANTS = {
     "out_row_pitch": (
         "neuron_kernels.cuh",
         "neuron_fwd_kernel",
-        r"\(t0\s*\+\s*k\)\s*\*\s*N\s*\+\s*n\b",
-        "(t0 + k) * (N + 1) + n",
+        r"\bio\s*\+\s*\(t0\s*\+\s*k\)\s*\*\s*ts\b",
+        "io + (t0 + k) * (ts + 1)",
         r"AddressSanitizer: heap-buffer-overflow",
     ),
     # (c) misaligned access: backward reads `saved` through a pointer half an element off.
@@ -226,6 +248,23 @@ MUTANTS = {
         r"e \+ k < p\.n",
         "e + k <= p.n",
         r"AddressSanitizer: heap-buffer-overflow",
+    ),
+    # (f) the batch-first layout (params.h SeqLayout), which only the batch-first reruns see: the
+    # step stride one too long (every sequence), and a constant input ([N], neuron order) read at
+    # the sequences' offset (which is n time-major).
+    "batch_first_tstride": (
+        "params.h",
+        "seq_step",
+        r"\?\s*l\.tstride\s*:",
+        "? l.tstride + 1 :",
+        BATCH_FIRST_CAUGHT,
+    ),
+    "batch_first_const_x": (
+        "neuron_kernels.cuh",
+        "neuron_fwd_kernel",
+        r"to_state\(x\[n\]\)",
+        "to_state(x[io])",
+        BATCH_FIRST_CAUGHT,
     ),
     "grad_th_unwritten": (
         "neuron_kernels.cuh",
@@ -303,8 +342,11 @@ def test_unmutated_quick_build_passes(mutant_results):
     m = SUMMARY_RE.search(out)
     assert rc == 0 and m and int(m.group(2)) == 0, out[-6000:]
     # float32 only: 528 main-matrix + 297 learnable-parameter + 15 Poisson + 192 conversion cases + 1 shim
-    # check.
-    assert int(m.group(1)) >= 1000
+    # check + 166 batch-first reruns.
+    assert int(m.group(1)) >= 1150
+    # The batch-first mutants need reruns in the quick build, where each must rerun its backward.
+    bf = batch_first_counters(out)
+    assert bf["cases"] >= 150 and bf["backward"] > 0, bf
 
 
 @pytest.mark.parametrize("name", list(MUTANTS))

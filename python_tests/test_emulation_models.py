@@ -35,7 +35,8 @@ DRIVER = EMU_DIR / "emu_model.cpp"
 def _matrix_counts():
     """(full, quick) case counts of the driver's matrix, from the model list and the surrogate
     enum: dtypes x sum of variants x detach_reset x surrogates x 10 shapes; the quick build is
-    float32 with two surrogates. Fewer cases means the matrix silently shrank."""
+    float32 with two surrogates. Fewer cases means the matrix silently shrank. The batch-first
+    reruns (every 7th case, MIN_BF_CASES) come on top."""
     listing = (KERNELS / "model_list.h").read_text()
     entry = r'X\(\s*\d+,\s*\w+,\s*"\w+",\s*\d+,\s*"[^"]*",\s*\d+,\s*"[^"]*",\s*(\d+),'
     variants = [int(v) for v in re.findall(entry, listing)]
@@ -46,6 +47,7 @@ def _matrix_counts():
 
 
 MIN_CASES, MIN_QUICK_CASES = _matrix_counts()
+MIN_BF_CASES = MIN_CASES // 7
 
 
 def _compile_cmd(gxx, kernel_root, out, extra=()):
@@ -102,7 +104,7 @@ def test_emulated_model_kernels_match_oracle(driver):
     print(m.group(0))
     assert failed == 0, f"{failed} model emulation cases failed:\n{out[-12000:]}"
     assert proc.returncode == 0, f"driver exited {proc.returncode}:\n{out[-6000:]}"
-    assert passed >= MIN_CASES, f"only {passed} cases ran (expected >= {MIN_CASES})"
+    assert passed >= MIN_CASES + MIN_BF_CASES, f"only {passed} cases ran (expected >= {MIN_CASES + MIN_BF_CASES})"
     # What the matrix must have exercised: wrapping grid-stride loops, grid-shape determinism
     # (bitwise), the oracle's adjoint self-check on every backward, parameter gradients, constant
     # inputs summed over time, T not a multiple of the chunk.
@@ -115,6 +117,14 @@ def test_emulated_model_kernels_match_oracle(driver):
     # The launchers' run-time-surrogate backward (SG_ANY) against the instance compiled for the
     # surrogate, bitwise, on every backward.
     assert _counter(proc.stdout, "static_sg_checks") >= MIN_CASES // 2
+    # The batch-first layout ([B, T, F] sequences, params.h SeqLayout), bitwise against the
+    # time-major runs: constant inputs, state_seq and its gradient, wrapping grids, parameter
+    # gradients, x as a sequence and as a constant [N], one sample and one neuron per sample.
+    bf = te.batch_first_counters(proc.stdout)
+    assert bf["cases"] >= MIN_BF_CASES, f"only {bf['cases']} batch-first reruns (expected >= {MIN_BF_CASES})"
+    wanted = "backward const_input state_seq grad_state_seq wrapped param_grads B1 F1 x_seq x_constant"
+    missing = [k for k in wanted.split() if bf.get(k, 0) == 0]
+    assert not missing, f"no batch-first rerun exercised {missing}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -167,6 +177,23 @@ MUTANTS = {
         r"for \(int k = 0; k < h0; \+\+k\)",
         "for (int k = 1; k < h0; ++k)",
         r"^FAIL .*model=adlif.*: grad_",
+    ),
+    # The batch-first layout (params.h SeqLayout), which only the batch-first reruns see: state_seq
+    # written time-major within each state's block, and the backward reading a constant input
+    # ([N], neuron order) at the sequences' offset (which is n time-major).
+    "model_batch_first_state_seq": (
+        "model_kernels.cuh",
+        "model_fwd_kernel",
+        r"seq\[q \* TN \+ o\]",
+        "seq[q * TN + (t0 + k) * N + n]",
+        te.BATCH_FIRST_CAUGHT,
+    ),
+    "model_batch_first_const_x": (
+        "model_kernels.cuh",
+        "model_bwd_kernel",
+        r"to_state\(x\[n\]\)",
+        "to_state(x[io])",
+        te.BATCH_FIRST_CAUGHT,
     ),
     # grad_state_last dropped.
     "model_glast_ignored": (
@@ -270,6 +297,9 @@ def test_unmutated_quick_model_build_passes(mutant_results):
     m = te.SUMMARY_RE.search(out)
     assert rc == 0 and m and int(m.group(2)) == 0, out[-6000:]
     assert int(m.group(1)) >= MIN_QUICK_CASES
+    # The batch-first mutants need reruns in the quick build, with state_seq and backwards.
+    bf = te.batch_first_counters(out)
+    assert bf["cases"] >= MIN_QUICK_CASES // 8 and bf["state_seq"] > 0 and bf["backward"] > 0, bf
 
 
 @pytest.mark.parametrize("name", list(MUTANTS))

@@ -69,7 +69,7 @@ _int = ctypes.c_int
 
 
 class SeqLayout(ctypes.Structure):
-    _fields_ = [("run", _i64), ("run_stride", _i64), ("tstride", _i64), ("x_run_stride", _i64)]
+    _fields_ = [("run", _i64), ("run_stride", _i64), ("tstride", _i64)]
 
 
 class FwdParams(ctypes.Structure):

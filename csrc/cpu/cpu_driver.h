@@ -54,8 +54,9 @@ struct Block {
 
 struct Blocking {
   snn::SeqLayout l;
+  bool const_x;  // x is [N] (a constant input), in neuron order
   i64 run, blk, per_run, count;
-  Blocking(i64 N, const snn::SeqLayout& layout, i64 blk_) : l(layout), blk(blk_) {
+  Blocking(i64 N, const snn::SeqLayout& layout, i64 blk_, bool const_x_) : l(layout), const_x(const_x_), blk(blk_) {
     run = l.run > 0 ? l.run : N;
     per_run = run > 0 ? (run + blk - 1) / blk : 0;
     count = run > 0 ? (N / run) * per_run : 0;
@@ -66,7 +67,7 @@ struct Blocking {
     b.n0 = g * run + f0;
     b.len = std::min(blk, run - f0);
     b.io = l.run > 0 ? g * l.run_stride + f0 : b.n0;
-    b.xo = l.run > 0 ? g * l.x_run_stride + f0 : b.n0;
+    b.xo = const_x ? b.n0 : b.io;
     return b;
   }
 };

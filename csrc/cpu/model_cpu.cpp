@@ -77,7 +77,7 @@ void fwd_driver(const snn_cpu::Kernels& k, const MFwdParams& p) {
   const snn_cpu::MFwdRow<S> row = k.models<S>().fwd[ModelIdOf<M>::value][V];
   const MCfg<S> c = make_mcfg<S>(0.0, 0);
   const i64 N = p.N, nT = p.T, blk = model_block(N), ts = seq_step(p.io, N);
-  const Blocking blocks(N, p.io, blk);
+  const Blocking blocks(N, p.io, blk, p.x_tstride == 0);
   const T* x = (const T*)p.x;
   T* spikes = (T*)p.spikes;
   S* seq = (S*)p.state_seq;
@@ -124,7 +124,7 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
   const snn_cpu::MBwdRow<S> bwd = k.models<S>().bwd[ModelIdOf<M>::value][v][sg];
   const MCfg<S> c = make_mcfg<S>(p.sg_param, p.detach_reset, p.surrogate);
   const i64 N = p.N, nT = p.T, blk = model_block(N), ts = seq_step(p.io, N);
-  const Blocking blocks(N, p.io, blk);
+  const Blocking blocks(N, p.io, blk, p.x_tstride == 0);
   const T* x = (const T*)p.x;
   const T* gs = (const T*)p.grad_spikes;
   const S* gseq = (const S*)p.grad_state_seq;

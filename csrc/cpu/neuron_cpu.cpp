@@ -78,7 +78,7 @@ void fwd_driver(const snn_cpu::Kernels& k, const FwdParams& p, bool leaky,
   const bool pv = p.decay_param || p.th_param;
   const bool streams = p.x_tstride != 0 || !p.spikes_u8 || p.saved || p.v_seq;
   const i64 N = p.N, ts = seq_step(p.io, N);
-  const Blocking blocks(N, p.io, block_len(N, streams));
+  const Blocking blocks(N, p.io, block_len(N, streams), p.x_tstride == 0);
   const T* x = (const T*)p.x;
   const S* v0 = (const S*)p.v0;
   T* spikes = (T*)p.spikes;
@@ -157,7 +157,7 @@ void bwd_driver(const snn_cpu::Kernels& k, const BwdParams& p, bool leaky, const
   const bool streams =
       (p.grad_spikes && !ro) || p.grad_v_seq || p.saved || !p.const_input || (p.x_tstride != 0 && (p.ckpt || need_x));
   const i64 N = p.N, ts = seq_step(p.io, N), blk = block_len(N, streams);
-  const Blocking blocks(N, p.io, blk);
+  const Blocking blocks(N, p.io, blk, p.x_tstride == 0);
   const T* gs = (const T*)p.grad_spikes;
   const S* gv = (const S*)p.grad_v_seq;
   const S* gvl = (const S*)p.grad_v_last;

@@ -41,7 +41,9 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) model_fwd_
   const i64 TN = p.T * N;  // one state's [T, ...] block of state_seq / grad_state_seq
   const i64 stride = (i64)blockDim.x * gridDim.x;
   for (i64 n = (i64)blockIdx.x * blockDim.x + threadIdx.x; n < N; n += stride) {
-    const i64 io = seq_base(p.io, n), xo = x_base(p.io, n);
+    const i64 io = seq_base(p.io, n);
+    // A constant input is read once: x [N] in neuron order.
+    const S xc = p.x_tstride == 0 ? to_state(x[n]) : S(0);
     S prm[M::kParams];
     model_load_params<M, S>(params, p.P, n, prm);
     S st[NS];
@@ -60,7 +62,7 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) model_fwd_
       S xs[kChunk];
 #pragma unroll
       for (int k = 0; k < kChunk; ++k)
-        if (k < len) xs[k] = to_state(x[(t0 + k) * p.x_tstride + xo]);
+        if (k < len) xs[k] = p.x_tstride == 0 ? xc : to_state(x[io + (t0 + k) * p.x_tstride]);
 #pragma unroll
       for (int k = 0; k < kChunk; ++k) {
         if (k < len) {
@@ -80,17 +82,20 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) model_fwd_
 }
 
 // Steps of a chunk whose states-before-the-step the backward holds in
-// registers at once: the whole chunk while they take at most a quarter of the
-// register cap that MinBlocks sets, else half of it (the chunk's first half
-// then replays twice: a few flops per step, its inputs re-read from L1). At
-// a whole chunk, AdLif (3 states, 5 parameter gradients) spilled up to 56 B
-// per thread in the time loop on sm_90, in fp32 and in fp64; at half, fp64
-// spills nothing and fp32 4-24 B for 3 of its 9 surrogates, once per span.
+// registers at once: the whole chunk while they take less than a quarter of
+// the register cap that MinBlocks sets, else half of it (the chunk's first
+// half then replays twice: a few flops per step, its inputs re-read from L1).
+// At a whole chunk, AdLif (3 states, 5 parameter gradients) spilled up to
+// 56 B per thread in the time loop on sm_90, in fp32 and in fp64; at half,
+// fp64 spills nothing and fp32 4-24 B for 3 of its 9 surrogates, once per
+// span. Two states fill exactly a quarter: at a whole chunk the CUBALIF
+// hard-reset backward spilled 16 B (fp32) once the batch-first offset joined
+// the loop's registers; at half no two-state model spills.
 template <class M, typename T>
 struct BwdSpan {
   static const int words = M::kStates * kChunk * (int)(sizeof(typename StateOf<T>::type) / 4);
   static const int cap = 65536 / (kBlockThreads * MinBlocks<T>::value);
-  static const int value = words * 4 <= cap ? kChunk : kChunk / 2;
+  static const int value = words * 4 < cap ? kChunk : kChunk / 2;
 };
 
 // SG: a surrogate, or SG_ANY for the one p.surrogate names (the nvcc
@@ -113,7 +118,9 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) model_bwd_
   const i64 TN = p.T * N;  // one state's [T, ...] block of state_seq / grad_state_seq
   const i64 stride = (i64)blockDim.x * gridDim.x;
   for (i64 n = (i64)blockIdx.x * blockDim.x + threadIdx.x; n < N; n += stride) {
-    const i64 io = seq_base(p.io, n), xo = x_base(p.io, n);
+    const i64 io = seq_base(p.io, n);
+    // A constant input is read once: x [N] in neuron order.
+    const S xc = p.x_tstride == 0 ? to_state(x[n]) : S(0);
     S prm[NP];
     model_load_params<M, S>(params, p.P, n, prm);
     S carry[NS], gp[NP];
@@ -138,7 +145,7 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) model_bwd_
             S xs[kChunk];
 #pragma unroll
             for (int k = 0; k < h0 + H; ++k)
-              if (k < len) xs[k] = to_state(x[(t0 + k) * p.x_tstride + xo]);
+              if (k < len) xs[k] = p.x_tstride == 0 ? xc : to_state(x[io + (t0 + k) * p.x_tstride]);
             S st[NS];
 #pragma unroll
             for (int q = 0; q < NS; ++q) st[q] = ckpt[(ci * NS + q) * N + n];
@@ -166,7 +173,7 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) model_bwd_
               // the fp32 Synaptic backward spill 4-20 B per thread in the
               // time loop at the 64-register cap (sm_90); the line was just
               // read by the replay.
-              const S x_t = to_state(x[t * p.x_tstride + xo]);
+              const S x_t = p.x_tstride == 0 ? xc : to_state(x[io + t * p.x_tstride]);
               const S g_x = M::template backward<V, SG, S>(c, prm, prev[j], x_t, g_s, g_seq, carry, gp);
               if (p.const_input) {
                 gx_sum += g_x;

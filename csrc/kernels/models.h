@@ -76,11 +76,12 @@ SNN_MODEL_LIST(SNN_MODEL_CHECK)
 #undef SNN_MODEL_CHECK
 
 // Tensors are [T, N] per state / parameter, stacked on a leading dim:
-// state k at step t of neuron n is state_seq[(k * T + t) * N + n].
+// state k at step t of neuron n is state_seq[k * T * N + seq_base(io, n) + t * seq_step(io, N)]
+// (time-major: (k * T + t) * N + n).
 struct MFwdParams {
   i64 T, N;
   i64 x_tstride;       // 0: the same input at every step
-  const void* x;       // T-typed: x[t * x_tstride + n]
+  const void* x;       // T-typed: x[seq_base(io, n) + t * x_tstride], or [N] when x_tstride = 0
   const void* params;  // S [kParams, P]
   i64 P;
   const void* state0;  // S [kStates, N], or null: the model's init<V>

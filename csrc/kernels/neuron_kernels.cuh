@@ -44,14 +44,16 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_fwd
     Coeffs<S> c = base;
     neuron_coeffs<MODEL>(c, p, n);
     S v = v0 ? v0[n] : (S)p.v_init;
-    const i64 io = seq_base(p.io, n), xo = x_base(p.io, n);
+    const i64 io = seq_base(p.io, n);
+    // A constant input is read once: x [N] in neuron order.
+    const S xc = p.x_tstride == 0 ? to_state(x[n]) : S(0);
     for (i64 t0 = 0; t0 < p.T; t0 += kChunk) {
       const int len = p.T - t0 < kChunk ? (int)(p.T - t0) : kChunk;
       if (ckpt) ckpt[(t0 / kChunk) * N + n] = v;
       S xs[kChunk];
 #pragma unroll
       for (int k = 0; k < kChunk; ++k)
-        if (k < len) xs[k] = to_state(x[(t0 + k) * p.x_tstride + xo]);
+        if (k < len) xs[k] = p.x_tstride == 0 ? xc : to_state(x[io + (t0 + k) * p.x_tstride]);
 #pragma unroll
       for (int k = 0; k < kChunk; ++k) {
         if (k < len) {
@@ -100,7 +102,9 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_bwd
   for (i64 n = (i64)blockIdx.x * blockDim.x + threadIdx.x; n < N; n += stride) {
     Coeffs<S> c = base;
     neuron_coeffs<MODEL>(c, p, n);
-    const i64 io = seq_base(p.io, n), xo = x_base(p.io, n);
+    const i64 io = seq_base(p.io, n);
+    // A constant input is read once: x [N] in neuron order (or absent).
+    const S xc = (x && p.x_tstride == 0) ? to_state(x[n]) : S(0);
     S carry = gv_last ? gv_last[n] : S(0);
     S gx_sum = S(0), gd_sum = S(0), gt_sum = S(0);
     for (i64 ci = num_chunks(p.T) - 1; ci >= 0; --ci) {
@@ -113,7 +117,7 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) neuron_bwd
       if (need_x) {
 #pragma unroll
         for (int k = 0; k < kChunk; ++k)
-          if (k < len) xs[k] = to_state(x[(t0 + k) * p.x_tstride + xo]);
+          if (k < len) xs[k] = p.x_tstride == 0 ? xc : to_state(x[io + (t0 + k) * p.x_tstride]);
       }
       // The state before the chunk (its checkpoint in recompute mode).
       S before = S(0);

@@ -20,17 +20,22 @@ static const int kChunk = 8;
 SNN_HD SNN_INLINE i64 num_chunks(i64 T) { return (T + kChunk - 1) / kChunk; }
 
 // Where element (t, n) of a [T, ...] sequence lives: spikes, v_seq /
-// state_seq, saved (SAVE_H) and their gradients, and x (with its own strides).
-// run = 0 (what a zeroed struct says): time-major [T, N], at t * N + n.
+// state_seq, saved (SAVE_H), their gradients, and x.
+// run = 0 (what a zeroed struct says): time-major [T, N], at t * N + n (x:
+// t * x_tstride + n, any time stride).
 // run > 0: batch-first [B, T, ...] (torch.nn.RNN's batch_first), neurons in
 // runs of `run` (the neurons of one sample's step) that are contiguous, at
-// (n / run) * run_stride + t * tstride + n % run. The per-neuron tensors (v0,
-// v_last, checkpoints, parameter sums) keep the neuron order n in both.
+// (n / run) * run_stride + t * tstride + n % run; x the same (contiguous,
+// x_tstride = tstride). A constant input x (x_tstride = 0) is [N] in neuron
+// order, read once per neuron. The per-neuron tensors (v0, v_last,
+// checkpoints, parameter sums) keep the neuron order n in both layouts.
+// x shares the sequences' offsets rather than having strides of its own: a
+// separate x offset held in the time loop made the declared models' backward
+// kernels spill (sm_90, benchmarks/results/gpu_static_report.md).
 struct SeqLayout {
-  i64 run;           // neurons per contiguous run, or 0: time-major
-  i64 run_stride;    // elements between runs (T * run for a [B, T, ...] tensor)
-  i64 tstride;       // elements between steps (run)
-  i64 x_run_stride;  // the same for x (run for a constant input [B, ...])
+  i64 run;         // neurons per contiguous run, or 0: time-major
+  i64 run_stride;  // elements between runs (T * run for a [B, T, ...] tensor)
+  i64 tstride;     // elements between steps (run)
 };
 
 // Offset of neuron n's element at step 0, and the step stride.
@@ -38,10 +43,6 @@ SNN_HD SNN_INLINE i64 seq_base(const SeqLayout& l, i64 n) {
   return l.run > 0 ? (n / l.run) * l.run_stride + n % l.run : n;
 }
 SNN_HD SNN_INLINE i64 seq_step(const SeqLayout& l, i64 N) { return l.run > 0 ? l.tstride : N; }
-// x's: the caller passes x_tstride separately (0 for a constant input).
-SNN_HD SNN_INLINE i64 x_base(const SeqLayout& l, i64 n) {
-  return l.run > 0 ? (n / l.run) * l.x_run_stride + n % l.run : n;
-}
 
 // What the forward keeps for the backward.
 enum SaveMode : int {
@@ -54,7 +55,7 @@ struct FwdParams {
   i64 T;           // time steps
   i64 N;           // neurons (product of the non-time dims)
   i64 x_tstride;   // elements between x[t] and x[t+1]; 0 = same input at every step
-  const void* x;   // T: element (t, n) at x[t * x_tstride + n]
+  const void* x;   // T: element (t, n) at x[seq_base(io, n) + t * x_tstride]; [N] when x_tstride = 0
   const void* v0;  // S [N], or null: every neuron starts at v_init
   void* spikes;    // T [T, N]
   void* saved;     // S [T, N], or null (no backward will run)

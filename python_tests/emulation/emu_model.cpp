@@ -4,6 +4,8 @@
 // launchers instantiate it, SG_ANY, and compiled per surrogate, which must
 // agree bitwise) on the CPU through host_shim.h, under AddressSanitizer +
 // UBSan, and checks every output against an independent scalar oracle.
+// Every 7th case reruns with batch-first [B, T, F] sequences (run_batch_first),
+// which must reproduce the checked time-major bits.
 //
 // Build (python_tests/test_emulation_models.py does this and caches the binary):
 //   g++ -std=c++17 -O1 -g1 -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -852,6 +854,9 @@ struct Stats {
   long long passed = 0, failed = 0, printed = 0;
   long long fwd_launches = 0, bwd_launches = 0, wrapped_grids = 0, determinism_checks = 0, adjoint_checks = 0;
   long long grad_params_checks = 0, const_input_cases = 0, partial_chunk_cases = 0, static_sg_checks = 0;
+  // Batch-first reruns, and what they exercised.
+  long long bf_cases = 0, bf_bwd = 0, bf_const_in = 0, bf_seq = 0, bf_gseq = 0, bf_wrapped = 0, bf_param_grads = 0;
+  long long bf_B1 = 0, bf_F1 = 0, bf_x_seq = 0, bf_x_const = 0;
 };
 
 struct Shape {
@@ -861,6 +866,10 @@ struct Shape {
   long long P;
   bool state0, seq, ckpt, bwd;
   bool gs, gseq, glast, gparams;
+  // The batch-first rerun (run_batch_first): B samples of N / B neurons (0: none), and a stride-0
+  // input given as [B, T, F] instead of [N] (bf_x_seq).
+  long long bf_B = 0;
+  bool bf_x_seq = false;
 };
 
 std::string describe(const char* dtype, const ListEntry& e, const OCase& oc, const Shape& s) {
@@ -909,6 +918,208 @@ double draw_param(OKind kind, int k, Rng& rng) {
   if (k <= 1) return u < 0.1 ? 0.5 : rng.uniform(0.2, 0.95);        // c_decay, v_decay
   if (k == 2) return u < 0.1 ? 1.0 : rng.uniform(0.5, 1.5);         // v_threshold
   return u < 0.25 ? 0.0 : u < 0.5 ? -0.3 : rng.uniform(-0.5, 0.2);  // v_reset
+}
+
+// ---------------------------------------------------------------------------
+// Batch-first layout (params.h SeqLayout, torch's batch_first): spikes, x (or
+// a constant x [N]), grad_x and each state's [T, ...] block of state_seq /
+// grad_state_seq as [B, T, F] with N = B * F (the block of state q still at
+// q * T * N). A case picked for it reruns its launches on permuted inputs with
+// io = {F, T * F, F}; every output must carry the time-major run's bits
+// (which the oracle checked) after permuting back. The buffers are exact-size
+// (ASan sees a stray index) and start as a NaN payload that no kernel
+// computes (an unwritten element shows).
+// ---------------------------------------------------------------------------
+template <typename V>
+V unwritten();
+template <>
+float unwritten<float>() {
+  const uint32_t u = 0x7fc0a5a5u;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+template <>
+double unwritten<double>() {
+  const uint64_t u = 0x7ff8a5a5a5a5a5a5ull;
+  double d;
+  std::memcpy(&d, &u, 8);
+  return d;
+}
+template <>
+snn::half_t unwritten<snn::half_t>() {
+  snn::half_t h;
+  h.x = 0x7e5a;
+  return h;
+}
+template <>
+snn::bf16_t unwritten<snn::bf16_t>() {
+  snn::bf16_t h;
+  h.x = 0x7fe5;
+  return h;
+}
+
+// Where element (t, n) of a [T, N] sequence lives in a [B, T, F] one.
+long long bf_at(long long t, long long n, long long T, long long F) { return (n / F) * T * F + t * F + n % F; }
+
+template <typename V>
+std::string hex_bits(const V& v) {
+  unsigned char b[sizeof(V)];
+  std::memcpy(b, &v, sizeof(V));
+  std::string h = "0x";
+  char d[3];
+  for (size_t i = sizeof(V); i-- > 0;) {
+    std::snprintf(d, sizeof d, "%02x", b[i]);
+    h += d;
+  }
+  return h;
+}
+
+// `blocks` stacked [T, N] sequences permuted into an exact-size buffer of [B, T, F] blocks.
+template <typename V>
+Buf<V> to_bf(const V* tm, int blocks, long long T, long long N, long long F) {
+  Buf<V> b((size_t)blocks * T * N);
+  for (int q = 0; q < blocks; ++q)
+    for (long long t = 0; t < T; ++t)
+      for (long long n = 0; n < N; ++n) b[q * T * N + bf_at(t, n, T, F)] = tm[(q * T + t) * N + n];
+  return b;
+}
+
+// `blocks` [B, T, F] outputs against the time-major [T, N] ones, bitwise.
+template <typename V>
+void check_bf_seq(Failure& F, const char* name, const V* bf, const V* tm, int blocks, long long T, long long N,
+                  long long Fw) {
+  for (int q = 0; q < blocks; ++q)
+    for (long long t = 0; t < T; ++t)
+      for (long long n = 0; n < N; ++n) {
+        const V& a = bf[q * T * N + bf_at(t, n, T, Fw)];
+        const V& b = tm[(q * T + t) * N + n];
+        if (std::memcmp(&a, &b, sizeof(V)) != 0) {
+          F.fail(std::string(name) + "[q=" + std::to_string(q) + ",b=" + std::to_string(n / Fw) +
+                 ",t=" + std::to_string(t) + ",f=" + std::to_string(n % Fw) + "] batch-first=" + hex_bits(a) +
+                 " time-major=" + hex_bits(b));
+          return;
+        }
+      }
+}
+
+// A per-neuron output (same order in both layouts), bitwise.
+template <typename V>
+void check_bf_flat(Failure& F, const char* name, const V* bf, const V* tm, long long n) {
+  for (long long i = 0; i < n; ++i)
+    if (std::memcmp(&bf[i], &tm[i], sizeof(V)) != 0) {
+      F.fail(std::string(name) + "[" + std::to_string(i) + "] batch-first=" + hex_bits(bf[i]) +
+             " time-major=" + hex_bits(tm[i]));
+      return;
+    }
+}
+
+// The time-major case's launches (fp, and bp with its outputs when it ran a
+// backward; their pointers name its checked inputs and outputs) rerun
+// batch-first as a case of its own: B samples; a stride-0 x as [B, T, F]
+// copies when x_seq (the op materialises an expanded input), else [N].
+template <typename T>
+void run_batch_first(Stats& st, FwdLaunch fwd, BwdLaunch bwd, unsigned grid, int ns, int np, const snn::MFwdParams& fp,
+                     const snn::MBwdParams* bp, long long B, bool x_seq) {
+  typedef typename Stor<T>::S S;
+  const long long TT = fp.T, N = fp.N, Fw = N / B, nck = snn::num_chunks(TT);
+  const bool x_const = fp.x_tstride == 0 && !(x_seq && !(bp && bp->const_input));
+  const long long xs = x_const ? 0 : Fw;
+  const std::string tm_case = g_current_case;
+  char b[160];
+  std::snprintf(b, sizeof b, " batch_first B=%lld F=%lld x_tstride=%lld", B, Fw, xs);
+  g_current_case = tm_case + b;
+  st.bf_cases++;
+  (x_const ? st.bf_x_const : st.bf_x_seq)++;
+  if (B == 1) st.bf_B1++;
+  if (Fw == 1) st.bf_F1++;
+  if ((long long)grid * snn::kBlockThreads < N) st.bf_wrapped++;
+  if (fp.state_seq) st.bf_seq++;
+
+  // x: [B, T, F] at the sequences' offsets, or a constant input [N] in neuron order.
+  Buf<T> x(x_const ? N : TT * N);
+  const T* xtm = (const T*)fp.x;
+  for (long long t = 0; t < (x_const ? 1 : TT); ++t)
+    for (long long n = 0; n < N; ++n) x[x_const ? n : bf_at(t, n, TT, Fw)] = xtm[t * fp.x_tstride + n];
+
+  Buf<T> spikes(TT * N);
+  Buf<S> seq, last((size_t)ns * N), ckpt;
+  for (long long i = 0; i < TT * N; ++i) spikes[i] = unwritten<T>();
+  for (size_t i = 0; i < last.n; ++i) last[i] = unwritten<S>();
+  if (fp.state_seq) {
+    seq = Buf<S>((size_t)ns * TT * N);
+    for (size_t i = 0; i < seq.n; ++i) seq[i] = unwritten<S>();
+  }
+  if (fp.ckpt) {
+    ckpt = Buf<S>((size_t)nck * ns * N);
+    for (size_t i = 0; i < ckpt.n; ++i) ckpt[i] = unwritten<S>();
+  }
+  snn::MFwdParams f = fp;
+  f.x = x.p;
+  f.x_tstride = xs;
+  f.spikes = spikes.p;
+  f.state_seq = fp.state_seq ? seq.p : nullptr;
+  f.state_last = last.p;
+  f.ckpt = fp.ckpt ? ckpt.p : nullptr;
+  f.io = snn::SeqLayout{Fw, TT * Fw, Fw};
+  fwd(grid, f);
+  st.fwd_launches++;
+
+  Failure F;
+  check_bf_seq<T>(F, "spikes", spikes.p, (const T*)fp.spikes, 1, TT, N, Fw);
+  if (fp.state_seq) check_bf_seq<S>(F, "state_seq", seq.p, (const S*)fp.state_seq, ns, TT, N, Fw);
+  check_bf_flat<S>(F, "state_last", last.p, (const S*)fp.state_last, ns * N);
+  if (fp.ckpt) check_bf_flat<S>(F, "ckpt", ckpt.p, (const S*)fp.ckpt, nck * ns * N);
+
+  if (bp) {
+    st.bf_bwd++;
+    if (bp->const_input) st.bf_const_in++;
+    if (bp->grad_state_seq) st.bf_gseq++;
+    if (bp->grad_params) st.bf_param_grads++;
+    Buf<T> gs;
+    Buf<S> gseq;
+    if (bp->grad_spikes) gs = to_bf<T>((const T*)bp->grad_spikes, 1, TT, N, Fw);
+    if (bp->grad_state_seq) gseq = to_bf<S>((const S*)bp->grad_state_seq, ns, TT, N, Fw);
+    const long long gxn = bp->const_input ? N : TT * N;
+    Buf<T> gx(gxn);
+    Buf<S> gst0((size_t)ns * N), gp;
+    for (long long i = 0; i < gxn; ++i) gx[i] = unwritten<T>();
+    for (size_t i = 0; i < gst0.n; ++i) gst0[i] = unwritten<S>();
+    if (bp->grad_params) {
+      gp = Buf<S>((size_t)np * N);
+      for (size_t i = 0; i < gp.n; ++i) gp[i] = unwritten<S>();
+    }
+    // The checkpoints are this forward's own, as the op hands them over.
+    snn::MBwdParams g = *bp;
+    g.x = x.p;
+    g.x_tstride = xs;
+    g.ckpt = ckpt.p;
+    g.grad_spikes = bp->grad_spikes ? gs.p : nullptr;
+    g.grad_state_seq = bp->grad_state_seq ? gseq.p : nullptr;
+    g.grad_x = gx.p;
+    g.grad_state0 = gst0.p;
+    g.grad_params = bp->grad_params ? gp.p : nullptr;
+    g.io = snn::SeqLayout{Fw, TT * Fw, Fw};
+    bwd(grid, g);
+    st.bwd_launches++;
+    if (bp->const_input)
+      check_bf_flat<T>(F, "grad_x(sum over T)", gx.p, (const T*)bp->grad_x, N);
+    else
+      check_bf_seq<T>(F, "grad_x", gx.p, (const T*)bp->grad_x, 1, TT, N, Fw);
+    check_bf_flat<S>(F, "grad_state0", gst0.p, (const S*)bp->grad_state0, ns * N);
+    if (bp->grad_params) check_bf_flat<S>(F, "grad_params", gp.p, (const S*)bp->grad_params, np * N);
+  }
+
+  if (F.failed) {
+    st.failed++;
+    if (st.printed < 200) {
+      std::printf("FAIL %s: %s\n", g_current_case.c_str(), F.what.c_str());
+      st.printed++;
+    }
+  } else {
+    st.passed++;
+  }
+  g_current_case = tm_case;
 }
 
 template <typename T>
@@ -1052,6 +1263,8 @@ void run_case(Stats& st, const ListEntry& e, const OCase& oc, const Shape& sh, u
     }
   }
 
+  if (sh.bf_B && !sh.bwd) run_batch_first<T>(st, fwd, bwd, (unsigned)grid, ns, np, fp, nullptr, sh.bf_B, sh.bf_x_seq);
+
   if (sh.bwd) {
     Buf<T> gs;
     Buf<S> gseq, glast;
@@ -1181,6 +1394,14 @@ void run_case(Stats& st, const ListEntry& e, const OCase& oc, const Shape& sh, u
       if (!(std::fabs(lhs - rhs) <= 1e-9 * (lhs_mag + rhs_mag) + 1e-300))
         F.fail("oracle adjoint identity: forward mode " + fmt_g(lhs) + " != reverse mode " + fmt_g(rhs));
     }
+
+    if (sh.bf_B) {
+      snn::MBwdParams done = bp;
+      done.grad_x = out.gx.p;
+      done.grad_state0 = out.gst0.p;
+      done.grad_params = sh.gparams ? out.gp.p : nullptr;
+      run_batch_first<T>(st, fwd, bwd, (unsigned)grid, ns, np, fp, &done, sh.bf_B, sh.bf_x_seq);
+    }
   }
 
   if (F.failed) {
@@ -1251,6 +1472,44 @@ Shape make_shape(const BaseShape& b, uint64_t k, uint64_t bits) {
   return s;
 }
 
+// B for a batch-first rerun of N neurons, by `mode`: the smallest factor > 1 (a long run F,
+// never a multiple of the 256-thread block here, so runs straddle blocks), N over it (F = that
+// factor, short runs), the divisor nearest below sqrt(N), N (F = 1) and 1 (one run of N).
+long long pick_B(long long N, int mode) {
+  long long p = N;
+  for (long long d = 2; d * d <= N; ++d)
+    if (N % d == 0) {
+      p = d;
+      break;
+    }
+  switch (mode) {
+    case 0:
+      return p;
+    case 1:
+      return N / p;
+    case 2:
+      for (long long d = (long long)std::sqrt((double)N); d > 1; --d)
+        if (N % d == 0) return d;
+      return p;
+    case 3:
+      return N;
+    default:
+      return 1;
+  }
+}
+
+// Every 7th case (7 is prime to the 10 shapes that k runs over innermost and to the 9
+// surrogates: every shape, model and surrogate comes up) reruns batch-first, B and a stride-0
+// x's layout drawn from k.
+void pick_batch_first(Shape& s, uint64_t k) {
+  if (k % 7 != 0) return;
+  Rng r(0xba7c4f1257ULL * 1000003ULL + k);
+  const uint64_t bits = r.next();
+  const int mode = (int)(bits % 8);  // mostly B >= 2 with F >= 2: B = 1 and F = 1 once in 8 each
+  s.bf_B = pick_B(s.N, mode < 2 ? 0 : mode < 4 ? 1 : mode < 6 ? 2 : mode == 6 ? 3 : 4);
+  s.bf_x_seq = (bits >> 8) & 1;
+}
+
 template <typename T>
 void run_dtype(Stats& st, uint64_t& counter) {
   for (int mi = 0; mi < kListLen; ++mi) {
@@ -1278,7 +1537,8 @@ void run_dtype(Stats& st, uint64_t& counter) {
             oc.sg = sg;
             oc.sg_param = (k & 1) ? kSgAlt[sg] : kSgDefault[sg];
             oc.detach = detach == 1;
-            const Shape s = make_shape(kShapes[si], k, pick.next());
+            Shape s = make_shape(kShapes[si], k, pick.next());
+            pick_batch_first(s, k);
             run_case<T>(st, e, oc, s, 0xD1B54A32D192ED03ULL + 7919ULL * k);
           }
         }
@@ -1309,6 +1569,11 @@ int main() {
       "static_sg_checks=%lld\n",
       st.fwd_launches, st.bwd_launches, emu_launch_stats().threads, st.wrapped_grids, st.determinism_checks,
       st.adjoint_checks, st.grad_params_checks, st.const_input_cases, st.partial_chunk_cases, st.static_sg_checks);
+  std::printf(
+      "EMU: batch_first cases=%lld backward=%lld const_input=%lld state_seq=%lld grad_state_seq=%lld wrapped=%lld "
+      "param_grads=%lld B1=%lld F1=%lld x_seq=%lld x_constant=%lld\n",
+      st.bf_cases, st.bf_bwd, st.bf_const_in, st.bf_seq, st.bf_gseq, st.bf_wrapped, st.bf_param_grads, st.bf_B1,
+      st.bf_F1, st.bf_x_seq, st.bf_x_const);
   std::printf("EMU: %lld cases passed, %lld failed\n", st.passed, st.failed);
   return st.failed == 0 ? 0 : 1;
 }

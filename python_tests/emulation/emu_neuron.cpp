@@ -2,6 +2,8 @@
 // (csrc/kernels/neuron_kernels.cuh, unmodified) on the CPU through host_shim.h,
 // under AddressSanitizer + UBSan, and checks every output against an
 // independent scalar reference written here from docs/neuron_semantics.md.
+// Every 5th case reruns with batch-first [B, T, F] sequences (run_batch_first),
+// which must reproduce the checked time-major bits.
 //
 // Build (python_tests/test_emulation.py does this and caches the binary):
 //   g++ -std=c++17 -O1 -g1 -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -219,6 +221,11 @@ struct Shape {
   bool v0, saved, v_seq;               // forward optional pointers
   bool ckpt;                           // with saved: recompute mode (checkpoints + x) instead of saved H
   bool gs, gv_seq, gv_last, const_in;  // backward optional pointers / mode
+  // The batch-first rerun (run_batch_first): B samples of N / B neurons (0: none), a stride-0
+  // input given as [B, T, F] instead of [N] (bf_x_seq), the byte-spike forward rerun too (bf_u8).
+  long long bf_B = 0;
+  bool bf_x_seq = false;
+  bool bf_u8 = false;
 };
 
 template <typename S>
@@ -689,6 +696,9 @@ struct Stats {
   long long fwd_launches = 0, bwd_launches = 0, wrapped_grids = 0, determinism_checks = 0;
   long long u8_spike_checks = 0;
   long long convert_vector_cases = 0, convert_scalar_cases = 0;
+  // Batch-first reruns, and what they exercised.
+  long long bf_cases = 0, bf_bwd = 0, bf_save_h = 0, bf_ckpt = 0, bf_const_in = 0, bf_v_seq = 0, bf_wrapped = 0;
+  long long bf_param_grads = 0, bf_u8 = 0, bf_B1 = 0, bf_F1 = 0, bf_x_seq = 0, bf_x_const = 0;
 };
 
 template <typename S>
@@ -720,6 +730,270 @@ std::string describe(const char* dtype, const Config& c, const Shape& s) {
 template <typename V>
 bool same_bits(const V* a, const V* b, long long n) {
   return std::memcmp(a, b, sizeof(V) * (size_t)n) == 0;
+}
+
+// ---------------------------------------------------------------------------
+// Batch-first layout (params.h SeqLayout, torch's batch_first): the sequences
+// (x included, or a constant x [N]) as [B, T, F] with N = B * F. A case picked
+// for it reruns its launches on permuted inputs with io = {F, T * F, F}; every
+// output must carry the time-major run's bits (which the oracle checked) after
+// permuting back. The buffers are exact-size (ASan sees a stray index) and
+// start as a NaN payload that no kernel computes (an unwritten element shows).
+// ---------------------------------------------------------------------------
+template <typename V>
+V unwritten();
+template <>
+float unwritten<float>() {
+  const uint32_t u = 0x7fc0a5a5u;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+template <>
+double unwritten<double>() {
+  const uint64_t u = 0x7ff8a5a5a5a5a5a5ull;
+  double d;
+  std::memcpy(&d, &u, 8);
+  return d;
+}
+template <>
+snn::half_t unwritten<snn::half_t>() {
+  snn::half_t h;
+  h.x = 0x7e5a;
+  return h;
+}
+template <>
+snn::bf16_t unwritten<snn::bf16_t>() {
+  snn::bf16_t h;
+  h.x = 0x7fe5;
+  return h;
+}
+
+// Where element (t, n) of a [T, N] sequence lives in a [B, T, F] one.
+long long bf_at(long long t, long long n, long long T, long long F) { return (n / F) * T * F + t * F + n % F; }
+
+template <typename V>
+std::string hex_bits(const V& v) {
+  unsigned char b[sizeof(V)];
+  std::memcpy(b, &v, sizeof(V));
+  std::string h = "0x";
+  char d[3];
+  for (size_t i = sizeof(V); i-- > 0;) {
+    std::snprintf(d, sizeof d, "%02x", b[i]);
+    h += d;
+  }
+  return h;
+}
+
+// A [T, N] sequence permuted into an exact-size [B, T, F] buffer.
+template <typename V>
+Buf<V> to_bf(const V* tm, long long T, long long N, long long F) {
+  Buf<V> b(T * N);
+  for (long long t = 0; t < T; ++t)
+    for (long long n = 0; n < N; ++n) b[bf_at(t, n, T, F)] = tm[t * N + n];
+  return b;
+}
+
+// The [B, T, F] output `bf` against the time-major `tm`, bitwise.
+template <typename V>
+void check_bf_seq(Failure& F, const char* name, const V* bf, const V* tm, long long T, long long N, long long Fw) {
+  for (long long t = 0; t < T; ++t)
+    for (long long n = 0; n < N; ++n) {
+      const V& a = bf[bf_at(t, n, T, Fw)];
+      const V& b = tm[t * N + n];
+      if (std::memcmp(&a, &b, sizeof(V)) != 0) {
+        F.fail(std::string(name) + "[b=" + std::to_string(n / Fw) + ",t=" + std::to_string(t) +
+               ",f=" + std::to_string(n % Fw) + "] batch-first=" + hex_bits(a) + " time-major=" + hex_bits(b));
+        return;
+      }
+    }
+}
+
+// A per-neuron output (same order in both layouts), bitwise.
+template <typename V>
+void check_bf_flat(Failure& F, const char* name, const V* bf, const V* tm, long long n) {
+  for (long long i = 0; i < n; ++i)
+    if (std::memcmp(&bf[i], &tm[i], sizeof(V)) != 0) {
+      F.fail(std::string(name) + "[" + std::to_string(i) + "] batch-first=" + hex_bits(bf[i]) +
+             " time-major=" + hex_bits(tm[i]));
+      return;
+    }
+}
+
+// The time-major case's launches (fp, and bp when it ran a backward; their
+// pointers still name its checked inputs and outputs) rerun batch-first as its
+// own case: B samples; a stride-0 x as [B, T, F] copies when x_seq (the op
+// materialises an expanded input), else [N]; the byte-spike forward when u8.
+template <typename T>
+void run_batch_first(Stats& st, FwdLaunch fwd, BwdLaunch bwd, unsigned grid, const snn::FwdParams& fp,
+                     const snn::BwdParams* bp, long long B, bool x_seq, bool u8) {
+  typedef typename Stor<T>::S S;
+  const long long TT = fp.T, N = fp.N, Fw = N / B, nck = snn::num_chunks(TT);
+  const bool x_const = fp.x_tstride == 0 && !(x_seq && !(bp && bp->const_input));
+  const long long xs = x_const ? 0 : Fw;
+  const std::string tm_case = g_current_case;
+  char b[160];
+  std::snprintf(b, sizeof b, " batch_first B=%lld F=%lld x_tstride=%lld spikes_u8=%d", B, Fw, xs, (int)u8);
+  g_current_case = tm_case + b;
+  st.bf_cases++;
+  (x_const ? st.bf_x_const : st.bf_x_seq)++;
+  if (B == 1) st.bf_B1++;
+  if (Fw == 1) st.bf_F1++;
+  if ((long long)grid * snn::kBlockThreads < N) st.bf_wrapped++;
+  if (fp.v_seq) st.bf_v_seq++;
+
+  // x: [B, T, F] at the sequences' offsets, or a constant input [N] in neuron order.
+  Buf<T> x(x_const ? N : TT * N);
+  const T* xtm = (const T*)fp.x;
+  for (long long t = 0; t < (x_const ? 1 : TT); ++t)
+    for (long long n = 0; n < N; ++n) x[x_const ? n : bf_at(t, n, TT, Fw)] = xtm[t * fp.x_tstride + n];
+
+  Buf<T> spikes(TT * N);
+  Buf<S> saved, v_seq, v_last(N), ckpt;
+  for (long long i = 0; i < TT * N; ++i) spikes[i] = unwritten<T>();
+  for (long long n = 0; n < N; ++n) v_last[n] = unwritten<S>();
+  if (fp.saved) {
+    saved = Buf<S>(TT * N);
+    for (long long i = 0; i < TT * N; ++i) saved[i] = unwritten<S>();
+  }
+  if (fp.v_seq) {
+    v_seq = Buf<S>(TT * N);
+    for (long long i = 0; i < TT * N; ++i) v_seq[i] = unwritten<S>();
+  }
+  if (fp.ckpt) {
+    ckpt = Buf<S>(nck * N);
+    for (long long i = 0; i < nck * N; ++i) ckpt[i] = unwritten<S>();
+  }
+  snn::FwdParams f = fp;
+  f.x = x.p;
+  f.x_tstride = xs;
+  f.spikes = spikes.p;
+  f.saved = fp.saved ? saved.p : nullptr;
+  f.v_seq = fp.v_seq ? v_seq.p : nullptr;
+  f.v_last = v_last.p;
+  f.ckpt = fp.ckpt ? ckpt.p : nullptr;
+  f.io = snn::SeqLayout{Fw, TT * Fw, Fw};
+  fwd(grid, f);
+  st.fwd_launches++;
+
+  Failure F;
+  check_bf_seq<T>(F, "spikes", spikes.p, (const T*)fp.spikes, TT, N, Fw);
+  if (fp.saved) check_bf_seq<S>(F, "saved", saved.p, (const S*)fp.saved, TT, N, Fw);
+  if (fp.v_seq) check_bf_seq<S>(F, "v_seq", v_seq.p, (const S*)fp.v_seq, TT, N, Fw);
+  check_bf_flat<S>(F, "v_last", v_last.p, (const S*)fp.v_last, N);
+  if (fp.ckpt) check_bf_flat<S>(F, "ckpt", ckpt.p, (const S*)fp.ckpt, nck * N);
+
+  if (u8) {
+    st.bf_u8++;
+    Buf<unsigned char> sp8(TT * N);
+    Buf<S> v_last8(N);
+    for (long long i = 0; i < TT * N; ++i) sp8[i] = 0xAB;
+    snn::FwdParams f8 = f;
+    f8.spikes = sp8.p;
+    f8.spikes_u8 = 1;
+    f8.v_last = v_last8.p;
+    fwd(grid, f8);
+    st.fwd_launches++;
+    std::vector<unsigned char> want(TT * N);
+    for (long long i = 0; i < TT * N; ++i) want[i] = Stor<T>::load(((const T*)fp.spikes)[i]) != S(0) ? 1 : 0;
+    check_bf_seq<unsigned char>(F, "u8 spikes", sp8.p, want.data(), TT, N, Fw);
+    check_bf_flat<S>(F, "v_last (u8 spikes)", v_last8.p, (const S*)fp.v_last, N);
+  }
+
+  if (bp) {
+    st.bf_bwd++;
+    (bp->ckpt ? st.bf_ckpt : st.bf_save_h)++;
+    if (bp->const_input) st.bf_const_in++;
+    if (bp->grad_decay || bp->grad_th) st.bf_param_grads++;
+    Buf<T> gs;
+    Buf<S> gvs;
+    if (bp->grad_spikes) gs = to_bf<T>((const T*)bp->grad_spikes, TT, N, Fw);
+    if (bp->grad_v_seq) gvs = to_bf<S>((const S*)bp->grad_v_seq, TT, N, Fw);
+    const long long gxn = bp->const_input ? N : TT * N;
+    Buf<T> gx(gxn);
+    Buf<S> gv0(N), gdec, gth;
+    for (long long i = 0; i < gxn; ++i) gx[i] = unwritten<T>();
+    for (long long n = 0; n < N; ++n) gv0[n] = unwritten<S>();
+    if (bp->grad_decay) {
+      gdec = Buf<S>(N);
+      for (long long n = 0; n < N; ++n) gdec[n] = unwritten<S>();
+    }
+    if (bp->grad_th) {
+      gth = Buf<S>(N);
+      for (long long n = 0; n < N; ++n) gth[n] = unwritten<S>();
+    }
+    // The saved values / checkpoints are this forward's own, as the op hands them over.
+    snn::BwdParams g = *bp;
+    g.grad_spikes = bp->grad_spikes ? gs.p : nullptr;
+    g.grad_v_seq = bp->grad_v_seq ? gvs.p : nullptr;
+    g.saved = bp->saved ? saved.p : nullptr;
+    g.ckpt = bp->ckpt ? ckpt.p : nullptr;
+    g.x = bp->x ? x.p : nullptr;
+    g.x_tstride = bp->x ? xs : 0;
+    g.grad_x = gx.p;
+    g.grad_v0 = gv0.p;
+    g.grad_decay = bp->grad_decay ? gdec.p : nullptr;
+    g.grad_th = bp->grad_th ? gth.p : nullptr;
+    g.io = snn::SeqLayout{Fw, TT * Fw, Fw};
+    bwd(grid, g);
+    st.bwd_launches++;
+    if (bp->const_input)
+      check_bf_flat<T>(F, "grad_x(sum over T)", gx.p, (const T*)bp->grad_x, N);
+    else
+      check_bf_seq<T>(F, "grad_x", gx.p, (const T*)bp->grad_x, TT, N, Fw);
+    check_bf_flat<S>(F, "grad_v0", gv0.p, (const S*)bp->grad_v0, N);
+    if (bp->grad_decay) check_bf_flat<S>(F, "grad_decay", gdec.p, (const S*)bp->grad_decay, N);
+    if (bp->grad_th) check_bf_flat<S>(F, "grad_th", gth.p, (const S*)bp->grad_th, N);
+  }
+
+  if (F.failed) {
+    st.failed++;
+    if (st.printed < 200) {
+      std::printf("FAIL %s: %s\n", g_current_case.c_str(), F.what.c_str());
+      st.printed++;
+    }
+  } else {
+    st.passed++;
+  }
+  g_current_case = tm_case;
+}
+
+// B for a batch-first rerun of N neurons, by `mode`: the smallest factor > 1 (a long run F,
+// never a multiple of the 256-thread block here, so runs straddle blocks), N over it (F = that
+// factor, short runs), the divisor nearest below sqrt(N), N (F = 1) and 1 (one run of N).
+long long pick_B(long long N, int mode) {
+  long long p = N;
+  for (long long d = 2; d * d <= N; ++d)
+    if (N % d == 0) {
+      p = d;
+      break;
+    }
+  switch (mode) {
+    case 0:
+      return p;
+    case 1:
+      return N / p;
+    case 2:
+      for (long long d = (long long)std::sqrt((double)N); d > 1; --d)
+        if (N % d == 0) return d;
+      return p;
+    case 3:
+      return N;
+    default:
+      return 1;
+  }
+}
+
+// Every 5th case of a matrix (k runs over its 11-12 shapes innermost: every shape, model and
+// surrogate comes up) reruns batch-first, B, a stride-0 x's layout and the byte spikes drawn from k.
+void pick_batch_first(Shape& s, uint64_t k) {
+  if (k % 5 != 0) return;
+  Rng r(0xba7c4f1257ULL * 1000003ULL + k);
+  const uint64_t bits = r.next();
+  const int mode = (int)(bits % 8);  // mostly B >= 2 with F >= 2: B = 1 and F = 1 once in 8 each
+  s.bf_B = pick_B(s.N, mode < 2 ? 0 : mode < 4 ? 1 : mode < 6 ? 2 : mode == 6 ? 3 : 4);
+  s.bf_x_seq = (bits >> 8) & 1;
+  s.bf_u8 = ((bits >> 12) % 4) == 0;
 }
 
 template <typename T>
@@ -870,6 +1144,8 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
     }
     check_exact<S>(F, "v_last (u8 spikes)", v_last8.p, rf.v_last, N);
   }
+  if (sh.bf_B && !sh.saved)
+    run_batch_first<T>(st, fwd, bwd, (unsigned)grid, fp, nullptr, sh.bf_B, sh.bf_x_seq, sh.bf_u8);
 
   if (sh.saved) {
     Buf<T> gs;
@@ -1002,6 +1278,7 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
     check_close<T, S>(F, "grad_v0", gv0.p, rb.gv0, rb.gv0_mag, rtol, N, false);
     if (c.learn_decay) check_close<T, S>(F, "grad_decay", gdec.p, rb.gdec, rb.gdec_mag, rtol, N, false);
     if (c.learn_th) check_close<T, S>(F, "grad_th", gth.p, rb.gth, rb.gth_mag, rtol, N, false);
+    if (sh.bf_B) run_batch_first<T>(st, fwd, bwd, (unsigned)grid, fp, &bp, sh.bf_B, sh.bf_x_seq, sh.bf_u8);
   }
 
   if (F.failed) {
@@ -1101,7 +1378,8 @@ void run_dtype(Stats& st, uint64_t& counter) {
             c.sg_param = (k & 1) ? kSgAlt[sg] : kSgDefault[sg];
             // v_init: the launcher passes v_reset (hard) or 0; any value must be honoured.
             c.v_init = (k % 4 == 0) ? 0.0 : (k % 4 == 1) ? c.v_reset : (k % 4 == 2) ? 0.25 : -0.125;
-            const Shape s = make_shape(kShapes[si], k, pick.next());
+            Shape s = make_shape(kShapes[si], k, pick.next());
+            pick_batch_first(s, k);
             run_case<T>(st, c, s, 0xC0FFEEULL + 7919ULL * k);
           }
         }
@@ -1184,7 +1462,8 @@ void run_learnable(Stats& st, uint64_t& counter) {
               c.beta = betas[(k / 7) % 4];
               c.sg_param = (k & 1) ? kSgAlt[sg] : kSgDefault[sg];
               c.v_init = (k % 4 == 0) ? 0.0 : (k % 4 == 1) ? c.v_reset : (k % 4 == 2) ? 0.25 : -0.125;
-              const Shape s = make_shape(kShapes[si], k, pick.next());
+              Shape s = make_shape(kShapes[si], k, pick.next());
+              pick_batch_first(s, k);
               // Parameters: scalars only (1 in 4), else per-neuron arrays with P = 1, a
               // feature count, or N, rotating with the shape.
               const bool has_dec = c.plif || model == M_LEAKY;
@@ -1500,6 +1779,11 @@ int main(int argc, char** argv) {
       "u8_spike_checks=%lld convert_vector_cases=%lld convert_scalar_cases=%lld\n",
       st.fwd_launches, st.bwd_launches, emu_launch_stats().threads, st.wrapped_grids, st.determinism_checks,
       st.u8_spike_checks, st.convert_vector_cases, st.convert_scalar_cases);
+  std::printf(
+      "EMU: batch_first cases=%lld backward=%lld save_h=%lld ckpt=%lld const_input=%lld v_seq=%lld wrapped=%lld "
+      "param_grads=%lld u8=%lld B1=%lld F1=%lld x_seq=%lld x_constant=%lld\n",
+      st.bf_cases, st.bf_bwd, st.bf_save_h, st.bf_ckpt, st.bf_const_in, st.bf_v_seq, st.bf_wrapped, st.bf_param_grads,
+      st.bf_u8, st.bf_B1, st.bf_F1, st.bf_x_seq, st.bf_x_const);
   std::printf("EMU: %lld cases passed, %lld failed\n", st.passed, st.failed);
   return st.failed == 0 ? 0 : 1;
 }
