@@ -18,6 +18,7 @@ _ISA_SENSITIVE = {
     "test_neuron_linear.py",
     "test_learnable.py",
     "test_multistate.py",
+    "test_layouts.py",
 }
 
 
