@@ -27,6 +27,7 @@ BUILD_DIR = EMU_DIR / "build"
 DRIVER = EMU_DIR / "emu_neuron.cpp"
 SHIM = EMU_DIR / "host_shim.h"
 ORACLE_SG = EMU_DIR / "oracle_surrogate.h"  # both drivers' surrogate oracle
+LAYOUT_H = EMU_DIR / "emu_layout.h"  # both drivers' batch-first checks
 
 # -g1: line tables only (sanitizer reports keep file:line); full -g doubles the build time of the
 # ~300 kernel instantiations without adding anything the reports use.
@@ -74,7 +75,7 @@ def _compile_cmd(gxx, kernel_root, out, extra=()):
 
 
 def _sources():
-    return [DRIVER, SHIM, ORACLE_SG, *sorted(KERNELS.glob("*"))]
+    return [DRIVER, SHIM, ORACLE_SG, LAYOUT_H, *sorted(KERNELS.glob("*"))]
 
 
 def _build_cached(gxx):

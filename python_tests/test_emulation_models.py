@@ -55,7 +55,7 @@ def _compile_cmd(gxx, kernel_root, out, extra=()):
 
 
 def _sources():
-    return [DRIVER, te.SHIM, te.ORACLE_SG, *sorted(p for p in KERNELS.rglob("*") if p.is_file())]
+    return [DRIVER, te.SHIM, te.ORACLE_SG, te.LAYOUT_H, *sorted(p for p in KERNELS.rglob("*") if p.is_file())]
 
 
 def _build_cached(gxx):

@@ -15,20 +15,9 @@ from torch import Tensor
 
 from . import _ext
 from ._model_list import MODELS, ModelDecl
-from .ops import CHUNK, check_device, permute_steps, state_dtype, step_memory_order, unpermute_steps
+from .ops import CHUNK, _seq_shapes, check_device, permute_steps, state_dtype, step_memory_order, unpermute_steps
 
 __all__ = ["MODELS", "ModelDecl", "model_multistep", "pack_params"]
-
-
-def _shapes(x: Tensor, T: int, batch_first: bool = False):
-    """(sequence shape, per-step shape in neuron order, steps) of an op's x."""
-    if not batch_first:
-        seq = (T, *x.shape) if T >= 0 else tuple(x.shape)
-        return seq, seq[1:], seq[0]
-    if T >= 0:
-        rest = tuple(x.shape)
-        return (rest[0], T, *rest[1:]), rest, T
-    return tuple(x.shape), (x.shape[0], *x.shape[2:]), x.shape[1]
 
 
 def _numel(shape) -> int:
@@ -55,7 +44,7 @@ if _ext.loaded:
         save,
         batch_first=False,
     ):
-        seq, rest, steps = _shapes(x, T, batch_first)
+        seq, rest, steps = _seq_shapes(x, T, batch_first)
         ns = len(_DECL_BY_ID[model].states)
         sdt = state_dtype(x.dtype)
         return (
@@ -83,7 +72,7 @@ if _ext.loaded:
         grad_params,
         batch_first=False,
     ):
-        _, rest, _ = _shapes(x, T, batch_first)
+        _, rest, _ = _seq_shapes(x, T, batch_first)
         d = _DECL_BY_ID[model]
         sdt = state_dtype(x.dtype)
         return (

@@ -921,98 +921,10 @@ double draw_param(OKind kind, int k, Rng& rng) {
 }
 
 // ---------------------------------------------------------------------------
-// Batch-first layout (params.h SeqLayout, torch's batch_first): spikes, x (or
-// a constant x [N]), grad_x and each state's [T, ...] block of state_seq /
-// grad_state_seq as [B, T, F] with N = B * F (the block of state q still at
-// q * T * N). A case picked for it reruns its launches on permuted inputs with
-// io = {F, T * F, F}; every output must carry the time-major run's bits
-// (which the oracle checked) after permuting back. The buffers are exact-size
-// (ASan sees a stray index) and start as a NaN payload that no kernel
-// computes (an unwritten element shows).
+// Batch-first reruns: the layout and the bitwise checks are in emu_layout.h. Here also each state's [T, ...] block of
+// state_seq / grad_state_seq, still at q * T * N.
 // ---------------------------------------------------------------------------
-template <typename V>
-V unwritten();
-template <>
-float unwritten<float>() {
-  const uint32_t u = 0x7fc0a5a5u;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-template <>
-double unwritten<double>() {
-  const uint64_t u = 0x7ff8a5a5a5a5a5a5ull;
-  double d;
-  std::memcpy(&d, &u, 8);
-  return d;
-}
-template <>
-snn::half_t unwritten<snn::half_t>() {
-  snn::half_t h;
-  h.x = 0x7e5a;
-  return h;
-}
-template <>
-snn::bf16_t unwritten<snn::bf16_t>() {
-  snn::bf16_t h;
-  h.x = 0x7fe5;
-  return h;
-}
-
-// Where element (t, n) of a [T, N] sequence lives in a [B, T, F] one.
-long long bf_at(long long t, long long n, long long T, long long F) { return (n / F) * T * F + t * F + n % F; }
-
-template <typename V>
-std::string hex_bits(const V& v) {
-  unsigned char b[sizeof(V)];
-  std::memcpy(b, &v, sizeof(V));
-  std::string h = "0x";
-  char d[3];
-  for (size_t i = sizeof(V); i-- > 0;) {
-    std::snprintf(d, sizeof d, "%02x", b[i]);
-    h += d;
-  }
-  return h;
-}
-
-// `blocks` stacked [T, N] sequences permuted into an exact-size buffer of [B, T, F] blocks.
-template <typename V>
-Buf<V> to_bf(const V* tm, int blocks, long long T, long long N, long long F) {
-  Buf<V> b((size_t)blocks * T * N);
-  for (int q = 0; q < blocks; ++q)
-    for (long long t = 0; t < T; ++t)
-      for (long long n = 0; n < N; ++n) b[q * T * N + bf_at(t, n, T, F)] = tm[(q * T + t) * N + n];
-  return b;
-}
-
-// `blocks` [B, T, F] outputs against the time-major [T, N] ones, bitwise.
-template <typename V>
-void check_bf_seq(Failure& F, const char* name, const V* bf, const V* tm, int blocks, long long T, long long N,
-                  long long Fw) {
-  for (int q = 0; q < blocks; ++q)
-    for (long long t = 0; t < T; ++t)
-      for (long long n = 0; n < N; ++n) {
-        const V& a = bf[q * T * N + bf_at(t, n, T, Fw)];
-        const V& b = tm[(q * T + t) * N + n];
-        if (std::memcmp(&a, &b, sizeof(V)) != 0) {
-          F.fail(std::string(name) + "[q=" + std::to_string(q) + ",b=" + std::to_string(n / Fw) +
-                 ",t=" + std::to_string(t) + ",f=" + std::to_string(n % Fw) + "] batch-first=" + hex_bits(a) +
-                 " time-major=" + hex_bits(b));
-          return;
-        }
-      }
-}
-
-// A per-neuron output (same order in both layouts), bitwise.
-template <typename V>
-void check_bf_flat(Failure& F, const char* name, const V* bf, const V* tm, long long n) {
-  for (long long i = 0; i < n; ++i)
-    if (std::memcmp(&bf[i], &tm[i], sizeof(V)) != 0) {
-      F.fail(std::string(name) + "[" + std::to_string(i) + "] batch-first=" + hex_bits(bf[i]) +
-             " time-major=" + hex_bits(tm[i]));
-      return;
-    }
-}
+#include "emu_layout.h"  // after Buf and Failure, which its helpers use
 
 // The time-major case's launches (fp, and bp with its outputs when it ran a
 // backward; their pointers name its checked inputs and outputs) rerun
@@ -1470,32 +1382,6 @@ Shape make_shape(const BaseShape& b, uint64_t k, uint64_t bits) {
   if (!s.gs && !s.gseq && !s.glast) s.gs = true;
   s.gparams = ((bits >> 10) & 3) != 0;
   return s;
-}
-
-// B for a batch-first rerun of N neurons, by `mode`: the smallest factor > 1 (a long run F,
-// never a multiple of the 256-thread block here, so runs straddle blocks), N over it (F = that
-// factor, short runs), the divisor nearest below sqrt(N), N (F = 1) and 1 (one run of N).
-long long pick_B(long long N, int mode) {
-  long long p = N;
-  for (long long d = 2; d * d <= N; ++d)
-    if (N % d == 0) {
-      p = d;
-      break;
-    }
-  switch (mode) {
-    case 0:
-      return p;
-    case 1:
-      return N / p;
-    case 2:
-      for (long long d = (long long)std::sqrt((double)N); d > 1; --d)
-        if (N % d == 0) return d;
-      return p;
-    case 3:
-      return N;
-    default:
-      return 1;
-  }
 }
 
 // Every 7th case (7 is prime to the 10 shapes that k runs over innermost and to the 9

@@ -733,92 +733,9 @@ bool same_bits(const V* a, const V* b, long long n) {
 }
 
 // ---------------------------------------------------------------------------
-// Batch-first layout (params.h SeqLayout, torch's batch_first): the sequences
-// (x included, or a constant x [N]) as [B, T, F] with N = B * F. A case picked
-// for it reruns its launches on permuted inputs with io = {F, T * F, F}; every
-// output must carry the time-major run's bits (which the oracle checked) after
-// permuting back. The buffers are exact-size (ASan sees a stray index) and
-// start as a NaN payload that no kernel computes (an unwritten element shows).
+// Batch-first reruns: the layout and the bitwise checks are in emu_layout.h.
 // ---------------------------------------------------------------------------
-template <typename V>
-V unwritten();
-template <>
-float unwritten<float>() {
-  const uint32_t u = 0x7fc0a5a5u;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-template <>
-double unwritten<double>() {
-  const uint64_t u = 0x7ff8a5a5a5a5a5a5ull;
-  double d;
-  std::memcpy(&d, &u, 8);
-  return d;
-}
-template <>
-snn::half_t unwritten<snn::half_t>() {
-  snn::half_t h;
-  h.x = 0x7e5a;
-  return h;
-}
-template <>
-snn::bf16_t unwritten<snn::bf16_t>() {
-  snn::bf16_t h;
-  h.x = 0x7fe5;
-  return h;
-}
-
-// Where element (t, n) of a [T, N] sequence lives in a [B, T, F] one.
-long long bf_at(long long t, long long n, long long T, long long F) { return (n / F) * T * F + t * F + n % F; }
-
-template <typename V>
-std::string hex_bits(const V& v) {
-  unsigned char b[sizeof(V)];
-  std::memcpy(b, &v, sizeof(V));
-  std::string h = "0x";
-  char d[3];
-  for (size_t i = sizeof(V); i-- > 0;) {
-    std::snprintf(d, sizeof d, "%02x", b[i]);
-    h += d;
-  }
-  return h;
-}
-
-// A [T, N] sequence permuted into an exact-size [B, T, F] buffer.
-template <typename V>
-Buf<V> to_bf(const V* tm, long long T, long long N, long long F) {
-  Buf<V> b(T * N);
-  for (long long t = 0; t < T; ++t)
-    for (long long n = 0; n < N; ++n) b[bf_at(t, n, T, F)] = tm[t * N + n];
-  return b;
-}
-
-// The [B, T, F] output `bf` against the time-major `tm`, bitwise.
-template <typename V>
-void check_bf_seq(Failure& F, const char* name, const V* bf, const V* tm, long long T, long long N, long long Fw) {
-  for (long long t = 0; t < T; ++t)
-    for (long long n = 0; n < N; ++n) {
-      const V& a = bf[bf_at(t, n, T, Fw)];
-      const V& b = tm[t * N + n];
-      if (std::memcmp(&a, &b, sizeof(V)) != 0) {
-        F.fail(std::string(name) + "[b=" + std::to_string(n / Fw) + ",t=" + std::to_string(t) +
-               ",f=" + std::to_string(n % Fw) + "] batch-first=" + hex_bits(a) + " time-major=" + hex_bits(b));
-        return;
-      }
-    }
-}
-
-// A per-neuron output (same order in both layouts), bitwise.
-template <typename V>
-void check_bf_flat(Failure& F, const char* name, const V* bf, const V* tm, long long n) {
-  for (long long i = 0; i < n; ++i)
-    if (std::memcmp(&bf[i], &tm[i], sizeof(V)) != 0) {
-      F.fail(std::string(name) + "[" + std::to_string(i) + "] batch-first=" + hex_bits(bf[i]) +
-             " time-major=" + hex_bits(tm[i]));
-      return;
-    }
-}
+#include "emu_layout.h"  // after Buf and Failure, which its helpers use
 
 // The time-major case's launches (fp, and bp when it ran a backward; their
 // pointers still name its checked inputs and outputs) rerun batch-first as its
@@ -877,9 +794,9 @@ void run_batch_first(Stats& st, FwdLaunch fwd, BwdLaunch bwd, unsigned grid, con
   st.fwd_launches++;
 
   Failure F;
-  check_bf_seq<T>(F, "spikes", spikes.p, (const T*)fp.spikes, TT, N, Fw);
-  if (fp.saved) check_bf_seq<S>(F, "saved", saved.p, (const S*)fp.saved, TT, N, Fw);
-  if (fp.v_seq) check_bf_seq<S>(F, "v_seq", v_seq.p, (const S*)fp.v_seq, TT, N, Fw);
+  check_bf_seq<T>(F, "spikes", spikes.p, (const T*)fp.spikes, 1, TT, N, Fw);
+  if (fp.saved) check_bf_seq<S>(F, "saved", saved.p, (const S*)fp.saved, 1, TT, N, Fw);
+  if (fp.v_seq) check_bf_seq<S>(F, "v_seq", v_seq.p, (const S*)fp.v_seq, 1, TT, N, Fw);
   check_bf_flat<S>(F, "v_last", v_last.p, (const S*)fp.v_last, N);
   if (fp.ckpt) check_bf_flat<S>(F, "ckpt", ckpt.p, (const S*)fp.ckpt, nck * N);
 
@@ -896,7 +813,7 @@ void run_batch_first(Stats& st, FwdLaunch fwd, BwdLaunch bwd, unsigned grid, con
     st.fwd_launches++;
     std::vector<unsigned char> want(TT * N);
     for (long long i = 0; i < TT * N; ++i) want[i] = Stor<T>::load(((const T*)fp.spikes)[i]) != S(0) ? 1 : 0;
-    check_bf_seq<unsigned char>(F, "u8 spikes", sp8.p, want.data(), TT, N, Fw);
+    check_bf_seq<unsigned char>(F, "u8 spikes", sp8.p, want.data(), 1, TT, N, Fw);
     check_bf_flat<S>(F, "v_last (u8 spikes)", v_last8.p, (const S*)fp.v_last, N);
   }
 
@@ -907,8 +824,8 @@ void run_batch_first(Stats& st, FwdLaunch fwd, BwdLaunch bwd, unsigned grid, con
     if (bp->grad_decay || bp->grad_th) st.bf_param_grads++;
     Buf<T> gs;
     Buf<S> gvs;
-    if (bp->grad_spikes) gs = to_bf<T>((const T*)bp->grad_spikes, TT, N, Fw);
-    if (bp->grad_v_seq) gvs = to_bf<S>((const S*)bp->grad_v_seq, TT, N, Fw);
+    if (bp->grad_spikes) gs = to_bf<T>((const T*)bp->grad_spikes, 1, TT, N, Fw);
+    if (bp->grad_v_seq) gvs = to_bf<S>((const S*)bp->grad_v_seq, 1, TT, N, Fw);
     const long long gxn = bp->const_input ? N : TT * N;
     Buf<T> gx(gxn);
     Buf<S> gv0(N), gdec, gth;
@@ -940,7 +857,7 @@ void run_batch_first(Stats& st, FwdLaunch fwd, BwdLaunch bwd, unsigned grid, con
     if (bp->const_input)
       check_bf_flat<T>(F, "grad_x(sum over T)", gx.p, (const T*)bp->grad_x, N);
     else
-      check_bf_seq<T>(F, "grad_x", gx.p, (const T*)bp->grad_x, TT, N, Fw);
+      check_bf_seq<T>(F, "grad_x", gx.p, (const T*)bp->grad_x, 1, TT, N, Fw);
     check_bf_flat<S>(F, "grad_v0", gv0.p, (const S*)bp->grad_v0, N);
     if (bp->grad_decay) check_bf_flat<S>(F, "grad_decay", gdec.p, (const S*)bp->grad_decay, N);
     if (bp->grad_th) check_bf_flat<S>(F, "grad_th", gth.p, (const S*)bp->grad_th, N);
@@ -956,32 +873,6 @@ void run_batch_first(Stats& st, FwdLaunch fwd, BwdLaunch bwd, unsigned grid, con
     st.passed++;
   }
   g_current_case = tm_case;
-}
-
-// B for a batch-first rerun of N neurons, by `mode`: the smallest factor > 1 (a long run F,
-// never a multiple of the 256-thread block here, so runs straddle blocks), N over it (F = that
-// factor, short runs), the divisor nearest below sqrt(N), N (F = 1) and 1 (one run of N).
-long long pick_B(long long N, int mode) {
-  long long p = N;
-  for (long long d = 2; d * d <= N; ++d)
-    if (N % d == 0) {
-      p = d;
-      break;
-    }
-  switch (mode) {
-    case 0:
-      return p;
-    case 1:
-      return N / p;
-    case 2:
-      for (long long d = (long long)std::sqrt((double)N); d > 1; --d)
-        if (N % d == 0) return d;
-      return p;
-    case 3:
-      return N;
-    default:
-      return 1;
-  }
 }
 
 // Every 5th case of a matrix (k runs over its 11-12 shapes innermost: every shape, model and
