@@ -117,13 +117,7 @@ struct TimeLayout {
   int64_t x_tstride;  // elements between x's steps (0: constant input)
   snn::SeqLayout io;  // zero: time-major
 
-  // The shape of a T-step sequence in this layout.
-  std::vector<int64_t> seq(int64_t steps) const {
-    if (!batch_first) return with_time(steps, rest);
-    std::vector<int64_t> s(rest);
-    s.insert(s.begin() + 1, steps);
-    return s;
-  }
+  std::vector<int64_t> seq(int64_t steps) const;
 };
 
 // Neurons per sample's step of a batch-first [B, ...] per-step shape.
@@ -133,11 +127,27 @@ inline int64_t run_of(const std::vector<int64_t>& rest) {
   return r;
 }
 
+// The shape of a T-step sequence of per-step shape `rest`: [T, ...], or
+// [B, T, ...] when batch_first (rest is then [B, ...]).
+inline std::vector<int64_t> seq_shape(int64_t T, const std::vector<int64_t>& rest, bool batch_first) {
+  if (!batch_first) return with_time(T, rest);
+  std::vector<int64_t> s(rest);
+  s.insert(s.begin() + 1, T);
+  return s;
+}
+
+// The kernels' view of that sequence (zero: time-major).
+inline snn::SeqLayout seq_layout(int64_t T, const std::vector<int64_t>& rest, bool batch_first) {
+  const int64_t run = batch_first ? run_of(rest) : 0;
+  return run > 0 ? snn::SeqLayout{run, T * run, run} : snn::SeqLayout{0, 0, 0};
+}
+
+inline std::vector<int64_t> TimeLayout::seq(int64_t steps) const { return seq_shape(steps, rest, batch_first); }
+
 inline TimeLayout time_layout(const at::Tensor& x_in, int64_t T_const, bool batch_first = false) {
   TimeLayout l;
   l.const_input = T_const >= 0;
   l.batch_first = batch_first;
-  l.io = snn::SeqLayout{0, 0, 0};
   if (l.const_input) {
     TORCH_CHECK_VALUE(T_const >= 1, "snn_cuda: T must be >= 1 for a constant input, got ", T_const);
     TORCH_CHECK_VALUE(!batch_first || x_in.dim() >= 1,
@@ -166,10 +176,7 @@ inline TimeLayout time_layout(const at::Tensor& x_in, int64_t T_const, bool batc
     l.rest = rest_sizes(x_in, 1);
     l.x_tstride = l.x.numel() ? l.x.stride(0) : 0;
   }
-  if (batch_first) {
-    const int64_t run = run_of(l.rest);
-    if (run > 0) l.io = snn::SeqLayout{run, l.T * run, run};
-  }
+  l.io = seq_layout(l.T, l.rest, batch_first);
   return l;
 }
 
@@ -410,14 +417,7 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
   TORCH_CHECK_VALUE(!grad_decay || (b.np.decay.defined() && (model == snn::MODEL_PLIF || model == snn::MODEL_LEAKY)),
                     "snn_cuda: grad_decay needs decay_param and model 2 (Leaky) or 3 (ParametricLIF)");
   TORCH_CHECK_VALUE(!grad_threshold || b.np.th.defined(), "snn_cuda: grad_threshold needs threshold_param");
-  std::vector<int64_t> seq = with_time(T, rest);
-  snn::SeqLayout io{0, 0, 0};
-  if (batch_first) {
-    seq = rest;
-    seq.insert(seq.begin() + 1, T);
-    const int64_t run = run_of(rest);
-    if (run > 0) io = snn::SeqLayout{run, T * run, run};
-  }
+  const std::vector<int64_t> seq = seq_shape(T, rest, batch_first);
   b.gs = checked_grad(grad_spikes, "grad_spikes", saved, x_dtype, seq);
   b.gv = checked_grad(grad_v_seq, "grad_v_seq", saved, sdt, seq);
   b.gvl = checked_grad(grad_v_last, "grad_v_last", saved, sdt, rest);
@@ -441,7 +441,7 @@ inline Backward prepare_backward(const c10::optional<at::Tensor>& grad_spikes,
   p.ckpt = ckpt ? b.saved.data_ptr() : nullptr;
   p.x = want_x ? b.x.data_ptr() : nullptr;
   p.x_tstride = want_x ? x_tstride : 0;
-  p.io = io;
+  p.io = seq_layout(T, rest, batch_first);
   p.v0 = b.v0.defined() ? b.v0.data_ptr() : nullptr;
   p.grad_x = b.gx.data_ptr();
   p.grad_v0 = b.gv0.data_ptr();

@@ -149,20 +149,27 @@ def _check_input(x, step_mode: str, T: Optional[int], batch_first: bool = False)
 _STORAGE = {"auto": None, "h": ops.SAVE_H, "checkpoint": ops.SAVE_CKPT}
 
 
-def _step_rest(x: Tensor, single: bool, T: Optional[int], batch_first: bool) -> tuple:
+def _step_shape(x: Tensor, single: bool, T: Optional[int], batch_first: bool = False) -> tuple:
     """The shape of one step, [B, ...]: x itself for a single step or a constant input (T=n)."""
     if single or T is not None:
         return tuple(x.shape)
     return (x.shape[0], *x.shape[2:]) if batch_first else tuple(x.shape[1:])
 
 
-def _time_major_input(x: Tensor, single: bool, T: Optional[int], batch_first: bool) -> Tensor:
+def _reference_input(x: Tensor, single: bool, T: Optional[int], batch_first: bool = False) -> Tensor:
     """x as the reference loops take it, [T, ...] (a batch-first sequence transposed, a view)."""
     if single:
         return x.unsqueeze(0)
     if T is not None:
         return x.unsqueeze(0).expand(T, *x.shape)
     return x.transpose(0, 1) if batch_first else x
+
+
+def _batch_major(batch_first: bool, *seqs):
+    """The reference loops' [T, B, ...] sequences as the layer returns them: [B, T, ...] when
+    batch_first (a single tensor comes back alone)."""
+    out = tuple(t.transpose(0, 1) if (batch_first and t is not None) else t for t in seqs)
+    return out[0] if len(out) == 1 else out
 
 
 def _shape_arg(param_shape) -> Optional[tuple]:
@@ -359,7 +366,7 @@ class _LIFBase(MemoryModule):
         _check_input(x, self.step_mode, T, self.batch_first)
         single = self.step_mode == "s"
         bf = self.batch_first and not single
-        rest = _step_rest(x, single, T, bf)
+        rest = _step_shape(x, single, T, bf)
         v0 = _as_state(self.v, x, rest, "the membrane state v")
         v_init = self.v if not isinstance(self.v, Tensor) else self.v_init
         th = self.v_threshold
@@ -392,7 +399,7 @@ class _LIFBase(MemoryModule):
                 batch_first=bf,
             )
         else:
-            xs = _time_major_input(x, single, T, bf)
+            xs = _reference_input(x, single, T, bf)
             spikes, v_seq, v_last = reference.lif_reference(
                 xs,
                 v0 if v0 is not None else v_init,
@@ -406,8 +413,7 @@ class _LIFBase(MemoryModule):
                 v_floor=self.v_floor,
                 k=k,
             )
-            if bf:
-                spikes, v_seq = spikes.transpose(0, 1), v_seq.transpose(0, 1)
+            spikes, v_seq = _batch_major(bf, spikes, v_seq)
             if readout is not None:
                 spikes = F.linear(spikes, *readout)
         self.v = v_last
@@ -662,7 +668,7 @@ class Leaky(MemoryModule):
         _check_input(x, self.step_mode, T, self.batch_first)
         single = self.step_mode == "s"
         bf = self.batch_first and not single
-        rest = _step_rest(x, single, T, bf)
+        rest = _step_shape(x, single, T, bf)
         state = self.mem if mem is None else mem
         u0 = _as_state(state, x, rest, "the membrane mem")
         u_init = 0.0 if isinstance(state, Tensor) else _finite("mem", state)
@@ -694,7 +700,7 @@ class Leaky(MemoryModule):
                 batch_first=bf,
             )
         else:
-            xs = _time_major_input(x, single, T, bf)
+            xs = _reference_input(x, single, T, bf)
             spikes, mem_seq, mem_last = reference.leaky_reference(
                 xs,
                 u0 if u0 is not None else u_init,
@@ -703,8 +709,7 @@ class Leaky(MemoryModule):
                 reset_mechanism=self.reset_mechanism,
                 surrogate=self.surrogate_function,
             )
-            if bf:
-                spikes, mem_seq = spikes.transpose(0, 1), mem_seq.transpose(0, 1)
+            spikes, mem_seq = _batch_major(bf, spikes, mem_seq)
             if readout is not None:
                 spikes = F.linear(spikes, *readout)
         self.mem = mem_last
@@ -831,7 +836,7 @@ class SynapticCurrent(MemoryModule):
         single = self.step_mode == "s"
         bf = self.batch_first and not single
         xs = x.unsqueeze(0) if single else x
-        c0 = _as_state(self.c, x, _step_rest(x, single, None, bf), "the synaptic current c")
+        c0 = _as_state(self.c, x, _step_shape(x, single, None, bf), "the synaptic current c")
         c_init = 0.0 if isinstance(self.c, Tensor) else float(self.c)
         if self._use_fused(x, sg.StraightThrough()):
             _, c_seq, _, c_last = ops.neuron_multistep(
@@ -848,14 +853,13 @@ class SynapticCurrent(MemoryModule):
             )
         else:
             _, c_seq, c_last = reference.leaky_reference(
-                xs.transpose(0, 1) if bf else xs,
+                _reference_input(x, single, None, bf),
                 c0 if c0 is not None else c_init,
                 beta=self.decay,
                 reset_mechanism="none",
                 surrogate=sg.StraightThrough(),
             )
-            if bf:
-                c_seq = c_seq.transpose(0, 1)
+            c_seq = _batch_major(bf, c_seq)
         self.c = c_last
         return c_seq[0] if single else c_seq
 

@@ -1,11 +1,11 @@
-// Batch-first layout checks shared by the emulation drivers (emu_neuron.cpp,
-// emu_model.cpp), included after their Buf and Failure: params.h SeqLayout
-// (torch's batch_first) puts the sequences as [B, T, F] with N = B * F. A
-// driver reruns a case's launches on permuted inputs with io = {F, T * F, F};
-// every output must carry the time-major run's bits (which the oracle
-// checked) after permuting back. The buffers are exact-size (ASan sees a
-// stray index) and start as a NaN payload that no kernel computes (an
-// unwritten element shows).
+// What the emulation drivers (emu_neuron.cpp, emu_model.cpp) share, included
+// after their Buf and Failure: a case's verdict, and the batch-first layout
+// checks. params.h SeqLayout (torch's batch_first) puts the sequences as
+// [B, T, F] with N = B * F. A driver reruns a case's launches on permuted
+// inputs with io = {F, T * F, F}; every output must carry the time-major run's
+// bits (which the oracle checked) after permuting back. The buffers are
+// exact-size (ASan sees a stray index) and start as a NaN payload that no
+// kernel computes (an unwritten element shows).
 #pragma once
 
 #include <cmath>
@@ -13,6 +13,20 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+
+// A case's verdict into the driver's counts; the first 200 failures are printed.
+template <class Stats>
+void record_case(Stats& st, const Failure& F, const std::string& name) {
+  if (!F.failed) {
+    st.passed++;
+    return;
+  }
+  st.failed++;
+  if (st.printed < 200) {
+    std::printf("FAIL %s: %s\n", name.c_str(), F.what.c_str());
+    st.printed++;
+  }
+}
 
 template <typename V>
 V unwritten();

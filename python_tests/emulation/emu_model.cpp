@@ -1022,15 +1022,7 @@ void run_batch_first(Stats& st, FwdLaunch fwd, BwdLaunch bwd, unsigned grid, int
     if (bp->grad_params) check_bf_flat<S>(F, "grad_params", gp.p, (const S*)bp->grad_params, np * N);
   }
 
-  if (F.failed) {
-    st.failed++;
-    if (st.printed < 200) {
-      std::printf("FAIL %s: %s\n", g_current_case.c_str(), F.what.c_str());
-      st.printed++;
-    }
-  } else {
-    st.passed++;
-  }
+  record_case(st, F, g_current_case);
   g_current_case = tm_case;
 }
 
@@ -1316,15 +1308,7 @@ void run_case(Stats& st, const ListEntry& e, const OCase& oc, const Shape& sh, u
     }
   }
 
-  if (F.failed) {
-    st.failed++;
-    if (st.printed < 200) {
-      std::printf("FAIL %s: %s\n", g_current_case.c_str(), F.what.c_str());
-      st.printed++;
-    }
-  } else {
-    st.passed++;
-  }
+  record_case(st, F, g_current_case);
 }
 
 // ---------------------------------------------------------------------------

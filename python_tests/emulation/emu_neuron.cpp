@@ -863,15 +863,7 @@ void run_batch_first(Stats& st, FwdLaunch fwd, BwdLaunch bwd, unsigned grid, con
     if (bp->grad_th) check_bf_flat<S>(F, "grad_th", gth.p, (const S*)bp->grad_th, N);
   }
 
-  if (F.failed) {
-    st.failed++;
-    if (st.printed < 200) {
-      std::printf("FAIL %s: %s\n", g_current_case.c_str(), F.what.c_str());
-      st.printed++;
-    }
-  } else {
-    st.passed++;
-  }
+  record_case(st, F, g_current_case);
   g_current_case = tm_case;
 }
 
@@ -1172,15 +1164,7 @@ void run_case(Stats& st, const Config& c, const Shape& sh, uint64_t seed) {
     if (sh.bf_B) run_batch_first<T>(st, fwd, bwd, (unsigned)grid, fp, &bp, sh.bf_B, sh.bf_x_seq, sh.bf_u8);
   }
 
-  if (F.failed) {
-    st.failed++;
-    if (st.printed < 200) {
-      std::printf("FAIL %s: %s\n", g_current_case.c_str(), F.what.c_str());
-      st.printed++;
-    }
-  } else {
-    st.passed++;
-  }
+  record_case(st, F, g_current_case);
 }
 
 // ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""What the declared-model layers share: the op's stacked initial state, the step shape, the
-reference loops' input, and the validation of (low, high) ranges."""
+"""What the declared-model layers share: the op's stacked initial state, the validation of
+(low, high) ranges and DeclaredLayer (the step shape and the reference loops' input come from
+snn_cuda.neuron, as for the one-state layers)."""
 
 from __future__ import annotations
 
@@ -26,30 +27,6 @@ def _state0(values, x: Tensor, rest: tuple, names, defaults) -> Optional[Tensor]
         t = _as_state(v, x, rest, n)
         rows.append(t if t is not None else torch.full(rest, _finite(n, v), dtype=sdt, device=x.device))
     return torch.stack([r.expand(rest) for r in rows])
-
-
-def _step_shape(x: Tensor, single: bool, T: Optional[int], batch_first: bool = False) -> tuple:
-    """The shape of one step: x itself in single-step mode or for a constant input (T=n);
-    [B, ...] of a batch-first [B, T, ...] sequence."""
-    if single or T is not None:
-        return tuple(x.shape)
-    return (x.shape[0], *x.shape[2:]) if batch_first else tuple(x.shape[1:])
-
-
-def _reference_input(x: Tensor, single: bool, T: Optional[int], batch_first: bool = False) -> Tensor:
-    """x as the reference loops take it, [T, ...] (a batch-first sequence transposed)."""
-    if single:
-        return x.unsqueeze(0)
-    if T is not None:
-        return x.unsqueeze(0).expand(T, *x.shape)
-    return x.transpose(0, 1) if batch_first else x
-
-
-def _batch_major(batch_first: bool, *seqs):
-    """The reference loops' [T, B, ...] sequences as the layer returns them: [B, T, ...] when
-    batch_first (a single tensor comes back alone)."""
-    out = tuple(t.transpose(0, 1) if (batch_first and t is not None) else t for t in seqs)
-    return out[0] if len(out) == 1 else out
 
 
 def _ranges(name: str, given, defaults) -> dict:

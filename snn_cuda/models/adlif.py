@@ -18,9 +18,12 @@ from ..neuron import (
     _finite,
     _op_param,
     _shape_arg,
+    _batch_major,
+    _reference_input,
+    _step_shape,
 )
 from ..reference import _check_x, _init_state, _param, _resolve_surrogate, state_dtype_for
-from ._base import DeclaredLayer, _batch_major, _ranges, _reference_input, _state0, _step_shape
+from ._base import DeclaredLayer, _ranges, _state0
 
 __all__ = ["AdLIF", "adlif_reference"]
 

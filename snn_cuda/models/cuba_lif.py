@@ -15,10 +15,13 @@ from ..neuron import (
     _as_state,
     _check_input,
     _finite,
+    _batch_major,
+    _reference_input,
+    _step_shape,
 )
 from ..reference import _check_x, _init_state, _resolve_surrogate, _scalar, state_dtype_for
 from ..reference import _finite as _ref_finite  # the reference's checks: tensors and numpy scalars too
-from ._base import DeclaredLayer, _batch_major, _reference_input, _state0, _step_shape
+from ._base import DeclaredLayer, _state0
 
 __all__ = ["CUBALIF", "cuba_lif_reference"]
 

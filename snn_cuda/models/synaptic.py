@@ -20,10 +20,13 @@ from ..neuron import (
     _param_repr,
     _register_param,
     _shape_arg,
+    _batch_major,
+    _reference_input,
+    _step_shape,
 )
 from ..reference import _RESET_MECHANISMS, _check_x, _init_state, _param, _resolve_surrogate, _scalar, state_dtype_for
 from ..reference import _finite as _ref_finite  # the reference's checks: tensors and numpy scalars too
-from ._base import DeclaredLayer, _batch_major, _reference_input, _state0, _step_shape
+from ._base import DeclaredLayer, _state0
 
 __all__ = ["Synaptic", "synaptic_reference"]
 
