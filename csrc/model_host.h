@@ -99,7 +99,7 @@ inline MForward prepare_model_forward(const at::Tensor& x_in, const at::Tensor& 
 }
 
 struct MBackward {
-  at::Tensor gs, gseq, glast, x, params, state0, ckpt, gx, gstate0, gparams;
+  at::Tensor gs, gseq, glast, x, params, state0, ckpt, seq, gx, gstate0, gparams;
   snn::MBwdParams p;
   DType dt;
   int model, variant, sg;
@@ -111,7 +111,8 @@ inline MBackward prepare_model_backward(const c10::optional<at::Tensor>& grad_sp
                                         const at::Tensor& params, const c10::optional<at::Tensor>& state0,
                                         const at::Tensor& ckpt, int64_t T_const, int64_t model, int64_t variant,
                                         int64_t surrogate, double sg_param, bool detach_reset, bool grad_params,
-                                        bool batch_first = false) {
+                                        bool batch_first = false,
+                                        const c10::optional<at::Tensor>& state_seq = c10::nullopt) {
   MBackward b;
   // The forward's checks and layout, without its outputs.
   MForward f = prepare_model_forward(x_in, params, state0, T_const, model, variant, false, false, false, batch_first);
@@ -137,6 +138,9 @@ inline MBackward prepare_model_backward(const c10::optional<at::Tensor>& grad_sp
                     ", ", N, "] on ", x_in.device(), ", got ", ckpt.scalar_type(), " ", ckpt.sizes(), " on ",
                     ckpt.device());
   b.ckpt = ckpt.contiguous();
+  // The forward's state sequence as it wrote it ([kStates, T, ...], or
+  // [kStates, B, T, ...] batch-first).
+  b.seq = checked_grad(state_seq, "state_seq", x_in, sdt, lead(m.states, f.seq));
   const bool const_input = T_const >= 0;
   b.gx = alloc(const_input ? rest : f.seq, x_in.options());
   b.gstate0 = alloc(lead(m.states, rest), sopt);
@@ -152,6 +156,7 @@ inline MBackward prepare_model_backward(const c10::optional<at::Tensor>& grad_sp
   p.P = f.p.P;
   p.state0 = f.p.state0;
   p.ckpt = b.ckpt.data_ptr();
+  p.state_seq = b.seq.defined() ? b.seq.data_ptr() : nullptr;
   p.grad_spikes = b.gs.defined() ? b.gs.data_ptr() : nullptr;
   p.grad_state_seq = b.gseq.defined() ? b.gseq.data_ptr() : nullptr;
   p.grad_state_last = b.glast.defined() ? b.glast.data_ptr() : nullptr;

@@ -68,10 +68,15 @@ TORCH_LIBRARY(snn_cuda, m) {
   // Returns (grad_x: x's shape and dtype, grad_state0 [kStates, ...], and when
   // grad_params the per-neuron sums over time of the parameter gradients,
   // [kParams, N], which the caller reduces to each parameter's shape).
+  // state_seq: the forward's state sequence when it returned one; the CPU
+  // kernels then read the states before each step from it instead of
+  // replaying the checkpoints (the same bits, fewer passes), the CUDA kernels
+  // replay anyway (flops are cheaper than bytes there).
   m.def(
       "model_backward(Tensor? grad_spikes, Tensor? grad_state_seq, Tensor? grad_state_last, Tensor x, Tensor params, "
       "Tensor? state0, Tensor ckpt, int T, int model, int variant, int surrogate, float surrogate_param, "
-      "bool detach_reset, bool grad_params, bool batch_first=False) -> (Tensor, Tensor, Tensor)");
+      "bool detach_reset, bool grad_params, bool batch_first=False, Tensor? state_seq=None) -> (Tensor, Tensor, "
+      "Tensor)");
   // The host side of model_forward / model_backward (model_host.h: checks,
   // outputs, launch struct) without the kernel, for tensors on any device: the
   // CuPy path (snn_cuda/cupy_backend.py) launches the NVRTC-compiled kernels
@@ -86,8 +91,8 @@ TORCH_LIBRARY(snn_cuda, m) {
   m.def(
       "model_prepare_backward(Tensor? grad_spikes, Tensor? grad_state_seq, Tensor? grad_state_last, Tensor x, "
       "Tensor params, Tensor? state0, Tensor ckpt, int T, int model, int variant, int surrogate, "
-      "float surrogate_param, bool detach_reset, bool grad_params, bool batch_first=False) -> (Tensor, Tensor, Tensor, "
-      "Tensor[], Tensor, int)");
+      "float surrogate_param, bool detach_reset, bool grad_params, bool batch_first=False, Tensor? state_seq=None) -> "
+      "(Tensor, Tensor, Tensor, Tensor[], Tensor, int)");
   // The same for the one-state ops (host.h), with the same arguments as the
   // op each prepares: their outputs, the tensors to keep alive, the launch
   // struct (snn::FwdParams / BwdParams / PoissonParams / NarrowParams /

@@ -55,12 +55,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>, at::Tens
     const c10::optional<at::Tensor>& grad_spikes, const c10::optional<at::Tensor>& grad_state_seq,
     const c10::optional<at::Tensor>& grad_state_last, const at::Tensor& x, const at::Tensor& params,
     const c10::optional<at::Tensor>& state0, const at::Tensor& ckpt, int64_t T, int64_t model, int64_t variant,
-    int64_t surrogate, double sg_param, bool detach_reset, bool grad_params, bool batch_first) {
+    int64_t surrogate, double sg_param, bool detach_reset, bool grad_params, bool batch_first,
+    const c10::optional<at::Tensor>& state_seq) {
   snn_host::MBackward b =
       snn_host::prepare_model_backward(grad_spikes, grad_state_seq, grad_state_last, x, params, state0, ckpt, T, model,
-                                       variant, surrogate, sg_param, detach_reset, grad_params, batch_first);
+                                       variant, surrogate, sg_param, detach_reset, grad_params, batch_first, state_seq);
   std::vector<at::Tensor> keep;
-  for (const at::Tensor* t : {&b.gs, &b.gseq, &b.glast, &b.x, &b.params, &b.state0, &b.ckpt}) keep_if(keep, *t);
+  for (const at::Tensor* t : {&b.gs, &b.gseq, &b.glast, &b.x, &b.params, &b.state0, &b.ckpt, &b.seq}) keep_if(keep, *t);
   return {b.gx, b.gstate0, b.gparams, keep, packed(b.p), b.p.N};
 }
 

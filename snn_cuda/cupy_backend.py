@@ -182,6 +182,7 @@ class MBwdParams(ctypes.Structure):
         ("P", _i64),
         ("state0", _ptr),
         ("ckpt", _ptr),
+        ("state_seq", _ptr),
         ("grad_spikes", _ptr),
         ("grad_state_seq", _ptr),
         ("grad_state_last", _ptr),
@@ -351,7 +352,7 @@ def prepare_model_forward(
 def prepare_model_backward(*args) -> Prepared:
     """model_backward's arguments: (grad_spikes, grad_state_seq, grad_state_last, x, params,
     state0, ckpt, T, model, variant, surrogate, surrogate_param, detach_reset, grad_params[,
-    batch_first])."""
+    batch_first[, state_seq]]); the CUDA kernels replay the checkpoints and never read state_seq."""
     gx, gs0, gp, keep, launch, n = torch.ops.snn_cuda.model_prepare_backward(*args)
     x, model, variant = args[3], args[8], args[9]
     kernel = Kernel("model_bwd", int(model), SG_ANY, DTYPE_NAMES[x.dtype], int(variant))

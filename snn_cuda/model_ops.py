@@ -71,6 +71,7 @@ if _ext.loaded:
         detach_reset,
         grad_params,
         batch_first=False,
+        state_seq=None,
     ):
         _, rest, _ = _seq_shapes(x, T, batch_first)
         d = _DECL_BY_ID[model]
@@ -88,10 +89,14 @@ if _ext.loaded:
         # kernel as None, not as materialised zeros.
         ctx.set_materialize_grads(False)
         ctx.args = (T, model, variant, surrogate, surrogate_param, detach_reset, batch_first)
-        ctx.save_for_backward(x, params, state0, output[3])
+        # A returned state sequence goes to the backward too: the CPU kernels
+        # read the states before each step from it rather than replaying the
+        # checkpoints (it is alive anyway while the caller holds it).
+        seq = output[1] if output[1].numel() else None
+        ctx.save_for_backward(x, params, state0, output[3], seq)
 
     def _backward(ctx, g_spikes, g_seq, g_last, g_ckpt):
-        x, params, state0, ckpt = ctx.saved_tensors
+        x, params, state0, ckpt, seq = ctx.saved_tensors
         T, model, variant, surrogate, surrogate_param, detach_reset, batch_first = ctx.args
         need_x, need_p, need_s0 = ctx.needs_input_grad[:3]
         if g_spikes is None and g_seq is None and g_last is None:
@@ -117,6 +122,7 @@ if _ext.loaded:
             detach_reset,
             need_p,
             batch_first,
+            seq,
         )
         if need_p:
             # Per-neuron sums [kParams, N] -> [kParams, P] in a fixed order (torch's sum:

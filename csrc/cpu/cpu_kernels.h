@@ -57,12 +57,13 @@ struct NeuronRows {
 
 // Declared-model rows (kernels/models.h): `len` neurons of one step. States,
 // parameters, carries and parameter gradients are [k][ld] row blocks (row k
-// at base + k * ld); gseq's rows are gld apart (a [kStates, T, N] tensor).
+// at base + k * ld); gseq's rows are gld apart (a [kStates, T, N] tensor), and
+// prev's pld apart (the driver's replay rows, or the forward's state_seq).
 template <typename S>
 using MFwdRow = void (*)(const snn::MCfg<S>, i64 len, i64 ld, S* st, const S* prm, const S* x, S* s);
 template <typename S>
-using MBwdRow = void (*)(const snn::MCfg<S>, i64 len, i64 ld, const S* prev, const S* prm, const S* x, const S* gs,
-                         const S* gseq, i64 gld, S* carry, S* gp, S* gx);
+using MBwdRow = void (*)(const snn::MCfg<S>, i64 len, i64 ld, const S* prev, i64 pld, const S* prm, const S* x,
+                         const S* gs, const S* gseq, i64 gld, S* carry, S* gp, S* gx);
 
 template <typename S>
 struct ModelRows {

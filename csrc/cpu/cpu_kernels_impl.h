@@ -271,7 +271,7 @@ SNN_ROW_ATTR void mfwd_row(const MCfg<S> c, i64 len, i64 ld, S* __restrict st, c
 }
 
 template <class M, int V, int SG, typename S>
-SNN_ROW_ATTR void mbwd_row(const MCfg<S> c, i64 len, i64 ld, const S* __restrict prev, const S* __restrict prm,
+SNN_ROW_ATTR void mbwd_row(const MCfg<S> c, i64 len, i64 ld, const S* __restrict prev, i64 pld, const S* __restrict prm,
                            const S* __restrict x, const S* __restrict gs, const S* __restrict gseq, i64 gld,
                            S* __restrict carry, S* __restrict gp, S* __restrict gx) {
 #pragma GCC ivdep
@@ -282,7 +282,7 @@ SNN_ROW_ATTR void mbwd_row(const MCfg<S> c, i64 len, i64 ld, const S* __restrict
       gpj[k] = gp[k * ld + j];
     }
     for (int k = 0; k < M::kStates; ++k) {
-      sj[k] = prev[k * ld + j];
+      sj[k] = prev[k * pld + j];
       gj[k] = gseq[k * gld + j];
       cj[k] = carry[k * ld + j];
     }

@@ -18,17 +18,32 @@ namespace {
 using namespace snn;
 using namespace snn_cpu_driver;
 
-// Neurons per block: the backward keeps about 2 + 3 kStates + kParams rows
-// plus kChunk (kStates + 1) replayed rows per block; at 1024 neurons that is
-// 150-200 KB of fp32, inside L2, while each [T, N] stream still reads 4 KB
-// runs per step.
-constexpr i64 kModelBlock = 1024;
+// Neurons per block. Longer blocks give the prefetcher longer runs of each
+// [T, N] stream per step (a one-state declaration's forward on
+// [64, 64, 4096] ran 1.2x faster at 4096 neurons than at 1024), as long as
+// the block's scratch rows stay in L2. The forward keeps kStates + kParams + 2
+// rows and takes the one-state drivers' kBlock. The replaying backward keeps
+// about 2 + 3 kStates + kParams rows plus kChunk (kStates + 1) replayed rows;
+// at kReplayBlock = 1024 neurons that is 150-200 KB of fp32. The backward
+// that reads the forward's state sequence replays nothing: its block is sized
+// to kScratchBytes of rows.
+constexpr i64 kReplayBlock = 1024;
+constexpr i64 kScratchBytes = 256 << 10;
 
-inline i64 model_block(i64 N) {
+template <class M, typename S>
+constexpr i64 seq_bwd_block_cap() {
+  // prm, carry, gp, initial states, zero states, then gs, gx, acc, spikes and
+  // (16-bit storage) the converted x of each step of a chunk.
+  constexpr i64 rows = 2 * M::kParams + 3 * M::kStates + 4 + kChunk;
+  constexpr i64 fit = kScratchBytes / (rows * (i64)sizeof(S)) / 64 * 64;
+  return fit < kReplayBlock ? kReplayBlock : (fit > kBlock ? kBlock : fit);
+}
+
+inline i64 model_block(i64 N, i64 cap) {
   const i64 nt = std::max<i64>(1, at::get_num_threads());
   i64 b = (N + nt - 1) / nt;
   b = (b + 63) / 64 * 64;
-  return std::max<i64>(64, std::min<i64>(kModelBlock, b));
+  return std::max<i64>(64, std::min<i64>(cap, b));
 }
 
 // Rows of ld elements, 64-byte aligned.
@@ -69,6 +84,21 @@ void init_states(const S* state0, i64 N, i64 n0, i64 len, const S* prm, S* st, i
   }
 }
 
+// init_states for a run-time variant (the backward driver is one per model).
+template <class M, typename S>
+using InitFn = void (*)(const S*, i64, i64, i64, const S*, S*, i64);
+template <class M, typename S, int... Vs>
+struct InitTable {
+  InitFn<M, S> f[sizeof...(Vs)] = {init_states<M, Vs, S>...};
+  void operator()(int v, const S* state0, i64 N, i64 n0, i64 len, const S* prm, S* st, i64 ld) const {
+    f[v](state0, N, n0, len, prm, st, ld);
+  }
+};
+template <class M, typename S, int... Vs>
+InitTable<M, S, Vs...> init_fn(std::integer_sequence<int, Vs...>) {
+  return {};
+}
+
 template <class M, int V, typename T>
 void fwd_driver(const snn_cpu::Kernels& k, const MFwdParams& p) {
   typedef typename StateOf<T>::type S;
@@ -76,7 +106,7 @@ void fwd_driver(const snn_cpu::Kernels& k, const MFwdParams& p) {
   constexpr bool direct = std::is_same<T, S>::value;
   const snn_cpu::MFwdRow<S> row = k.models<S>().fwd[ModelIdOf<M>::value][V];
   const MCfg<S> c = make_mcfg<S>(0.0, 0);
-  const i64 N = p.N, nT = p.T, blk = model_block(N), ts = seq_step(p.io, N);
+  const i64 N = p.N, nT = p.T, blk = model_block(N, kBlock), ts = seq_step(p.io, N);
   const Blocking blocks(N, p.io, blk, p.x_tstride == 0);
   const T* x = (const T*)p.x;
   T* spikes = (T*)p.spikes;
@@ -123,13 +153,16 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
   const snn_cpu::MFwdRow<S> fwd = k.models<S>().fwd[ModelIdOf<M>::value][v];
   const snn_cpu::MBwdRow<S> bwd = k.models<S>().bwd[ModelIdOf<M>::value][v][sg];
   const MCfg<S> c = make_mcfg<S>(p.sg_param, p.detach_reset, p.surrogate);
-  const i64 N = p.N, nT = p.T, blk = model_block(N), ts = seq_step(p.io, N);
+  const i64 N = p.N, nT = p.T, blk = model_block(N, p.state_seq ? seq_bwd_block_cap<M, S>() : kReplayBlock),
+            ts = seq_step(p.io, N);
   const Blocking blocks(N, p.io, blk, p.x_tstride == 0);
   const T* x = (const T*)p.x;
   const T* gs = (const T*)p.grad_spikes;
   const S* gseq = (const S*)p.grad_state_seq;
   const S* glast = (const S*)p.grad_state_last;
   const S* ckpt = (const S*)p.ckpt;
+  const S* sseq = (const S*)p.state_seq;
+  const auto init = init_fn<M, S>(std::make_integer_sequence<int, M::kVariants>{});
   T* gx = (T*)p.grad_x;
   S* gst0 = (S*)p.grad_state0;
   S* gprm = (S*)p.grad_params;
@@ -152,17 +185,29 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
         for (i64 j = 0; j < len; ++j) carry[q * blk + j] = glast ? glast[q * N + n0 + j] : S(0);
       std::fill(gp, gp + NP * blk, S(0));
       std::fill(acc, acc + blk, S(0));
+      // The states before step 0: with the forward's state sequence, the
+      // only ones not in it.
+      if (sseq) init(v, (const S*)p.state0, N, n0, len, prm, st, blk);
       for (i64 ci = num_chunks(nT) - 1; ci >= 0; --ci) {
         const i64 t0 = ci * kChunk, steps = std::min<i64>(kChunk, nT - t0);
-        for (int q = 0; q < NS; ++q) std::memcpy(st + q * blk, ckpt + (ci * NS + q) * N + n0, len * sizeof(S));
+        if (!sseq) {
+          for (int q = 0; q < NS; ++q) std::memcpy(st + q * blk, ckpt + (ci * NS + q) * N + n0, len * sizeof(S));
+        }
         for (i64 s = 0; s < steps; ++s) {
+          xs[s] = x_row(k, x, (t0 + s) * p.x_tstride + bk.xo, len, r.row(r_x + (int)s));
+          if (sseq) continue;
           S* prev = r.row(r_prev + (int)s * NS);
           for (int q = 0; q < NS; ++q) std::memcpy(prev + q * blk, st + q * blk, len * sizeof(S));
-          xs[s] = x_row(k, x, (t0 + s) * p.x_tstride + bk.xo, len, r.row(r_x + (int)s));
           fwd(c, len, blk, st, prm, xs[s], sb);
         }
         for (i64 s = steps - 1; s >= 0; --s) {
           const i64 t = t0 + s, o = bk.io + t * ts;
+          const S* prev = r.row(r_prev + (int)s * NS);
+          i64 pld = blk;
+          if (sseq) {
+            prev = t > 0 ? sseq + bk.io + (t - 1) * ts : st;
+            pld = t > 0 ? nT * N : blk;
+          }
           const S* gsr;
           if (!gs) {
             gsr = zero;
@@ -174,7 +219,7 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
           }
           const S* gq = gseq ? gseq + o : zero;
           const i64 gld = gseq ? nT * N : blk;
-          bwd(c, len, blk, r.row(r_prev + (int)s * NS), prm, xs[s], gsr, gq, gld, carry, gp, gxb);
+          bwd(c, len, blk, prev, pld, prm, xs[s], gsr, gq, gld, carry, gp, gxb);
           if (const_input) {
             for (i64 j = 0; j < len; ++j) acc[j] += gxb[j];
           } else if constexpr (direct) {
@@ -250,10 +295,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> model_backward_cpu(
     const c10::optional<at::Tensor>& grad_spikes, const c10::optional<at::Tensor>& grad_state_seq,
     const c10::optional<at::Tensor>& grad_state_last, const at::Tensor& x, const at::Tensor& params,
     const c10::optional<at::Tensor>& state0, const at::Tensor& ckpt, int64_t T, int64_t model, int64_t variant,
-    int64_t surrogate, double sg_param, bool detach_reset, bool grad_params, bool batch_first) {
+    int64_t surrogate, double sg_param, bool detach_reset, bool grad_params, bool batch_first,
+    const c10::optional<at::Tensor>& state_seq) {
   auto b =
       snn_host::prepare_model_backward(grad_spikes, grad_state_seq, grad_state_last, x, params, state0, ckpt, T, model,
-                                       variant, surrogate, sg_param, detach_reset, grad_params, batch_first);
+                                       variant, surrogate, sg_param, detach_reset, grad_params, batch_first, state_seq);
   const snn_cpu::Kernels& k = snn_cpu::kernels();
   switch (b.dt) {
     case snn_host::DT_F32:

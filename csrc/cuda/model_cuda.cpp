@@ -59,10 +59,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> model_backward_cuda(
     const c10::optional<at::Tensor>& grad_spikes, const c10::optional<at::Tensor>& grad_state_seq,
     const c10::optional<at::Tensor>& grad_state_last, const at::Tensor& x, const at::Tensor& params,
     const c10::optional<at::Tensor>& state0, const at::Tensor& ckpt, int64_t T, int64_t model, int64_t variant,
-    int64_t surrogate, double sg_param, bool detach_reset, bool grad_params, bool batch_first) {
+    int64_t surrogate, double sg_param, bool detach_reset, bool grad_params, bool batch_first,
+    const c10::optional<at::Tensor>& state_seq) {
   auto b =
       snn_host::prepare_model_backward(grad_spikes, grad_state_seq, grad_state_last, x, params, state0, ckpt, T, model,
-                                       variant, surrogate, sg_param, detach_reset, grad_params, batch_first);
+                                       variant, surrogate, sg_param, detach_reset, grad_params, batch_first, state_seq);
   const c10::cuda::CUDAGuard guard(x.device());
   const int dev = x.get_device();
   const snn_launch::Device d{dev, sm_count(dev)};

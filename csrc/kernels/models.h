@@ -99,7 +99,12 @@ struct MBwdParams {
   const void* params;
   i64 P;
   const void* state0;
-  const void* ckpt;             // from the forward
+  const void* ckpt;  // from the forward
+  // S [kStates, T, N] in the io layout: the forward's state sequence, or null.
+  // The CPU backward reads the states before each step from it instead of
+  // replaying the chunks from their checkpoints (bit for bit the same states);
+  // the CUDA kernels replay, which costs them flops instead of bytes.
+  const void* state_seq;
   const void* grad_spikes;      // T [T, N], or null (zero)
   const void* grad_state_seq;   // S [kStates, T, N], or null
   const void* grad_state_last;  // S [kStates, N], or null
