@@ -59,8 +59,10 @@ struct NeuronRows {
 // parameters, carries and parameter gradients are [k][ld] row blocks (row k
 // at base + k * ld); gseq's rows are gld apart (a [kStates, T, N] tensor), and
 // prev's pld apart (the driver's replay rows, or the forward's state_seq).
+// The forward row reads the states from `in` and writes them to `out`: the
+// same rows in the forward, the next step's rows in the backward's replay.
 template <typename S>
-using MFwdRow = void (*)(const snn::MCfg<S>, i64 len, i64 ld, S* st, const S* prm, const S* x, S* s);
+using MFwdRow = void (*)(const snn::MCfg<S>, i64 len, i64 ld, const S* in, S* out, const S* prm, const S* x, S* s);
 template <typename S>
 using MBwdRow = void (*)(const snn::MCfg<S>, i64 len, i64 ld, const S* prev, i64 pld, const S* prm, const S* x,
                          const S* gs, const S* gseq, i64 gld, S* carry, S* gp, S* gx);

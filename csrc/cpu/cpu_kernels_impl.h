@@ -257,16 +257,19 @@ SNN_ROW_ATTR void widen_run(const uint8_t* __restrict x, T* __restrict out, i64 
 // that the state rows (one buffer, rows ld apart) do not overlap across
 // iterations, which the compiler cannot prove for a run-time ld.
 // ---------------------------------------------------------------------------
+// The forward row's in and out may be the same rows (not __restrict):
+// element j reads in[.][j] before it writes out[.][j], and touches no other
+// element.
 template <class M, int V, typename S>
-SNN_ROW_ATTR void mfwd_row(const MCfg<S> c, i64 len, i64 ld, S* __restrict st, const S* __restrict prm,
+SNN_ROW_ATTR void mfwd_row(const MCfg<S> c, i64 len, i64 ld, const S* in, S* out, const S* __restrict prm,
                            const S* __restrict x, S* __restrict s) {
 #pragma GCC ivdep
   for (i64 j = 0; j < len; ++j) {
     S pj[M::kParams], sj[M::kStates];
     for (int k = 0; k < M::kParams; ++k) pj[k] = prm[k * ld + j];
-    for (int k = 0; k < M::kStates; ++k) sj[k] = st[k * ld + j];
+    for (int k = 0; k < M::kStates; ++k) sj[k] = in[k * ld + j];
     s[j] = M::template forward<V, S>(c, pj, sj, x[j]);
-    for (int k = 0; k < M::kStates; ++k) st[k * ld + j] = sj[k];
+    for (int k = 0; k < M::kStates; ++k) out[k * ld + j] = sj[k];
   }
 }
 

@@ -21,22 +21,20 @@ using namespace snn_cpu_driver;
 // Neurons per block. Longer blocks give the prefetcher longer runs of each
 // [T, N] stream per step (a one-state declaration's forward on
 // [64, 64, 4096] ran 1.2x faster at 4096 neurons than at 1024), as long as
-// the block's scratch rows stay in L2. The forward keeps kStates + kParams + 2
-// rows and takes the one-state drivers' kBlock. The replaying backward keeps
-// about 2 + 3 kStates + kParams rows plus kChunk (kStates + 1) replayed rows;
-// at kReplayBlock = 1024 neurons that is 150-200 KB of fp32. The backward
-// that reads the forward's state sequence replays nothing: its block is sized
-// to kScratchBytes of rows.
-constexpr i64 kReplayBlock = 1024;
+// the block's scratch rows stay in L2 (512 KB per core on the EPYC and more
+// on the Xeons we run on). The forward keeps kStates + kParams + 2 rows and
+// takes the one-state drivers' kBlock; the backward is sized to
+// kScratchBytes of rows, at least kMinBlock neurons.
 constexpr i64 kScratchBytes = 256 << 10;
+constexpr i64 kMinBlock = 1024;
 
 template <class M, typename S>
-constexpr i64 seq_bwd_block_cap() {
-  // prm, carry, gp, initial states, zero states, then gs, gx, acc, spikes and
-  // (16-bit storage) the converted x of each step of a chunk.
-  constexpr i64 rows = 2 * M::kParams + 3 * M::kStates + 4 + kChunk;
-  constexpr i64 fit = kScratchBytes / (rows * (i64)sizeof(S)) / 64 * 64;
-  return fit < kReplayBlock ? kReplayBlock : (fit > kBlock ? kBlock : fit);
+constexpr i64 bwd_block_cap(bool replay) {
+  // prm, carry, gp, states, zero states, then gs, gx, acc, spikes and the x
+  // of each step of a chunk; the replay adds the states before each step.
+  const i64 rows = 2 * M::kParams + 3 * M::kStates + 4 + kChunk + (replay ? kChunk * M::kStates : 0);
+  const i64 fit = kScratchBytes / (rows * (i64)sizeof(S)) / 64 * 64;
+  return fit < kMinBlock ? kMinBlock : (fit > kBlock ? kBlock : fit);
 }
 
 inline i64 model_block(i64 N, i64 cap) {
@@ -126,7 +124,7 @@ void fwd_driver(const snn_cpu::Kernels& k, const MFwdParams& p) {
           for (int q = 0; q < NS; ++q)
             std::memcpy(ckpt + ((t / kChunk) * NS + q) * N + n0, st + q * blk, len * sizeof(S));
         const S* xs = x_row(k, x, t * p.x_tstride + bk.xo, len, xb);
-        row(c, len, blk, st, prm, xs, sb);
+        row(c, len, blk, st, st, prm, xs, sb);
         const i64 o = bk.io + t * ts;
         if constexpr (direct) {
           stream_row(spikes + o, sb, len);
@@ -153,8 +151,7 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
   const snn_cpu::MFwdRow<S> fwd = k.models<S>().fwd[ModelIdOf<M>::value][v];
   const snn_cpu::MBwdRow<S> bwd = k.models<S>().bwd[ModelIdOf<M>::value][v][sg];
   const MCfg<S> c = make_mcfg<S>(p.sg_param, p.detach_reset, p.surrogate);
-  const i64 N = p.N, nT = p.T, blk = model_block(N, p.state_seq ? seq_bwd_block_cap<M, S>() : kReplayBlock),
-            ts = seq_step(p.io, N);
+  const i64 N = p.N, nT = p.T, blk = model_block(N, bwd_block_cap<M, S>(!p.state_seq)), ts = seq_step(p.io, N);
   const Blocking blocks(N, p.io, blk, p.x_tstride == 0);
   const T* x = (const T*)p.x;
   const T* gs = (const T*)p.grad_spikes;
@@ -191,14 +188,16 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
       for (i64 ci = num_chunks(nT) - 1; ci >= 0; --ci) {
         const i64 t0 = ci * kChunk, steps = std::min<i64>(kChunk, nT - t0);
         if (!sseq) {
-          for (int q = 0; q < NS; ++q) std::memcpy(st + q * blk, ckpt + (ci * NS + q) * N + n0, len * sizeof(S));
+          S* prev0 = r.row(r_prev);
+          for (int q = 0; q < NS; ++q) std::memcpy(prev0 + q * blk, ckpt + (ci * NS + q) * N + n0, len * sizeof(S));
         }
         for (i64 s = 0; s < steps; ++s) {
           xs[s] = x_row(k, x, (t0 + s) * p.x_tstride + bk.xo, len, r.row(r_x + (int)s));
-          if (sseq) continue;
-          S* prev = r.row(r_prev + (int)s * NS);
-          for (int q = 0; q < NS; ++q) std::memcpy(prev + q * blk, st + q * blk, len * sizeof(S));
-          fwd(c, len, blk, st, prm, xs[s], sb);
+          // The replay writes the states after step s where the backward
+          // reads those before step s + 1; the chunk's last states are not
+          // needed.
+          if (!sseq && s + 1 < steps)
+            fwd(c, len, blk, r.row(r_prev + (int)s * NS), r.row(r_prev + (int)(s + 1) * NS), prm, xs[s], sb);
         }
         for (i64 s = steps - 1; s >= 0; --s) {
           const i64 t = t0 + s, o = bk.io + t * ts;
