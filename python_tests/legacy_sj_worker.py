@@ -270,7 +270,12 @@ def check_half():
 
 def check_fallback():
     """An option the kernels cannot reproduce: SpikingJelly's torch code, a warning, the report."""
-    sgf = getattr(sjs, "NonzeroSignLogAbs", None) or getattr(sjs, "QPseudoSpike")
+    # a surrogate of every version that convert does not map (NonzeroSignLogAbs was one until
+    # snn_cuda added it), chosen against the map so that adding another edits nothing here
+    from snn_cuda.convert import _SJ_SURROGATES
+
+    unmapped = ("QPseudoSpike", "PiecewiseLeakyReLU", "S2NN", "SquarewaveFourierSeries")
+    sgf = next(getattr(sjs, n) for n in unmapped if n not in _SJ_SURROGATES and hasattr(sjs, n))
     if VERSION == "012":
         a = sjn.MultiStepLIFNode(surrogate_function=sgf(), backend="cupy")
         b = sjn.MultiStepLIFNode(surrogate_function=sgf(), backend="torch")

@@ -15,6 +15,7 @@ from torch import nn
 
 import snn_cuda
 from snn_cuda import surrogate as sg
+from snn_cuda.convert import _SJ_SURROGATES
 
 try:
     from spikingjelly.activation_based import functional as sjf
@@ -95,7 +96,8 @@ def _grad_of(f, x):
 
 
 @needs_sj
-@pytest.mark.parametrize("name", ["Sigmoid", "ATan", "PiecewiseQuadratic", "PiecewiseExp", "SoftSign", "Erf", "Rect"])
+# every SpikingJelly surrogate convert maps, so a new mapping is checked without editing this list
+@pytest.mark.parametrize("name", list(_SJ_SURROGATES))
 @pytest.mark.parametrize("alpha", [0.5, 2.0, 3.3])
 def test_sj_surrogate_math(name, alpha):
     from snn_cuda.convert import _sj_surrogate
@@ -105,6 +107,57 @@ def test_sj_surrogate_math(name, alpha):
     mine = _sj_surrogate(f)
     assert type(mine) is getattr(sg, name) and mine.param == alpha
     torch.testing.assert_close(_grad_of(f, x), mine.derivative(x), rtol=1e-12, atol=1e-12)
+
+
+@needs_sj
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("alpha", [1.0, 0.3, 4.0])
+def test_sj_nonzero_sign_log_abs_derivative(dtype, alpha):
+    """SpikingJelly's grad / (1/alpha + |x|) against our derivative 1 / (1/alpha + |x|) on the
+    same z, and against known values. With grad = 1 both are the same two roundings (the sum,
+    then the quotient); the bound allows each to differ by half an ulp, 2 eps relative, in case
+    a vectorised division rounds otherwise."""
+    x = torch.cat([torch.linspace(-3, 3, 2001, dtype=dtype), torch.tensor([0.0, -0.0, 1e-30, 50.0], dtype=dtype)])
+    f = sjs.NonzeroSignLogAbs(alpha=alpha)
+    mine = sg.NonzeroSignLogAbs(alpha)
+    g_sj = _grad_of(f, x)
+    d = mine.derivative(x)
+    assert d.dtype == dtype
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(g_sj, d, rtol=2 * eps, atol=0)
+    # known values: alpha at z = 0, alpha / (1 + alpha |z|) elsewhere (float64 math)
+    exact = alpha / (1 + alpha * x.double().abs())
+    torch.testing.assert_close(d.double(), exact, rtol=4 * eps, atol=0)
+    assert d[x == 0].eq(torch.tensor(1 / alpha, dtype=dtype).reciprocal()).all()
+    # forward: SpikingJelly's Heaviside fires at 0
+    assert torch.equal(f(x), mine.spike(x, strict=False))
+
+
+@needs_sj
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("alpha", [1.0, 0.3])
+def test_sj_lif_nonzero_sign_log_abs_multistep(dtype, alpha):
+    """snn_cuda.LIF on the fused kernel against SpikingJelly's LIFNode (torch backend), both with
+    NonzeroSignLogAbs, multi-step: spikes equal, membranes and input gradients to rounding."""
+    torch.manual_seed(1)
+    T, B, N = 12, 4, 9
+    x = (torch.rand(T, B, N, dtype=torch.float64) * 1.4 - 0.1).to(dtype)
+    w = torch.linspace(-1, 1, T * B * N, dtype=torch.float64).view(T, B, N).to(dtype)
+    ref = sjn.LIFNode(tau=1.8, v_threshold=0.7, surrogate_function=sjs.NonzeroSignLogAbs(alpha=alpha), step_mode="m")
+    mine = snn_cuda.LIF(tau=1.8, v_threshold=0.7, surrogate=sg.NonzeroSignLogAbs(alpha), backend="fused")
+    outs = []
+    for net in (ref, mine):
+        xx = x.clone().requires_grad_()
+        s = net(xx)
+        ((s * w).sum() + (net.v * 0.3).sum()).backward()
+        outs.append((s.detach(), net.v.detach(), xx.grad))
+    (s0, v0, g0), (s1, v1, g1) = outs
+    assert torch.equal(s0, s1)
+    # a few dozen roundings through T = 12 steps of the backward recurrence, at the gradient's scale
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(v1, v0, rtol=16 * eps, atol=16 * eps)
+    scale = float(g0.abs().max())
+    torch.testing.assert_close(g1, g0, rtol=0, atol=64 * eps * scale)
 
 
 @needs_snntorch
@@ -132,15 +185,8 @@ def test_snntorch_surrogate_math(fn, cls, p):
 # =========================================================================================
 # SpikingJelly: single neurons, all options
 # =========================================================================================
-SJ_SURROGATES = [
-    ("Sigmoid", 4.0),
-    ("ATan", 2.0),
-    ("PiecewiseQuadratic", 1.0),
-    ("PiecewiseExp", 1.5),
-    ("SoftSign", 2.0),
-    ("Erf", 2.0),
-    ("Rect", 1.0),
-]
+# every surrogate convert maps, at its default alpha (PiecewiseExp off its default)
+SJ_SURROGATES = [(name, {"PiecewiseExp": 1.5}.get(name, cls().param)) for name, cls in _SJ_SURROGATES.items()]
 
 
 def _sj_cases():

@@ -209,12 +209,13 @@ def test_dispatch_names_are_the_nvrtc_name_expressions():
     """Every (model, reset, surrogate, dtype) instance the ops can request is one of the
     name expressions test_nvrtc.py compiles, and nothing else is."""
     assert set(cb.dispatch_names()) == set(cuda_source.name_expressions())
-    # per dtype: 7 model/reset combos x (fwd + 9 bwd), Poisson, the two byte conversions, and the
-    # declared models' variants (the generated list's: a model added later edits nothing here) x
-    # (fwd + SG_ANY bwd)
+    # per dtype: 7 model/reset combos x (fwd + one bwd per surrogate), Poisson, the two byte
+    # conversions, and the declared models' variants x (fwd + SG_ANY bwd); surrogates and variants
+    # from the generated list, so a surrogate or model added later edits nothing here
     variants = sum(len(d.variants) for d in MODEL_DECLS.values())
     assert variants >= 7  # Synaptic 3, CUBALIF 2, AdLIF 1, ILIF 1, and any later model's
-    assert len(cb.dispatch_names()) == 4 * (7 * 10 + 1 + 2 + 2 * variants)
+    assert cb.SG_COUNT >= 10  # the 9 first surrogates, NonzeroSignLogAbs, and any later one
+    assert len(cb.dispatch_names()) == 4 * (7 * (1 + cb.SG_COUNT) + 1 + 2 + 2 * variants)
     assert set(cuda_source.model_name_expressions()) <= set(cb.dispatch_names())
     assert cb.Kernel("model_bwd", 2, cb.SG_ANY, "float64").name == (
         "snn::model_bwd_kernel<snn::AdLif, 0, snn::SG_ANY, double>"
@@ -596,14 +597,11 @@ template <int M, int R, typename T> void fwd(const FwdParams& p, unsigned g) {
   emu_launch(neuron_fwd_kernel<M, R, T>, dim3(g), dim3(kBlockThreads), p); }
 template <int M, int R, int SG, typename T> void bwd(const BwdParams& p, unsigned g) {
   emu_launch(neuron_bwd_kernel<M, R, SG, T>, dim3(g), dim3(kBlockThreads), p); }
+// One case per surrogate from the generated list, so a surrogate added later is launched too.
 template <int M, int R, typename T> int bwd_sg(const BwdParams& p, int sg, unsigned g) {
-  switch (sg) {
-    case 0: bwd<M, R, 0, T>(p, g); return 0;  case 1: bwd<M, R, 1, T>(p, g); return 0;
-    case 2: bwd<M, R, 2, T>(p, g); return 0;  case 3: bwd<M, R, 3, T>(p, g); return 0;
-    case 4: bwd<M, R, 4, T>(p, g); return 0;  case 5: bwd<M, R, 5, T>(p, g); return 0;
-    case 6: bwd<M, R, 6, T>(p, g); return 0;  case 7: bwd<M, R, 7, T>(p, g); return 0;
-    case 8: bwd<M, R, 8, T>(p, g); return 0;
-  }
+#define EMU_SG(id, E) if (sg == id) { bwd<M, R, E, T>(p, g); return 0; }
+  SNN_SURROGATE_LIST(EMU_SG)
+#undef EMU_SG
   return 1;
 }
 template <typename T> int fwd_t(const FwdParams& p, int c, unsigned g) {
@@ -1129,7 +1127,7 @@ def _bad_calls():
         ("v_th inf", f(x, v_threshold=float("inf"))),
         ("model", f(x, model=7)),
         ("reset", f(x, reset=2)),
-        ("surrogate", f(x, surrogate=9)),
+        ("surrogate", f(x, surrogate=cb.SG_COUNT)),  # the first id past the generated list
         ("sg nan", f(x, surrogate_param=float("nan"))),
         ("floor on LIF", f(x, has_floor=True)),
         ("0-d x", f(torch.tensor(1.0))),

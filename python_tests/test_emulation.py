@@ -40,13 +40,23 @@ CXXFLAGS = [
     "-fsanitize=alignment",
     "-ffp-contract=off",
 ]
-# 4 dtypes x (11 model/reset/variant combos x detach x 9 surrogates x 12 shapes = 2376, plus the
-# learnable/per-neuron-parameter matrix: 26 configurations x 2-3 surrogates x 11
-# shapes = 715, plus the byte conversions: 8 sizes x 4 offsets x binary or not x 3 checks = 192)
-# + 60 Poisson encoder cases + 1 shim check = 13193, plus the batch-first reruns of every 5th case
-# of the two matrices (1901 + 572 = 2473): 15666 today. Fewer means the matrix silently shrank.
-MIN_BF_CASES = 2400
-MIN_CASES = 13100 + MIN_BF_CASES
+
+
+def _n_surrogates() -> int:
+    """SG_COUNT of the generated surrogate list: the matrix runs every surrogate."""
+    text = (KERNELS / "surrogate_list.h").read_text()
+    return int(re.search(r"SG_COUNT\s*=\s*(\d+)", text).group(1))
+
+
+# Per dtype: 11 model/reset/variant combos x detach x SG_COUNT surrogates x 12 shapes, plus the
+# learnable/per-neuron-parameter matrix (26 configurations x 2-3 surrogates x 11 shapes = 715),
+# plus the byte conversions (8 sizes x 4 offsets x binary or not x 3 checks = 192); x 4 dtypes,
+# + 60 Poisson encoder cases + 1 shim check; plus the batch-first reruns of every 5th case of the
+# two matrices. With 10 surrogates: 14249 + 2684 = 16933. Fewer means the matrix silently shrank
+# (a surrogate whose kernel the driver's table lacks, say); the count follows SG_COUNT.
+_MATRIX = 11 * 2 * _n_surrogates() * 12
+MIN_BF_CASES = 4 * (_MATRIX + 715) // 5 - 20  # the every-5th pick rounds per matrix
+MIN_CASES = 4 * (_MATRIX + 715 + 192) + 61 + MIN_BF_CASES
 SUMMARY_RE = re.compile(r"^EMU: (\d+) cases passed, (\d+) failed$", re.M)
 BATCH_FIRST_RE = re.compile(r"^EMU: batch_first (.*)$", re.M)
 SANITIZER_ENV = {

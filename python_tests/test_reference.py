@@ -321,6 +321,17 @@ def _closed_forms():
         (sg.Rect(), lambda z: 1.0 if abs(z) < 0.5 else 0.0, None),
         (sg.Rect(alpha=4.0), lambda z: 4.0 if abs(z) < 0.125 else 0.0, None),
         (sg.StraightThrough(), lambda z: 1.0, lambda z: z),
+        # primitive: NonzeroSign(z) log(alpha |z| + 1), NonzeroSign(0) = 1 (SpikingJelly's)
+        (
+            sg.NonzeroSignLogAbs(),
+            lambda z: 1 / (1 + abs(z)),
+            lambda z: torch.where(z >= 0, 1.0, -1.0).double() * torch.log1p(z.abs()),
+        ),
+        (
+            sg.NonzeroSignLogAbs(alpha=0.25),
+            lambda z: 1 / (4 + abs(z)),
+            lambda z: torch.where(z >= 0, 1.0, -1.0).double() * torch.log1p(0.25 * z.abs()),
+        ),
     ]
 
 
@@ -363,6 +374,7 @@ def test_surrogate_kind_ids_params_and_repr():
         (sg.Erf, 6, 2.0),
         (sg.Rect, 7, 1.0),
         (sg.StraightThrough, 8, 0.0),
+        (sg.NonzeroSignLogAbs, 9, 1.0),
     ]
     for cls, kid, param in expected:
         inst = cls()
@@ -373,6 +385,7 @@ def test_surrogate_kind_ids_params_and_repr():
     assert repr(sg.ATan()) == "ATan(alpha=2.0)"
     assert repr(sg.FastSigmoid()) == "FastSigmoid(slope=25.0)"
     assert repr(sg.StraightThrough()) == "StraightThrough()"
+    assert repr(sg.NonzeroSignLogAbs(0.5)) == "NonzeroSignLogAbs(alpha=0.5)"
     assert sg.Sigmoid() == sg.Sigmoid(alpha=4) and hash(sg.Sigmoid()) == hash(sg.Sigmoid(4.0))
     assert sg.Sigmoid() != sg.Sigmoid(alpha=2) and sg.Sigmoid(1.0) != sg.Rect(1.0)
 
@@ -400,7 +413,14 @@ def test_user_surrogate_kind_id_none_and_used_by_reference():
 
 @pytest.mark.parametrize(
     "cls,pname",
-    [(sg.Sigmoid, "alpha"), (sg.ATan, "alpha"), (sg.FastSigmoid, "slope"), (sg.Rect, "alpha"), (sg.Erf, "alpha")],
+    [
+        (sg.Sigmoid, "alpha"),
+        (sg.ATan, "alpha"),
+        (sg.FastSigmoid, "slope"),
+        (sg.Rect, "alpha"),
+        (sg.Erf, "alpha"),
+        (sg.NonzeroSignLogAbs, "alpha"),
+    ],
 )
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.0, -1.0])
 def test_surrogate_param_validation(cls, pname, bad):
@@ -419,6 +439,7 @@ def test_surrogate_get():
         "erf": sg.Erf,
         "rect": sg.Rect,
         "straight_through": sg.StraightThrough,
+        "nonzero_sign_log_abs": sg.NonzeroSignLogAbs,
     }
     for name, cls in names.items():
         assert type(sg.get(name)) is cls

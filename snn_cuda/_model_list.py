@@ -61,6 +61,7 @@ SURROGATE_IDS = {
     "erf": 6,
     "rect": 7,
     "straight_through": 8,
+    "nonzero_sign_log_abs": 9,
 }
 SURROGATE_ENUMS = (
     "SG_SIGMOID",
@@ -72,4 +73,5 @@ SURROGATE_ENUMS = (
     "SG_ERF",
     "SG_RECT",
     "SG_STRAIGHT_THROUGH",
+    "SG_NONZERO_SIGN_LOG_ABS",
 )

@@ -38,11 +38,11 @@ python_tests/test_compat_legacy.py).
 
 A node whose options the kernels cannot reproduce runs SpikingJelly's torch code instead,
 with a RuntimeWarning once per reason (also listed in ``report.fallbacks``): a surrogate other
-than Sigmoid / ATan / PiecewiseQuadratic / PiecewiseExp / SoftSign / Erf / Rect (or with
-``spiking=False``), an input dtype other than float32 / float64 / float16 / bfloat16, a device
-with no fused kernel, non-scalar ``v_threshold`` / ``v_reset`` / ``tau``, a state tensor of
-another shape than the input step, a subclass that overrides the charge / fire / reset methods,
-and in 2.0 a neuron precision policy. With 16-bit inputs the fused kernels keep a float32
+than Sigmoid / ATan / PiecewiseQuadratic / PiecewiseExp / SoftSign / Erf / Rect /
+NonzeroSignLogAbs (or with ``spiking=False``), an input dtype other than float32 / float64 /
+float16 / bfloat16, a device with no fused kernel, non-scalar ``v_threshold`` / ``v_reset`` /
+``tau``, a state tensor of another shape than the input step, a subclass that overrides the
+charge / fire / reset methods, and in 2.0 a neuron precision policy. With 16-bit inputs the fused kernels keep a float32
 membrane (SpikingJelly a 16-bit one): ``.v`` / ``.v_seq`` are handed back in the input's dtype,
 and values differ from SpikingJelly's by 16-bit rounding.
 """
@@ -79,7 +79,8 @@ _FUSED_BACKENDS_20 = ("cupy", "triton")
 _BACKENDS_20 = ("torch",) + _FUSED_BACKENDS_20
 
 UNSUPPORTED = (
-    "surrogates other than Sigmoid/ATan/PiecewiseQuadratic/PiecewiseExp/SoftSign/Erf/Rect, or spiking=False",
+    "surrogates other than Sigmoid/ATan/PiecewiseQuadratic/PiecewiseExp/SoftSign/Erf/Rect/NonzeroSignLogAbs,"
+    " or spiking=False",
     "input dtypes other than float32/float64/float16/bfloat16, and devices without fused kernels",
     "tensor (per-neuron) v_threshold / v_reset / tau",
     "a state tensor whose shape differs from the input step's",

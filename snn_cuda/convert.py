@@ -19,8 +19,8 @@ What is converted (exact classes only; a subclass is left alone):
   is carried over as the same ``nn.Parameter`` object (state_dict key ``w``; scalar, or any
   per-neuron shape a user gave it), so an optimiser built before conversion keeps training
   it. Surrogates: SpikingJelly ``Sigmoid``, ``ATan``, ``PiecewiseQuadratic``, ``PiecewiseExp``,
-  ``SoftSign``, ``Erf``, ``Rect`` with their ``alpha`` and ``spiking=True`` (the gradient of
-  each equals snn_cuda's, checked by the tests).
+  ``SoftSign``, ``Erf``, ``Rect``, ``NonzeroSignLogAbs`` with their ``alpha`` and
+  ``spiking=True`` (the gradient of each equals snn_cuda's, checked by the tests).
 * snnTorch 1.0 ``Leaky`` -> :class:`SnnTorchLeaky`, a subclass of ``snntorch.Leaky`` that runs
   a single-step ``snn_cuda.Leaky`` (kept as its child ``neuron``). Same call forms
   (``spk, mem = lif(x, mem)``, ``mem = lif.init_leaky()``, ``init_hidden``, ``output``),
@@ -206,6 +206,7 @@ _SJ_SURROGATES = {
     "SoftSign": sg.SoftSign,
     "Erf": sg.Erf,
     "Rect": sg.Rect,
+    "NonzeroSignLogAbs": sg.NonzeroSignLogAbs,
 }
 
 

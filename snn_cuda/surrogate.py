@@ -15,6 +15,7 @@ SoftSign               alpha=2      1 / (2*alpha*(1/alpha + |z|)^2)
 Erf                    alpha=2      (alpha/sqrt(pi)) * exp(-(alpha*z)^2)
 Rect                   alpha=1      alpha if |z| < 0.5/alpha else 0
 StraightThrough        --           1
+NonzeroSignLogAbs      alpha=1      1 / (1/alpha + |z|)
 =====================  ===========  ================================================
 
 Each built-in surrogate carries ``kind_id`` (the integer the C++/CUDA kernels switch on) and
@@ -44,6 +45,7 @@ __all__ = [
     "Erf",
     "Rect",
     "StraightThrough",
+    "NonzeroSignLogAbs",
     "get",
     "SURROGATES",
     "KIND_IDS",
@@ -295,6 +297,20 @@ class StraightThrough(SurrogateFunction):
         return torch.ones_like(z)
 
 
+class NonzeroSignLogAbs(_AlphaSurrogate):
+    """SpikingJelly ``NonzeroSignLogAbs``: 1 / (1/alpha + |z|)."""
+
+    name = "nonzero_sign_log_abs"
+    _default = 1.0
+
+    def __init__(self, alpha: float = 1.0):
+        super().__init__(alpha)
+
+    def derivative(self, z: Tensor) -> Tensor:
+        # SpikingJelly's association, also the kernels' (surrogate.h): 1 / (1/alpha + |z|).
+        return 1 / (1 / self.param + z.abs())
+
+
 def _builtins(base) -> Dict[str, Type[SurrogateFunction]]:
     out = {}
     for cls in base.__subclasses__():
@@ -327,9 +343,9 @@ def get(surrogate: Union[str, SurrogateFunction, Type[SurrogateFunction]]) -> Su
     """Resolve ``surrogate`` to a :class:`SurrogateFunction` instance.
 
     Accepts an instance (returned as is), a :class:`SurrogateFunction` subclass (instantiated
-    with its defaults) or a name (case-insensitive; ``-`` and ``_`` optional): one of
-    ``sigmoid, atan, fast_sigmoid, piecewise_quadratic, piecewise_exp, soft_sign, erf, rect,
-    straight_through``. Anything else raises ``ValueError``.
+    with its defaults) or a name (case-insensitive; ``-`` and ``_`` optional): a key of
+    :data:`SURROGATES` (``sigmoid``, ``atan``, ..., ``nonzero_sign_log_abs``). Anything else
+    raises ``ValueError`` listing the valid names.
     """
     valid = ", ".join(repr(n) for n in SURROGATES)
     if isinstance(surrogate, SurrogateFunction):

@@ -14,7 +14,8 @@ enum Surrogate : int {
   SG_ERF = 6,
   SG_RECT = 7,
   SG_STRAIGHT_THROUGH = 8,
-  SG_COUNT = 9
+  SG_NONZERO_SIGN_LOG_ABS = 9,
+  SG_COUNT = 10
 };
 
 }  // namespace snn
@@ -30,4 +31,5 @@ enum Surrogate : int {
   X(5, SG_SOFT_SIGN) \
   X(6, SG_ERF) \
   X(7, SG_RECT) \
-  X(8, SG_STRAIGHT_THROUGH)
+  X(8, SG_STRAIGHT_THROUGH) \
+  X(9, SG_NONZERO_SIGN_LOG_ABS)

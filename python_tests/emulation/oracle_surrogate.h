@@ -6,18 +6,19 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
-// A declared surrogate without an oracle entry would be checked against
-// StraightThrough (the default branch), so the count is pinned.
-static_assert(snn::SG_COUNT == 9,
+// A declared surrogate without an oracle entry would meet the NaN default
+// branch at run time; pinning the count stops it at compile time instead.
+static_assert(snn::SG_COUNT == 10,
               "oracle_surrogate.h: a surrogate was added; give ref_sg, kSgName, kSgDefault and kSgAlt its entry");
 
 const char* const kSgName[] = {"Sigmoid",  "ATan", "FastSigmoid", "PiecewiseQuadratic", "PiecewiseExp",
-                               "SoftSign", "Erf",  "Rect",        "StraightThrough"};
+                               "SoftSign", "Erf",  "Rect",        "StraightThrough",    "NonzeroSignLogAbs"};
 // The matrix runs each surrogate at its default parameter and at a second
 // value that moves its kinks and tails.
-const double kSgDefault[] = {4.0, 2.0, 25.0, 1.0, 1.0, 2.0, 2.0, 1.0, 1.0};
-const double kSgAlt[] = {2.5, 1.25, 100.0, 0.75, 2.0, 0.5, 1.5, 0.8, 1.0};
+const double kSgDefault[] = {4.0, 2.0, 25.0, 1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 1.0};
+const double kSgAlt[] = {2.5, 1.25, 100.0, 0.75, 2.0, 0.5, 1.5, 0.8, 1.0, 0.3};
 static_assert(sizeof(kSgName) / sizeof(kSgName[0]) == snn::SG_COUNT &&
                   sizeof(kSgDefault) / sizeof(kSgDefault[0]) == snn::SG_COUNT &&
                   sizeof(kSgAlt) / sizeof(kSgAlt[0]) == snn::SG_COUNT,
@@ -54,7 +55,11 @@ R ref_sg(int kind, R z, R alpha) {
     }
     case 7:  // Rect: alpha if |z| < 0.5/alpha else 0
       return std::fabs(z) < R(0.5) / alpha ? alpha : R(0);
-    default:  // StraightThrough
+    case 8:  // StraightThrough
       return R(1);
+    case 9:  // NonzeroSignLogAbs: 1 / (1/alpha + |z|)
+      return R(1) / (R(1) / alpha + std::fabs(z));
+    default:
+      return std::numeric_limits<R>::quiet_NaN();
   }
 }
