@@ -89,10 +89,11 @@ if _ext.loaded:
         # kernel as None, not as materialised zeros.
         ctx.set_materialize_grads(False)
         ctx.args = (T, model, variant, surrogate, surrogate_param, detach_reset, batch_first)
-        # A returned state sequence goes to the backward too: the CPU kernels
-        # read the states before each step from it rather than replaying the
-        # checkpoints (it is alive anyway while the caller holds it).
-        seq = output[1] if output[1].numel() else None
+        # A returned state sequence goes to the CPU backward too: it reads the
+        # states before each step from it rather than replaying the checkpoints
+        # (it is alive anyway while the caller holds it). The CUDA kernels
+        # replay regardless, so there it is not kept past the caller's use.
+        seq = output[1] if output[1].numel() and x.device.type == "cpu" else None
         ctx.save_for_backward(x, params, state0, output[3], seq)
 
     def _backward(ctx, g_spikes, g_seq, g_last, g_ckpt):

@@ -83,18 +83,10 @@ void init_states(const S* state0, i64 N, i64 n0, i64 len, const S* prm, S* st, i
 }
 
 // init_states for a run-time variant (the backward driver is one per model).
-template <class M, typename S>
-using InitFn = void (*)(const S*, i64, i64, i64, const S*, S*, i64);
 template <class M, typename S, int... Vs>
-struct InitTable {
-  InitFn<M, S> f[sizeof...(Vs)] = {init_states<M, Vs, S>...};
-  void operator()(int v, const S* state0, i64 N, i64 n0, i64 len, const S* prm, S* st, i64 ld) const {
-    f[v](state0, N, n0, len, prm, st, ld);
-  }
-};
-template <class M, typename S, int... Vs>
-InitTable<M, S, Vs...> init_fn(std::integer_sequence<int, Vs...>) {
-  return {};
+void init_states_v(int v, std::integer_sequence<int, Vs...>, const S* state0, i64 N, i64 n0, i64 len, const S* prm,
+                   S* st, i64 ld) {
+  ((v == Vs ? init_states<M, Vs, S>(state0, N, n0, len, prm, st, ld) : void()), ...);
 }
 
 template <class M, int V, typename T>
@@ -159,7 +151,6 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
   const S* glast = (const S*)p.grad_state_last;
   const S* ckpt = (const S*)p.ckpt;
   const S* sseq = (const S*)p.state_seq;
-  const auto init = init_fn<M, S>(std::make_integer_sequence<int, M::kVariants>{});
   T* gx = (T*)p.grad_x;
   S* gst0 = (S*)p.grad_state0;
   S* gprm = (S*)p.grad_params;
@@ -184,7 +175,9 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
       std::fill(acc, acc + blk, S(0));
       // The states before step 0: with the forward's state sequence, the
       // only ones not in it.
-      if (sseq) init(v, (const S*)p.state0, N, n0, len, prm, st, blk);
+      if (sseq)
+        init_states_v<M, S>(v, std::make_integer_sequence<int, M::kVariants>{}, (const S*)p.state0, N, n0, len, prm, st,
+                            blk);
       for (i64 ci = num_chunks(nT) - 1; ci >= 0; --ci) {
         const i64 t0 = ci * kChunk, steps = std::min<i64>(kChunk, nT - t0);
         if (!sseq) {
