@@ -58,19 +58,22 @@ struct NeuronRows {
 // Declared-model rows (kernels/models.h): `len` neurons of one step. States,
 // parameters, carries and parameter gradients are [k][ld] row blocks (row k
 // at base + k * ld); gseq's rows are gld apart (a [kStates, T, N] tensor), and
-// prev's pld apart (the driver's replay rows, or the forward's state_seq).
+// prev's and post's pld apart (the driver's replay rows, or the forward's state_seq).
 // The forward row reads the states from `in` and writes them to `out`: the
 // same rows in the forward, the next step's rows in the backward's replay.
 template <typename S>
 using MFwdRow = void (*)(const snn::MCfg<S>, i64 len, i64 ld, const S* in, S* out, const S* prm, const S* x, S* s);
 template <typename S>
-using MBwdRow = void (*)(const snn::MCfg<S>, i64 len, i64 ld, const S* prev, i64 pld, const S* prm, const S* x,
-                         const S* gs, const S* gseq, i64 gld, S* carry, S* gp, S* gx);
+using MBwdRow = void (*)(const snn::MCfg<S>, i64 len, i64 ld, const S* prev, const S* post, i64 pld, const S* prm,
+                         const S* x, const S* gs, const S* gseq, i64 gld, S* carry, S* gp, S* gx);
 
+// The last index: 0 for one value per parameter (element 0 of each prm row)
+// and, in the backward, no parameter-gradient sums; 1 for per-neuron
+// parameter rows and the sums.
 template <typename S>
 struct ModelRows {
-  MFwdRow<S> fwd[snn::MODEL_COUNT][snn::kMaxVariants];
-  MBwdRow<S> bwd[snn::MODEL_COUNT][snn::kMaxVariants][snn::SG_COUNT];
+  MFwdRow<S> fwd[snn::MODEL_COUNT][snn::kMaxVariants][2];
+  MBwdRow<S> bwd[snn::MODEL_COUNT][snn::kMaxVariants][snn::SG_COUNT][2];
 };
 
 // Loops per storage dtype T.

@@ -260,45 +260,65 @@ SNN_ROW_ATTR void widen_run(const uint8_t* __restrict x, T* __restrict out, i64 
 // The forward row's in and out may be the same rows (not __restrict):
 // element j reads in[.][j] before it writes out[.][j], and touches no other
 // element.
-template <class M, int V, typename S>
+// PN: per-neuron parameter rows. Without it every parameter is one value,
+// read from element 0 of its row and kept in a register for the loop (the
+// model's scalar-parameter layers: P = 1), as the one-state scalar rows do.
+template <class M, int V, typename S, bool PN>
 SNN_ROW_ATTR void mfwd_row(const MCfg<S> c, i64 len, i64 ld, const S* in, S* out, const S* __restrict prm,
                            const S* __restrict x, S* __restrict s) {
+  S p0[M::kParams];
+  for (int k = 0; k < M::kParams; ++k) p0[k] = prm[k * ld];
 #pragma GCC ivdep
   for (i64 j = 0; j < len; ++j) {
     S pj[M::kParams], sj[M::kStates];
-    for (int k = 0; k < M::kParams; ++k) pj[k] = prm[k * ld + j];
+    for (int k = 0; k < M::kParams; ++k) pj[k] = PN ? prm[k * ld + j] : p0[k];
     for (int k = 0; k < M::kStates; ++k) sj[k] = in[k * ld + j];
     s[j] = M::template forward<V, S>(c, pj, sj, x[j]);
     for (int k = 0; k < M::kStates; ++k) out[k * ld + j] = sj[k];
   }
 }
 
-template <class M, int V, int SG, typename S>
-SNN_ROW_ATTR void mbwd_row(const MCfg<S> c, i64 len, i64 ld, const S* __restrict prev, i64 pld, const S* __restrict prm,
-                           const S* __restrict x, const S* __restrict gs, const S* __restrict gseq, i64 gld,
-                           S* __restrict carry, S* __restrict gp, S* __restrict gx) {
+// prev / post: the states before / after the step, rows pld apart (the
+// driver's replay rows or the forward's state sequence). A model whose
+// backward reads no x (or no post) leaves that load dead, so the row streams
+// only what the model's math reads.
+// PN: per-neuron parameter rows and parameter-gradient sums. Without it the
+// parameters are one value each (as in mfwd_row) and no gradient sums are
+// formed: the layer asked for none, and the gp rows are neither read nor
+// written (their traffic was a fifth of a scalar-parameter model's backward).
+template <class M, int V, int SG, typename S, bool PN>
+SNN_ROW_ATTR void mbwd_row(const MCfg<S> c, i64 len, i64 ld, const S* __restrict prev, const S* __restrict post,
+                           i64 pld, const S* __restrict prm, const S* __restrict x, const S* __restrict gs,
+                           const S* __restrict gseq, i64 gld, S* __restrict carry, S* __restrict gp,
+                           S* __restrict gx) {
+  S p0[M::kParams];
+  for (int k = 0; k < M::kParams; ++k) p0[k] = prm[k * ld];
 #pragma GCC ivdep
   for (i64 j = 0; j < len; ++j) {
-    S pj[M::kParams], sj[M::kStates], gj[M::kStates], cj[M::kStates], gpj[M::kParams];
+    S pj[M::kParams], sj[M::kStates], qj[M::kStates], gj[M::kStates], cj[M::kStates], gpj[M::kParams];
     for (int k = 0; k < M::kParams; ++k) {
-      pj[k] = prm[k * ld + j];
-      gpj[k] = gp[k * ld + j];
+      pj[k] = PN ? prm[k * ld + j] : p0[k];
+      gpj[k] = PN ? gp[k * ld + j] : S(0);
     }
     for (int k = 0; k < M::kStates; ++k) {
       sj[k] = prev[k * pld + j];
+      qj[k] = post[k * pld + j];
       gj[k] = gseq[k * gld + j];
       cj[k] = carry[k * ld + j];
     }
-    gx[j] = M::template backward<V, SG, S>(c, pj, sj, x[j], gs[j], gj, cj, gpj);
+    gx[j] = M::template backward<V, SG, S>(c, pj, sj, qj, x[j], gs[j], gj, cj, gpj);
     for (int k = 0; k < M::kStates; ++k) carry[k * ld + j] = cj[k];
-    for (int k = 0; k < M::kParams; ++k) gp[k * ld + j] = gpj[k];
+    if (PN)
+      for (int k = 0; k < M::kParams; ++k) gp[k * ld + j] = gpj[k];
   }
 }
 
 template <class M, typename S, int V, int... SGs>
 void fill_model_variant(ModelRows<S>& r, int id, std::integer_sequence<int, SGs...>) {
-  r.fwd[id][V] = mfwd_row<M, V, S>;
-  ((r.bwd[id][V][SGs] = mbwd_row<M, V, SGs, S>), ...);
+  r.fwd[id][V][0] = mfwd_row<M, V, S, false>;
+  r.fwd[id][V][1] = mfwd_row<M, V, S, true>;
+  ((r.bwd[id][V][SGs][0] = mbwd_row<M, V, SGs, S, false>), ...);
+  ((r.bwd[id][V][SGs][1] = mbwd_row<M, V, SGs, S, true>), ...);
 }
 
 template <class M, typename S, int... Vs>

@@ -31,8 +31,9 @@ constexpr i64 kMinBlock = 1024;
 template <class M, typename S>
 constexpr i64 bwd_block_cap(bool replay) {
   // prm, carry, gp, states, zero states, then gs, gx, acc, spikes and the x
-  // of each step of a chunk; the replay adds the states before each step.
-  const i64 rows = 2 * M::kParams + 3 * M::kStates + 4 + kChunk + (replay ? kChunk * M::kStates : 0);
+  // of each step of a chunk; the replay adds the states before each step and
+  // after the last.
+  const i64 rows = 2 * M::kParams + 3 * M::kStates + 4 + kChunk + (replay ? (kChunk + 1) * M::kStates : 0);
   const i64 fit = kScratchBytes / (rows * (i64)sizeof(S)) / 64 * 64;
   return fit < kMinBlock ? kMinBlock : (fit > kBlock ? kBlock : fit);
 }
@@ -94,7 +95,7 @@ void fwd_driver(const snn_cpu::Kernels& k, const MFwdParams& p) {
   typedef typename StateOf<T>::type S;
   constexpr int NS = M::kStates, NP = M::kParams;
   constexpr bool direct = std::is_same<T, S>::value;
-  const snn_cpu::MFwdRow<S> row = k.models<S>().fwd[ModelIdOf<M>::value][V];
+  const snn_cpu::MFwdRow<S> row = k.models<S>().fwd[ModelIdOf<M>::value][V][p.P != 1];
   const MCfg<S> c = make_mcfg<S>(0.0, 0);
   const i64 N = p.N, nT = p.T, blk = model_block(N, kBlock), ts = seq_step(p.io, N);
   const Blocking blocks(N, p.io, blk, p.x_tstride == 0);
@@ -140,8 +141,11 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
   typedef typename StateOf<T>::type S;
   constexpr int NS = M::kStates, NP = M::kParams;
   constexpr bool direct = std::is_same<T, S>::value;
-  const snn_cpu::MFwdRow<S> fwd = k.models<S>().fwd[ModelIdOf<M>::value][v];
-  const snn_cpu::MBwdRow<S> bwd = k.models<S>().bwd[ModelIdOf<M>::value][v][sg];
+  // Per-neuron rows where the parameters are, or their gradient sums are
+  // asked for; else the scalar rows (bit for bit the same arithmetic).
+  const snn_cpu::MFwdRow<S> fwd = k.models<S>().fwd[ModelIdOf<M>::value][v][p.P != 1];
+  const snn_cpu::MBwdRow<S> bwd =
+      k.models<S>().bwd[ModelIdOf<M>::value][v][sg][p.P != 1 || p.grad_params != nullptr];
   const MCfg<S> c = make_mcfg<S>(p.sg_param, p.detach_reset, p.surrogate);
   const i64 N = p.N, nT = p.T, blk = model_block(N, bwd_block_cap<M, S>(!p.state_seq)), ts = seq_step(p.io, N);
   const Blocking blocks(N, p.io, blk, p.x_tstride == 0);
@@ -156,10 +160,11 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
   S* gprm = (S*)p.grad_params;
   const bool const_input = p.const_input != 0;
   at::parallel_for(0, blocks.count, 1, [&](int64_t b0, int64_t b1) {
-    // prm, carry, gp, work states, zero states, prev states and x of each
-    // replayed step, then gs, gx, acc, spikes rows.
+    // prm, carry, gp, work states, zero states, the states before each
+    // replayed step and after the last, x of each replayed step, then gs,
+    // gx, acc, spikes rows.
     const int r_prm = 0, r_carry = NP, r_gp = r_carry + NS, r_st = r_gp + NP, r_zero = r_st + NS, r_prev = r_zero + NS,
-              r_x = r_prev + kChunk * NS, r_gs = r_x + kChunk, r_gx = r_gs + 1, r_acc = r_gx + 1, r_sb = r_acc + 1;
+              r_x = r_prev + (kChunk + 1) * NS, r_gs = r_x + kChunk, r_gx = r_gs + 1, r_acc = r_gx + 1, r_sb = r_acc + 1;
     Rows<S> r(r_sb + 1, blk);
     S *prm = r.row(r_prm), *carry = r.row(r_carry), *gp = r.row(r_gp), *st = r.row(r_st), *zero = r.row(r_zero);
     S *gsb = r.row(r_gs), *gxb = r.row(r_gx), *acc = r.row(r_acc), *sb = r.row(r_sb);
@@ -174,11 +179,15 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
       std::fill(gp, gp + NP * blk, S(0));
       std::fill(acc, acc + blk, S(0));
       // The states before step 0: with the forward's state sequence, the
-      // only ones not in it.
-      if (sseq)
+      // only ones not in it; step 0 reads them and its own from scratch rows
+      // (prev and post share a row pitch).
+      if (sseq) {
         init_states_v<M, S>(v, std::make_integer_sequence<int, M::kVariants>{}, (const S*)p.state0, N, n0, len, prm, st,
                             blk);
-      for (i64 ci = num_chunks(nT) - 1; ci >= 0; --ci) {
+        for (int q = 0; q < NS; ++q) std::memcpy(r.row(r_prev + q), sseq + q * nT * N + bk.io, len * sizeof(S));
+      }
+      const i64 nck = num_chunks(nT);
+      for (i64 ci = nck - 1; ci >= 0; --ci) {
         const i64 t0 = ci * kChunk, steps = std::min<i64>(kChunk, nT - t0);
         if (!sseq) {
           S* prev0 = r.row(r_prev);
@@ -187,17 +196,24 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
         for (i64 s = 0; s < steps; ++s) {
           xs[s] = x_row(k, x, (t0 + s) * p.x_tstride + bk.xo, len, r.row(r_x + (int)s));
           // The replay writes the states after step s where the backward
-          // reads those before step s + 1; the chunk's last states are not
-          // needed.
-          if (!sseq && s + 1 < steps)
+          // reads those before step s + 1. After the chunk's last step they
+          // are the next chunk's checkpoint: copied, not recomputed.
+          if (!sseq && (s + 1 < steps || ci + 1 == nck))
             fwd(c, len, blk, r.row(r_prev + (int)s * NS), r.row(r_prev + (int)(s + 1) * NS), prm, xs[s], sb);
+        }
+        if (!sseq && ci + 1 < nck) {
+          S* after = r.row(r_prev + (int)steps * NS);
+          for (int q = 0; q < NS; ++q)
+            std::memcpy(after + q * blk, ckpt + ((ci + 1) * NS + q) * N + n0, len * sizeof(S));
         }
         for (i64 s = steps - 1; s >= 0; --s) {
           const i64 t = t0 + s, o = bk.io + t * ts;
           const S* prev = r.row(r_prev + (int)s * NS);
+          const S* post = r.row(r_prev + (int)(s + 1) * NS);
           i64 pld = blk;
           if (sseq) {
             prev = t > 0 ? sseq + bk.io + (t - 1) * ts : st;
+            post = t > 0 ? sseq + bk.io + t * ts : r.row(r_prev);
             pld = t > 0 ? nT * N : blk;
           }
           const S* gsr;
@@ -211,7 +227,7 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
           }
           const S* gq = gseq ? gseq + o : zero;
           const i64 gld = gseq ? nT * N : blk;
-          bwd(c, len, blk, prev, pld, prm, xs[s], gsr, gq, gld, carry, gp, gxb);
+          bwd(c, len, blk, prev, post, pld, prm, xs[s], gsr, gq, gld, carry, gp, gxb);
           if (const_input) {
             for (i64 j = 0; j < len; ++j) acc[j] += gxb[j];
           } else if constexpr (direct) {

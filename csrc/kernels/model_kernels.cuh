@@ -174,7 +174,7 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) model_bwd_
               // time loop at the 64-register cap (sm_90); the line was just
               // read by the replay.
               const S x_t = p.x_tstride == 0 ? xc : to_state(x[io + t * p.x_tstride]);
-              const S g_x = M::template backward<V, SG, S>(c, prm, prev[j], x_t, g_s, g_seq, carry, gp);
+              const S g_x = backward_replay<M, V, SG, S>(c, prm, prev[j], x_t, g_s, g_seq, carry, gp);
               if (p.const_input) {
                 gx_sum += g_x;
               } else {

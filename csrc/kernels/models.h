@@ -6,13 +6,16 @@
 //   kStates, kParams, kVariants          state variables, parameters, variants
 //   init<V>(p, st)                       the initial state from the parameters
 //   forward<V>(cfg, p, st, x) -> spike   one step; st: in S_{t-1}, out S_t
-//   backward<V, SG>(cfg, p, prev, x, gs, gseq, carry, gp) -> grad x_t
-// where p holds the neuron's parameters, prev its states before the step,
-// gseq the gradients on the step's state outputs, carry the gradients on
-// S_t (in) and S_{t-1} (out), and gp the per-neuron parameter gradient sums.
-// The backward rebuilds what it needs from prev and x (the kernels keep a
-// checkpoint of the states every kChunk steps and replay the forward), so no
-// model saves anything of its own.
+//   backward<V, SG>(cfg, p, prev, post, x, gs, gseq, carry, gp) -> grad x_t
+// where p holds the neuron's parameters, prev its states before the step and
+// post those after it, gseq the gradients on the step's state outputs, carry
+// the gradients on S_t (in) and S_{t-1} (out), and gp the per-neuron
+// parameter gradient sums. The backward rebuilds what else it needs from
+// prev, post and x (the kernels keep a checkpoint of the states every kChunk
+// steps and replay the forward, or read the forward's state sequence), so no
+// model saves anything of its own. A backward that needs no x (it reads what
+// the step made from post) lets the CPU rows skip the x stream when the
+// states come from the forward's sequence: the load is dead and dropped.
 #pragma once
 #include "common.h"
 #include "surrogate.h"
@@ -37,6 +40,19 @@ template <int SG, typename S>
 SNN_HD SNN_INLINE S model_sg(const MCfg<S>& c, S z) {
   if (SG == SG_ANY) return surrogate_grad_any<S>(c.sg_kind, z, c.sg);
   return surrogate_grad<SG, S>(z, c.sg);
+}
+
+// A backward step from the states before it alone: the model's own forward
+// step rebuilds post (the CUDA kernels, which replay each chunk and keep only
+// the states before each step in registers). post is dead code for a model
+// whose backward does not read it.
+template <class M, int V, int SG, typename S>
+SNN_HD SNN_INLINE S backward_replay(const MCfg<S>& c, const S* p, const S* prev, S x, S gs, const S* gseq, S* carry,
+                                    S* gp) {
+  S post[M::kStates];
+  for (int q = 0; q < M::kStates; ++q) post[q] = prev[q];
+  M::template forward<V, S>(c, p, post, x);
+  return M::template backward<V, SG, S>(c, p, prev, post, x, gs, gseq, carry, gp);
 }
 
 }  // namespace snn

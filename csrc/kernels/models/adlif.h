@@ -40,8 +40,8 @@ struct AdLif {
   }
 
   template <int V, int SG, typename S>
-  SNN_HD SNN_INLINE static S backward(const MCfg<S>& c, const S* p, const S* prev, S x, S gs, const S* gseq, S* carry,
-                                      S* gp) {
+  SNN_HD SNN_INLINE static S backward(const MCfg<S>& c, const S* p, const S* prev, const S* post, S x, S gs,
+                                      const S* gseq, S* carry, S* gp) {
     const S alpha = p[0], beta = p[1], a = p[2], b = p[3], thr = p[4];
     const S u0 = prev[0], w0 = prev[1], s0 = prev[2];
     const S w = beta * w0 + a * u0 + b * s0;

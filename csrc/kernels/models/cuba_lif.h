@@ -41,10 +41,11 @@ struct CubaLif {
   }
 
   template <int V, int SG, typename S>
-  SNN_HD SNN_INLINE static S backward(const MCfg<S>& c, const S* p, const S* prev, S x, S gs, const S* gseq, S* carry,
-                                      S* gp) {
-    const S cur = prev[0] * p[0] + x;
-    const S h = prev[1] * p[1] + cur;
+  SNN_HD SNN_INLINE static S backward(const MCfg<S>& c, const S* p, const S* prev, const S* post, S x, S gs,
+                                      const S* gseq, S* carry, S* gp) {
+    // c_t is post's; h_t is rebuilt from it as the forward formed it (the
+    // hard reset leaves no trace of h_t in v_t), so x is not read.
+    const S h = prev[1] * p[1] + post[0];
     const S z = h - p[2];
     const S s = heaviside(z);
     const S sg = model_sg<SG, S>(c, z);

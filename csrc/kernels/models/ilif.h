@@ -51,8 +51,8 @@ struct ILif {
   }
 
   template <int V, int SG, typename S>
-  SNN_HD SNN_INLINE static S backward(const MCfg<S>& c, const S* p, const S* prev, S x, S gs, const S* gseq, S* carry,
-                                      S* gp) {
+  SNN_HD SNN_INLINE static S backward(const MCfg<S>& c, const S* p, const S* prev, const S* post, S x, S gs,
+                                      const S* gseq, S* carry, S* gp) {
     const S h = p[0] * prev[0] + x;
     const S z = h / p[1];
     const S sg = (z >= p[3] && z <= p[4] ? S(1) : S(0)) / p[1];

@@ -41,8 +41,8 @@ struct Qif {
   }
 
   template <int V, int SG, typename S>
-  SNN_HD SNN_INLINE static S backward(const MCfg<S>& c, const S* p, const S* prev, S x, S gs, const S* gseq, S* carry,
-                                      S* gp) {
+  SNN_HD SNN_INLINE static S backward(const MCfg<S>& c, const S* p, const S* prev, const S* post, S x, S gs,
+                                      const S* gseq, S* carry, S* gp) {
     const S v = prev[0];
     const S h = charge(p, v, x);
     const S z = h - p[4];

@@ -41,18 +41,17 @@ struct Synaptic {
     return heaviside_strict(mem - thr);
   }
 
-  // prev: the states before the step; gseq: gradients on the step's state
-  // outputs; carry: in, the gradients reaching this step's states from the
+  // prev / post: the states before / after the step (x is not read: the
+  // spike's surrogate needs mem_t, which post holds); gseq: gradients on the
+  // step's state outputs; carry: in, the gradients reaching this step's states from the
   // next step, out, those reaching prev; gp: per-neuron parameter gradient
   // sums. Returns the gradient on x_t.
   template <int V, int SG, typename S>
-  SNN_HD SNN_INLINE static S backward(const MCfg<S>& c, const S* p, const S* prev, S x, S gs, const S* gseq, S* carry,
-                                      S* gp) {
+  SNN_HD SNN_INLINE static S backward(const MCfg<S>& c, const S* p, const S* prev, const S* post, S x, S gs,
+                                      const S* gseq, S* carry, S* gp) {
     const S alpha = p[0], beta = p[1], thr = p[2];
-    S st[2] = {prev[0], prev[1]};
-    forward<V, S>(c, p, st, x);
     const S r = heaviside_strict(prev[1] - thr);
-    const S sg = model_sg<SG, S>(c, st[1] - thr);
+    const S sg = model_sg<SG, S>(c, post[1] - thr);
     const S gmem = gseq[1] + carry[1] + gs * sg;
     // d mem / d base: 1, or 1 - R under the zero reset (R is detached).
     const S gbase = V == ZERO ? gmem * (S(1) - r) : gmem;
