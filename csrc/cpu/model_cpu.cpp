@@ -28,6 +28,21 @@ using namespace snn_cpu_driver;
 constexpr i64 kScratchBytes = 256 << 10;
 constexpr i64 kMinBlock = 1024;
 
+// A model declares `static const bool kBackwardReadsX = false` when its
+// backward reads what the step made from post instead of x; the backward
+// driver then hands it a zero row instead of converting 16-bit x where the
+// states come from the forward's sequence (fp32/fp64 x is read in place,
+// and the row's dead load is dropped either way). A wrong declaration gives
+// wrong gradients, which the state_seq tests compare with the replay.
+template <class M>
+constexpr bool backward_reads_x() {
+  if constexpr (requires { M::kBackwardReadsX; }) {
+    return M::kBackwardReadsX;
+  } else {
+    return true;
+  }
+}
+
 template <class M, typename S>
 constexpr i64 bwd_block_cap(bool replay) {
   // prm, carry, gp, states, zero states, then gs, gx, acc, spikes and the x
@@ -194,7 +209,7 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
           for (int q = 0; q < NS; ++q) std::memcpy(prev0 + q * blk, ckpt + (ci * NS + q) * N + n0, len * sizeof(S));
         }
         for (i64 s = 0; s < steps; ++s) {
-          xs[s] = x_row(k, x, (t0 + s) * p.x_tstride + bk.xo, len, r.row(r_x + (int)s));
+          xs[s] = sseq && !backward_reads_x<M>() ? zero : x_row(k, x, (t0 + s) * p.x_tstride + bk.xo, len, r.row(r_x + (int)s));
           // The replay writes the states after step s where the backward
           // reads those before step s + 1. After the chunk's last step they
           // are the next chunk's checkpoint: copied, not recomputed.

@@ -20,6 +20,7 @@ struct CubaLif {
   static const int kStates = 2;  // c, v
   static const int kParams = 4;  // c_decay, v_decay, v_threshold, v_reset
   static const int kVariants = 2;
+  static const bool kBackwardReadsX = false;  // see backward
   enum { HARD = 0, SOFT = 1 };
 
   template <int V, typename S>

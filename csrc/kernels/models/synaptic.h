@@ -19,6 +19,7 @@ struct Synaptic {
   static const int kStates = 2;  // syn, mem
   static const int kParams = 3;  // alpha, beta, threshold
   static const int kVariants = 3;
+  static const bool kBackwardReadsX = false;  // see backward
   enum { SUBTRACT = 0, ZERO = 1, NONE = 2 };
 
   template <int V, typename S>
