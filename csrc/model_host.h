@@ -112,7 +112,8 @@ inline MBackward prepare_model_backward(const c10::optional<at::Tensor>& grad_sp
                                         const at::Tensor& ckpt, int64_t T_const, int64_t model, int64_t variant,
                                         int64_t surrogate, double sg_param, bool detach_reset, bool grad_params,
                                         bool batch_first = false,
-                                        const c10::optional<at::Tensor>& state_seq = c10::nullopt) {
+                                        const c10::optional<at::Tensor>& state_seq = c10::nullopt,
+                                        bool replays = true) {
   MBackward b;
   // The forward's checks and layout, without its outputs.
   MForward f = prepare_model_forward(x_in, params, state0, T_const, model, variant, false, false, false, batch_first);
@@ -132,15 +133,20 @@ inline MBackward prepare_model_backward(const c10::optional<at::Tensor>& grad_sp
   b.gs = checked_grad(grad_spikes, "grad_spikes", x_in, x_in.scalar_type(), f.seq);
   b.gseq = checked_grad(grad_state_seq, "grad_state_seq", x_in, sdt, lead(m.states, f.seq));
   b.glast = checked_grad(grad_state_last, "grad_state_last", x_in, sdt, lead(m.states, rest));
-  TORCH_CHECK_VALUE(ckpt.device() == x_in.device() && ckpt.scalar_type() == sdt &&
-                        ckpt.sizes().vec() == std::vector<int64_t>({snn::num_chunks(T), m.states, N}),
-                    "snn_cuda: ckpt must be the forward's checkpoints, ", sdt, " [", snn::num_chunks(T), ", ", m.states,
-                    ", ", N, "] on ", x_in.device(), ", got ", ckpt.scalar_type(), " ", ckpt.sizes(), " on ",
-                    ckpt.device());
-  b.ckpt = ckpt.contiguous();
   // The forward's state sequence as it wrote it ([kStates, T, ...], or
   // [kStates, B, T, ...] batch-first).
   b.seq = checked_grad(state_seq, "state_seq", x_in, sdt, lead(m.states, f.seq));
+  // The CPU kernels read every state from state_seq, so a forward that
+  // returned it needs no checkpoints for them (model_ops saves none); the
+  // kernel bodies of kernels/model_kernels.cuh (CUDA, the CuPy path:
+  // `replays`) always replay from them.
+  const bool no_ckpt = ckpt.numel() == 0 && b.seq.defined() && !replays;
+  TORCH_CHECK_VALUE(no_ckpt || (ckpt.device() == x_in.device() && ckpt.scalar_type() == sdt &&
+                                ckpt.sizes().vec() == std::vector<int64_t>({snn::num_chunks(T), m.states, N})),
+                    "snn_cuda: ckpt must be the forward's checkpoints, ", sdt, " [", snn::num_chunks(T), ", ", m.states,
+                    ", ", N, "] on ", x_in.device(), " (or empty for the CPU kernels when state_seq is given), got ",
+                    ckpt.scalar_type(), " ", ckpt.sizes(), " on ", ckpt.device());
+  b.ckpt = no_ckpt ? at::Tensor() : ckpt.contiguous();
   const bool const_input = T_const >= 0;
   b.gx = alloc(const_input ? rest : f.seq, x_in.options());
   b.gstate0 = alloc(lead(m.states, rest), sopt);
@@ -155,7 +161,7 @@ inline MBackward prepare_model_backward(const c10::optional<at::Tensor>& grad_sp
   p.params = f.p.params;
   p.P = f.p.P;
   p.state0 = f.p.state0;
-  p.ckpt = b.ckpt.data_ptr();
+  p.ckpt = b.ckpt.defined() ? b.ckpt.data_ptr() : nullptr;
   p.state_seq = b.seq.defined() ? b.seq.data_ptr() : nullptr;
   p.grad_spikes = b.gs.defined() ? b.gs.data_ptr() : nullptr;
   p.grad_state_seq = b.gseq.defined() ? b.gseq.data_ptr() : nullptr;

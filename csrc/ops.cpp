@@ -70,8 +70,9 @@ TORCH_LIBRARY(snn_cuda, m) {
   // [kParams, N], which the caller reduces to each parameter's shape).
   // state_seq: the forward's state sequence when it returned one; the CPU
   // kernels then read the states before each step from it instead of
-  // replaying the checkpoints (the same bits, fewer passes), the CUDA kernels
-  // replay anyway (flops are cheaper than bytes there).
+  // replaying the checkpoints (the same bits, fewer passes), so ckpt may then
+  // be empty there (the layers save none); the CUDA kernels replay anyway
+  // (flops are cheaper than bytes there) and need ckpt.
   m.def(
       "model_backward(Tensor? grad_spikes, Tensor? grad_state_seq, Tensor? grad_state_last, Tensor x, Tensor params, "
       "Tensor? state0, Tensor ckpt, int T, int model, int variant, int surrogate, float surrogate_param, "

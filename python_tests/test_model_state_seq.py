@@ -108,13 +108,27 @@ class _Calls(TorchDispatchMode):
     def __init__(self):
         super().__init__()
         self.backward_seq = []
+        self.forward_save = []
+        self.backward_ckpt = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is torch.ops.snn_cuda.model_backward.default:
             seq = kwargs.get("state_seq", args[15] if len(args) > 15 else None)
             self.backward_seq.append(seq)
+            self.backward_ckpt.append(args[6])
+        if func is torch.ops.snn_cuda.model_forward.default:
+            self.forward_save.append(args[10])
         return func(*args, **kwargs)
+
+
+class _SaveCheckpoints(TorchDispatchMode):
+    """Runs model_forward with save=True whatever the layer asked for."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.snn_cuda.model_forward.default:
+            args = (*args[:10], True, *args[11:])
+        return func(*args, **(kwargs or {}))
 
 
 @pytest.mark.parametrize("return_states", [True, False])
@@ -156,11 +170,44 @@ def reference_grads(layer, x, return_states):
                 kwargs.pop("state_seq", None)
             return func(*args, **kwargs)
 
-    out = layer(x)
+    with _SaveCheckpoints():
+        out = layer(x)
     loss = sum(o.sum() for o in out) if return_states else out.sum()
     with _Drop():
         loss.backward()
     return x.grad.clone(), layer.beta.grad.clone()
+
+
+@pytest.mark.parametrize("return_states", [True, False])
+def test_no_checkpoints_when_the_sequence_is_returned(return_states):
+    """On the CPU a layer that returns its states saves no checkpoints (the backward reads the
+    sequence); one that does not saves them, and the backward gets what the forward kept."""
+    layer = snn_cuda.CUBALIF(return_states=return_states)
+    x = torch.randn(10, 3, 20, requires_grad=True)
+    with _Calls() as calls:
+        out = layer(x)
+        (out[0] if return_states else out).sum().backward()
+    assert calls.forward_save == [not return_states]
+    assert (calls.backward_ckpt[0].numel() == 0) == return_states
+    assert (calls.backward_seq[0] is not None) == return_states
+
+
+def test_empty_checkpoints_need_the_sequence():
+    fa = _model_args("synaptic", torch.float32, seed=4)
+    fa[10] = False  # save: no checkpoints
+    outs = torch.ops.snn_cuda.model_forward(*fa)
+    assert outs[3].numel() == 0
+    g = torch.ones_like(outs[0])
+    args = (g, None, None, fa[0], fa[1], fa[2], outs[3], *fa[3:9], True, False)
+    with pytest.raises(ValueError, match="ckpt must be the forward's checkpoints"):
+        torch.ops.snn_cuda.model_backward(*args)
+    # with the sequence it runs, and equals the backward from checkpoints
+    got = torch.ops.snn_cuda.model_backward(*args, outs[1])
+    fa[10] = True
+    ref_outs = torch.ops.snn_cuda.model_forward(*fa)
+    ref = torch.ops.snn_cuda.model_backward(g, None, None, fa[0], fa[1], fa[2], ref_outs[3], *fa[3:9], True, False)
+    for a, b in zip(got, ref):
+        assert torch.equal(a, b)
 
 
 def test_in_place_change_of_the_returned_sequence_is_an_error():

@@ -49,6 +49,7 @@ import torch
 from torch import Tensor
 
 from . import cuda_source
+from . import model_ops as _model_ops
 from ._model_list import MODELS as _MODEL_DECLS
 
 SG_COUNT = len(cuda_source.SURROGATES)
@@ -439,6 +440,7 @@ def register(dispatch_key: str = "CUDA") -> bool:
             lib._destroy()
             raise
         _lib, _lib_key = lib, dispatch_key
+        _model_ops._CUPY_SERVES_CPU = dispatch_key == "CPU"
         return True
 
 
@@ -448,6 +450,7 @@ def unregister() -> None:
         if _lib is not None:
             _lib._destroy()
         _lib, _lib_key = None, None
+        _model_ops._CUPY_SERVES_CPU = False
 
 
 def registered() -> Optional[str]:

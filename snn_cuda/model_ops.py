@@ -102,7 +102,7 @@ if _ext.loaded:
         need_x, need_p, need_s0 = ctx.needs_input_grad[:3]
         if g_spikes is None and g_seq is None and g_last is None:
             return (None,) * 12
-        if ckpt.numel() == 0:
+        if ckpt.numel() == 0 and seq is None:
             raise RuntimeError(
                 "snn_cuda: model_forward ran with save=False, so its backward has no checkpoints; "
                 "call it with save=True when a gradient is needed"
@@ -146,6 +146,11 @@ if _ext.loaded:
 
 _DECL_BY_ID: Dict[int, ModelDecl] = {d.id: d for d in MODELS.values()}
 
+# Set by cupy_backend.register("CPU") / unregister(): the CPU dispatch key then runs the CUDA
+# kernel bodies, whose backward replays from checkpoints (a module global, so that
+# torch.compile reads it as a guarded constant).
+_CUPY_SERVES_CPU = False
+
 
 def pack_params(values: Sequence, rest: Tuple[int, ...], dtype: torch.dtype, device) -> Tensor:
     """The op's [kParams, P] parameter tensor from one value per declared parameter: Python
@@ -187,7 +192,8 @@ def model_multistep(
     state sequences then [kStates, B, T, ...]). params: [kParams, P] (pack_params); state0: [kStates, ...] or
     None (the model's initial state). Returns (spikes, state_seq [kStates, T, ...] or an empty
     tensor, state_last [kStates, ...]). Checkpoints are kept for the backward only when
-    autograd will need them."""
+    autograd will need them and, on the CPU, only when no state sequence is returned (the CPU
+    backward then reads the states from it)."""
     decl = MODELS[name]
     if params.requires_grad and torch.is_grad_enabled() and not decl.param_grads:
         raise RuntimeError(
@@ -197,6 +203,12 @@ def model_multistep(
     check_device("params", params, x)
     check_device("state0", state0, x)
     need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, params, state0))
+    # The CPU kernels' backward reads every state from a returned state
+    # sequence, so checkpoints are kept only where the backward replays: no
+    # sequence, CUDA, or the CuPy path serving the CPU (tests run the kernel
+    # bodies there).
+    compiled_cpu = x.device.type == "cpu" and not _CUPY_SERVES_CPU
+    save = need_grad and not (return_states and compiled_cpu)
     # Channels-last steps are run in memory order, without a copy, while params is one column.
     order = step_memory_order(x, T, batch_first, params.shape[1] > 1)
     if order is not None:
@@ -212,7 +224,7 @@ def model_multistep(
         float(surrogate_param),
         bool(detach_reset),
         bool(return_states),
-        need_grad,
+        save,
         bool(batch_first),
     )
     if order is not None:

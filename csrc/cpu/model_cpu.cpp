@@ -322,7 +322,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> model_backward_cpu(
     const c10::optional<at::Tensor>& state_seq) {
   auto b =
       snn_host::prepare_model_backward(grad_spikes, grad_state_seq, grad_state_last, x, params, state0, ckpt, T, model,
-                                       variant, surrogate, sg_param, detach_reset, grad_params, batch_first, state_seq);
+                                       variant, surrogate, sg_param, detach_reset, grad_params, batch_first, state_seq, false);
   const snn_cpu::Kernels& k = snn_cpu::kernels();
   switch (b.dt) {
     case snn_host::DT_F32:
