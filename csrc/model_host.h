@@ -105,15 +105,12 @@ struct MBackward {
   int model, variant, sg;
 };
 
-inline MBackward prepare_model_backward(const c10::optional<at::Tensor>& grad_spikes,
-                                        const c10::optional<at::Tensor>& grad_state_seq,
-                                        const c10::optional<at::Tensor>& grad_state_last, const at::Tensor& x_in,
-                                        const at::Tensor& params, const c10::optional<at::Tensor>& state0,
-                                        const at::Tensor& ckpt, int64_t T_const, int64_t model, int64_t variant,
-                                        int64_t surrogate, double sg_param, bool detach_reset, bool grad_params,
-                                        bool batch_first = false,
-                                        const c10::optional<at::Tensor>& state_seq = c10::nullopt,
-                                        bool replays = true) {
+inline MBackward prepare_model_backward(
+    const c10::optional<at::Tensor>& grad_spikes, const c10::optional<at::Tensor>& grad_state_seq,
+    const c10::optional<at::Tensor>& grad_state_last, const at::Tensor& x_in, const at::Tensor& params,
+    const c10::optional<at::Tensor>& state0, const at::Tensor& ckpt, int64_t T_const, int64_t model, int64_t variant,
+    int64_t surrogate, double sg_param, bool detach_reset, bool grad_params, bool batch_first = false,
+    const c10::optional<at::Tensor>& state_seq = c10::nullopt, bool replays = true) {
   MBackward b;
   // The forward's checks and layout, without its outputs.
   MForward f = prepare_model_forward(x_in, params, state0, T_const, model, variant, false, false, false, batch_first);

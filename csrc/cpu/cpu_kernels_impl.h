@@ -289,8 +289,7 @@ SNN_ROW_ATTR void mfwd_row(const MCfg<S> c, i64 len, i64 ld, const S* in, S* out
 template <class M, int V, int SG, typename S, bool PN>
 SNN_ROW_ATTR void mbwd_row(const MCfg<S> c, i64 len, i64 ld, const S* __restrict prev, const S* __restrict post,
                            i64 pld, const S* __restrict prm, const S* __restrict x, const S* __restrict gs,
-                           const S* __restrict gseq, i64 gld, S* __restrict carry, S* __restrict gp,
-                           S* __restrict gx) {
+                           const S* __restrict gseq, i64 gld, S* __restrict carry, S* __restrict gp, S* __restrict gx) {
   S p0[M::kParams];
   for (int k = 0; k < M::kParams; ++k) p0[k] = prm[k * ld];
 #pragma GCC ivdep

@@ -159,8 +159,7 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
   // Per-neuron rows where the parameters are, or their gradient sums are
   // asked for; else the scalar rows (bit for bit the same arithmetic).
   const snn_cpu::MFwdRow<S> fwd = k.models<S>().fwd[ModelIdOf<M>::value][v][p.P != 1];
-  const snn_cpu::MBwdRow<S> bwd =
-      k.models<S>().bwd[ModelIdOf<M>::value][v][sg][p.P != 1 || p.grad_params != nullptr];
+  const snn_cpu::MBwdRow<S> bwd = k.models<S>().bwd[ModelIdOf<M>::value][v][sg][p.P != 1 || p.grad_params != nullptr];
   const MCfg<S> c = make_mcfg<S>(p.sg_param, p.detach_reset, p.surrogate);
   const i64 N = p.N, nT = p.T, blk = model_block(N, bwd_block_cap<M, S>(!p.state_seq)), ts = seq_step(p.io, N);
   const Blocking blocks(N, p.io, blk, p.x_tstride == 0);
@@ -179,7 +178,8 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
     // replayed step and after the last, x of each replayed step, then gs,
     // gx, acc, spikes rows.
     const int r_prm = 0, r_carry = NP, r_gp = r_carry + NS, r_st = r_gp + NP, r_zero = r_st + NS, r_prev = r_zero + NS,
-              r_x = r_prev + (kChunk + 1) * NS, r_gs = r_x + kChunk, r_gx = r_gs + 1, r_acc = r_gx + 1, r_sb = r_acc + 1;
+              r_x = r_prev + (kChunk + 1) * NS, r_gs = r_x + kChunk, r_gx = r_gs + 1, r_acc = r_gx + 1,
+              r_sb = r_acc + 1;
     Rows<S> r(r_sb + 1, blk);
     S *prm = r.row(r_prm), *carry = r.row(r_carry), *gp = r.row(r_gp), *st = r.row(r_st), *zero = r.row(r_zero);
     S *gsb = r.row(r_gs), *gxb = r.row(r_gx), *acc = r.row(r_acc), *sb = r.row(r_sb);
@@ -209,7 +209,9 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
           for (int q = 0; q < NS; ++q) std::memcpy(prev0 + q * blk, ckpt + (ci * NS + q) * N + n0, len * sizeof(S));
         }
         for (i64 s = 0; s < steps; ++s) {
-          xs[s] = sseq && !backward_reads_x<M>() ? zero : x_row(k, x, (t0 + s) * p.x_tstride + bk.xo, len, r.row(r_x + (int)s));
+          xs[s] = sseq && !backward_reads_x<M>()
+                      ? zero
+                      : x_row(k, x, (t0 + s) * p.x_tstride + bk.xo, len, r.row(r_x + (int)s));
           // The replay writes the states after step s where the backward
           // reads those before step s + 1. After the chunk's last step they
           // are the next chunk's checkpoint: copied, not recomputed.
@@ -320,9 +322,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> model_backward_cpu(
     const c10::optional<at::Tensor>& state0, const at::Tensor& ckpt, int64_t T, int64_t model, int64_t variant,
     int64_t surrogate, double sg_param, bool detach_reset, bool grad_params, bool batch_first,
     const c10::optional<at::Tensor>& state_seq) {
-  auto b =
-      snn_host::prepare_model_backward(grad_spikes, grad_state_seq, grad_state_last, x, params, state0, ckpt, T, model,
-                                       variant, surrogate, sg_param, detach_reset, grad_params, batch_first, state_seq, false);
+  auto b = snn_host::prepare_model_backward(grad_spikes, grad_state_seq, grad_state_last, x, params, state0, ckpt, T,
+                                            model, variant, surrogate, sg_param, detach_reset, grad_params, batch_first,
+                                            state_seq, false);
   const snn_cpu::Kernels& k = snn_cpu::kernels();
   switch (b.dt) {
     case snn_host::DT_F32:
