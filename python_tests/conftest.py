@@ -19,6 +19,7 @@ _ISA_SENSITIVE = {
     "test_learnable.py",
     "test_multistate.py",
     "test_layouts.py",
+    "test_model_state_seq.py",
 }
 
 
