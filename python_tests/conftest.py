@@ -20,6 +20,7 @@ _ISA_SENSITIVE = {
     "test_multistate.py",
     "test_layouts.py",
     "test_model_state_seq.py",
+    "test_model_flavours.py",
 }
 
 
