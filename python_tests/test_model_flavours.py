@@ -18,15 +18,9 @@ import torch
 from snn_cuda._model_list import MODELS
 
 from test_cupy import _model_args, needs_cpu_kernels
+from test_model_state_seq import CASES  # every model x variant x dtype
 
 pytestmark = needs_cpu_kernels
-
-CASES = [
-    (name, v, dt)
-    for name, d in MODELS.items()
-    for v in range(len(d.variants))
-    for dt in (torch.float32, torch.float64, torch.bfloat16, torch.float16)
-]
 
 
 def _run(fa, grad_params, with_seq, seed=5):
