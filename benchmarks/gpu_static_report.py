@@ -97,7 +97,7 @@ class _SpikeTraffic:
                 out = func(*args, **kwargs)
                 outs = [o for o in (out if isinstance(out, (tuple, list)) else (out,)) if isinstance(o, torch.Tensor)]
                 name = str(func.overloadpacket)
-                if name.startswith("snn_cuda.neuron_forward"):
+                if name.startswith(("snn_cuda.neuron_forward", "snn_cuda.model_forward")):
                     self._mark(outs[0])
                     self.phase["write"] += outs[0].nbytes
                     self.phase["launches"] += 1
@@ -197,8 +197,10 @@ def neuron_linear_traffic(dtype_name="fp32", T=8, B=16, N=256, K=10):
 
     class Spy(torch.utils._python_dispatch.TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if str(func.overloadpacket) == "snn_cuda.neuron_forward":
-                seen.append(bool(args[20]) if len(args) > 20 else bool((kwargs or {}).get("spikes_uint8", False)))
+            # spikes_uint8: neuron_forward's argument 20, model_forward's 12
+            pos = {"snn_cuda.neuron_forward": 20, "snn_cuda.model_forward": 12}.get(str(func.overloadpacket))
+            if pos is not None:
+                seen.append(bool(args[pos]) if len(args) > pos else bool((kwargs or {}).get("spikes_uint8", False)))
             return func(*args, **(kwargs or {}))
 
     with FakeTensorMode(allow_non_fake_inputs=False), torch.device("cuda"):

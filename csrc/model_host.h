@@ -48,7 +48,7 @@ struct MForward {
 inline MForward prepare_model_forward(const at::Tensor& x_in, const at::Tensor& params,
                                       const c10::optional<at::Tensor>& state0, int64_t T_const, int64_t model,
                                       int64_t variant, bool return_states, bool save, bool outputs = true,
-                                      bool batch_first = false) {
+                                      bool batch_first = false, bool spikes_uint8 = false) {
   MForward f;
   const ModelInfo& m = model_info(model);
   check_variant(m, variant);
@@ -78,7 +78,7 @@ inline MForward prepare_model_forward(const at::Tensor& x_in, const at::Tensor& 
   snn::MFwdParams& p = f.p;
   p = snn::MFwdParams{};
   if (outputs) {
-    f.spikes = alloc(f.seq, x_in.options());
+    f.spikes = alloc(f.seq, spikes_uint8 ? x_in.options().dtype(at::kByte) : x_in.options());
     f.state_seq = return_states ? alloc(lead(m.states, f.seq), sopt) : at::empty({0}, sopt);
     f.state_last = alloc(lead(m.states, rest), sopt);
     f.ckpt = save ? alloc({snn::num_chunks(T), m.states, N}, sopt) : at::empty({0}, sopt);
@@ -87,6 +87,7 @@ inline MForward prepare_model_forward(const at::Tensor& x_in, const at::Tensor& 
     p.state_last = f.state_last.data_ptr();
     p.ckpt = f.ckpt.numel() ? f.ckpt.data_ptr() : nullptr;
   }
+  p.spikes_u8 = spikes_uint8 ? 1 : 0;
   p.T = T;
   p.N = N;
   p.x_tstride = tl.x_tstride;

@@ -60,11 +60,12 @@ TORCH_LIBRARY(snn_cuda, m) {
   // return_states), state_last [kStates, ...], ckpt: the states before every
   // 8th step when save, for the backward, which replays the steps from them).
   // surrogate/surrogate_param/detach_reset are for the backward; the forward
-  // takes them so that autograd can hand them on.
+  // takes them so that autograd can hand them on. spikes_uint8: the spikes
+  // are uint8 values (0/1, or a counting model's counts) for spike_linear.
   m.def(
       "model_forward(Tensor x, Tensor params, Tensor? state0, int T, int model, int variant, int surrogate, "
-      "float surrogate_param, bool detach_reset, bool return_states, bool save, bool batch_first=False) -> (Tensor, "
-      "Tensor, Tensor, Tensor)");
+      "float surrogate_param, bool detach_reset, bool return_states, bool save, bool batch_first=False, "
+      "bool spikes_uint8=False) -> (Tensor, Tensor, Tensor, Tensor)");
   // Returns (grad_x: x's shape and dtype, grad_state0 [kStates, ...], and when
   // grad_params the per-neuron sums over time of the parameter gradients,
   // [kParams, N], which the caller reduces to each parameter's shape).
@@ -73,11 +74,12 @@ TORCH_LIBRARY(snn_cuda, m) {
   // replaying the checkpoints (the same bits, fewer passes), so ckpt may then
   // be empty there (the layers save none); the CUDA kernels replay anyway
   // (flops are cheaper than bytes there) and need ckpt.
+  // readout_grad / readout_weight: as neuron_backward's (CPU, fp32/fp64).
   m.def(
       "model_backward(Tensor? grad_spikes, Tensor? grad_state_seq, Tensor? grad_state_last, Tensor x, Tensor params, "
       "Tensor? state0, Tensor ckpt, int T, int model, int variant, int surrogate, float surrogate_param, "
-      "bool detach_reset, bool grad_params, bool batch_first=False, Tensor? state_seq=None) -> (Tensor, Tensor, "
-      "Tensor)");
+      "bool detach_reset, bool grad_params, bool batch_first=False, Tensor? state_seq=None, "
+      "Tensor? readout_grad=None, Tensor? readout_weight=None) -> (Tensor, Tensor, Tensor)");
   // The host side of model_forward / model_backward (model_host.h: checks,
   // outputs, launch struct) without the kernel, for tensors on any device: the
   // CuPy path (snn_cuda/cupy_backend.py) launches the NVRTC-compiled kernels
@@ -87,13 +89,13 @@ TORCH_LIBRARY(snn_cuda, m) {
   // CPU uint8 tensor of its sizeof bytes, and the kernel's work items N.
   m.def(
       "model_prepare_forward(Tensor x, Tensor params, Tensor? state0, int T, int model, int variant, int surrogate, "
-      "float surrogate_param, bool detach_reset, bool return_states, bool save, bool batch_first=False) -> (Tensor, "
-      "Tensor, Tensor, Tensor, Tensor[], Tensor, int)");
+      "float surrogate_param, bool detach_reset, bool return_states, bool save, bool batch_first=False, "
+      "bool spikes_uint8=False) -> (Tensor, Tensor, Tensor, Tensor, Tensor[], Tensor, int)");
   m.def(
       "model_prepare_backward(Tensor? grad_spikes, Tensor? grad_state_seq, Tensor? grad_state_last, Tensor x, "
       "Tensor params, Tensor? state0, Tensor ckpt, int T, int model, int variant, int surrogate, "
-      "float surrogate_param, bool detach_reset, bool grad_params, bool batch_first=False, Tensor? state_seq=None) -> "
-      "(Tensor, Tensor, Tensor, Tensor[], Tensor, int)");
+      "float surrogate_param, bool detach_reset, bool grad_params, bool batch_first=False, Tensor? state_seq=None, "
+      "Tensor? readout_grad=None, Tensor? readout_weight=None) -> (Tensor, Tensor, Tensor, Tensor[], Tensor, int)");
   // The same for the one-state ops (host.h), with the same arguments as the
   // op each prepares: their outputs, the tensors to keep alive, the launch
   // struct (snn::FwdParams / BwdParams / PoissonParams / NarrowParams /

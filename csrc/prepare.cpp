@@ -37,11 +37,11 @@ void keep_if(std::vector<at::Tensor>& keep, const at::Tensor& t) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>, at::Tensor, int64_t>
 model_prepare_forward(const at::Tensor& x, const at::Tensor& params, const c10::optional<at::Tensor>& state0, int64_t T,
                       int64_t model, int64_t variant, int64_t surrogate, double sg_param, bool detach_reset,
-                      bool return_states, bool save, bool batch_first) {
+                      bool return_states, bool save, bool batch_first, bool spikes_uint8) {
   (void)detach_reset;
   snn_host::check_surrogate(surrogate, sg_param);
-  snn_host::MForward f =
-      snn_host::prepare_model_forward(x, params, state0, T, model, variant, return_states, save, true, batch_first);
+  snn_host::MForward f = snn_host::prepare_model_forward(x, params, state0, T, model, variant, return_states, save,
+                                                         true, batch_first, spikes_uint8);
   std::vector<at::Tensor> keep;
   keep_if(keep, f.x);
   keep_if(keep, f.params);
@@ -56,7 +56,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>, at::Tens
     const c10::optional<at::Tensor>& grad_state_last, const at::Tensor& x, const at::Tensor& params,
     const c10::optional<at::Tensor>& state0, const at::Tensor& ckpt, int64_t T, int64_t model, int64_t variant,
     int64_t surrogate, double sg_param, bool detach_reset, bool grad_params, bool batch_first,
-    const c10::optional<at::Tensor>& state_seq) {
+    const c10::optional<at::Tensor>& state_seq, const c10::optional<at::Tensor>& readout_grad,
+    const c10::optional<at::Tensor>& readout_weight) {
+  snn_host::check_no_readout(readout_grad, readout_weight);
   snn_host::MBackward b =
       snn_host::prepare_model_backward(grad_spikes, grad_state_seq, grad_state_last, x, params, state0, ckpt, T, model,
                                        variant, surrogate, sg_param, detach_reset, grad_params, batch_first, state_seq);

@@ -525,7 +525,11 @@ def test_snntorch_learnable_leaky_equivalence(idx, case, reset, hidden):
         assert torch.equal(s0, s1)
         torch.testing.assert_close(m0, m1, rtol=1e-6, atol=1e-6)
         torch.testing.assert_close(g0, g1, rtol=1e-5, atol=1e-6)
-        _assert_grads_equal(ref, conv)
+        # A scalar threshold beside a per-neuron beta is summed over the 6 columns of the op's
+        # [2, 6] parameters after the per-column sums over 168 neuron-steps (snnTorch: one sum over
+        # autograd's order). Where the terms cancel to 0, fp32 rounding of ~168 terms of size ~1
+        # leaves a few 1e-6 that depend on that order.
+        _assert_grads_equal(ref, conv, atol=1e-5)
         ref.reset_mem()  # (snntorch.utils.reset only looks at the children of a container)
         conv.reset_mem()
     if lb:

@@ -803,9 +803,14 @@ def test_cupy_path_matches_reference_over_the_check_matrix(cupy_on_cpu):
     assert res["passed"] and res["cases"] >= 30, bad[:10]
     assert res["max_err"]["spikes"] == 0 and res["max_err"]["mem_seq"] == 0
     kinds = {k.kind for k, _, _ in cupy_on_cpu.launches}
-    assert kinds == {"fwd", "bwd", "poisson"}
+    assert kinds == {"fwd", "bwd", "poisson", "model_fwd", "model_bwd"}
+    # LIF / IF on the one-state kernels (combos 0-3); Leaky on its declaration, every variant
     combos = {(k.combo, k.dtype) for k, _, _ in cupy_on_cpu.launches if k.kind == "fwd"}
-    assert {c for c, _ in combos} == set(range(7)) and {d for _, d in combos} >= {"float32", "bfloat16"}
+    assert {c for c, _ in combos} == set(range(4)) and {d for _, d in combos} >= {"float32", "bfloat16"}
+    leaky = {
+        k.variant for k, _, _ in cupy_on_cpu.launches if k.kind == "model_fwd" and k.combo == MODEL_DECLS["leaky"].id
+    }
+    assert leaky == set(range(3))
 
 
 @needs_cpu_kernels
@@ -1374,6 +1379,7 @@ _MODEL_VALUES = {
     "cuba_lif": [0.5, 0.75, 0.5, 0.0],
     "adlif": [0.7, 0.9, 0.4, 1.2, 0.12],
     "ilif": [0.25, 0.5, 4.0, 0.0, 4.0],
+    "leaky": [0.9, 0.5],
 }
 
 

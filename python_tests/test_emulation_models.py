@@ -117,6 +117,8 @@ def test_emulated_model_kernels_match_oracle(driver):
     # The launchers' run-time-surrogate backward (SG_ANY) against the instance compiled for the
     # surrogate, bitwise, on every backward.
     assert _counter(proc.stdout, "static_sg_checks") >= MIN_CASES // 2
+    # The byte-spike forward (spikes_u8) against the oracle's spikes, on every case.
+    assert _counter(proc.stdout, "spikes_u8_checks") >= MIN_CASES
     # The batch-first layout ([B, T, F] sequences, params.h SeqLayout), bitwise against the
     # time-major runs: constant inputs, state_seq and its gradient, wrapping grids, parameter
     # gradients, x as a sequence and as a constant [N], one sample and one neuron per sample.
@@ -234,6 +236,22 @@ MUTANTS = {
         r"carry\[2\] = -\(g_u \* alpha \* thr\) \+ g_w \* b;",
         "carry[2] = g_w * b;",
         r"^FAIL .*model=adlif.*: grad_",
+    ),
+    # Leaky: the zero reset's (1 - R) factor dropped from the gradient reaching U_{t-1}.
+    "leaky_zero_carry": (
+        "models/leaky.h",
+        "backward",
+        r"V == ZERO \? beta \* \(S\(1\) - r\) : beta",
+        "beta",
+        r"^FAIL .*model=leaky variant=zero.*: grad_",
+    ),
+    # Byte spikes written as 0/1 instead of their values: I-LIF's counts above 1 are lost.
+    "model_spikes_u8_binary": (
+        "model_kernels.cuh",
+        "model_fwd_kernel",
+        r"\(unsigned char\)\(int\)s",
+        "(unsigned char)(s != S(0))",
+        r"^FAIL .*model=ilif.*: spikes_u8\[",
     ),
     # ILif: the straight-through window open at its upper end (z == hi, a rounding tie, is in it).
     "ilif_window_closed": (

@@ -257,14 +257,14 @@ class _MySurrogate(sg.SurrogateFunction):
 
 
 def _ops_calls(fn):
-    """Number of snn_cuda::neuron_forward calls made by fn()."""
+    """Number of fused neuron op calls (snn_cuda::neuron_forward, model_forward) made by fn()."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Count(TorchDispatchMode):
         n = 0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func is torch.ops.snn_cuda.neuron_forward.default:
+            if func in (torch.ops.snn_cuda.neuron_forward.default, torch.ops.snn_cuda.model_forward.default):
                 Count.n += 1
             return func(*args, **(kwargs or {}))
 

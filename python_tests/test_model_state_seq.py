@@ -192,6 +192,50 @@ def test_no_checkpoints_when_the_sequence_is_returned(return_states):
     assert (calls.backward_seq[0] is not None) == return_states
 
 
+_LAYER_OF = {
+    "synaptic": lambda: snn_cuda.Synaptic(alpha=0.8, beta=0.9, learn_beta=True),
+    "cuba_lif": lambda: snn_cuda.CUBALIF(v_threshold=0.4, return_states=True),
+    "leaky": lambda: snn_cuda.Leaky(beta=0.9, learn_threshold=True),
+    "qif": lambda: snn_cuda.QIF(v_threshold=0.7, return_states=True),
+    "adlif": lambda: snn_cuda.AdLIF(20, return_states=True),
+}
+
+
+@pytest.mark.parametrize("name", list(_LAYER_OF))
+def test_x_is_not_kept_where_the_backward_does_not_read_it(name):
+    """A layer returning its states on the CPU keeps, for a model whose backward reads no x
+    (kBackwardReadsX = false, generated into ModelDecl.reads_x), one zero step expanded over time
+    instead of the input: the backward gets a time stride of 0 and the same gradients as the
+    replay from checkpoints with the real x. A model that reads x keeps x itself."""
+    torch.manual_seed(0)
+    x = torch.randn(10, 3, 20, requires_grad=True)
+    layer = _LAYER_OF[name]()
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        outs = layer(x)
+    kept_x = [t for t in saved if t.shape == x.shape and t.dtype == x.dtype]
+    if MODELS[name].reads_x:
+        assert any(t.data_ptr() == x.data_ptr() for t in kept_x)
+    else:
+        assert kept_x and all(t.data_ptr() != x.data_ptr() and t.stride(0) == 0 for t in kept_x)
+        assert sum(t.untyped_storage().nbytes() for t in kept_x) <= x[0].nbytes
+    g = torch.Generator().manual_seed(1)
+    w = [torch.randn(o.shape, generator=g) for o in outs]
+    params = [p for p in layer.parameters()]
+    got = torch.autograd.grad(outs, [x, *params], w)
+    snn_cuda.functional.reset_net(layer)
+    with _SaveCheckpoints():  # the replay from checkpoints, reading the real x
+        ref_outs = layer(x)
+    want = torch.autograd.grad(ref_outs, [x, *params], w)
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+
+
 def test_empty_checkpoints_need_the_sequence():
     fa = _model_args("synaptic", torch.float32, seed=4)
     fa[10] = False  # save: no checkpoints

@@ -230,7 +230,6 @@ def _ordered_readout(gy, w):
         ("leaky", 7, 1000, 10),  # blocks of neurons start and end inside rows
         ("lif", 5, 37, 3),  # features not a multiple of the vector width
         ("plif_th", 3, 16, 1),
-        ("leaky_learn", 4, 16, 17),  # the op takes any K (NeuronLinear only uses it up to 16)
         ("if_floor", 2, 3000, 4),  # a row longer than a block
     ],
 )
@@ -240,7 +239,7 @@ def test_readout_backward_bitwise(name, rows, feat, K, dtype):
     layer = _neuron(name, "fused")
     T = 11
     x = random_input((T, rows, feat), dtype, seed=51, scale=1.2, bias=0.5)
-    kw = _op_kwargs(layer) if name not in ("plif_th", "leaky_learn") else None
+    kw = _op_kwargs(layer) if name != "plif_th" else None
     if kw is None:
         # Learnable layers: one neuron_forward call recorded through the layer itself.
         calls = []

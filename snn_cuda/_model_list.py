@@ -12,6 +12,7 @@ class ModelDecl(NamedTuple):
     params: Tuple[str, ...]
     variants: Tuple[str, ...]
     param_grads: bool  # whether the backward forms parameter gradients
+    reads_x: bool  # whether the backward reads x (else the struct declares kBackwardReadsX = false)
 
 
 MODELS = {
@@ -22,6 +23,7 @@ MODELS = {
         ("alpha", "beta", "threshold"),
         ("subtract", "zero", "none"),
         True,
+        False,
     ),
     "cuba_lif": ModelDecl(
         1,
@@ -30,8 +32,9 @@ MODELS = {
         ("c_decay", "v_decay", "v_threshold", "v_reset"),
         ("hard", "soft"),
         False,
+        False,
     ),
-    "adlif": ModelDecl(2, "AdLif", ("u", "w", "s"), ("alpha", "beta", "a", "b", "threshold"), ("default",), True),
+    "adlif": ModelDecl(2, "AdLif", ("u", "w", "s"), ("alpha", "beta", "a", "b", "threshold"), ("default",), True, True),
     "ilif": ModelDecl(
         3,
         "ILif",
@@ -39,6 +42,7 @@ MODELS = {
         ("decay", "v_threshold", "max_count", "window_lo", "window_hi"),
         ("default",),
         False,
+        True,
     ),
     "qif": ModelDecl(
         4,
@@ -47,7 +51,9 @@ MODELS = {
         ("tau", "a0", "v_rest", "v_c", "v_threshold", "v_reset"),
         ("hard", "soft"),
         False,
+        True,
     ),
+    "leaky": ModelDecl(5, "Leaky", ("mem",), ("beta", "threshold"), ("subtract", "zero", "none"), True, False),
 }
 
 # surrogate name -> kind_id (the kernels' Surrogate enum), and the enum names in that order

@@ -489,6 +489,11 @@ MODEL_CONFIGS: Dict[str, List[Tuple[str, dict]]] = {
         ("soft-detach", dict(c_decay=0.55, v_decay=0.7, v_threshold=0.45, v_reset=None, detach_reset=True)),
     ],
     "adlif": [("default", dict(shape="features", threshold=0.9))],
+    "leaky": [
+        ("subtract", dict(beta=0.85, threshold=0.9)),
+        ("zero-learn", dict(beta=0.85, threshold=0.9, reset_mechanism="zero", learn_beta=True, learn_threshold=True)),
+        ("none-per_neuron", dict(beta=0.85, reset_mechanism="none", learn_beta=True, param_shape="features")),
+    ],
     "ilif": [
         ("default", dict(tau=1.6, v_threshold=0.8, max_spike_count=4)),
         (

@@ -169,6 +169,7 @@ class MFwdParams(ctypes.Structure):
         ("state_seq", _ptr),
         ("state_last", _ptr),
         ("ckpt", _ptr),
+        ("spikes_u8", _int),
         ("io", SeqLayout),
     ]
 
@@ -342,9 +343,22 @@ def prepare_model_forward(
     return_states,
     save,
     batch_first=False,
+    spikes_uint8=False,
 ) -> Prepared:
     spikes, seq, last, ckpt, keep, launch, n = torch.ops.snn_cuda.model_prepare_forward(
-        x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset, return_states, save, batch_first
+        x,
+        params,
+        state0,
+        T,
+        model,
+        variant,
+        surrogate,
+        surrogate_param,
+        detach_reset,
+        return_states,
+        save,
+        batch_first,
+        spikes_uint8,
     )
     kernel = Kernel("model_fwd", int(model), 0, DTYPE_NAMES[x.dtype], int(variant))
     return Prepared(kernel, int(n), _launch_struct(MFwdParams, launch), (spikes, seq, last, ckpt), tuple(keep))
@@ -353,7 +367,8 @@ def prepare_model_forward(
 def prepare_model_backward(*args) -> Prepared:
     """model_backward's arguments: (grad_spikes, grad_state_seq, grad_state_last, x, params,
     state0, ckpt, T, model, variant, surrogate, surrogate_param, detach_reset, grad_params[,
-    batch_first[, state_seq]]); the CUDA kernels replay the checkpoints and never read state_seq."""
+    batch_first[, state_seq[, readout_grad, readout_weight]]]); the CUDA kernels replay the
+    checkpoints and never read state_seq, and have no fused readout (an error names it)."""
     gx, gs0, gp, keep, launch, n = torch.ops.snn_cuda.model_prepare_backward(*args)
     x, model, variant = args[3], args[8], args[9]
     kernel = Kernel("model_bwd", int(model), SG_ANY, DTYPE_NAMES[x.dtype], int(variant))

@@ -14,8 +14,17 @@ import torch
 from torch import Tensor
 
 from . import _ext
+from . import ops as _ops
 from ._model_list import MODELS, ModelDecl
-from .ops import CHUNK, _seq_shapes, check_device, permute_steps, state_dtype, step_memory_order, unpermute_steps
+from .ops import (
+    CHUNK,
+    _seq_shapes,
+    check_device,
+    permute_steps,
+    state_dtype,
+    step_memory_order,
+    unpermute_steps,
+)
 
 __all__ = ["MODELS", "ModelDecl", "model_multistep", "pack_params"]
 
@@ -43,12 +52,13 @@ if _ext.loaded:
         return_states,
         save,
         batch_first=False,
+        spikes_uint8=False,
     ):
         seq, rest, steps = _seq_shapes(x, T, batch_first)
         ns = len(_DECL_BY_ID[model].states)
         sdt = state_dtype(x.dtype)
         return (
-            x.new_empty(seq),
+            x.new_empty(seq, dtype=torch.uint8 if spikes_uint8 else x.dtype),
             x.new_empty((ns, *seq) if return_states else (0,), dtype=sdt),
             x.new_empty((ns, *rest), dtype=sdt),
             x.new_empty(((steps + CHUNK - 1) // CHUNK, ns, _numel(rest)) if save else (0,), dtype=sdt),
@@ -72,6 +82,8 @@ if _ext.loaded:
         grad_params,
         batch_first=False,
         state_seq=None,
+        readout_grad=None,
+        readout_weight=None,
     ):
         _, rest, _ = _seq_shapes(x, T, batch_first)
         d = _DECL_BY_ID[model]
@@ -93,15 +105,30 @@ if _ext.loaded:
         # states before each step from it rather than replaying the checkpoints
         # (it is alive anyway while the caller holds it). The CUDA kernels
         # replay regardless, so there it is not kept past the caller's use.
-        seq = output[1] if output[1].numel() and x.device.type == "cpu" else None
-        ctx.save_for_backward(x, params, state0, output[3], seq)
+        seq = output[1] if inputs[9] and x.device.type == "cpu" else None  # return_states
+        ctx.save_for_backward(_x_for_backward(x, model, T, batch_first, seq, output[3]), params, state0, output[3], seq)
+
+    def _param_grads(gp: Tensor, params: Tensor) -> Tensor:
+        # Per-neuron sums [kParams, N] -> [kParams, P] in a fixed order (torch's sum:
+        # deterministic, no atomics).
+        return gp.reshape(gp.shape[0], -1, params.shape[1]).sum(1)
+
+    def _x_for_backward(x, model, T, batch_first, seq, ckpt):
+        """What the backward gets for x. A backward that reads no x (kBackwardReadsX = false)
+        and takes the states from the returned sequence without checkpoints (the CPU kernels)
+        needs only its shape and dtype: a time-major sequence is kept as one zero step expanded
+        over time (time stride 0, steps contiguous, so the op reads it in place and never copies
+        it) instead of holding the caller's input alive until the backward."""
+        if seq is None or ckpt.numel() or _DECL_BY_ID[model].reads_x or T >= 0 or batch_first or x.dim() < 1:
+            return x
+        return x.new_zeros((1, *x.shape[1:])).expand(x.shape)
 
     def _backward(ctx, g_spikes, g_seq, g_last, g_ckpt):
         x, params, state0, ckpt, seq = ctx.saved_tensors
         T, model, variant, surrogate, surrogate_param, detach_reset, batch_first = ctx.args
         need_x, need_p, need_s0 = ctx.needs_input_grad[:3]
         if g_spikes is None and g_seq is None and g_last is None:
-            return (None,) * 12
+            return (None,) * 13
         if ckpt.numel() == 0 and seq is None:
             raise RuntimeError(
                 "snn_cuda: model_forward ran with save=False, so its backward has no checkpoints; "
@@ -125,18 +152,85 @@ if _ext.loaded:
             batch_first,
             seq,
         )
-        if need_p:
-            # Per-neuron sums [kParams, N] -> [kParams, P] in a fixed order (torch's sum:
-            # deterministic, no atomics).
-            P = params.shape[1]
-            gp = gp.reshape(gp.shape[0], -1, P).sum(1)
         return (
             gx if need_x else None,
-            gp if need_p else None,
+            _param_grads(gp, params) if need_p else None,
             gs0 if need_s0 else None,
-        ) + (None,) * 9
+        ) + (None,) * 10
 
     torch.library.register_autograd("snn_cuda::model_forward", _backward, setup_context=_setup_context)
+
+    class _ModelLinearFn(torch.autograd.Function):
+        """A declared model followed by a Linear layer in one autograd node (NeuronLinear), as
+        ops._NeuronLinearFn for the one-state neurons: the kernel writes the spikes as bytes,
+        spike_linear and the weight gradient read them, and the model's backward replays its
+        checkpoints (forming grad_y W per row itself on the CPU). Returns (y, state_last)."""
+
+        @staticmethod
+        def forward(ctx, weight, bias, x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset):
+            from .ops import spikes_linear
+
+            ctx.wide = _ops._wide_spikes(x)
+            ctx.neuron = any(t is not None and t.requires_grad for t in (x, params, state0))
+            spikes, _, last, ckpt = torch.ops.snn_cuda.model_forward(
+                x,
+                params,
+                state0,
+                T,
+                model,
+                variant,
+                surrogate,
+                surrogate_param,
+                detach_reset,
+                False,
+                ctx.neuron,
+                False,
+                not ctx.wide,
+            )
+            y = spikes_linear(spikes, weight, bias, ctx.wide)
+            ctx.set_materialize_grads(False)
+            ctx.has_bias = bias is not None
+            ctx.args = (T, model, variant, surrogate, surrogate_param, detach_reset)
+            ctx.save_for_backward(spikes if weight.requires_grad else None, weight, x, params, state0, ckpt)
+            return y, last
+
+        @staticmethod
+        def backward(ctx, gy, g_last):
+            from .ops import spikes_linear_backward
+
+            spikes, weight, x, params, state0, ckpt = ctx.saved_tensors
+            T, model, variant, surrogate, surrogate_param, detach_reset = ctx.args
+            gw = gb = g_spikes = None
+            readout = ()
+            if gy is not None:
+                step_dims = len(_seq_shapes(x, T)[1])
+                gw, gb, g_spikes, readout = spikes_linear_backward(ctx, gy, spikes, weight, x.dtype, step_dims)
+            gx = gp = gs0 = None
+            if ctx.neuron and (readout or g_spikes is not None or g_last is not None):
+                need_p = ctx.needs_input_grad[3]
+                gx, gs0, gp = torch.ops.snn_cuda.model_backward(
+                    g_spikes,
+                    None,
+                    g_last,
+                    x,
+                    params,
+                    state0,
+                    ckpt,
+                    T,
+                    model,
+                    variant,
+                    surrogate,
+                    surrogate_param,
+                    detach_reset,
+                    need_p,
+                    False,
+                    None,
+                    *(readout or (None, None)),
+                )
+                gx = gx if ctx.needs_input_grad[2] else None
+                gp = _param_grads(gp, params) if need_p else None
+                gs0 = gs0 if ctx.needs_input_grad[4] else None
+            return (gw, gb, gx, gp, gs0) + (None,) * 6
 
     def _no_double_backward(ctx, *grads):
         raise RuntimeError("snn_cuda: double backward through the model ops is not supported")
@@ -186,6 +280,7 @@ def model_multistep(
     detach_reset: bool = False,
     return_states: bool = False,
     batch_first: bool = False,
+    readout: Optional[Tuple[Tensor, Optional[Tensor]]] = None,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """Runs declared model `name` (a key of MODELS) over x ([T, ...], or [...] for T >= 1
     steps of a constant input; [B, T, ...] with `batch_first`, read and written in place, the
@@ -193,7 +288,9 @@ def model_multistep(
     None (the model's initial state). Returns (spikes, state_seq [kStates, T, ...] or an empty
     tensor, state_last [kStates, ...]). Checkpoints are kept for the backward only when
     autograd will need them and, on the CPU, only when no state sequence is returned (the CPU
-    backward then reads the states from it)."""
+    backward then reads the states from it). `readout=(weight, bias)` (NeuronLinear): a Linear
+    layer on the spikes inside the op; the first output is then its output, the spikes only
+    ever exist as bytes (on the CPU), and no state sequence is returned."""
     decl = MODELS[name]
     if params.requires_grad and torch.is_grad_enabled() and not decl.param_grads:
         raise RuntimeError(
@@ -203,6 +300,21 @@ def model_multistep(
     check_device("params", params, x)
     check_device("state0", state0, x)
     need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, params, state0))
+    if readout is not None:
+        return _model_linear(
+            decl,
+            x,
+            params,
+            state0,
+            readout,
+            need_grad,
+            variant,
+            T,
+            surrogate_id,
+            surrogate_param,
+            detach_reset,
+            batch_first,
+        )
     # The CPU kernels' backward reads every state from a returned state
     # sequence, so checkpoints are kept only where the backward replays: no
     # sequence, CUDA, or the CuPy path serving the CPU (tests run the kernel
@@ -234,3 +346,33 @@ def model_multistep(
             unpermute_steps(last, order, 1),
         )
     return spikes, seq, last
+
+
+def _model_linear(
+    decl, x, params, state0, readout, need_grad, variant, T, surrogate_id, surrogate_param, detach_reset, batch_first
+):
+    from .ops import spikes_linear
+
+    weight, bias = readout
+    check_device("the Linear weight", weight, x)
+    check_device("the Linear bias", bias, x)
+    if batch_first:
+        raise ValueError("snn_cuda: a readout (NeuronLinear) needs batch_first=False")
+    args = (
+        x,
+        params,
+        state0,
+        int(T),
+        decl.id,
+        int(variant),
+        int(surrogate_id),
+        float(surrogate_param),
+        bool(detach_reset),
+    )
+    empty = x.new_empty((0,), dtype=state_dtype(x.dtype))
+    if torch.is_grad_enabled() and (need_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
+        y, last = _ModelLinearFn.apply(weight, bias, *args)
+        return y, empty, last
+    wide = _ops._wide_spikes(x)
+    spikes, _, last, _ = torch.ops.snn_cuda.model_forward(*args, False, False, False, not wide)
+    return spikes_linear(spikes, weight, bias, wide), empty, last

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch._subclasses.fake_tensor import is_fake
 from torch.nn import functional as F
 
-from . import _ext, ops, reference
+from . import _ext, model_ops, ops, reference
 from . import surrogate as sg
 
 BACKENDS = ("auto", "fused", "torch", "cupy")
@@ -597,6 +597,25 @@ class ParametricLIF(_LIFBase):
         return self.w.sigmoid()
 
 
+_LEAKY = model_ops.MODELS["leaky"]
+
+
+def _leaky_params(beta, threshold, rest: tuple, x: Tensor) -> Tensor:
+    """The Leaky declaration's [2, P] parameters (beta, threshold): numbers, or tensors of one
+    element or of the trailing dims of a step."""
+    vals = [_op_param(v, rest, n) if isinstance(v, Tensor) else v for v, n in zip((beta, threshold), _LEAKY.params)]
+    return model_ops.pack_params(vals, rest, ops.state_dtype(x.dtype), x.device)
+
+
+def _leaky_state0(u0: Optional[Tensor], u_init: float, rest: tuple, x: Tensor) -> Optional[Tensor]:
+    """The op's [1, ...] initial membrane: None for the declaration's own zero."""
+    if u0 is not None:
+        return u0.expand(rest).unsqueeze(0)
+    if u_init == 0.0:
+        return None
+    return torch.full((1, *rest), u_init, dtype=ops.state_dtype(x.dtype), device=x.device)
+
+
 class Leaky(MemoryModule):
     """snnTorch `Leaky` (reset_delay=True): U_t = beta U_{t-1} + X_t - R_t threshold.
 
@@ -616,6 +635,8 @@ class Leaky(MemoryModule):
     [0, 1] in forward. Their gradients come from the fused backward kernel as
     per-neuron sums over time, reduced in a fixed order (deterministic).
     """
+
+    _decl = _LEAKY  # its fused path: the declared model (snn_cuda.check finds the layer by it)
 
     def __init__(
         self,
@@ -679,26 +700,25 @@ class Leaky(MemoryModule):
             beta = beta.clamp(0, 1)
         mem_out = readout is None and (single or self.return_mem)
         if self._use_fused(x, self.surrogate_function):
-            spikes, mem_seq, _, mem_last = ops.neuron_multistep(
+            # The declared model (csrc/kernels/models/leaky.h). Without a membrane output the
+            # backward replays from a checkpoint every 8 steps: 1/8 of a membrane sequence.
+            spikes, seq, last = model_ops.model_multistep(
+                "leaky",
                 x.unsqueeze(0) if single else x,
-                u0,
+                _leaky_params(beta, th, rest, x),
+                _leaky_state0(u0, u_init, rest, x),
+                variant=_LEAKY.variants.index(self.reset_mechanism),
                 T=-1 if T is None else T,
-                model=ops.MODEL_LEAKY,
-                reset=ops.LEAKY_RESETS[self.reset_mechanism],
                 surrogate_id=self.surrogate_function.kind_id,
                 surrogate_param=self.surrogate_function.param,
-                v_threshold=1.0 if isinstance(th, Tensor) else th,
-                beta=1.0 if isinstance(beta, Tensor) else beta,
-                v_init=u_init,
-                store_v_seq=mem_out,
-                # Without a membrane output, checkpoints are the whole saving:
-                # 1/8 of a membrane sequence (measured no slower on CPU either).
-                save_mode=None if mem_out else ops.SAVE_CKPT,
-                decay_param=_op_param(beta if isinstance(beta, Tensor) else None, rest, "beta"),
-                threshold_param=_op_param(th if isinstance(th, Tensor) else None, rest, "threshold"),
-                readout=readout,
+                return_states=mem_out,
                 batch_first=bf,
+                readout=readout,
             )
+            mem_seq = seq[0] if mem_out else seq
+            # Cloned out of the op's [1, ...] tensor: a view could not be detached in place
+            # (snnTorch's truncated-BPTT helpers call .detach_() on it).
+            mem_last = last[0].clone()
         else:
             xs = _reference_input(x, single, T, bf)
             spikes, mem_seq, mem_last = reference.leaky_reference(
@@ -839,18 +859,18 @@ class SynapticCurrent(MemoryModule):
         c0 = _as_state(self.c, x, _step_shape(x, single, None, bf), "the synaptic current c")
         c_init = 0.0 if isinstance(self.c, Tensor) else float(self.c)
         if self._use_fused(x, sg.StraightThrough()):
-            _, c_seq, _, c_last = ops.neuron_multistep(
+            rest = _step_shape(x, single, None, bf)
+            _, seq, last = model_ops.model_multistep(
+                "leaky",
                 xs,
-                c0,
-                model=ops.MODEL_LEAKY,
-                reset=ops.RESET_NONE,
+                _leaky_params(self.decay, 1.0, rest, x),
+                _leaky_state0(c0, c_init, rest, x),
+                variant=_LEAKY.variants.index("none"),
                 surrogate_id=sg.StraightThrough.kind_id,
-                surrogate_param=0.0,
-                beta=self.decay,
-                v_init=c_init,
-                store_v_seq=True,
+                return_states=True,
                 batch_first=bf,
             )
+            c_seq, c_last = seq[0], last[0].clone()
         else:
             _, c_seq, c_last = reference.leaky_reference(
                 _reference_input(x, single, None, bf),

@@ -331,6 +331,42 @@ if _ext.loaded:
             + (None,) * 18
         )
 
+    def spikes_linear(spikes: Tensor, weight: Tensor, bias: Optional[Tensor], wide: bool) -> Tensor:
+        """A Linear layer on a neuron kernel's spikes: bytes through spike_linear, or (`wide`,
+        see _wide_spikes) spikes in x's dtype through torch's GEMM."""
+        if wide:
+            return torch.nn.functional.linear(spikes.to(weight.dtype), weight, bias)
+        return torch.ops.snn_cuda.spike_linear(spikes, weight, bias)
+
+    def spikes_linear_backward(ctx, gy: Tensor, spikes: Tensor, weight: Tensor, x_dtype, step_dims: int):
+        """The backward of spikes_linear inside a neuron + Linear node: (grad weight, grad bias,
+        grad_spikes, readout). `ctx` carries needs_input_grad (weight, bias first), has_bias, wide
+        and whether the neuron needs a gradient (ctx.neuron). The spike gradient gy W is either
+        formed here, or handed to the CPU backward kernel as readout=(gy, W) (fp32/fp64, up to
+        READOUT_MAX_OUTPUTS outputs, steps with a feature dim: `step_dims` >= 1), which forms it
+        per row without materialising it."""
+        gw = gb = g_spikes = None
+        readout = ()
+        if ctx.needs_input_grad[0] and ctx.wide:
+            gw = gy.reshape(-1, gy.shape[-1]).t().matmul(spikes.reshape(-1, spikes.shape[-1]).to(gy.dtype))
+        elif ctx.needs_input_grad[0]:
+            gw = torch.ops.snn_cuda.spike_linear_weight_grad(gy, spikes)
+        if ctx.has_bias and ctx.needs_input_grad[1]:
+            gb = gy.reshape(-1, gy.shape[-1]).sum(0)
+        if ctx.neuron:
+            if (
+                gy.device.type == "cpu"
+                and gy.shape[-1] <= READOUT_MAX_OUTPUTS
+                and x_dtype in (torch.float32, torch.float64)
+                and gy.dtype == x_dtype
+                and weight.dtype == x_dtype
+                and step_dims >= 1
+            ):
+                readout = (gy, weight.detach())
+            else:
+                g_spikes = gy.matmul(weight.to(gy.dtype)).to(x_dtype)
+        return gw, gb, g_spikes, readout
+
     class _NeuronLinearFn(torch.autograd.Function):
         """A neuron followed by a Linear layer in one autograd node, so that the spikes between
         them never exist as floats: the neuron kernel writes them as bytes, spike_linear reads
@@ -344,11 +380,7 @@ if _ext.loaded:
         def forward(ctx, weight, bias, *inputs):
             ctx.wide = _wide_spikes(inputs[0])
             spikes, saved, v_seq, v_last = torch.ops.snn_cuda.neuron_forward(*inputs, not ctx.wide)
-            if ctx.wide:
-                spikes = spikes.to(weight.dtype)
-                y = torch.nn.functional.linear(spikes, weight, bias)
-            else:
-                y = torch.ops.snn_cuda.spike_linear(spikes, weight, bias)
+            y = spikes_linear(spikes, weight, bias, ctx.wide)
             ctx.set_materialize_grads(False)
             ctx.neuron = inputs[18] != SAVE_NONE  # save_mode: SAVE_NONE when no neuron input needs grad
             tensors, ctx.args, ctx.x_dtype = _neuron_saved(inputs, saved) if ctx.neuron else ((None,) * 5, None, None)
@@ -359,28 +391,11 @@ if _ext.loaded:
         @staticmethod
         def backward(ctx, gy, g_saved, g_v_seq, g_v_last):
             spikes, weight, *tensors = ctx.saved_tensors
-            gw = gb = None
-            g_spikes = None
+            gw = gb = g_spikes = None
             readout = ()
             if gy is not None:
-                if ctx.needs_input_grad[0] and ctx.wide:
-                    gw = gy.reshape(-1, gy.shape[-1]).t().matmul(spikes.reshape(-1, spikes.shape[-1]).to(gy.dtype))
-                elif ctx.needs_input_grad[0]:
-                    gw = torch.ops.snn_cuda.spike_linear_weight_grad(gy, spikes)
-                if ctx.has_bias and ctx.needs_input_grad[1]:
-                    gb = gy.reshape(-1, gy.shape[-1]).sum(0)
-                if ctx.neuron:
-                    if (
-                        gy.device.type == "cpu"
-                        and gy.shape[-1] <= READOUT_MAX_OUTPUTS
-                        and ctx.x_dtype in (torch.float32, torch.float64)
-                        and gy.dtype == ctx.x_dtype
-                        and weight.dtype == ctx.x_dtype
-                        and tensors[0].dim() >= 2
-                    ):
-                        readout = (gy, weight.detach())
-                    else:
-                        g_spikes = gy.matmul(weight.to(gy.dtype)).to(ctx.x_dtype)
+                step_dims = tensors[0].dim() - 1 if ctx.neuron else 0
+                gw, gb, g_spikes, readout = spikes_linear_backward(ctx, gy, spikes, weight, ctx.x_dtype, step_dims)
             grads = (None,) * 4
             if ctx.neuron and (readout or any(g is not None for g in (g_spikes, g_saved, g_v_seq, g_v_last))):
                 grads = _neuron_grads(
@@ -562,8 +577,6 @@ def neuron_multistep(
     weight, bias = readout
     if torch.is_grad_enabled() and (need_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
         return _NeuronLinearFn.apply(weight, bias, *args)
-    if _wide_spikes(x):
-        spikes, saved, v_seq, v_last = torch.ops.snn_cuda.neuron_forward(*args, False)
-        return torch.nn.functional.linear(spikes.to(weight.dtype), weight, bias), saved, v_seq, v_last
-    spikes, saved, v_seq, v_last = torch.ops.snn_cuda.neuron_forward(*args, True)
-    return torch.ops.snn_cuda.spike_linear(spikes, weight, bias), saved, v_seq, v_last
+    wide = _wide_spikes(x)
+    spikes, saved, v_seq, v_last = torch.ops.snn_cuda.neuron_forward(*args, not wide)
+    return spikes_linear(spikes, weight, bias, wide), saved, v_seq, v_last

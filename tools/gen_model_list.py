@@ -41,12 +41,16 @@ DECL = re.compile(r"^// model: (.*)$", re.M)
 SG_DECL = re.compile(r"^\s*// surrogate: (.*)$", re.M)
 SG_KEYS = ("id", "name", "enum", "class")
 KEYS = ("id", "name", "struct", "states", "params", "variants", "param_grads")
+# The struct's optional `static const bool kBackwardReadsX = false;` (kernels/models.h): read from
+# the same header, so that Python knows which backwards never read x.
+READS_X = re.compile(r"static\s+(?:const|constexpr)\s+bool\s+kBackwardReadsX\s*=\s*(true|false)\s*;")
 
 
 def parse():
     models = []
     for f in sorted(MODELS_DIR.glob("*.h")):
-        found = DECL.findall(f.read_text())
+        text = f.read_text()
+        found = DECL.findall(text)
         if len(found) != 1:
             raise SystemExit(f"{f}: expected one '// model: ...' declaration line, found {len(found)}")
         fields = dict(kv.split("=", 1) for kv in found[0].split())
@@ -59,6 +63,10 @@ def parse():
         if d["param_grads"] not in ("yes", "no"):
             raise SystemExit(f"{f}: param_grads must be yes or no")
         d["param_grads"] = d["param_grads"] == "yes"
+        flag = READS_X.findall(text)
+        if len(flag) > 1 or ("kBackwardReadsX" in text and not flag):
+            raise SystemExit(f"{f}: kBackwardReadsX must be declared once as `static const bool kBackwardReadsX = ...;`")
+        d["reads_x"] = not flag or flag[0] == "true"
         d["file"] = f.name
         models.append(d)
     models.sort(key=lambda d: d["id"])
@@ -145,6 +153,7 @@ def render_python(models, sgs) -> str:
         "    params: Tuple[str, ...]",
         "    variants: Tuple[str, ...]",
         "    param_grads: bool  # whether the backward forms parameter gradients",
+        "    reads_x: bool  # whether the backward reads x (else the struct declares kBackwardReadsX = false)",
         "",
         "",
         "MODELS = {",
@@ -157,6 +166,7 @@ def render_python(models, sgs) -> str:
             tup(d["params"]),
             tup(d["variants"]),
             str(d["param_grads"]),
+            str(d["reads_x"]),
         )
         entry = f'    "{d["name"]}": ModelDecl({", ".join(args)}),'
         if len(entry) > 120:

@@ -1,11 +1,13 @@
 // Pieces shared by the CPU drivers (neuron_cpu.cpp, model_cpu.cpp): block
 // sizes, scratch rows, streaming stores and 16-bit row conversions.
 #pragma once
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <type_traits>
 #include <vector>
 #if defined(__SSE2__)
@@ -142,6 +144,77 @@ inline const S* x_row(const snn_cpu::Kernels& k, const T* x, i64 off, i64 len, S
     load_row(k, x + off, len, buf);
     return buf;
   }
+}
+
+// NeuronLinear's backward: the spike gradient of step t is gy_t W (gy
+// [T, R, K], W [K, F], neurons n = r * F + f), computed per row segment by
+// the driver (readout_row) instead of being materialised as a [T, R, F]
+// tensor by a matrix product and read back (for tutorial5's 1000 -> 10
+// readout: 12.8 MB written and read per step for 10 multiply-adds per
+// neuron-step).
+template <typename S>
+struct Readout {
+  const S* gy;
+  const S* w;
+  i64 K, F;
+};
+
+struct ReadoutArgs {
+  bool on = false;
+  at::Tensor gy, w;  // contiguous
+  template <typename S>
+  Readout<S> get() const {
+    return {gy.data_ptr<S>(), w.data_ptr<S>(), w.size(0), w.size(1)};
+  }
+};
+
+// Whether the backward ops were given a readout, and the checks that need no
+// shapes (made before the op's own, so that they name the readout).
+inline bool check_readout_flags(const c10::optional<at::Tensor>& readout_grad,
+                                const c10::optional<at::Tensor>& readout_weight,
+                                const c10::optional<at::Tensor>& grad_spikes, bool batch_first) {
+  const bool on = readout_grad.has_value() && readout_grad->defined();
+  TORCH_CHECK_VALUE(on == (readout_weight.has_value() && readout_weight->defined()),
+                    "snn_cuda: readout_grad and readout_weight must be given together");
+  if (!on) return false;
+  TORCH_CHECK_VALUE(!batch_first, "snn_cuda: readout_grad needs the time-major layout (batch_first=False)");
+  TORCH_CHECK_VALUE(!(grad_spikes.has_value() && grad_spikes->defined()),
+                    "snn_cuda: grad_spikes must be None when readout_grad is given (it is computed from it)");
+  return true;
+}
+
+// The readout_grad / readout_weight tensors of the backward ops, checked
+// against the step shape `rest` (its last dim the Linear's features) and the
+// T steps of the sequence.
+inline ReadoutArgs check_readout(const c10::optional<at::Tensor>& readout_grad,
+                                 const c10::optional<at::Tensor>& readout_weight,
+                                 const c10::optional<at::Tensor>& grad_spikes, bool batch_first,
+                                 at::ScalarType x_dtype, const at::Device& dev, int64_t T,
+                                 const std::vector<int64_t>& rest) {
+  ReadoutArgs a;
+  a.on = check_readout_flags(readout_grad, readout_weight, grad_spikes, batch_first);
+  if (!a.on) return a;
+  TORCH_CHECK_TYPE(x_dtype == at::kFloat || x_dtype == at::kDouble,
+                   "snn_cuda: readout_grad needs float32 or float64 spikes (x_dtype), got ", x_dtype);
+  const at::Tensor& g = *readout_grad;
+  const at::Tensor& wt = *readout_weight;
+  TORCH_CHECK_TYPE(g.scalar_type() == x_dtype && wt.scalar_type() == x_dtype, "snn_cuda: readout_grad and ",
+                   "readout_weight must be ", x_dtype, ", got ", g.scalar_type(), " and ", wt.scalar_type());
+  TORCH_CHECK_VALUE(g.device() == dev && wt.device() == dev, "snn_cuda: readout_grad and readout_weight must be on ",
+                    dev);
+  TORCH_CHECK_VALUE(!rest.empty(), "snn_cuda: readout needs neurons with a feature dim, got steps of shape ",
+                    at::IntArrayRef(rest));
+  const int64_t F = rest.back();
+  TORCH_CHECK_VALUE(wt.dim() == 2 && wt.size(1) == F, "snn_cuda: readout_weight must be [K, ", F, "], got ",
+                    wt.sizes());
+  std::vector<int64_t> want = rest;
+  want.insert(want.begin(), T);
+  want.back() = wt.size(0);
+  TORCH_CHECK_VALUE(g.sizes().vec() == want, "snn_cuda: readout_grad must have shape ", at::IntArrayRef(want),
+                    ", got ", g.sizes());
+  a.gy = g.contiguous();
+  a.w = wt.contiguous();
+  return a;
 }
 
 }  // namespace snn_cpu_driver

@@ -137,11 +137,12 @@ SNN_ROW_ATTR void bwd_row_p(const Coeffs<S> c, i64 len, const S* __restrict save
   }
 }
 
-// Spikes (exactly 0 or 1) as bytes.
+// Spikes as bytes: their values, integers in [0, 255] (0/1, or a declared
+// model's counts such as I-LIF's), so one row serves binary and count spikes.
 template <typename S>
 SNN_ROW_ATTR void store_bytes(const S* __restrict src, i64 len, uint8_t* __restrict dst) {
 #pragma omp simd
-  for (i64 j = 0; j < len; ++j) dst[j] = src[j] != S(0) ? 1 : 0;
+  for (i64 j = 0; j < len; ++j) dst[j] = (uint8_t)(int32_t)src[j];
 }
 
 // NeuronLinear's backward: out[j] = sum_k gy[t, r, k] W[k, f] for neurons

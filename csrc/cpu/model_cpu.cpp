@@ -112,10 +112,13 @@ void fwd_driver(const snn_cpu::Kernels& k, const MFwdParams& p) {
   constexpr bool direct = std::is_same<T, S>::value;
   const snn_cpu::MFwdRow<S> row = k.models<S>().fwd[ModelIdOf<M>::value][V][p.P != 1];
   const MCfg<S> c = make_mcfg<S>(0.0, 0);
-  const i64 N = p.N, nT = p.T, blk = model_block(N, kBlock), ts = seq_step(p.io, N);
+  // Cache-sized blocks when no [T, N] tensor streams (cpu_driver.h kBlockCached).
+  const bool streams = p.x_tstride != 0 || !p.spikes_u8 || p.state_seq;
+  const i64 N = p.N, nT = p.T, blk = model_block(N, streams ? kBlock : kBlockCached), ts = seq_step(p.io, N);
   const Blocking blocks(N, p.io, blk, p.x_tstride == 0);
   const T* x = (const T*)p.x;
   T* spikes = (T*)p.spikes;
+  uint8_t* spikes8 = p.spikes_u8 ? (uint8_t*)p.spikes : nullptr;
   S* seq = (S*)p.state_seq;
   S* last = (S*)p.state_last;
   S* ckpt = (S*)p.ckpt;
@@ -134,7 +137,9 @@ void fwd_driver(const snn_cpu::Kernels& k, const MFwdParams& p) {
         const S* xs = x_row(k, x, t * p.x_tstride + bk.xo, len, xb);
         row(c, len, blk, st, st, prm, xs, sb);
         const i64 o = bk.io + t * ts;
-        if constexpr (direct) {
+        if (spikes8) {
+          k.rows<S>().store_bytes(sb, len, spikes8 + o);
+        } else if constexpr (direct) {
           stream_row(spikes + o, sb, len);
         } else {
           store_row(k, sb, len, spikes + o);
@@ -151,8 +156,11 @@ void fwd_driver(const snn_cpu::Kernels& k, const MFwdParams& p) {
 // The variant and surrogate only pick the row kernels: one driver per model
 // and dtype (instantiating it per variant x surrogate multiplied the compile
 // time for nothing).
+// ro: NeuronLinear's readout (cpu_driver.h), which forms the spike gradient
+// of each step in place of grad_spikes.
 template <class M, typename T>
-void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
+void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg,
+                const Readout<typename StateOf<T>::type>* ro) {
   typedef typename StateOf<T>::type S;
   constexpr int NS = M::kStates, NP = M::kParams;
   constexpr bool direct = std::is_same<T, S>::value;
@@ -161,7 +169,9 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
   const snn_cpu::MFwdRow<S> fwd = k.models<S>().fwd[ModelIdOf<M>::value][v][p.P != 1];
   const snn_cpu::MBwdRow<S> bwd = k.models<S>().bwd[ModelIdOf<M>::value][v][sg][p.P != 1 || p.grad_params != nullptr];
   const MCfg<S> c = make_mcfg<S>(p.sg_param, p.detach_reset, p.surrogate);
-  const i64 N = p.N, nT = p.T, blk = model_block(N, bwd_block_cap<M, S>(!p.state_seq)), ts = seq_step(p.io, N);
+  const bool streams = (p.grad_spikes && !ro) || p.grad_state_seq || p.state_seq || !p.const_input || p.x_tstride != 0;
+  const i64 cap = std::min(bwd_block_cap<M, S>(!p.state_seq), streams ? kBlock : kBlockCached);
+  const i64 N = p.N, nT = p.T, blk = model_block(N, cap), ts = seq_step(p.io, N);
   const Blocking blocks(N, p.io, blk, p.x_tstride == 0);
   const T* x = (const T*)p.x;
   const T* gs = (const T*)p.grad_spikes;
@@ -234,7 +244,10 @@ void bwd_driver(const snn_cpu::Kernels& k, const MBwdParams& p, int v, int sg) {
             pld = t > 0 ? nT * N : blk;
           }
           const S* gsr;
-          if (!gs) {
+          if (ro) {
+            k.rows<S>().readout(ro->gy + t * (N / ro->F) * ro->K, ro->w, ro->K, ro->F, n0, len, gsb);
+            gsr = gsb;
+          } else if (!gs) {
             gsr = zero;
           } else if constexpr (direct) {
             gsr = gs + o;
@@ -281,11 +294,12 @@ void model_fwd(const snn_cpu::Kernels& k, const MFwdParams& p, int model, int v)
 }
 
 template <typename T>
-void model_bwd(const snn_cpu::Kernels& k, const MBwdParams& p, int model, int v, int sg) {
+void model_bwd(const snn_cpu::Kernels& k, const MBwdParams& p, int model, int v, int sg,
+               const Readout<typename StateOf<T>::type>* ro = nullptr) {
   switch (model) {
 #define SNN_CASE(id, M, ...) \
   case id:                   \
-    return bwd_driver<M, T>(k, p, v, sg);
+    return bwd_driver<M, T>(k, p, v, sg, ro);
     SNN_MODEL_LIST(SNN_CASE)
 #undef SNN_CASE
   }
@@ -294,10 +308,10 @@ void model_bwd(const snn_cpu::Kernels& k, const MBwdParams& p, int model, int v,
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> model_forward_cpu(
     const at::Tensor& x, const at::Tensor& params, const c10::optional<at::Tensor>& state0, int64_t T, int64_t model,
     int64_t variant, int64_t surrogate, double sg_param, bool detach_reset, bool return_states, bool save,
-    bool batch_first) {
+    bool batch_first, bool spikes_uint8) {
   snn_host::check_surrogate(surrogate, sg_param);
-  auto f =
-      snn_host::prepare_model_forward(x, params, state0, T, model, variant, return_states, save, true, batch_first);
+  auto f = snn_host::prepare_model_forward(x, params, state0, T, model, variant, return_states, save, true, batch_first,
+                                           spikes_uint8);
   const snn_cpu::Kernels& k = snn_cpu::kernels();
   switch (f.dt) {
     case snn_host::DT_F32:
@@ -321,18 +335,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> model_backward_cpu(
     const c10::optional<at::Tensor>& grad_state_last, const at::Tensor& x, const at::Tensor& params,
     const c10::optional<at::Tensor>& state0, const at::Tensor& ckpt, int64_t T, int64_t model, int64_t variant,
     int64_t surrogate, double sg_param, bool detach_reset, bool grad_params, bool batch_first,
-    const c10::optional<at::Tensor>& state_seq) {
+    const c10::optional<at::Tensor>& state_seq, const c10::optional<at::Tensor>& readout_grad,
+    const c10::optional<at::Tensor>& readout_weight) {
+  check_readout_flags(readout_grad, readout_weight, grad_spikes, batch_first);
   auto b = snn_host::prepare_model_backward(grad_spikes, grad_state_seq, grad_state_last, x, params, state0, ckpt, T,
                                             model, variant, surrogate, sg_param, detach_reset, grad_params, batch_first,
                                             state_seq, false);
+  const std::vector<int64_t> rest(b.gstate0.sizes().begin() + 1, b.gstate0.sizes().end());
+  const ReadoutArgs ro =
+      check_readout(readout_grad, readout_weight, grad_spikes, batch_first, x.scalar_type(), x.device(), b.p.T, rest);
   const snn_cpu::Kernels& k = snn_cpu::kernels();
   switch (b.dt) {
-    case snn_host::DT_F32:
-      model_bwd<float>(k, b.p, b.model, b.variant, b.sg);
+    case snn_host::DT_F32: {
+      const Readout<float> r = ro.on ? ro.get<float>() : Readout<float>{};
+      model_bwd<float>(k, b.p, b.model, b.variant, b.sg, ro.on ? &r : nullptr);
       break;
-    case snn_host::DT_F64:
-      model_bwd<double>(k, b.p, b.model, b.variant, b.sg);
+    }
+    case snn_host::DT_F64: {
+      const Readout<double> r = ro.on ? ro.get<double>() : Readout<double>{};
+      model_bwd<double>(k, b.p, b.model, b.variant, b.sg, ro.on ? &r : nullptr);
       break;
+    }
     case snn_host::DT_F16:
       model_bwd<half_t>(k, b.p, b.model, b.variant, b.sg);
       break;

@@ -128,18 +128,6 @@ void fwd_driver(const snn_cpu::Kernels& k, const FwdParams& p, bool leaky,
   });
 }
 
-// NeuronLinear's backward (CPU): the spike gradient of step t is
-// gy_t W (gy [T, R, K], W [K, F], neurons n = r * F + f), computed per row
-// segment here instead of being materialised as a [T, R, F] tensor by a
-// matrix product and read back (for tutorial5's 1000 -> 10 readout: 12.8 MB
-// written and read per step for 10 multiply-adds per neuron-step).
-template <typename S>
-struct Readout {
-  const S* gy;
-  const S* w;
-  i64 K, F;
-};
-
 template <typename T>
 void bwd_driver(const snn_cpu::Kernels& k, const BwdParams& p, bool leaky, const Rows<typename StateOf<T>::type>& rows,
                 const Readout<typename StateOf<T>::type>* ro = nullptr) {
@@ -298,47 +286,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_backward_cpu(
     double v_init, bool decay_input, bool has_floor, bool detach_reset, bool grad_decay, bool grad_threshold,
     at::ScalarType x_dtype, const c10::optional<at::Tensor>& readout_grad,
     const c10::optional<at::Tensor>& readout_weight, bool batch_first) {
-  const bool readout = readout_grad.has_value() && readout_grad->defined();
-  TORCH_CHECK_VALUE(readout == (readout_weight.has_value() && readout_weight->defined()),
-                    "snn_cuda: readout_grad and readout_weight must be given together");
-  TORCH_CHECK_VALUE(!readout || !batch_first, "snn_cuda: readout_grad needs the time-major layout (batch_first=False)");
-  TORCH_CHECK_VALUE(!readout || !(grad_spikes.has_value() && grad_spikes->defined()),
-                    "snn_cuda: grad_spikes must be None when readout_grad is given (it is computed from it)");
+  check_readout_flags(readout_grad, readout_weight, grad_spikes, batch_first);
   auto b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param, threshold_param,
                                       T, save_mode, model, reset, surrogate, sg_param, tau, v_th, v_reset, v_floor,
                                       beta, v_init, decay_input, has_floor, detach_reset, grad_decay, grad_threshold,
                                       x_dtype, batch_first);
   const bool leaky = model == MODEL_LEAKY, plif = model == MODEL_PLIF;
-  at::Tensor gy, w;
-  Readout<float> ro32{};
-  Readout<double> ro64{};
-  if (readout) {
-    TORCH_CHECK_TYPE(x_dtype == at::kFloat || x_dtype == at::kDouble,
-                     "snn_cuda: readout_grad needs float32 or float64 spikes (x_dtype), got ", x_dtype);
-    const at::Tensor& g = *readout_grad;
-    const at::Tensor& wt = *readout_weight;
-    TORCH_CHECK_TYPE(g.scalar_type() == x_dtype && wt.scalar_type() == x_dtype, "snn_cuda: readout_grad and ",
-                     "readout_weight must be ", x_dtype, ", got ", g.scalar_type(), " and ", wt.scalar_type());
-    TORCH_CHECK_VALUE(g.device() == saved.device() && wt.device() == saved.device(),
-                      "snn_cuda: readout_grad and readout_weight must be on ", saved.device());
-    TORCH_CHECK_VALUE(saved.dim() >= 2, "snn_cuda: readout needs neurons with a feature dim, got saved of shape ",
-                      saved.sizes());
-    const int64_t F = saved.size(-1);
-    TORCH_CHECK_VALUE(wt.dim() == 2 && wt.size(1) == F, "snn_cuda: readout_weight must be [K, ", F, "], got ",
-                      wt.sizes());
-    std::vector<int64_t> want = snn_host::rest_sizes(saved, 1);
-    want.insert(want.begin(), b.p.T);
-    want.back() = wt.size(0);
-    TORCH_CHECK_VALUE(g.sizes().vec() == want, "snn_cuda: readout_grad must have shape ", at::IntArrayRef(want),
-                      ", got ", g.sizes());
-    gy = g.contiguous();
-    w = wt.contiguous();
-    if (x_dtype == at::kFloat) {
-      ro32 = {gy.data_ptr<float>(), w.data_ptr<float>(), wt.size(0), F};
-    } else {
-      ro64 = {gy.data_ptr<double>(), w.data_ptr<double>(), wt.size(0), F};
-    }
-  }
+  const ReadoutArgs ro = check_readout(readout_grad, readout_weight, grad_spikes, batch_first, x_dtype,
+                                       saved.device(), b.p.T, snn_host::rest_sizes(saved, 1));
+  const Readout<float> ro32 = ro.on && x_dtype == at::kFloat ? ro.get<float>() : Readout<float>{};
+  const Readout<double> ro64 = ro.on && x_dtype == at::kDouble ? ro.get<double>() : Readout<double>{};
+  const bool readout = ro.on;
   const snn_cpu::Kernels& k = snn_cpu::kernels();
   switch (b.dt) {
     case snn_host::DT_F32:

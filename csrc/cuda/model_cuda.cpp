@@ -26,12 +26,12 @@ std::string model_what(const char* pass, int model, int variant) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> model_forward_cuda(
     const at::Tensor& x, const at::Tensor& params, const c10::optional<at::Tensor>& state0, int64_t T, int64_t model,
     int64_t variant, int64_t surrogate, double sg_param, bool detach_reset, bool return_states, bool save,
-    bool batch_first) {
+    bool batch_first, bool spikes_uint8) {
   // The checks first: a CPU x beside CUDA params lands here, and the checks
   // name the mismatch where a guard on a CPU device would not.
   snn_host::check_surrogate(surrogate, sg_param);
-  auto f =
-      snn_host::prepare_model_forward(x, params, state0, T, model, variant, return_states, save, true, batch_first);
+  auto f = snn_host::prepare_model_forward(x, params, state0, T, model, variant, return_states, save, true, batch_first,
+                                           spikes_uint8);
   const c10::cuda::CUDAGuard guard(x.device());
   const int dev = x.get_device();
   const snn_launch::Device d{dev, sm_count(dev)};
@@ -60,7 +60,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> model_backward_cuda(
     const c10::optional<at::Tensor>& grad_state_last, const at::Tensor& x, const at::Tensor& params,
     const c10::optional<at::Tensor>& state0, const at::Tensor& ckpt, int64_t T, int64_t model, int64_t variant,
     int64_t surrogate, double sg_param, bool detach_reset, bool grad_params, bool batch_first,
-    const c10::optional<at::Tensor>& state_seq) {
+    const c10::optional<at::Tensor>& state_seq, const c10::optional<at::Tensor>& readout_grad,
+    const c10::optional<at::Tensor>& readout_weight) {
+  snn_host::check_no_readout(readout_grad, readout_weight);
   auto b =
       snn_host::prepare_model_backward(grad_spikes, grad_state_seq, grad_state_last, x, params, state0, ckpt, T, model,
                                        variant, surrogate, sg_param, detach_reset, grad_params, batch_first, state_seq);

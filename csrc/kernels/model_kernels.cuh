@@ -68,7 +68,11 @@ __global__ void __launch_bounds__(kBlockThreads, MinBlocks<T>::value) model_fwd_
         if (k < len) {
           const S s = M::template forward<V, S>(c, prm, st, xs[k]);
           const i64 o = io + (t0 + k) * ts;
-          spikes[o] = store_as<T>(s);
+          if (p.spikes_u8) {
+            ((unsigned char*)p.spikes)[o] = (unsigned char)(int)s;
+          } else {
+            spikes[o] = store_as<T>(s);
+          }
           if (seq) {
 #pragma unroll
             for (int q = 0; q < NS; ++q) seq[q * TN + o] = st[q];

@@ -10,10 +10,12 @@
 #include "models/adlif.h"
 #include "models/ilif.h"
 #include "models/qif.h"
+#include "models/leaky.h"
 
 #define SNN_MODEL_LIST(X) \
   X(0, Synaptic, "synaptic", 2, "syn mem", 3, "alpha beta threshold", 3, "subtract zero none") \
   X(1, CubaLif, "cuba_lif", 2, "c v", 4, "c_decay v_decay v_threshold v_reset", 2, "hard soft") \
   X(2, AdLif, "adlif", 3, "u w s", 5, "alpha beta a b threshold", 1, "default") \
   X(3, ILif, "ilif", 1, "v", 5, "decay v_threshold max_count window_lo window_hi", 1, "default") \
-  X(4, Qif, "qif", 1, "v", 6, "tau a0 v_rest v_c v_threshold v_reset", 2, "hard soft")
+  X(4, Qif, "qif", 1, "v", 6, "tau a0 v_rest v_c v_threshold v_reset", 2, "hard soft") \
+  X(5, Leaky, "leaky", 1, "mem", 2, "beta threshold", 3, "subtract zero none")

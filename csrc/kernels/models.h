@@ -105,7 +105,11 @@ struct MFwdParams {
   void* state_seq;     // S [kStates, T, N], or null
   void* state_last;    // S [kStates, N]
   void* ckpt;          // S [num_chunks(T), kStates, N]: the states before steps 0, K, 2K...; or null
-  SeqLayout io;        // of x, spikes and each state's block of state_seq (params.h)
+  // 1: spikes are written as uint8 values (a model's spikes are integers in
+  // [0, 255]: 0/1, or I-LIF's counts), one byte per element for a consumer
+  // that takes them so (spike_linear), instead of T.
+  int spikes_u8;
+  SeqLayout io;  // of x, spikes and each state's block of state_seq (params.h)
 };
 
 struct MBwdParams {

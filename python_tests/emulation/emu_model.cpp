@@ -212,7 +212,7 @@ std::string word(const char* s, int k) {
   return "";
 }
 
-enum OKind { O_SYNAPTIC, O_CUBA_LIF, O_ADLIF, O_ILIF, O_QIF };
+enum OKind { O_SYNAPTIC, O_CUBA_LIF, O_ADLIF, O_ILIF, O_QIF, O_LEAKY };
 // What the oracle was written for: a list entry whose names differ has no oracle.
 struct OracleModel {
   OKind kind;
@@ -229,6 +229,7 @@ const OracleModel kOracles[] = {
     {O_ADLIF, "adlif", "u w s", "alpha beta a b threshold", "default", 4, true},
     {O_ILIF, "ilif", "v", "decay v_threshold max_count window_lo window_hi", "default", 1, false},
     {O_QIF, "qif", "v", "tau a0 v_rest v_c v_threshold v_reset", "hard soft", 4, false},
+    {O_LEAKY, "leaky", "mem", "beta threshold", "subtract zero none", 1, true},
 };
 const int kOMaxStates = 3, kOMaxParams = 6;  // the largest of kOracles
 
@@ -337,6 +338,25 @@ RefFwd<typename Stor<T>::S> ref_forward(const OCase& oc, long long TT, long long
         r.spk[t * N + n] = mem > thr ? S(1) : S(0);
         at(t + 1, 0, n) = syn;
         at(t + 1, 1, n) = mem;
+      }
+    } else if (oc.kind == O_LEAKY) {
+      // U_t = beta U_{t-1} + X_t - R_t thr (subtract), beta ((1 - R_t) U_{t-1}) + X_t (zero),
+      // beta U_{t-1} + X_t (none); S_t = 1[U_t > thr], R_t = 1[U_{t-1} > thr]; U_0 = 0.
+      const S beta = prm_of(params, P, 0, n), thr = prm_of(params, P, 1, n);
+      S u = state0 ? state0[n] : S(0);
+      at(0, 0, n) = u;
+      for (long long t = 0; t < TT; ++t) {
+        const S X = Stor<T>::load(x[t * xs + n]);
+        const S R = u > thr ? S(1) : S(0);
+        if (oc.variant == "subtract") {
+          u = beta * u + X - R * thr;
+        } else if (oc.variant == "zero") {
+          u = beta * ((S(1) - R) * u) + X;
+        } else {
+          u = beta * u + X;
+        }
+        r.spk[t * N + n] = u > thr ? S(1) : S(0);
+        at(t + 1, 0, n) = u;
       }
     } else if (oc.kind == O_ADLIF) {
       // w_t = beta w_{t-1} + a u_{t-1} + b s_{t-1}; u_t = alpha (u_{t-1} - thr s_{t-1}) +
@@ -472,6 +492,20 @@ RefBwd<R> ref_backward(const OCase& oc, long long TT, long long N, long long xs,
         if (oc.variant == "subtract") gp[2] = gp[2] - Rt * Gmem;
         G_next[0] = lift((R)alpha) * Gsyn;
         G_next[1] = lift((R)beta) * Gbase;
+      } else if (oc.kind == O_LEAKY) {
+        const S beta = prm_of(params, P, 0, n), thr = prm_of(params, P, 1, n);
+        const S up = traj(t, 0, n), u = traj(t + 1, 0, n);
+        const Vm<R> sg = lift(ref_sg<R>(oc.sg, (R)(S)(u - thr), alpha_sg));
+        const Vm<R> Rt = lift(up > thr ? R(1) : R(0));
+        // U_t reaches L through the spike, its own output and U_{t+1}.
+        const Vm<R> Gu = g_seq(0, t, n) + G_next[0] + gS * sg;
+        gx_t = Gu;
+        // zero: U_t = beta (1 - R_t) U_{t-1} + X_t with R_t detached.
+        const Vm<R> keep = oc.variant == "zero" ? one - Rt : one;
+        gp[0] = gp[0] + Gu * keep * lift((R)up);
+        gp[1] = gp[1] - gS * sg;
+        if (oc.variant == "subtract") gp[1] = gp[1] - Rt * Gu;
+        G_next[0] = lift((R)beta) * keep * Gu;
       } else if (oc.kind == O_ADLIF) {
         const S alpha = prm_of(params, P, 0, n), beta = prm_of(params, P, 1, n), a = prm_of(params, P, 2, n),
                 b = prm_of(params, P, 3, n), thr = prm_of(params, P, 4, n);
@@ -601,6 +635,15 @@ double tangent_dot(const OCase& oc, long long TT, long long N, long long xs, boo
         else
           d1[1] = dbase;
         dspk = sg * (d1[1] - dth);
+      } else if (oc.kind == O_LEAKY) {
+        const S beta = prm_of(params, P, 0, n), thr = prm_of(params, P, 1, n);
+        const double db = dp[0 * N + n], dth = dp[1 * N + n];
+        const S up = traj(t, 0, n), u = traj(t + 1, 0, n);
+        const double R = up > thr ? 1.0 : 0.0;  // detached: no tangent
+        const double sg = ref_sg<double>(oc.sg, (double)(S)(u - thr), alpha_sg);
+        const double keep = oc.variant == "zero" ? 1.0 - R : 1.0;
+        d1[0] = keep * (db * up + (double)beta * d[0]) + dX - (oc.variant == "subtract" ? R * dth : 0.0);
+        dspk = sg * (d1[0] - dth);
       } else if (oc.kind == O_ADLIF) {
         const S alpha = prm_of(params, P, 0, n), beta = prm_of(params, P, 1, n), a = prm_of(params, P, 2, n),
                 b = prm_of(params, P, 3, n), thr = prm_of(params, P, 4, n);
@@ -786,6 +829,8 @@ bool same_value(S a, S b) {
   return a == b || (std::isnan((double)a) && std::isnan((double)b));
 }
 
+double u8_value(uint8_t b) { return (double)b; }
+
 // Exact comparison of `n` values; `where(i)` names element i.
 template <typename V, typename W>
 void check_exact(Failure& F, const char* name, const V* k, const std::vector<W>& r, W (*load)(V),
@@ -854,6 +899,7 @@ struct Stats {
   long long passed = 0, failed = 0, printed = 0;
   long long fwd_launches = 0, bwd_launches = 0, wrapped_grids = 0, determinism_checks = 0, adjoint_checks = 0;
   long long grad_params_checks = 0, const_input_cases = 0, partial_chunk_cases = 0, static_sg_checks = 0;
+  long long spikes_u8_checks = 0;
   // Batch-first reruns, and what they exercised.
   long long bf_cases = 0, bf_bwd = 0, bf_const_in = 0, bf_seq = 0, bf_gseq = 0, bf_wrapped = 0, bf_param_grads = 0;
   long long bf_B1 = 0, bf_F1 = 0, bf_x_seq = 0, bf_x_const = 0;
@@ -910,6 +956,10 @@ double draw_param(OKind kind, int k, Rng& rng) {
     if (k == 3) return u < 0.3 ? 0.8 : rng.uniform(0.5, 0.9);         // v_c
     if (k == 4) return u < 0.2 ? 1.0 : rng.uniform(0.8, 1.2);         // v_threshold
     return u < 0.3 ? -0.1 : u < 0.45 ? 0.0 : rng.uniform(-0.4, 0.0);  // v_reset
+  }
+  if (kind == O_LEAKY) {
+    if (k == 0) return u < 0.08 ? 0.0 : u < 0.16 ? 1.0 : rng.uniform(0.3, 0.98);  // beta: clamped to [0, 1]
+    return u < 0.1 ? 1.0 : rng.uniform(0.5, 1.5);                                 // threshold
   }
   if (kind == O_SYNAPTIC) {
     if (k <= 1) return u < 0.08 ? 0.0 : u < 0.16 ? 1.0 : rng.uniform(0.3, 0.98);  // alpha, beta: clamped to [0, 1]
@@ -1165,6 +1215,24 @@ void run_case(Stats& st, const ListEntry& e, const OCase& oc, const Shape& sh, u
       };
       check_exact<S, S>(F, "ckpt", ckpt.p, want_ck, &ident<S>, cqn);
     }
+    // The byte-spike forward (spikes_u8, NeuronLinear): each spike's value as one byte (0/1,
+    // I-LIF's counts), the states as before.
+    Buf<uint8_t> sp8(TT * N);
+    Buf<S> last8((size_t)ns * N);
+    for (long long i = 0; i < TT * N; ++i) sp8[i] = 0xA5;
+    snn::MFwdParams f8 = fp;
+    f8.spikes = sp8.p;
+    f8.spikes_u8 = 1;
+    f8.state_seq = nullptr;
+    f8.ckpt = nullptr;
+    f8.state_last = last8.p;
+    fwd((unsigned)grid, f8);
+    st.fwd_launches++;
+    st.spikes_u8_checks++;
+    std::vector<double> want8(TT * N);
+    for (long long i = 0; i < TT * N; ++i) want8[i] = (double)rf.spk[i];
+    check_exact<uint8_t, double>(F, "spikes_u8", sp8.p, want8, &u8_value, tn);
+    check_exact<S, S>(F, "state_last(spikes_u8)", last8.p, want_last, &ident<S>, qn);
   }
 
   if (sh.bf_B && !sh.bwd) run_batch_first<T>(st, fwd, bwd, (unsigned)grid, ns, np, fp, nullptr, sh.bf_B, sh.bf_x_seq);
@@ -1436,9 +1504,10 @@ int main() {
   std::printf(
       "EMU: launches fwd=%lld bwd=%lld emulated_threads=%llu wrapped_grids=%lld determinism_checks=%lld "
       "adjoint_checks=%lld grad_params_checks=%lld const_input_cases=%lld partial_chunk_cases=%lld "
-      "static_sg_checks=%lld\n",
+      "static_sg_checks=%lld spikes_u8_checks=%lld\n",
       st.fwd_launches, st.bwd_launches, emu_launch_stats().threads, st.wrapped_grids, st.determinism_checks,
-      st.adjoint_checks, st.grad_params_checks, st.const_input_cases, st.partial_chunk_cases, st.static_sg_checks);
+      st.adjoint_checks, st.grad_params_checks, st.const_input_cases, st.partial_chunk_cases, st.static_sg_checks,
+      st.spikes_u8_checks);
   std::printf(
       "EMU: batch_first cases=%lld backward=%lld const_input=%lld state_seq=%lld grad_state_seq=%lld wrapped=%lld "
       "param_grads=%lld B1=%lld F1=%lld x_seq=%lld x_constant=%lld\n",
