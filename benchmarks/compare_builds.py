@@ -25,15 +25,21 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+# (rows to run, the row measured) of each --neurons mode: the learnable-parameter modes name their
+# fused row, and report it against their fixed-parameter baseline row, which runs with it.
+FUSED_ROW = {"leaky-learn": ("leaky,leaky_learn", "leaky_learn")}
+
+
 def run_once(pkg: str, neurons: str, args, scratch: Path) -> dict:
     out = scratch / f"{neurons}.json"
+    rows, key = FUSED_ROW.get(neurons, ("fused", "fused"))
     cmd = [
         sys.executable,
         str(HERE / "neuron_op.py"),
         "--neurons",
         neurons,
         "--rows",
-        "fused",
+        rows,
         "--rounds",
         "1",
         "--budget",
@@ -50,7 +56,7 @@ def run_once(pkg: str, neurons: str, args, scratch: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(Path(pkg).resolve()))
     subprocess.run(cmd, check=True, cwd=scratch, env=env, stdout=subprocess.DEVNULL)
     d = json.loads(out.read_text())
-    row = next(r for r in d["main"]["rows"] if r["key"] == "fused")
+    row = next(r for r in d["main"]["rows"] if r["key"] == key)
     return {"median_ms": row["median_s"] * 1e3, "hardware": d.get("hardware", {})}
 
 

@@ -255,11 +255,17 @@ def test_empty_checkpoints_need_the_sequence():
 
 
 def test_in_place_change_of_the_returned_sequence_is_an_error():
-    """The backward reads the returned sequence, so autograd's version check must catch an
-    in-place change of it (instead of a silently wrong gradient)."""
+    """The backward reads the returned sequence, so an in-place change of it must be an error
+    (instead of a silently wrong gradient): at the change itself for the states returned as views
+    of one unbind (two states, model_ops.state_views), at the backward by autograd's version
+    check for one state (a squeeze view)."""
     layer = snn_cuda.Synaptic(alpha=0.5, beta=0.5, return_states=True)
     x = torch.randn(6, 2, 8, requires_grad=True)
     spk, syn, mem = layer(x)
+    with pytest.raises(RuntimeError, match="modified inplace"):
+        mem.mul_(2)
+    leaky = snn_cuda.Leaky(beta=0.5)
+    spk, mem = leaky(x)
     mem.mul_(2)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         (spk.sum() + mem.sum()).backward()

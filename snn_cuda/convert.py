@@ -127,7 +127,7 @@ from torch import Tensor, nn
 
 from . import ops, reference
 from . import surrogate as sg
-from .model_ops import model_multistep, pack_params
+from .model_ops import model_multistep, pack_params, state_views
 from .models._base import _state0
 from .multistate import CUBALIF, ILIF, Synaptic
 from .neuron import IF, LIF, BACKENDS, Leaky, ParametricLIF, _as_state, _check_choice, _check_input
@@ -356,7 +356,7 @@ class _SJILIFMixin:
                 detach_reset=self.detach_reset,
                 return_states=True,
             )
-            v_seq, v = seq[0], last[0].clone()
+            v_seq, v = state_views(seq)[0], last[0].clone()
         else:
             xs = x.unsqueeze(0).expand(T, *x.shape) if T is not None else x
             v0 = _as_state(self.v, x, rest, "the membrane v") if isinstance(self.v, Tensor) else self.v

@@ -26,7 +26,7 @@ from .ops import (
     unpermute_steps,
 )
 
-__all__ = ["MODELS", "ModelDecl", "model_multistep", "pack_params"]
+__all__ = ["MODELS", "ModelDecl", "model_multistep", "pack_params", "state_views"]
 
 
 def _numel(shape) -> int:
@@ -244,6 +244,16 @@ _DECL_BY_ID: Dict[int, ModelDecl] = {d.id: d for d in MODELS.values()}
 # kernel bodies, whose backward replays from checkpoints (a module global, so that
 # torch.compile reads it as a guarded constant).
 _CUPY_SERVES_CPU = False
+
+
+def state_views(seq: Tensor) -> Tuple[Tensor, ...]:
+    """The per-state sequences of the op's stacked [kStates, T, ...] output, as views whose
+    backward costs no pass over memory it need not make: one state, `squeeze(0)` (its gradient is
+    a view of the incoming one); several, `unbind(0)` (one stack of the gradients). Indexing
+    (`seq[0]`) would cost each returned state a zero-filled [kStates, T, ...] gradient and a copy
+    into it: measured at twice the fused Leaky's whole forward + backward time (fp32
+    [64, 64, 4096], benchmarks/leaky_decl.py)."""
+    return (seq.squeeze(0),) if seq.shape[0] == 1 else seq.unbind(0)
 
 
 def pack_params(values: Sequence, rest: Tuple[int, ...], dtype: torch.dtype, device) -> Tensor:

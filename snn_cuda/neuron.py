@@ -715,7 +715,7 @@ class Leaky(MemoryModule):
                 batch_first=bf,
                 readout=readout,
             )
-            mem_seq = seq[0] if mem_out else seq
+            mem_seq = model_ops.state_views(seq)[0] if mem_out else seq
             # Cloned out of the op's [1, ...] tensor: a view could not be detached in place
             # (snnTorch's truncated-BPTT helpers call .detach_() on it).
             mem_last = last[0].clone()
@@ -870,7 +870,7 @@ class SynapticCurrent(MemoryModule):
                 return_states=True,
                 batch_first=bf,
             )
-            c_seq, c_last = seq[0], last[0].clone()
+            c_seq, c_last = model_ops.state_views(seq)[0], last[0].clone()
         else:
             _, c_seq, c_last = reference.leaky_reference(
                 _reference_input(x, single, None, bf),

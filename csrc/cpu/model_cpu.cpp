@@ -21,11 +21,14 @@ using namespace snn_cpu_driver;
 // Neurons per block. Longer blocks give the prefetcher longer runs of each
 // [T, N] stream per step (a one-state declaration's forward on
 // [64, 64, 4096] ran 1.2x faster at 4096 neurons than at 1024), as long as
-// the block's scratch rows stay in L2 (512 KB per core on the EPYC and more
-// on the Xeons we run on). The forward keeps kStates + kParams + 2 rows and
+// the block's scratch rows stay in L2 (512 KB per core on the EPYC, 2 MB on
+// the Xeons we run on). The forward keeps kStates + kParams + 2 rows and
 // takes the one-state drivers' kBlock; the backward is sized to
-// kScratchBytes of rows, at least kMinBlock neurons.
-constexpr i64 kScratchBytes = 256 << 10;
+// kScratchBytes of the rows it uses, at least kMinBlock neurons. At 256 KB
+// the Leaky declaration's backward got 2,944-3,392 neurons and ran up to
+// 1.18x the one-state kernel's time on the Xeon (benchmarks/leaky_decl.py);
+// the one-state drivers' 4096-neuron blocks hold 23 rows (377 KB fp32).
+constexpr i64 kScratchBytes = 512 << 10;
 constexpr i64 kMinBlock = 1024;
 
 // A model declares `static const bool kBackwardReadsX = false` when its
@@ -46,9 +49,11 @@ constexpr bool backward_reads_x() {
 template <class M, typename S>
 constexpr i64 bwd_block_cap(bool replay) {
   // prm, carry, gp, states, zero states, then gs, gx, acc, spikes and the x
-  // of each step of a chunk; the replay adds the states before each step and
-  // after the last.
-  const i64 rows = 2 * M::kParams + 3 * M::kStates + 4 + kChunk + (replay ? (kChunk + 1) * M::kStates : 0);
+  // of each step of a chunk (none where the states come from the forward's
+  // sequence and the backward reads no x); the replay adds the states before
+  // each step and after the last.
+  const i64 x_rows = replay || backward_reads_x<M>() ? kChunk : 0;
+  const i64 rows = 2 * M::kParams + 3 * M::kStates + 4 + x_rows + (replay ? (kChunk + 1) * M::kStates : 0);
   const i64 fit = kScratchBytes / (rows * (i64)sizeof(S)) / 64 * 64;
   return fit < kMinBlock ? kMinBlock : (fit > kBlock ? kBlock : fit);
 }

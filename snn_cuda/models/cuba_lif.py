@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .. import ops
 from .. import surrogate as sg
-from ..model_ops import MODELS, model_multistep, pack_params
+from ..model_ops import MODELS, model_multistep, pack_params, state_views
 from ..neuron import (
     _as_state,
     _check_input,
@@ -150,7 +150,7 @@ class CUBALIF(DeclaredLayer):
                 detach_reset=self.detach_reset,
                 return_states=states,
             )
-            c_seq, v_seq = (seq[0], seq[1]) if states else (None, None)
+            c_seq, v_seq = state_views(seq) if states else (None, None)
             c_last, v_last = last[0].clone(), last[1].clone()
         else:
             xs = _reference_input(x, single, T, self.batch_first)

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .. import ops
 from .. import surrogate as sg
-from ..model_ops import MODELS, model_multistep, pack_params
+from ..model_ops import MODELS, model_multistep, pack_params, state_views
 from ..neuron import (
     _as_state,
     _check_input,
@@ -170,7 +170,7 @@ class QIF(DeclaredLayer):
                 detach_reset=self.detach_reset,
                 return_states=states,
             )
-            v_seq = seq[0] if states else None
+            v_seq = state_views(seq)[0] if states else None
             v_last = last[0].clone()
         else:
             xs = _reference_input(x, single, T, self.batch_first)

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .. import ops
 from .. import surrogate as sg
-from ..model_ops import MODELS, model_multistep, pack_params
+from ..model_ops import MODELS, model_multistep, pack_params, state_views
 from ..neuron import (
     _as_state,
     _check_choice,
@@ -198,7 +198,7 @@ class Synaptic(DeclaredLayer):
                 surrogate_param=self.surrogate_function.param,
                 return_states=states,
             )
-            syn_seq, mem_seq = (seq[0], seq[1]) if states else (None, None)
+            syn_seq, mem_seq = state_views(seq) if states else (None, None)
             syn_last, mem_last = last[0].clone(), last[1].clone()
         else:
             xs = _reference_input(x, single, T, self.batch_first)
