@@ -330,36 +330,11 @@ def prepare_widen(x, dtype) -> Prepared:
     return _prepared("widen", WidenParams, torch.ops.snn_cuda.widen_prepare(x, dtype))
 
 
-def prepare_model_forward(
-    x,
-    params,
-    state0,
-    T,
-    model,
-    variant,
-    surrogate,
-    surrogate_param,
-    detach_reset,
-    return_states,
-    save,
-    batch_first=False,
-    spikes_uint8=False,
-) -> Prepared:
-    spikes, seq, last, ckpt, keep, launch, n = torch.ops.snn_cuda.model_prepare_forward(
-        x,
-        params,
-        state0,
-        T,
-        model,
-        variant,
-        surrogate,
-        surrogate_param,
-        detach_reset,
-        return_states,
-        save,
-        batch_first,
-        spikes_uint8,
-    )
+def prepare_model_forward(*args) -> Prepared:
+    """model_forward's arguments: (x, params, state0, T, model, variant, surrogate,
+    surrogate_param, detach_reset, return_states, save[, batch_first[, spikes_uint8]])."""
+    spikes, seq, last, ckpt, keep, launch, n = torch.ops.snn_cuda.model_prepare_forward(*args)
+    x, model, variant = args[0], args[4], args[5]
     kernel = Kernel("model_fwd", int(model), 0, DTYPE_NAMES[x.dtype], int(variant))
     return Prepared(kernel, int(n), _launch_struct(MFwdParams, launch), (spikes, seq, last, ckpt), tuple(keep))
 

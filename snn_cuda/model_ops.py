@@ -108,6 +108,25 @@ if _ext.loaded:
         seq = output[1] if inputs[9] and x.device.type == "cpu" else None  # return_states
         ctx.save_for_backward(_x_for_backward(x, model, T, batch_first, seq, output[3]), params, state0, output[3], seq)
 
+    def _model_grads(g_spikes, g_seq, g_last, saved, args, need_p, seq=None, readout=()):
+        """model_backward on a forward's saved (x, params, state0, ckpt) and its arguments
+        (T, model, variant, surrogate, surrogate_param, detach_reset, batch_first)."""
+        x, params, state0, ckpt = saved
+        return torch.ops.snn_cuda.model_backward(
+            g_spikes,
+            g_seq,
+            g_last,
+            x,
+            params,
+            state0,
+            ckpt,
+            *args[:6],
+            need_p,
+            args[6],
+            seq,
+            *(readout or (None, None)),
+        )
+
     def _param_grads(gp: Tensor, params: Tensor) -> Tensor:
         # Per-neuron sums [kParams, N] -> [kParams, P] in a fixed order (torch's sum:
         # deterministic, no atomics).
@@ -125,7 +144,6 @@ if _ext.loaded:
 
     def _backward(ctx, g_spikes, g_seq, g_last, g_ckpt):
         x, params, state0, ckpt, seq = ctx.saved_tensors
-        T, model, variant, surrogate, surrogate_param, detach_reset, batch_first = ctx.args
         need_x, need_p, need_s0 = ctx.needs_input_grad[:3]
         if g_spikes is None and g_seq is None and g_last is None:
             return (None,) * 13
@@ -134,24 +152,8 @@ if _ext.loaded:
                 "snn_cuda: model_forward ran with save=False, so its backward has no checkpoints; "
                 "call it with save=True when a gradient is needed"
             )
-        gx, gs0, gp = torch.ops.snn_cuda.model_backward(
-            g_spikes,
-            g_seq if (g_seq is not None and g_seq.numel()) else None,
-            g_last,
-            x,
-            params,
-            state0,
-            ckpt,
-            T,
-            model,
-            variant,
-            surrogate,
-            surrogate_param,
-            detach_reset,
-            need_p,
-            batch_first,
-            seq,
-        )
+        g_seq = g_seq if (g_seq is not None and g_seq.numel()) else None
+        gx, gs0, gp = _model_grads(g_spikes, g_seq, g_last, (x, params, state0, ckpt), ctx.args, need_p, seq)
         return (
             gx if need_x else None,
             _param_grads(gp, params) if need_p else None,
@@ -167,30 +169,20 @@ if _ext.loaded:
         checkpoints (forming grad_y W per row itself on the CPU). Returns (y, state_last)."""
 
         @staticmethod
-        def forward(ctx, weight, bias, x, params, state0, T, model, variant, surrogate, surrogate_param, detach_reset):
+        def forward(ctx, weight, bias, x, params, state0, *args):
+            # args: (T, model, variant, surrogate, surrogate_param, detach_reset), as model_forward's
             from .ops import spikes_linear
 
             ctx.wide = _ops._wide_spikes(x)
             ctx.neuron = any(t is not None and t.requires_grad for t in (x, params, state0))
-            spikes, _, last, ckpt = torch.ops.snn_cuda.model_forward(
-                x,
-                params,
-                state0,
-                T,
-                model,
-                variant,
-                surrogate,
-                surrogate_param,
-                detach_reset,
-                False,
-                ctx.neuron,
-                False,
-                not ctx.wide,
-            )
+            # no state sequence; checkpoints when the model needs a gradient; time-major; bytes
+            # unless the spikes go to torch's GEMM
+            flags = (False, ctx.neuron, False, not ctx.wide)
+            spikes, _, last, ckpt = torch.ops.snn_cuda.model_forward(x, params, state0, *args, *flags)
             y = spikes_linear(spikes, weight, bias, ctx.wide)
             ctx.set_materialize_grads(False)
             ctx.has_bias = bias is not None
-            ctx.args = (T, model, variant, surrogate, surrogate_param, detach_reset)
+            ctx.args = (*args, False)  # + batch_first
             ctx.save_for_backward(spikes if weight.requires_grad else None, weight, x, params, state0, ckpt)
             return y, last
 
@@ -198,8 +190,8 @@ if _ext.loaded:
         def backward(ctx, gy, g_last):
             from .ops import spikes_linear_backward
 
-            spikes, weight, x, params, state0, ckpt = ctx.saved_tensors
-            T, model, variant, surrogate, surrogate_param, detach_reset = ctx.args
+            spikes, weight, *saved = ctx.saved_tensors
+            x, T = saved[0], ctx.args[0]
             gw = gb = g_spikes = None
             readout = ()
             if gy is not None:
@@ -208,27 +200,9 @@ if _ext.loaded:
             gx = gp = gs0 = None
             if ctx.neuron and (readout or g_spikes is not None or g_last is not None):
                 need_p = ctx.needs_input_grad[3]
-                gx, gs0, gp = torch.ops.snn_cuda.model_backward(
-                    g_spikes,
-                    None,
-                    g_last,
-                    x,
-                    params,
-                    state0,
-                    ckpt,
-                    T,
-                    model,
-                    variant,
-                    surrogate,
-                    surrogate_param,
-                    detach_reset,
-                    need_p,
-                    False,
-                    None,
-                    *(readout or (None, None)),
-                )
+                gx, gs0, gp = _model_grads(g_spikes, None, g_last, saved, ctx.args, need_p, None, readout)
                 gx = gx if ctx.needs_input_grad[2] else None
-                gp = _param_grads(gp, params) if need_p else None
+                gp = _param_grads(gp, saved[1]) if need_p else None
                 gs0 = gs0 if ctx.needs_input_grad[4] else None
             return (gw, gb, gx, gp, gs0) + (None,) * 6
 
@@ -310,21 +284,10 @@ def model_multistep(
     check_device("params", params, x)
     check_device("state0", state0, x)
     need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, params, state0))
+    # model_forward's arguments after (x, params, state0)
+    args = (int(T), decl.id, int(variant), int(surrogate_id), float(surrogate_param), bool(detach_reset))
     if readout is not None:
-        return _model_linear(
-            decl,
-            x,
-            params,
-            state0,
-            readout,
-            need_grad,
-            variant,
-            T,
-            surrogate_id,
-            surrogate_param,
-            detach_reset,
-            batch_first,
-        )
+        return _model_linear(x, params, state0, args, readout, need_grad, batch_first)
     # The CPU kernels' backward reads every state from a returned state
     # sequence, so checkpoints are kept only where the backward replays: no
     # sequence, CUDA, or the CuPy path serving the CPU (tests run the kernel
@@ -336,18 +299,7 @@ def model_multistep(
     if order is not None:
         x, state0 = permute_steps(x, order, 1), permute_steps(state0, order, 1)
     spikes, seq, last, _ = torch.ops.snn_cuda.model_forward(
-        x,
-        params,
-        state0,
-        int(T),
-        decl.id,
-        int(variant),
-        int(surrogate_id),
-        float(surrogate_param),
-        bool(detach_reset),
-        bool(return_states),
-        save,
-        bool(batch_first),
+        x, params, state0, *args, bool(return_states), save, bool(batch_first)
     )
     if order is not None:
         spikes, seq, last = (
@@ -358,9 +310,7 @@ def model_multistep(
     return spikes, seq, last
 
 
-def _model_linear(
-    decl, x, params, state0, readout, need_grad, variant, T, surrogate_id, surrogate_param, detach_reset, batch_first
-):
+def _model_linear(x, params, state0, args, readout, need_grad, batch_first):
     from .ops import spikes_linear
 
     weight, bias = readout
@@ -368,21 +318,10 @@ def _model_linear(
     check_device("the Linear bias", bias, x)
     if batch_first:
         raise ValueError("snn_cuda: a readout (NeuronLinear) needs batch_first=False")
-    args = (
-        x,
-        params,
-        state0,
-        int(T),
-        decl.id,
-        int(variant),
-        int(surrogate_id),
-        float(surrogate_param),
-        bool(detach_reset),
-    )
     empty = x.new_empty((0,), dtype=state_dtype(x.dtype))
     if torch.is_grad_enabled() and (need_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
-        y, last = _ModelLinearFn.apply(weight, bias, *args)
+        y, last = _ModelLinearFn.apply(weight, bias, x, params, state0, *args)
         return y, empty, last
     wide = _ops._wide_spikes(x)
-    spikes, _, last, _ = torch.ops.snn_cuda.model_forward(*args, False, False, False, not wide)
+    spikes, _, last, _ = torch.ops.snn_cuda.model_forward(x, params, state0, *args, False, False, False, not wide)
     return spikes_linear(spikes, weight, bias, wide), empty, last
