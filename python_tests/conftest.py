@@ -21,6 +21,7 @@ _ISA_SENSITIVE = {
     "test_layouts.py",
     "test_model_state_seq.py",
     "test_model_flavours.py",
+    "test_model_linear.py",
 }
 
 

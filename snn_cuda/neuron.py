@@ -660,7 +660,7 @@ class Leaky(MemoryModule):
         # A fixed beta must lie in [0, 1]; a learnable one is clamped in forward (snnTorch).
         _register_param(self, "beta", beta, self.learn_beta, shape, low=0.0, high=1.0)
         _register_param(self, "threshold", threshold, self.learn_threshold, shape)
-        self.reset_mechanism = _check_choice("reset_mechanism", reset_mechanism, tuple(ops.LEAKY_RESETS))
+        self.reset_mechanism = _check_choice("reset_mechanism", reset_mechanism, _LEAKY.variants)
         self.surrogate_function = sg.get(surrogate if surrogate is not None else sg.ATan())
         self.reset()
 
@@ -856,10 +856,10 @@ class SynapticCurrent(MemoryModule):
         single = self.step_mode == "s"
         bf = self.batch_first and not single
         xs = x.unsqueeze(0) if single else x
-        c0 = _as_state(self.c, x, _step_shape(x, single, None, bf), "the synaptic current c")
+        rest = _step_shape(x, single, None, bf)
+        c0 = _as_state(self.c, x, rest, "the synaptic current c")
         c_init = 0.0 if isinstance(self.c, Tensor) else float(self.c)
         if self._use_fused(x, sg.StraightThrough()):
-            rest = _step_shape(x, single, None, bf)
             _, seq, last = model_ops.model_multistep(
                 "leaky",
                 xs,

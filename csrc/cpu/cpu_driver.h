@@ -183,16 +183,14 @@ inline bool check_readout_flags(const c10::optional<at::Tensor>& readout_grad,
   return true;
 }
 
-// The readout_grad / readout_weight tensors of the backward ops, checked
-// against the step shape `rest` (its last dim the Linear's features) and the
-// T steps of the sequence.
-inline ReadoutArgs check_readout(const c10::optional<at::Tensor>& readout_grad,
-                                 const c10::optional<at::Tensor>& readout_weight,
-                                 const c10::optional<at::Tensor>& grad_spikes, bool batch_first,
-                                 at::ScalarType x_dtype, const at::Device& dev, int64_t T,
-                                 const std::vector<int64_t>& rest) {
+// The readout_grad / readout_weight tensors of the backward ops (given when
+// `on`, check_readout_flags' answer), checked against the step shape `rest`
+// (its last dim the Linear's features) and the T steps of the sequence.
+inline ReadoutArgs check_readout(bool on, const c10::optional<at::Tensor>& readout_grad,
+                                 const c10::optional<at::Tensor>& readout_weight, at::ScalarType x_dtype,
+                                 const at::Device& dev, int64_t T, const std::vector<int64_t>& rest) {
   ReadoutArgs a;
-  a.on = check_readout_flags(readout_grad, readout_weight, grad_spikes, batch_first);
+  a.on = on;
   if (!a.on) return a;
   TORCH_CHECK_TYPE(x_dtype == at::kFloat || x_dtype == at::kDouble,
                    "snn_cuda: readout_grad needs float32 or float64 spikes (x_dtype), got ", x_dtype);

@@ -342,13 +342,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> model_backward_cpu(
     int64_t surrogate, double sg_param, bool detach_reset, bool grad_params, bool batch_first,
     const c10::optional<at::Tensor>& state_seq, const c10::optional<at::Tensor>& readout_grad,
     const c10::optional<at::Tensor>& readout_weight) {
-  check_readout_flags(readout_grad, readout_weight, grad_spikes, batch_first);
+  const bool readout_on = check_readout_flags(readout_grad, readout_weight, grad_spikes, batch_first);
   auto b = snn_host::prepare_model_backward(grad_spikes, grad_state_seq, grad_state_last, x, params, state0, ckpt, T,
                                             model, variant, surrogate, sg_param, detach_reset, grad_params, batch_first,
                                             state_seq, false);
   const std::vector<int64_t> rest(b.gstate0.sizes().begin() + 1, b.gstate0.sizes().end());
   const ReadoutArgs ro =
-      check_readout(readout_grad, readout_weight, grad_spikes, batch_first, x.scalar_type(), x.device(), b.p.T, rest);
+      check_readout(readout_on, readout_grad, readout_weight, x.scalar_type(), x.device(), b.p.T, rest);
   const snn_cpu::Kernels& k = snn_cpu::kernels();
   switch (b.dt) {
     case snn_host::DT_F32: {

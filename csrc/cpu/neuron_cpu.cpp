@@ -286,14 +286,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> neuron_backward_cpu(
     double v_init, bool decay_input, bool has_floor, bool detach_reset, bool grad_decay, bool grad_threshold,
     at::ScalarType x_dtype, const c10::optional<at::Tensor>& readout_grad,
     const c10::optional<at::Tensor>& readout_weight, bool batch_first) {
-  check_readout_flags(readout_grad, readout_weight, grad_spikes, batch_first);
+  const bool readout_on = check_readout_flags(readout_grad, readout_weight, grad_spikes, batch_first);
   auto b = snn_host::prepare_backward(grad_spikes, grad_v_seq, grad_v_last, saved, x, v0, decay_param, threshold_param,
                                       T, save_mode, model, reset, surrogate, sg_param, tau, v_th, v_reset, v_floor,
                                       beta, v_init, decay_input, has_floor, detach_reset, grad_decay, grad_threshold,
                                       x_dtype, batch_first);
   const bool leaky = model == MODEL_LEAKY, plif = model == MODEL_PLIF;
-  const ReadoutArgs ro = check_readout(readout_grad, readout_weight, grad_spikes, batch_first, x_dtype,
-                                       saved.device(), b.p.T, snn_host::rest_sizes(saved, 1));
+  const ReadoutArgs ro = check_readout(readout_on, readout_grad, readout_weight, x_dtype, saved.device(), b.p.T,
+                                       snn_host::rest_sizes(saved, 1));
   const Readout<float> ro32 = ro.on && x_dtype == at::kFloat ? ro.get<float>() : Readout<float>{};
   const Readout<double> ro64 = ro.on && x_dtype == at::kDouble ? ro.get<double>() : Readout<double>{};
   const bool readout = ro.on;
